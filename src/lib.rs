@@ -1,0 +1,16 @@
+//! kdgrid: a declarative experiment runner for knowledge-distillation and seed-variance studies.
+//!
+//! The data flow is visible in the module layout:
+//! [`manifest`] (TOML → validated settings) → [`plan`] (grid → DAG of content-addressed
+//! stages) → [`train`] (Burn training of one stage) → [`store`] (atomic per-stage records) →
+//! [`report`] (Polars tables and Markdown). [`sweep`] drives a plan through the other phases and
+//! [`cli`] is the command-line edge that renders errors for people.
+
+pub mod cli;
+pub mod data;
+pub mod manifest;
+pub mod plan;
+pub mod report;
+pub mod store;
+pub mod sweep;
+pub mod train;

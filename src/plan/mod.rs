@@ -1,0 +1,297 @@
+//! The planner: expands a [`Manifest`]'s grid into a DAG of training stages (second phase of
+//! manifest → plan → train → store → report).
+//!
+//! A stage's [`StageId`] is a SHA-256 digest of everything that decides its result (dataset,
+//! architecture, training settings, seed, distillation settings and the parent stage's id), so
+//! equal stages merge: a teacher for one seed is trained once for the whole grid, and a stage
+//! already in the results store is found again by id on a rerun.
+
+use crate::manifest::{DatasetSpec, Manifest, ModelSpec, ROLE_AXES, TrainingSpec};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Version of the stage-key layout; bump it only when results would legitimately change.
+const KEY_FORMAT: u32 = 1;
+
+/// Content-addressed id of a stage: the first 16 hex digits of a SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StageId(String);
+
+impl StageId {
+    /// The id as text (16 lowercase hex digits).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Distillation settings of a stage that learns from a teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Kd {
+    /// Softmax temperature.
+    pub temperature: f64,
+    /// Weight of the soft-target term.
+    pub alpha: f64,
+}
+
+/// What a stage is to the cells that use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// First model of a chain, trained on labels only, and not itself the end of a chain.
+    Teacher,
+    /// A distilled model that teaches the next one.
+    Assistant,
+    /// The last model of a chain: what a cell measures.
+    Student,
+}
+
+impl Role {
+    /// Lowercase name, as in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Teacher => "teacher",
+            Role::Assistant => "assistant",
+            Role::Student => "student",
+        }
+    }
+}
+
+/// One training run: a model trained with one seed, from labels or from a parent stage.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Content-addressed id.
+    pub id: StageId,
+    /// Model name from the manifest.
+    pub model: String,
+    /// Its architecture.
+    pub spec: ModelSpec,
+    /// Training settings.
+    pub training: TrainingSpec,
+    /// Seed of the cell.
+    pub seed: u64,
+    /// Distillation settings; `None` for stages trained on labels only.
+    pub kd: Option<Kd>,
+    /// The teacher stage, if any.
+    pub parent: Option<StageId>,
+    /// Model names from the chain's root to this stage.
+    pub chain: Vec<String>,
+    /// Role in the grid.
+    pub role: Role,
+}
+
+impl Stage {
+    /// Chain as shown in tables: `teacher > assistant > student`.
+    pub fn chain_label(&self) -> String {
+        self.chain.join(" > ")
+    }
+
+    /// The teacher's model name, if distilled.
+    pub fn teacher_model(&self) -> Option<&str> {
+        self.parent
+            .as_ref()
+            .map(|_| self.chain[self.chain.len() - 2].as_str())
+    }
+
+    /// Seed of the weight-initialization stream: the cell seed and the architecture only, so
+    /// that a distilled student and its no-KD baseline start from the same weights.
+    pub fn init_stream(&self) -> [u8; 32] {
+        stream_seed(self.seed, "init", &self.spec)
+    }
+
+    /// Seed of the data-order stream: the cell seed only, so that paired runs see the same
+    /// batches.
+    pub fn order_stream(&self) -> [u8; 32] {
+        stream_seed(self.seed, "order", &())
+    }
+}
+
+/// One cell of the grid: a concrete chain at one seed and distillation setting.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Concrete model names, teacher first.
+    pub chain: Vec<String>,
+    /// Seed.
+    pub seed: u64,
+    /// Distillation settings (`None` for single-model chains).
+    pub kd: Option<Kd>,
+    /// The stage whose accuracy the cell reports (the chain's last).
+    pub stage: StageId,
+}
+
+/// The expanded DAG of a manifest.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Experiment name.
+    pub name: String,
+    /// Dataset every stage uses.
+    pub dataset: DatasetSpec,
+    /// Unique stages, parents before children.
+    pub stages: Vec<Stage>,
+    /// Grid cells.
+    pub cells: Vec<Cell>,
+}
+
+impl Plan {
+    /// Looks a stage up by id.
+    pub fn stage(&self, id: &StageId) -> Option<&Stage> {
+        self.stages.iter().find(|s| &s.id == id)
+    }
+
+    /// Number of stages with each role.
+    pub fn count_by_role(&self) -> BTreeMap<Role, usize> {
+        let mut counts = BTreeMap::new();
+        for s in &self.stages {
+            *counts.entry(s.role).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[derive(Serialize)]
+struct StageKey<'a> {
+    format: u32,
+    dataset: &'a DatasetSpec,
+    model: &'a ModelSpec,
+    training: &'a TrainingSpec,
+    seed: u64,
+    kd: Option<Kd>,
+    parent: Option<&'a StageId>,
+}
+
+fn digest(value: &impl Serialize) -> [u8; 32] {
+    // serde_json writes struct fields in declaration order and floats in shortest round-trip
+    // form, so this serialization is canonical for our key types.
+    let bytes = serde_json::to_vec(value).expect("stage keys serialize");
+    Sha256::digest(&bytes).into()
+}
+
+fn stream_seed(seed: u64, stream: &str, extra: &impl Serialize) -> [u8; 32] {
+    digest(&(KEY_FORMAT, seed, stream, extra))
+}
+
+/// Expands the manifest's grid into unique stages and cells.
+pub fn expand(manifest: &Manifest) -> Plan {
+    let grid = &manifest.grid;
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut index: HashMap<StageId, usize> = HashMap::new();
+    let mut cells = Vec::new();
+
+    let kd_settings: Vec<Kd> = grid
+        .temperatures
+        .iter()
+        .flat_map(|&temperature| {
+            grid.alphas
+                .iter()
+                .map(move |&alpha| Kd { temperature, alpha })
+        })
+        .collect();
+
+    for &seed in &grid.seeds {
+        for template in &grid.chains {
+            for chain in instantiate(template, &grid.roles) {
+                // The no-KD baseline does not use temperature or alpha: one cell, not one per setting.
+                let settings: Vec<Option<Kd>> = if chain.len() == 1 {
+                    vec![None]
+                } else {
+                    kd_settings.iter().copied().map(Some).collect()
+                };
+                for kd in settings {
+                    let mut parent: Option<StageId> = None;
+                    for (depth, model) in chain.iter().enumerate() {
+                        let spec = &manifest.models[model];
+                        let stage_kd = if depth == 0 { None } else { kd };
+                        let id = StageId(hex::encode(
+                            &digest(&StageKey {
+                                format: KEY_FORMAT,
+                                dataset: &manifest.dataset,
+                                model: spec,
+                                training: &manifest.training,
+                                seed,
+                                kd: stage_kd,
+                                parent: parent.as_ref(),
+                            })[..8],
+                        ));
+                        if !index.contains_key(&id) {
+                            index.insert(id.clone(), stages.len());
+                            stages.push(Stage {
+                                id: id.clone(),
+                                model: model.clone(),
+                                spec: spec.clone(),
+                                training: manifest.training.clone(),
+                                seed,
+                                kd: stage_kd,
+                                parent: parent.clone(),
+                                chain: chain[..=depth].to_vec(),
+                                role: if depth == 0 {
+                                    Role::Teacher
+                                } else {
+                                    Role::Assistant
+                                },
+                            });
+                        }
+                        parent = Some(id);
+                    }
+                    let stage = parent.expect("chains are non-empty");
+                    stages[index[&stage]].role = Role::Student;
+                    cells.push(Cell {
+                        chain: chain.clone(),
+                        seed,
+                        kd,
+                        stage,
+                    });
+                }
+            }
+        }
+    }
+    Plan {
+        name: manifest.name.clone(),
+        dataset: manifest.dataset.clone(),
+        stages,
+        cells,
+    }
+}
+
+/// Every concrete chain of a template: `@role` placeholders range over their grid axes.
+fn instantiate(template: &[String], roles: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    let used: Vec<&str> = ROLE_AXES
+        .into_iter()
+        .filter(|r| template.iter().any(|t| t.strip_prefix('@') == Some(*r)))
+        .collect();
+    let mut choices: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new()];
+    for role in used {
+        choices = choices
+            .into_iter()
+            .flat_map(|choice| {
+                roles[role].iter().map(move |value| {
+                    let mut c = choice.clone();
+                    c.insert(role, value.as_str());
+                    c
+                })
+            })
+            .collect();
+    }
+    choices
+        .into_iter()
+        .map(|choice| {
+            template
+                .iter()
+                .map(|t| match t.strip_prefix('@') {
+                    Some(role) => choice[role].to_string(),
+                    None => t.clone(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

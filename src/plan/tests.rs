@@ -1,0 +1,164 @@
+use super::*;
+use crate::manifest::parse;
+use std::path::Path;
+
+fn manifest(grid: &str) -> Manifest {
+    let text = format!(
+        r#"
+name = "t"
+[dataset]
+kind = "synthetic"
+[models.big]
+conv = [16, 32]
+[models.mid]
+conv = [8, 16]
+[models.small]
+conv = [4]
+[training]
+epochs = 1
+batch-size = 16
+optimizer = "sgd"
+lr = 0.1
+momentum = 0.9
+[grid]
+{grid}
+"#
+    );
+    parse(Path::new("m.toml"), &text).unwrap()
+}
+
+const GRID: &str = r#"
+seed = [0, 1, 2]
+temperature = [2.0, 4.0]
+alpha = [0.5]
+chains = [["small"], ["big", "small"], ["big", "mid", "small"]]
+"#;
+
+#[test]
+fn teachers_are_trained_once_per_seed() {
+    let plan = expand(&manifest(GRID));
+    // Per seed: 1 no-KD cell + 2 temperatures x 2 distilled chains.
+    assert_eq!(plan.cells.len(), 3 * (1 + 2 * 2));
+    let teachers: Vec<_> = plan.stages.iter().filter(|s| s.model == "big").collect();
+    assert_eq!(teachers.len(), 3, "one teacher per seed");
+    assert!(
+        teachers
+            .iter()
+            .all(|s| s.role == Role::Teacher && s.kd.is_none())
+    );
+    // Per seed: big, small (no KD), small<-big x2 T, mid<-big x2 T, small<-mid x2 T.
+    assert_eq!(plan.stages.len(), 3 * (2 + 2 + 2 + 2));
+    let counts = plan.count_by_role();
+    assert_eq!(counts[&Role::Teacher], 3);
+    assert_eq!(counts[&Role::Assistant], 6);
+    assert_eq!(counts[&Role::Student], 15);
+}
+
+#[test]
+fn parents_come_before_children() {
+    let plan = expand(&manifest(GRID));
+    for (i, s) in plan.stages.iter().enumerate() {
+        if let Some(p) = &s.parent {
+            let j = plan.stages.iter().position(|x| &x.id == p).unwrap();
+            assert!(j < i);
+            assert_eq!(plan.stages[j].chain, s.chain[..s.chain.len() - 1]);
+        }
+    }
+}
+
+#[test]
+fn adding_axis_values_keeps_existing_ids() {
+    let before = expand(&manifest(GRID));
+    let after = expand(&manifest(
+        &GRID
+            .replace("seed = [0, 1, 2]", "seed = [0, 1, 2, 9]")
+            .replace("temperature = [2.0, 4.0]", "temperature = [1.0, 2.0, 4.0]"),
+    ));
+    let ids: Vec<_> = after.stages.iter().map(|s| s.id.clone()).collect();
+    for s in &before.stages {
+        assert!(ids.contains(&s.id), "stage {} vanished", s.chain_label());
+    }
+    assert!(after.stages.len() > before.stages.len());
+}
+
+#[test]
+fn ids_change_with_what_decides_the_result() {
+    let base = expand(&manifest(GRID));
+    let other_lr = manifest(GRID);
+    let mut m = other_lr.clone();
+    m.training.lr = 0.05;
+    let changed = expand(&m);
+    assert!(
+        base.stages
+            .iter()
+            .all(|s| changed.stages.iter().all(|c| c.id != s.id))
+    );
+}
+
+#[test]
+fn stage_ids_are_stable_across_releases() {
+    // A snapshot: if this changes, every user's results store would be retrained.
+    let plan = expand(&manifest(GRID));
+    let first = &plan.stages[0];
+    assert_eq!((first.model.as_str(), first.seed), ("small", 0));
+    assert_eq!(first.id.as_str(), "e6762d0d7963ca36");
+}
+
+#[test]
+fn paired_stages_share_init_and_order_streams() {
+    let plan = expand(&manifest(GRID));
+    let small: Vec<_> = plan
+        .stages
+        .iter()
+        .filter(|s| s.model == "small" && s.seed == 1)
+        .collect();
+    assert!(small.len() > 1);
+    assert!(
+        small
+            .iter()
+            .all(|s| s.init_stream() == small[0].init_stream())
+    );
+    assert!(
+        small
+            .iter()
+            .all(|s| s.order_stream() == small[0].order_stream())
+    );
+    let seed2 = plan
+        .stages
+        .iter()
+        .find(|s| s.model == "small" && s.seed == 2)
+        .unwrap();
+    assert_ne!(seed2.init_stream(), small[0].init_stream());
+    let big = plan
+        .stages
+        .iter()
+        .find(|s| s.model == "big" && s.seed == 1)
+        .unwrap();
+    assert_ne!(big.init_stream(), small[0].init_stream());
+}
+
+#[test]
+fn role_placeholders_cross_teachers_and_students() {
+    let plan = expand(&manifest(
+        r#"
+seed = [0]
+temperature = [4.0]
+alpha = [0.9]
+teacher = ["big", "mid"]
+student = ["small", "mid"]
+chains = [["@student"], ["@teacher", "@student"]]
+"#,
+    ));
+    let chains: Vec<String> = plan.cells.iter().map(|c| c.chain.join(">")).collect();
+    assert_eq!(
+        chains,
+        vec![
+            "small",
+            "mid",
+            "big>small",
+            "big>mid",
+            "mid>small",
+            "mid>mid"
+        ]
+    );
+}

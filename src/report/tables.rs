@@ -1,0 +1,80 @@
+//! The Polars frames of a sweep.
+
+use crate::plan::{Plan, StageId};
+use crate::store::{StageRecord, Status};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+
+/// One row per stage of `plan` that has a record, in plan order.
+pub fn runs_frame(
+    plan: &Plan,
+    records: &BTreeMap<StageId, StageRecord>,
+) -> PolarsResult<DataFrame> {
+    let rows: Vec<_> = plan
+        .stages
+        .iter()
+        .filter_map(|s| records.get(&s.id).map(|r| (s, r)))
+        .collect();
+    df![
+        "stage_id" => rows.iter().map(|(s, _)| s.id.to_string()).collect::<Vec<_>>(),
+        "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
+        "role" => rows.iter().map(|(s, _)| s.role.as_str()).collect::<Vec<_>>(),
+        "model" => rows.iter().map(|(s, _)| s.model.as_str()).collect::<Vec<_>>(),
+        "params" => rows.iter().map(|(_, r)| r.params as u64).collect::<Vec<_>>(),
+        "seed" => rows.iter().map(|(s, _)| s.seed).collect::<Vec<_>>(),
+        "temperature" => rows.iter().map(|(s, _)| s.kd.map(|k| k.temperature)).collect::<Vec<_>>(),
+        "alpha" => rows.iter().map(|(s, _)| s.kd.map(|k| k.alpha)).collect::<Vec<_>>(),
+        "teacher" => rows.iter().map(|(s, _)| s.teacher_model()).collect::<Vec<_>>(),
+        "parent_id" => rows.iter().map(|(s, _)| s.parent.as_ref().map(|p| p.to_string())).collect::<Vec<_>>(),
+        "status" => rows.iter().map(|(_, r)| r.status.as_str()).collect::<Vec<_>>(),
+        "epochs" => rows.iter().map(|(_, r)| r.epochs.len() as u32).collect::<Vec<_>>(),
+        "test_accuracy" => rows.iter().map(|(_, r)| r.test_accuracy).collect::<Vec<_>>(),
+        "test_loss" => rows.iter().map(|(_, r)| r.test_loss).collect::<Vec<_>>(),
+        "train_seconds" => rows.iter().map(|(_, r)| r.train_seconds).collect::<Vec<_>>(),
+        "backend" => rows.iter().map(|(_, r)| r.backend.as_str()).collect::<Vec<_>>(),
+        "error" => rows.iter().map(|(_, r)| r.error.as_deref()).collect::<Vec<_>>(),
+    ]
+}
+
+/// One row per stage and completed epoch.
+pub fn epochs_frame(
+    plan: &Plan,
+    records: &BTreeMap<StageId, StageRecord>,
+) -> PolarsResult<DataFrame> {
+    let rows: Vec<_> = plan
+        .stages
+        .iter()
+        .filter_map(|s| records.get(&s.id).map(|r| (s, r)))
+        .flat_map(|(s, r)| r.epochs.iter().map(move |e| (s, e)))
+        .collect();
+    df![
+        "stage_id" => rows.iter().map(|(s, _)| s.id.to_string()).collect::<Vec<_>>(),
+        "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
+        "model" => rows.iter().map(|(s, _)| s.model.as_str()).collect::<Vec<_>>(),
+        "seed" => rows.iter().map(|(s, _)| s.seed).collect::<Vec<_>>(),
+        "temperature" => rows.iter().map(|(s, _)| s.kd.map(|k| k.temperature)).collect::<Vec<_>>(),
+        "alpha" => rows.iter().map(|(s, _)| s.kd.map(|k| k.alpha)).collect::<Vec<_>>(),
+        "epoch" => rows.iter().map(|(_, e)| e.epoch as u32).collect::<Vec<_>>(),
+        "train_loss" => rows.iter().map(|(_, e)| e.train_loss).collect::<Vec<_>>(),
+        "test_loss" => rows.iter().map(|(_, e)| e.test_loss).collect::<Vec<_>>(),
+        "test_accuracy" => rows.iter().map(|(_, e)| e.test_accuracy).collect::<Vec<_>>(),
+    ]
+}
+
+/// Seed statistics (n, mean, std, min, max of test accuracy) of successful runs, grouped by
+/// chain, model, temperature and alpha, in plan order.
+pub fn summary_frame(runs: &DataFrame) -> PolarsResult<DataFrame> {
+    let acc = || col("test_accuracy");
+    runs.clone()
+        .lazy()
+        .filter(col("status").eq(lit(Status::Ok.as_str())))
+        .group_by_stable([col("chain"), col("model"), col("temperature"), col("alpha")])
+        .agg([
+            acc().count().cast(DataType::UInt32).alias("n"),
+            acc().mean().alias("mean"),
+            acc().std(1).alias("std"),
+            acc().min().alias("min"),
+            acc().max().alias("max"),
+        ])
+        .collect()
+}

@@ -1,0 +1,53 @@
+//! What the store keeps of a finished stage.
+
+use crate::plan::StageId;
+use crate::train::EpochMetrics;
+use serde::{Deserialize, Serialize};
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Trained to the last epoch.
+    Ok,
+    /// Diverged (non-finite loss); recorded so the sweep goes on and reruns do not retry.
+    Failed,
+    /// Not trained because its teacher failed (never stored, only reported).
+    Skipped,
+}
+
+impl Status {
+    /// Lowercase name, as in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// A finished stage's outcome and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// Stage id.
+    pub id: StageId,
+    /// Outcome.
+    pub status: Status,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Test accuracy after the last epoch.
+    pub test_accuracy: Option<f64>,
+    /// Test cross-entropy after the last epoch.
+    pub test_loss: Option<f64>,
+    /// Wall seconds of training and evaluation.
+    pub train_seconds: f64,
+    /// Per-epoch history.
+    pub epochs: Vec<EpochMetrics>,
+    /// Backend that trained it.
+    pub backend: String,
+    /// kdgrid version that trained it.
+    pub kdgrid_version: String,
+}

@@ -1,0 +1,43 @@
+//! Losses and metrics of one batch.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Int, Tensor};
+
+/// Mean cross-entropy of `logits` against class `labels`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, labels)
+}
+
+/// Hinton distillation loss:
+/// `alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s)`,
+/// with the KL summed over classes and averaged over the batch (per-sample, as in Hinton et
+/// al.). `teacher` carries no gradient.
+pub fn distillation(
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    labels: Tensor<1, Int>,
+    temperature: f64,
+    alpha: f64,
+) -> Tensor<1> {
+    let ce = cross_entropy(student.clone(), labels);
+    if alpha == 0.0 {
+        return ce;
+    }
+    let t = teacher.div_scalar(temperature).detach();
+    let log_p_teacher = log_softmax(t.clone(), 1);
+    let p_teacher = softmax(t, 1);
+    let log_p_student = log_softmax(student.div_scalar(temperature), 1);
+    let kl: Tensor<1> = (p_teacher * (log_p_teacher - log_p_student))
+        .sum_dim(1)
+        .mean();
+    kl.mul_scalar(alpha * temperature * temperature) + ce.mul_scalar(1.0 - alpha)
+}
+
+/// Number of rows whose argmax equals the label.
+pub fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
+    let predicted: Tensor<1, Int> = logits.argmax(1).flatten(0, 1);
+    predicted.equal(labels).int().sum().into_scalar::<i64>() as usize
+}

@@ -1,0 +1,272 @@
+//! The trainer: trains one [`Stage`] on a [`Dataset`] with Burn (third phase of
+//! manifest → plan → train → store → report).
+//!
+//! Every random choice comes from the stage's own `rand_chacha` streams ([`Stage::init_stream`],
+//! [`Stage::order_stream`]) and batches are built here, in order, so a stage's result does not
+//! depend on what else runs in the process. Burn types stay inside this module.
+
+mod loss;
+mod model;
+
+pub use model::Cnn;
+
+use crate::data::{Dataset, Split};
+use crate::manifest::Optimizer;
+use crate::plan::Stage;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Images per forward pass when evaluating.
+const EVAL_BATCH: usize = 500;
+
+/// Metrics after one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Mean cross-entropy on the test split.
+    pub test_loss: f64,
+    /// Accuracy on the test split.
+    pub test_accuracy: f64,
+    /// Wall seconds of the epoch (training and evaluation).
+    pub seconds: f64,
+}
+
+/// A trained stage.
+#[derive(Debug)]
+pub struct Trained {
+    /// The model in evaluation mode.
+    pub model: Cnn,
+    /// Per-epoch history.
+    pub epochs: Vec<EpochMetrics>,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Wall seconds spent training and evaluating.
+    pub seconds: f64,
+}
+
+/// A stage that could not be trained.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    #[error("loss diverged to {loss} at epoch {epoch}, step {step}")]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// The non-finite loss.
+        loss: f32,
+        /// History of the epochs completed before divergence.
+        epochs: Vec<EpochMetrics>,
+    },
+    /// A teacher's weights could not be read or a model could not be written.
+    #[error("model file `{}`: {message}", path.display())]
+    ModelFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The compute device of a sweep.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    device: Device,
+}
+
+impl Backend {
+    /// The pure-Rust `flex` CPU backend.
+    pub fn flex() -> Self {
+        Self {
+            device: Device::flex(),
+        }
+    }
+
+    /// Short name recorded with results.
+    pub fn name(&self) -> &'static str {
+        "flex"
+    }
+}
+
+/// Builds an untrained model of `stage`'s architecture for `data` (zeros, ready to load).
+fn blank(stage: &Stage, data: &Dataset, backend: &Backend) -> Cnn {
+    Cnn::new(
+        &stage.spec,
+        [data.channels, data.height, data.width],
+        data.classes,
+        None,
+        &backend.device,
+    )
+}
+
+/// Loads a trained model of `stage` from `path`.
+pub fn load_model(
+    stage: &Stage,
+    data: &Dataset,
+    backend: &Backend,
+    path: &Path,
+) -> Result<Cnn, TrainError> {
+    blank(stage, data, backend)
+        .try_load_file(path)
+        .map_err(|e| TrainError::ModelFile {
+            path: path.to_path_buf(),
+            message: format!("{e:?}"),
+        })
+}
+
+/// Saves `model` to `path` (the caller makes the write atomic).
+pub fn save_model(model: &Cnn, path: &Path) -> Result<(), TrainError> {
+    model
+        .clone()
+        .save_file(path)
+        .map_err(|e| TrainError::ModelFile {
+            path: path.to_path_buf(),
+            message: format!("{e:?}"),
+        })
+}
+
+/// Trains `stage` on `data`, distilling from `teacher` when the stage has one.
+/// `on_epoch` sees each epoch's metrics as they come.
+pub fn train(
+    stage: &Stage,
+    data: &Dataset,
+    teacher: Option<&Cnn>,
+    backend: &Backend,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<Trained, TrainError> {
+    let start = Instant::now();
+    let plain = backend.device.clone();
+    let device = plain.clone().autodiff();
+    let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
+    let mut order_rng = ChaCha8Rng::from_seed(stage.order_stream());
+    let mut model = Cnn::new(
+        &stage.spec,
+        [data.channels, data.height, data.width],
+        data.classes,
+        Some(&mut init_rng),
+        &device,
+    );
+    let params = model.num_params();
+    let mut optim = optimizer(stage);
+    let lr = stage.training.lr;
+    let batch_size = stage.training.batch_size;
+    let [c, h, w] = [data.channels, data.height, data.width];
+
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut pixels = Vec::new();
+    let mut epochs = Vec::new();
+    for epoch in 1..=stage.training.epochs {
+        let epoch_start = Instant::now();
+        order.shuffle(&mut order_rng);
+        let (mut loss_sum, mut steps) = (0f64, 0usize);
+        for (step, batch) in order.chunks(batch_size).enumerate() {
+            pixels.clear();
+            data.gather(&data.train, batch, &mut pixels);
+            let images = Tensor::<4>::from_data(
+                TensorData::new(pixels.clone(), [batch.len(), c, h, w]),
+                &plain,
+            );
+            let labels = labels_tensor(&data.train, batch, &plain);
+            let logits = model.forward(images.clone().autodiff());
+            let loss = match (teacher, stage.kd) {
+                (Some(teacher), Some(kd)) => loss::distillation(
+                    logits,
+                    teacher.forward(images).autodiff(),
+                    labels.autodiff(),
+                    kd.temperature,
+                    kd.alpha,
+                ),
+                _ => loss::cross_entropy(logits, labels.autodiff()),
+            };
+            let value = loss.clone().into_scalar::<f32>();
+            if !value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: step + 1,
+                    loss: value,
+                    epochs,
+                });
+            }
+            loss_sum += value as f64;
+            steps += 1;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+        }
+        let (test_loss, test_accuracy) = evaluate(&model.valid(), data, &data.test, &plain);
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / steps.max(1) as f64,
+            test_loss,
+            test_accuracy,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        on_epoch(&metrics);
+        epochs.push(metrics);
+    }
+    Ok(Trained {
+        model: model.valid(),
+        epochs,
+        params,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn optimizer(stage: &Stage) -> ModuleOptimizer {
+    let t = &stage.training;
+    let decay = t.weight_decay.map(|penalty| WeightDecayConfig {
+        penalty: penalty as f32,
+    });
+    match t.optimizer {
+        Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        Optimizer::Sgd => SgdConfig::new()
+            .with_weight_decay(decay)
+            .with_momentum(t.momentum.map(|momentum| MomentumConfig {
+                momentum,
+                dampening: 0.0,
+                nesterov: false,
+            }))
+            .init(),
+    }
+}
+
+fn labels_tensor(split: &Split, indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let labels: Vec<i64> = indices.iter().map(|&i| split.labels[i] as i64).collect();
+    Tensor::from_data(TensorData::new(labels, [indices.len()]), device)
+}
+
+/// Mean cross-entropy and accuracy of `model` on `split`.
+fn evaluate(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> (f64, f64) {
+    let [c, h, w] = [data.channels, data.height, data.width];
+    let (mut loss_sum, mut correct) = (0f64, 0usize);
+    let indices: Vec<usize> = (0..split.len()).collect();
+    let mut pixels = Vec::new();
+    for batch in indices.chunks(EVAL_BATCH) {
+        pixels.clear();
+        data.gather(split, batch, &mut pixels);
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels.clone(), [batch.len(), c, h, w]),
+            device,
+        );
+        let labels = labels_tensor(split, batch, device);
+        let logits = model.forward(images);
+        let loss = loss::cross_entropy(logits.clone(), labels.clone()).into_scalar::<f32>();
+        loss_sum += loss as f64 * batch.len() as f64;
+        correct += loss::correct(logits, labels);
+    }
+    let n = split.len().max(1) as f64;
+    (loss_sum / n, correct as f64 / n)
+}

@@ -1,0 +1,120 @@
+//! The CNN family of the manifest's `[models.*]`, with weights drawn from a per-stage
+//! `rand_chacha` stream instead of Burn's process-global RNG (see NOTES: Burn seeding is global).
+
+use crate::manifest::ModelSpec;
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+/// Conv layers (each followed by ReLU and, while the map is at least 2 pixels wide, a 2x2
+/// max-pool), hidden dense ReLU layers and a linear classifier.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    convs: Vec<Conv2d>,
+    dense: Vec<Linear>,
+    head: Linear,
+    pool: MaxPool2d,
+    pools: Vec<bool>,
+}
+
+/// Draws tensors in PyTorch's default layout of initial values: `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`
+/// for weights and biases (Kaiming-uniform with `a = sqrt(5)`), so runs compare with the
+/// PyTorch peer. `None` gives zeros, for models about to be loaded from disk.
+struct Init<'a> {
+    rng: Option<&'a mut ChaCha8Rng>,
+    device: &'a Device,
+}
+
+impl Init<'_> {
+    fn uniform<const D: usize>(&mut self, shape: [usize; D], fan_in: usize) -> Param<Tensor<D>> {
+        let n: usize = shape.iter().product();
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let values: Vec<f32> = match self.rng.as_deref_mut() {
+            Some(rng) => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
+            None => vec![0.0; n],
+        };
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
+    }
+
+    fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
+        Linear {
+            weight: self.uniform([d_in, d_out], d_in),
+            bias: Some(self.uniform([d_out], d_in)),
+        }
+    }
+}
+
+impl Cnn {
+    /// Builds the network for inputs of `[channels, height, width]` and `classes` outputs,
+    /// drawing initial weights from `rng` (zeros when `None`).
+    pub fn new(
+        spec: &ModelSpec,
+        [channels, height, width]: [usize; 3],
+        classes: usize,
+        rng: Option<&mut ChaCha8Rng>,
+        device: &Device,
+    ) -> Self {
+        let mut init = Init { rng, device };
+        let k = spec.kernel;
+        let (mut c, mut h, mut w) = (channels, height, width);
+        let mut convs = Vec::new();
+        let mut pools = Vec::new();
+        for &out in &spec.conv {
+            let fan_in = c * k * k;
+            convs.push(Conv2d {
+                weight: init.uniform([out, c, k, k], fan_in),
+                bias: Some(init.uniform([out], fan_in)),
+                stride: [1, 1],
+                kernel_size: [k, k],
+                dilation: [1, 1],
+                groups: 1,
+                padding: PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2),
+            });
+            let pool = h >= 2 && w >= 2;
+            if pool {
+                h /= 2;
+                w /= 2;
+            }
+            pools.push(pool);
+            c = out;
+        }
+        let mut d = c * h * w;
+        let mut dense = Vec::new();
+        for &width in &spec.dense {
+            dense.push(init.linear(d, width));
+            d = width;
+        }
+        let head = init.linear(d, classes);
+        Self {
+            convs,
+            dense,
+            head,
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            pools,
+        }
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, channels, height, width]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = x;
+        for (conv, &pool) in self.convs.iter().zip(&self.pools) {
+            x = relu(conv.forward(x));
+            if pool {
+                x = self.pool.forward(x);
+            }
+        }
+        let mut x: Tensor<2> = x.flatten(1, 3);
+        for layer in &self.dense {
+            x = relu(layer.forward(x));
+        }
+        self.head.forward(x)
+    }
+}

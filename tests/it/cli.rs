@@ -1,0 +1,182 @@
+//! The binary end to end on tiny synthetic grids.
+
+use crate::support::*;
+
+#[test]
+fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
+    let ws = Workspace::new(TINY);
+
+    let plan = ws.kdgrid(&["plan"]).success();
+    let out = stdout(&plan);
+    assert!(
+        out.contains("10 unique stages (2 teacher, 2 assistant, 6 student): 0 done, 10 to train"),
+        "{out}"
+    );
+    assert!(!ws.results().exists(), "`plan` must not write");
+
+    let run = ws.kdgrid(&["run"]).success();
+    let out = stdout(&run);
+    assert!(
+        out.contains("10 trained, 0 reused, 0 failed, 0 skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| chain | model | temperature | alpha | n | mean |"),
+        "{out}"
+    );
+
+    let runs = ws.parquet("tiny", "runs.parquet");
+    assert_eq!(runs.height(), 10);
+    let roles = strings(&runs, "role");
+    let chains = strings(&runs, "chain");
+    // The teacher is trained once per seed and shared by the KD student and the TA chain.
+    assert_eq!(roles.iter().filter(|r| *r == "teacher").count(), 2);
+    assert_eq!(
+        chains.iter().filter(|c| c.starts_with("teacher")).count(),
+        8
+    );
+    assert!(chains.contains(&"teacher > assistant > student".to_string()));
+    assert!(strings(&runs, "status").iter().all(|s| s == "ok"));
+    let acc = floats(&runs, "test_accuracy");
+    assert!(
+        acc.iter().all(|&a| a > 0.6),
+        "accuracy should be well above chance (0.25): {acc:?}"
+    );
+
+    let epochs = ws.parquet("tiny", "epochs.parquet");
+    assert_eq!(epochs.height(), 10 * 4);
+
+    let dir = ws.results().join("tiny");
+    let summary_csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(summary_csv.lines().count(), 1 + 5, "{summary_csv}");
+    assert!(summary_csv.starts_with("chain,model,temperature,alpha,n,mean,std,min,max"));
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| teacher > assistant > student | student | 4 | 0.5 | 2 |"),
+        "{md}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        11
+    );
+
+    // Rerun: nothing is trained and the tables are the same.
+    let before_csv = std::fs::read_to_string(dir.join("runs.csv")).unwrap();
+    let again = ws.kdgrid(&["run", "--quiet"]).success();
+    assert!(
+        stdout(&again).contains("0 trained, 10 reused"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs.csv")).unwrap(),
+        before_csv
+    );
+    assert!(stdout(&ws.kdgrid(&["plan"]).success()).contains("10 done, 0 to train"));
+
+    // From scratch in another folder: bit-identical accuracies and losses.
+    let fresh = Workspace::new(TINY);
+    fresh.kdgrid(&["run", "--quiet"]).success();
+    let runs2 = fresh.parquet("tiny", "runs.parquet");
+    for col in ["stage_id", "chain", "role"] {
+        assert_eq!(strings(&runs, col), strings(&runs2, col));
+    }
+    for col in ["test_accuracy", "test_loss"] {
+        let (a, b) = (floats(&runs, col), floats(&runs2, col));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{col}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_sweep_resumes_to_the_same_tables() {
+    // Simulate a sweep killed after some stages: train a grid with one seed, then the full grid.
+    let one_seed = TINY.replace("seed = [0, 1]", "seed = [0]");
+    let ws = Workspace::new(&one_seed);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    std::fs::write(ws.manifest(), TINY).unwrap();
+    // A half-written temporary file left by a killed writer must be ignored.
+    let stages = ws.results().join("tiny/stages");
+    std::fs::write(stages.join(".kdgrid-crash.tmp"), b"partial").unwrap();
+    let out = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    assert!(out.contains("5 trained, 5 reused"), "{out}");
+
+    let straight = Workspace::new(TINY);
+    straight.kdgrid(&["run", "--quiet"]).success();
+    let (a, b) = (
+        ws.parquet("tiny", "runs.parquet"),
+        straight.parquet("tiny", "runs.parquet"),
+    );
+    assert_eq!(strings(&a, "stage_id"), strings(&b, "stage_id"));
+    assert_eq!(floats(&a, "test_accuracy"), floats(&b, "test_accuracy"));
+}
+
+#[test]
+fn a_diverging_stage_is_recorded_and_the_sweep_goes_on() {
+    let text = TINY
+        .replace(
+            "optimizer = \"adam\"\nlr = 0.01",
+            "optimizer = \"sgd\"\nlr = 1e12",
+        )
+        .replace("seed = [0, 1]", "seed = [0]");
+    let ws = Workspace::new(&text);
+    let out = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let status = strings(&runs, "status");
+    assert_eq!(status.len(), 5, "{out}");
+    assert!(status.iter().any(|s| s == "failed"), "{status:?}");
+    let errors = strings(&runs, "error");
+    assert!(
+        errors.iter().any(|e| e.contains("loss diverged")),
+        "{errors:?}"
+    );
+    // Failures are stored: a rerun does not retry them.
+    let again = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    assert!(again.contains("0 trained"), "{again}");
+}
+
+#[test]
+fn an_invalid_manifest_fails_with_a_location_and_writes_nothing() {
+    let ws = Workspace::new(&TINY.replace("alpha = [0.5]", "alpha = [0.5, 2.0]"));
+    for cmd in ["validate", "plan", "run"] {
+        let a = ws.kdgrid(&[cmd]).code(2);
+        let err = stderr(&a);
+        assert!(
+            err.contains("alpha must be within [0, 1], found 2"),
+            "{err}"
+        );
+        assert!(err.contains("m.toml:33:9"), "{err}");
+    }
+    assert!(!ws.results().exists());
+}
+
+#[test]
+fn a_missing_dataset_names_the_file() {
+    let text = TINY.replace(
+        "kind = \"synthetic\"\nseed = 11\nclasses = 4\ntrain-size = 1024\ntest-size = 256\nimage-size = 10\nnoise = 0.5",
+        "kind = \"fashion-mnist\"\npath = \"nowhere\"",
+    );
+    let ws = Workspace::new(&text);
+    let a = ws.kdgrid(&["run"]).code(2);
+    let err = stderr(&a);
+    assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let a = assert_cmd::Command::cargo_bin("kdgrid")
+        .unwrap()
+        .arg("--help")
+        .assert()
+        .success();
+    let out = stdout(&a);
+    for word in ["plan", "run", "validate", "--results"] {
+        assert!(out.contains(word), "{out}");
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary (faster to link than one per file).
+
+mod cli;
+mod data;
+mod support;

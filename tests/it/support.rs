@@ -1,0 +1,114 @@
+//! Helpers shared by the integration tests.
+
+use assert_cmd::Command;
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// A tiny synthetic grid: 2 seeds x (no-KD, KD, TA chain) = 10 stages.
+pub const TINY: &str = r#"
+name = "tiny"
+
+[dataset]
+kind = "synthetic"
+seed = 11
+classes = 4
+train-size = 1024
+test-size = 256
+image-size = 10
+noise = 0.5
+
+[models.teacher]
+conv = [8, 16]
+dense = [32]
+
+[models.assistant]
+conv = [6]
+dense = [16]
+
+[models.student]
+conv = [4]
+
+[training]
+epochs = 4
+batch-size = 32
+optimizer = "adam"
+lr = 0.01
+
+[grid]
+seed = [0, 1]
+temperature = [4.0]
+alpha = [0.5]
+chains = [["student"], ["teacher", "student"], ["teacher", "assistant", "student"]]
+"#;
+
+/// A temporary folder holding `m.toml` with `text`, and a `results/` path inside it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.toml"), text).unwrap();
+        Self { dir }
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.path().join("m.toml")
+    }
+
+    pub fn results(&self) -> PathBuf {
+        self.dir.path().join("results")
+    }
+
+    /// `kdgrid --results <results> <args> <manifest>`.
+    pub fn kdgrid(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        Command::cargo_bin("kdgrid")
+            .unwrap()
+            .arg("--results")
+            .arg(self.results())
+            .args(args)
+            .arg(self.manifest())
+            .env("NO_COLOR", "1")
+            .assert()
+    }
+
+    pub fn parquet(&self, experiment: &str, name: &str) -> DataFrame {
+        read_parquet(&self.results().join(experiment).join(name))
+    }
+}
+
+pub fn read_parquet(path: &Path) -> DataFrame {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetReader::new(file).finish().unwrap()
+}
+
+pub fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+pub fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// The values of a string column.
+pub fn strings(df: &DataFrame, name: &str) -> Vec<String> {
+    df.column(name)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or("").to_string())
+        .collect()
+}
+
+/// The values of a float column (nulls as NaN).
+pub fn floats(df: &DataFrame, name: &str) -> Vec<f64> {
+    df.column(name)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect()
+}
