@@ -2,7 +2,13 @@
 CARGO ?= cargo
 MANIFEST ?= experiments/default.toml
 
-.PHONY: run data build test lint fmt bench clean
+# LibTorch for the `tch` backend: the torch 2.9.0 wheel, installed once into a cache outside the
+# checkout (~7 GB with its CUDA libraries), used at build time through LIBTORCH_USE_PYTORCH and
+# baked into the binary's rpath by build.rs.
+TORCH_VENV ?= $(HOME)/.cache/kdgrid/torch-2.9.0
+TCH_ENV = PATH="$(TORCH_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1
+
+.PHONY: run data build build-tch torch test test-flex test-tch lint fmt clean
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
@@ -15,9 +21,25 @@ data:
 build:
 	$(CARGO) build --release
 
-## The full test suite (release mode: the tests train real, tiny models).
-test:
+## kdgrid with both backends (flex and LibTorch CPU/CUDA).
+build-tch: torch
+	$(TCH_ENV) $(CARGO) build --release --features tch
+
+torch: $(TORCH_VENV)/.installed
+
+$(TORCH_VENV)/.installed:
+	python3 -m venv "$(TORCH_VENV)"
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check torch==2.9.0
+	touch "$@"
+
+## The full test suite on both backends (release mode: the tests train real, tiny models).
+test: test-flex test-tch
+
+test-flex:
 	$(CARGO) test --release
+
+test-tch: torch
+	$(TCH_ENV) $(CARGO) test --release --features tch
 
 lint:
 	$(CARGO) fmt --check

@@ -4,7 +4,7 @@
 //! Exit codes: `0` success; `1` a runtime failure (I/O, results store, model files);
 //! `2` invalid input (manifest, missing or corrupt dataset, bad arguments).
 
-use crate::manifest::{self, ManifestError};
+use crate::manifest::{self, BackendKind, DeviceSpec, Manifest, ManifestError};
 use crate::plan::{self, Plan, Role};
 use crate::report;
 use crate::store::Status;
@@ -42,15 +42,68 @@ enum Command {
     Plan {
         /// The manifest (TOML).
         manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
     },
     /// Train every stage not yet in the results store, then write tables and a summary.
     Run {
         /// The manifest (TOML).
         manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// Train up to N independent stages at once (a stage starts once its teacher is done);
+        /// results are bit-identical to `--jobs 1`.
+        #[arg(long, short, default_value_t = 1, value_name = "N")]
+        jobs: usize,
         /// Print only the summary, not per-epoch progress.
         #[arg(long, short)]
         quiet: bool,
     },
+}
+
+/// Overrides of the manifest's `[compute]` table.
+#[derive(Debug, clap::Args)]
+struct ComputeArgs {
+    /// Backend: `flex` (pure Rust) or `tch` (LibTorch).
+    #[arg(long, value_parser = ["flex", "tch"])]
+    backend: Option<String>,
+    /// Device: `cpu`, `cuda` or `cuda:N` (CUDA needs `--backend tch`).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Intra-op threads (part of a stage's id on LibTorch CPU, whose results depend on it).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+impl ComputeArgs {
+    /// Applies the overrides to `m`.
+    fn apply(&self, m: &mut Manifest) -> Result<(), Failure> {
+        let c = &mut m.compute;
+        if let Some(b) = &self.backend {
+            c.backend = if b == "tch" {
+                BackendKind::Tch
+            } else {
+                BackendKind::Flex
+            };
+        }
+        if let Some(d) = self.device {
+            c.device = d;
+        }
+        if let Some(t) = self.threads {
+            c.threads = Some(t.max(1));
+        }
+        if c.backend == BackendKind::Flex && c.device != DeviceSpec::Cpu {
+            return Err(Failure {
+                report: miette::miette!(
+                    help = "add `--backend tch`",
+                    "the `flex` backend runs on the CPU only, not on `{}`",
+                    c.device
+                ),
+                code: 2,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Entry point of the `kdgrid` binary.
@@ -115,18 +168,28 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Plan { manifest } => {
-            let m = manifest::load(manifest)?;
+        Command::Plan { manifest, compute } => {
+            let mut m = manifest::load(manifest)?;
+            compute.apply(&mut m)?;
             let plan = plan::expand(&m);
             print_plan(&plan, &cli.results)?;
             Ok(())
         }
-        Command::Run { manifest, quiet } => {
-            let m = manifest::load(manifest)?;
+        Command::Run {
+            manifest,
+            compute,
+            jobs,
+            quiet,
+        } => {
+            let mut m = manifest::load(manifest)?;
+            compute.apply(&mut m)?;
             let plan = plan::expand(&m);
-            let backend = Backend::flex();
+            let backend = Backend::new(plan.compute).map_err(|e| Failure {
+                report: e.into(),
+                code: 2,
+            })?;
             let quiet = *quiet;
-            let outcome = sweep::run(&plan, &cli.results, &backend, &mut |e| {
+            let outcome = sweep::run(&plan, &cli.results, &backend, *jobs, &mut |e| {
                 if !quiet {
                     print_event(e)
                 }

@@ -9,7 +9,7 @@ use crate::data::{self, DataError, Dataset};
 use crate::plan::{Plan, Stage, StageId};
 use crate::report::{self, ReportError, Tables};
 use crate::store::{StageRecord, Status, Store, StoreError};
-use crate::train::{self, Backend, Cnn, EpochMetrics, TrainError};
+use crate::train::{self, Backend, Cnn, EpochMetrics, TrainError, Trained};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -63,11 +63,19 @@ pub enum Event<'a> {
     Done(&'a Stage, &'a StageRecord),
 }
 
-/// Runs every stage of `plan` not yet in the store under `results`, then writes the tables.
+/// Messages from training workers to the sweep's thread.
+enum Msg {
+    Epoch(usize, EpochMetrics),
+    Done(usize, Result<Trained, TrainError>),
+}
+
+/// Runs every stage of `plan` not yet in the store under `results`, up to `jobs` at a time,
+/// then writes the tables.
 pub fn run(
     plan: &Plan,
     results: &Path,
     backend: &Backend,
+    jobs: usize,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome, SweepError> {
     let store = Store::open(results, &plan.name)?;
@@ -83,73 +91,181 @@ pub fn run(
         .iter()
         .filter(|s| !records.contains_key(&s.id))
         .collect();
-
-    // Children still to train, per teacher: a teacher's weights leave memory after its last child.
-    let mut waiting: HashMap<StageId, usize> = HashMap::new();
-    for s in &pending {
-        if let Some(p) = &s.parent {
-            *waiting.entry(p.clone()).or_insert(0) += 1;
+    let trained = pending.len();
+    if !pending.is_empty() {
+        let data = data::load(&plan.dataset)?;
+        Scheduler {
+            store: &store,
+            backend,
+            data: &data,
+            plan,
+            records: &mut records,
+            models: HashMap::new(),
+            waiting: HashMap::new(),
         }
+        .run(&pending, jobs.max(1), on_event)?;
     }
-    let mut models: HashMap<StageId, Cnn> = HashMap::new();
-    let mut dataset: Option<Dataset> = None;
-    let mut trained = 0;
-    for (i, stage) in pending.iter().enumerate() {
-        let parent_record = stage.parent.as_ref().map(|p| &records[p]);
-        if parent_record.is_some_and(|r| r.status != Status::Ok) {
-            let record = skipped(stage, backend);
-            on_event(Event::Done(stage, &record));
-            records.insert(stage.id.clone(), record);
-            continue;
-        }
-        let data = match &mut dataset {
-            Some(d) => &*d,
-            None => dataset.insert(data::load(&plan.dataset)?),
-        };
-        let teacher = match &stage.parent {
-            None => None,
-            Some(p) => {
-                if !models.contains_key(p) {
-                    let parent = plan.stage(p).expect("parents are in the plan");
-                    let model = train::load_model(parent, data, backend, &store.model_path(p))
-                        .map_err(SweepError::Model)?;
-                    models.insert(p.clone(), model);
-                }
-                models.get(p)
+
+    let tables = report::build(plan, &records).map_err(|source| ReportError::Polars {
+        path: store.root().to_path_buf(),
+        source,
+    })?;
+    let files = report::write(&tables, store.root())?;
+    let count = |status| records.values().filter(|r| r.status == status).count();
+    let skipped = count(Status::Skipped);
+    Ok(Outcome {
+        trained: trained - skipped,
+        reused,
+        failed: count(Status::Failed),
+        skipped,
+        dir: store.root().to_path_buf(),
+        files,
+        tables,
+    })
+}
+
+/// Runs pending stages on worker threads in dependency order.
+struct Scheduler<'a> {
+    store: &'a Store,
+    backend: &'a Backend,
+    data: &'a Dataset,
+    plan: &'a Plan,
+    records: &'a mut BTreeMap<StageId, StageRecord>,
+    /// Trained weights still needed by a pending child.
+    models: HashMap<StageId, Cnn>,
+    /// Pending children per teacher.
+    waiting: HashMap<StageId, usize>,
+}
+
+impl Scheduler<'_> {
+    fn run(
+        mut self,
+        pending: &[&Stage],
+        jobs: usize,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(), SweepError> {
+        for s in pending {
+            if let Some(p) = &s.parent {
+                *self.waiting.entry(p.clone()).or_insert(0) += 1;
             }
+        }
+        let mut todo: Vec<usize> = (0..pending.len()).collect();
+        let mut running = 0;
+        let mut started = 0;
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        std::thread::scope(|scope| -> Result<(), SweepError> {
+            loop {
+                // Start every stage whose teacher is settled, in plan order, while slots are free.
+                let mut i = 0;
+                while i < todo.len() && running < jobs {
+                    let stage = pending[todo[i]];
+                    let parent = stage.parent.as_ref().map(|p| self.records.get(p));
+                    match parent {
+                        Some(None) => i += 1, // teacher still training
+                        Some(Some(r)) if r.status != Status::Ok => {
+                            let record = skipped(stage, self.backend);
+                            self.release_parent(stage);
+                            on_event(Event::Done(stage, &record));
+                            self.records.insert(stage.id.clone(), record);
+                            todo.remove(i);
+                        }
+                        _ => {
+                            let teacher = self.teacher(stage)?;
+                            let idx = todo.remove(i);
+                            started += 1;
+                            running += 1;
+                            on_event(Event::Start(stage, started, pending.len()));
+                            let tx = tx.clone();
+                            let (data, backend) = (self.data, self.backend);
+                            scope.spawn(move || {
+                                let result = train::train(
+                                    stage,
+                                    data,
+                                    teacher.as_ref(),
+                                    backend,
+                                    &mut |m| {
+                                        let _ = tx.send(Msg::Epoch(idx, m.clone()));
+                                    },
+                                );
+                                let _ = tx.send(Msg::Done(idx, result));
+                            });
+                        }
+                    }
+                }
+                if running == 0 {
+                    if todo.is_empty() {
+                        return Ok(());
+                    }
+                    continue; // skipped stages may have unblocked others
+                }
+                match rx.recv().expect("workers hold a sender while running") {
+                    Msg::Epoch(idx, m) => on_event(Event::Epoch(pending[idx], &m)),
+                    Msg::Done(idx, result) => {
+                        running -= 1;
+                        let stage = pending[idx];
+                        self.release_parent(stage);
+                        let record = self.finish(stage, result)?;
+                        on_event(Event::Done(stage, &record));
+                        self.records.insert(stage.id.clone(), record);
+                    }
+                }
+            }
+        })
+    }
+
+    /// The weights of `stage`'s teacher, from memory or from the store.
+    fn teacher(&mut self, stage: &Stage) -> Result<Option<Cnn>, SweepError> {
+        let Some(p) = &stage.parent else {
+            return Ok(None);
         };
-        on_event(Event::Start(stage, i + 1, pending.len()));
-        let result = train::train(stage, data, teacher, backend, &mut |m| {
-            on_event(Event::Epoch(stage, m))
-        });
+        if !self.models.contains_key(p) {
+            let parent = self.plan.stage(p).expect("parents are in the plan");
+            let model =
+                train::load_model(parent, self.data, self.backend, &self.store.model_path(p))
+                    .map_err(SweepError::Model)?;
+            self.models.insert(p.clone(), model);
+        }
+        Ok(self.models.get(p).cloned())
+    }
+
+    /// One fewer child waits for `stage`'s teacher; drop its weights after the last.
+    fn release_parent(&mut self, stage: &Stage) {
         if let Some(p) = &stage.parent {
-            let left = waiting.get_mut(p).expect("counted above");
+            let left = self.waiting.get_mut(p).expect("counted");
             *left -= 1;
             if *left == 0 {
-                models.remove(p);
+                self.models.remove(p);
             }
         }
+    }
+
+    /// Saves a finished stage's weights and commits its record.
+    fn finish(
+        &mut self,
+        stage: &Stage,
+        result: Result<Trained, TrainError>,
+    ) -> Result<StageRecord, SweepError> {
         let record = match result {
             Ok(t) => {
-                store
+                self.store
                     .save_model(&stage.id, |path| train::save_model(&t.model, path))?
                     .map_err(SweepError::Model)?;
-                if waiting.get(&stage.id).is_some_and(|&n| n > 0) {
-                    models.insert(stage.id.clone(), t.model);
-                }
                 let last = t.epochs.last();
-                StageRecord {
-                    id: stage.id.clone(),
+                let record = StageRecord {
                     status: Status::Ok,
                     error: None,
                     params: t.params,
                     test_accuracy: last.map(|e| e.test_accuracy),
                     test_loss: last.map(|e| e.test_loss),
+                    weights_sha256: Some(train::weights_digest(&t.model)),
                     train_seconds: t.seconds,
                     epochs: t.epochs,
-                    backend: backend.name().into(),
-                    kdgrid_version: env!("CARGO_PKG_VERSION").into(),
+                    ..skipped(stage, self.backend)
+                };
+                if self.waiting.get(&stage.id).is_some_and(|&n| n > 0) {
+                    self.models.insert(stage.id.clone(), t.model);
                 }
+                record
             }
             Err(e @ TrainError::Diverged { .. }) => {
                 let message = e.to_string();
@@ -160,32 +276,14 @@ pub fn run(
                     error: Some(message),
                     epochs,
                     status: Status::Failed,
-                    ..skipped(stage, backend)
+                    ..skipped(stage, self.backend)
                 }
             }
             Err(e) => return Err(SweepError::Model(e)),
         };
-        store.commit(&record)?;
-        trained += 1;
-        on_event(Event::Done(stage, &record));
-        records.insert(stage.id.clone(), record);
+        self.store.commit(&record)?;
+        Ok(record)
     }
-
-    let tables = report::build(plan, &records).map_err(|source| ReportError::Polars {
-        path: store.root().to_path_buf(),
-        source,
-    })?;
-    let files = report::write(&tables, store.root())?;
-    let count = |status| records.values().filter(|r| r.status == status).count();
-    Ok(Outcome {
-        trained,
-        reused,
-        failed: count(Status::Failed),
-        skipped: count(Status::Skipped),
-        dir: store.root().to_path_buf(),
-        files,
-        tables,
-    })
 }
 
 fn skipped(stage: &Stage, backend: &Backend) -> StageRecord {
@@ -196,9 +294,12 @@ fn skipped(stage: &Stage, backend: &Backend) -> StageRecord {
         params: 0,
         test_accuracy: None,
         test_loss: None,
+        weights_sha256: None,
         train_seconds: 0.0,
         epochs: Vec::new(),
         backend: backend.name().into(),
+        device: backend.device_label(),
+        threads: backend.threads(),
         kdgrid_version: env!("CARGO_PKG_VERSION").into(),
     }
 }

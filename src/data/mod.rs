@@ -4,13 +4,15 @@
 //! run time: IDX files come from disk ([`idx`]) and the synthetic set is generated from a seed
 //! ([`synthetic`]).
 
+pub mod cifar;
 mod error;
+pub mod folder;
 pub mod idx;
 pub mod synthetic;
 
 pub use error::DataError;
 
-use crate::manifest::DatasetSpec;
+use crate::manifest::{DatasetSpec, FileFormat};
 
 /// One split (train or test): images in NCHW order as bytes, and labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,32 +124,103 @@ impl Dataset {
     }
 }
 
+/// Random crop (after zero padding) and horizontal flip, drawn per image from `rng`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Augment {
+    /// Pixels of zero padding on each side before cropping back to size.
+    pub crop_padding: usize,
+    /// Flip horizontally with probability 1/2.
+    pub flip: bool,
+}
+
+impl Dataset {
+    /// Like [`Dataset::gather`], with each image augmented by draws from `rng`: a crop offset
+    /// in `[-pad, pad]` on each axis, then a flip. Padding is a black pixel, normalized.
+    pub fn gather_augmented(
+        &self,
+        split: &Split,
+        indices: &[usize],
+        augment: Augment,
+        rng: &mut impl rand::Rng,
+        out: &mut Vec<f32>,
+    ) {
+        use rand::RngExt;
+        let (h, w) = (self.height as isize, self.width as isize);
+        let len = self.image_len();
+        let plane = self.height * self.width;
+        let pad = augment.crop_padding as i64;
+        out.reserve(indices.len() * len);
+        for &i in indices {
+            let dy = rng.random_range(-pad..=pad) as isize;
+            let dx = rng.random_range(-pad..=pad) as isize;
+            let flip = augment.flip && rng.random::<bool>();
+            let img = &split.images[i * len..(i + 1) * len];
+            for (c, chan) in img.chunks_exact(plane).enumerate() {
+                let (m, s) = (self.mean[c], self.std[c]);
+                for y in 0..h {
+                    for x in 0..w {
+                        let sx = if flip { w - 1 - x } else { x } + dx;
+                        let sy = y + dy;
+                        let p = if (0..h).contains(&sy) && (0..w).contains(&sx) {
+                            chan[(sy * w + sx) as usize] as f32 / 255.0
+                        } else {
+                            0.0
+                        };
+                        out.push((p - m) / s);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Loads the dataset a manifest names.
 pub fn load(spec: &DatasetSpec) -> Result<Dataset, DataError> {
-    match spec {
-        DatasetSpec::Idx {
-            name,
-            path,
-            train_limit,
-            test_limit,
-        } => {
-            let mut ds = idx::load_folder(name, path)?;
-            let len = ds.image_len();
-            if let Some(n) = train_limit {
-                ds.train.truncate(*n, len);
-            }
-            if let Some(n) = test_limit {
-                ds.test.truncate(*n, len);
-            }
-            // Normalization must describe the data actually trained on.
-            Ok(Dataset::new(
-                ds.name,
-                [ds.channels, ds.height, ds.width],
-                ds.classes,
-                ds.train,
-                ds.test,
-            ))
+    let DatasetSpec::Files {
+        format,
+        path,
+        train_limit,
+        test_limit,
+        normalize,
+    } = spec
+    else {
+        let DatasetSpec::Synthetic(s) = spec else {
+            unreachable!()
+        };
+        return Ok(synthetic::generate(s));
+    };
+    let name = format.name().to_string();
+    let (mut train, mut test, shape, classes) = match format {
+        FileFormat::FashionMnist | FileFormat::Mnist => {
+            let ds = idx::load_folder(&name, path)?;
+            (ds.train, ds.test, [1, ds.height, ds.width], ds.classes)
         }
-        DatasetSpec::Synthetic(s) => Ok(synthetic::generate(s)),
+        FileFormat::Cifar10 | FileFormat::Cifar100 => {
+            let release = if *format == FileFormat::Cifar10 {
+                cifar::Release::Cifar10
+            } else {
+                cifar::Release::Cifar100
+            };
+            let (train, test) = cifar::load(release, path)?;
+            (train, test, [3, 32, 32], release.classes())
+        }
+        FileFormat::ImageFolder => {
+            let f = folder::load(path)?;
+            (f.train, f.test, [3, f.size[0], f.size[1]], f.classes.len())
+        }
+    };
+    let len = shape.iter().product();
+    if let Some(n) = train_limit {
+        train.truncate(*n, len);
     }
+    if let Some(n) = test_limit {
+        test.truncate(*n, len);
+    }
+    // Normalization must describe the data actually trained on.
+    let mut ds = Dataset::new(name, shape, classes, train, test);
+    if let Some(n) = normalize {
+        ds.mean = n.mean.iter().map(|&m| m as f32).collect();
+        ds.std = n.std.iter().map(|&s| s as f32).collect();
+    }
+    Ok(ds)
 }

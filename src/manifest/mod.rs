@@ -33,35 +33,185 @@ pub struct Manifest {
     pub models: BTreeMap<String, ModelSpec>,
     /// Training settings shared by every stage.
     pub training: TrainingSpec,
+    /// Per-model overrides of `training` (e.g. teachers train longer).
+    pub overrides: BTreeMap<String, TrainingOverride>,
     /// Grid axes and distillation chains.
     pub grid: Grid,
+    /// Backend, device and threads.
+    pub compute: ComputeSpec,
+}
+
+/// Which Burn backend trains the stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// Burn's pure-Rust CPU backend.
+    Flex,
+    /// LibTorch (CPU or CUDA), through burn's `tch` feature.
+    Tch,
+}
+
+/// Where a backend computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceSpec {
+    /// The CPU.
+    Cpu,
+    /// A CUDA GPU by index (`tch` only).
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}`: expected `cpu`, `cuda` or `cuda:N`")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// Backend, device and intra-op threads of a sweep.
+///
+/// ```toml
+/// [compute]
+/// backend = "tch"     # or "flex" (default)
+/// device = "cuda:0"   # or "cpu" (default)
+/// threads = 2         # intra-op threads; default: all cores
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeSpec {
+    /// Backend.
+    pub backend: BackendKind,
+    /// Device.
+    pub device: DeviceSpec,
+    /// Intra-op threads; `None` means all available cores.
+    pub threads: Option<usize>,
+}
+
+impl Default for ComputeSpec {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::Flex,
+            device: DeviceSpec::Cpu,
+            threads: None,
+        }
+    }
+}
+
+impl ComputeSpec {
+    /// Threads actually used: the setting, or every available core.
+    pub fn resolved_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
+    /// What of the compute settings decides a stage's numbers, for stage ids: `flex` is
+    /// bit-identical across thread counts, LibTorch on CPU is not, and on CUDA the device index
+    /// does not matter.
+    pub fn result_key(&self) -> String {
+        match (self.backend, self.device) {
+            (BackendKind::Flex, _) => "flex".into(),
+            (BackendKind::Tch, DeviceSpec::Cpu) => {
+                format!("tch-cpu-{}threads", self.resolved_threads())
+            }
+            (BackendKind::Tch, DeviceSpec::Cuda(_)) => "tch-cuda".into(),
+        }
+    }
 }
 
 /// Which data a study uses. Relative paths are resolved against the manifest's folder.
 ///
 /// ```toml
 /// [dataset]
-/// kind = "fashion-mnist"
+/// kind = "fashion-mnist"   # or "mnist", "cifar10", "cifar100", "image-folder", "synthetic"
 /// path = "../data/fashion-mnist"
 /// train-limit = 20000
+/// mean = [0.286]           # optional per-channel normalization; computed from the
+/// std = [0.353]            # training split when absent
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum DatasetSpec {
-    /// IDX files (`train-images-idx3-ubyte[.gz]`, ...) such as Fashion-MNIST or MNIST.
-    Idx {
-        /// Dataset name (`fashion-mnist`, `mnist`), part of stage ids.
-        name: String,
-        /// Folder with the IDX files; not part of stage ids, so data may move.
+    /// A dataset read from files on disk.
+    Files {
+        /// On-disk format, part of stage ids.
+        format: FileFormat,
+        /// Folder with the files; not part of stage ids, so data may move.
         #[serde(skip)]
         path: PathBuf,
         /// Use only the first N training images.
         train_limit: Option<usize>,
         /// Use only the first N test images.
         test_limit: Option<usize>,
+        /// Per-channel mean and std in [0, 1] pixel units; computed from the training split
+        /// when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        normalize: Option<Normalize>,
     },
     /// Seeded synthetic images: noisy class prototypes, for tests and demos.
     Synthetic(SyntheticSpec),
+}
+
+/// File formats kdgrid reads (never downloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileFormat {
+    /// Fashion-MNIST in IDX files (`train-images-idx3-ubyte[.gz]`, `t10k-*`).
+    FashionMnist,
+    /// MNIST in IDX files.
+    Mnist,
+    /// The CIFAR-10 binary release (`data_batch_{1..5}.bin`, `test_batch.bin`).
+    Cifar10,
+    /// The CIFAR-100 binary release (`train.bin`, `test.bin`; fine labels).
+    Cifar100,
+    /// `train/<class>/*.png|jpg` and `test/<class>/*` (ImageFolder layout), read as RGB.
+    ImageFolder,
+}
+
+impl FileFormat {
+    /// Name as written in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::FashionMnist => "fashion-mnist",
+            FileFormat::Mnist => "mnist",
+            FileFormat::Cifar10 => "cifar10",
+            FileFormat::Cifar100 => "cifar100",
+            FileFormat::ImageFolder => "image-folder",
+        }
+    }
+
+    /// Channels of the images as loaded.
+    pub fn channels(self) -> usize {
+        match self {
+            FileFormat::FashionMnist | FileFormat::Mnist => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// Given per-channel normalization.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Normalize {
+    /// Mean per channel, in [0, 1] pixel units.
+    pub mean: Vec<f64>,
+    /// Standard deviation per channel, in [0, 1] pixel units.
+    pub std: Vec<f64>,
 }
 
 /// Parameters of the synthetic dataset.
@@ -112,6 +262,34 @@ pub struct ModelSpec {
     pub kernel: usize,
 }
 
+/// Training settings a model may override in its `[models.*]` table.
+///
+/// ```toml
+/// [models.teacher]
+/// conv = [64, 128]
+/// epochs = 4        # teachers train longer than students
+/// lr = 0.0005
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrainingOverride {
+    /// Epochs for this model.
+    pub epochs: Option<usize>,
+    /// Learning rate for this model.
+    pub lr: Option<f64>,
+}
+
+impl Manifest {
+    /// The training settings of `model`: the shared ones with the model's overrides applied.
+    pub fn training_for(&self, model: &str) -> TrainingSpec {
+        let mut t = self.training.clone();
+        if let Some(o) = self.overrides.get(model) {
+            t.epochs = o.epochs.unwrap_or(t.epochs);
+            t.lr = o.lr.unwrap_or(t.lr);
+        }
+        t
+    }
+}
+
 /// Optimizer choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -145,6 +323,27 @@ pub struct TrainingSpec {
     pub momentum: Option<f64>,
     /// L2 weight decay.
     pub weight_decay: Option<f64>,
+    /// Data augmentation of training batches (absent: none; absent settings leave ids as
+    /// they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentSpec>,
+}
+
+/// Training-batch augmentation, drawn from the stage's augment stream.
+///
+/// ```toml
+/// [training]
+/// augment = { crop-padding = 4, flip = true }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AugmentSpec {
+    /// Zero padding before a random crop back to the original size (0: no crop).
+    #[serde(default)]
+    pub crop_padding: usize,
+    /// Random horizontal flips.
+    #[serde(default)]
+    pub flip: bool,
 }
 
 /// Grid axes and chain templates.
@@ -174,6 +373,15 @@ struct RawManifest {
     models: Spanned<BTreeMap<Spanned<String>, RawModel>>,
     training: RawTraining,
     grid: Spanned<RawGrid>,
+    compute: Option<RawCompute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCompute {
+    backend: Option<BackendKind>,
+    device: Option<Spanned<String>>,
+    threads: Option<Count>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +389,9 @@ struct RawManifest {
 enum DatasetKind {
     FashionMnist,
     Mnist,
+    Cifar10,
+    Cifar100,
+    ImageFolder,
     Synthetic,
 }
 
@@ -198,6 +409,8 @@ struct RawDataset {
     image_size: Option<Spanned<Count>>,
     channels: Option<Spanned<Count>>,
     noise: Option<Spanned<Fraction>>,
+    mean: Option<Spanned<Vec<f64>>>,
+    std: Option<Spanned<Vec<f64>>>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +420,8 @@ struct RawModel {
     #[serde(default)]
     dense: Vec<Count>,
     kernel: Option<Spanned<Count>>,
+    epochs: Option<Count>,
+    lr: Option<Positive>,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +433,7 @@ struct RawTraining {
     lr: Positive,
     momentum: Option<Fraction>,
     weight_decay: Option<Fraction>,
+    augment: Option<AugmentSpec>,
 }
 
 type Names = Spanned<Vec<Spanned<String>>>;
@@ -279,6 +495,21 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
     }
     let dataset = check_dataset(&raw.dataset, base, problems);
     let models = check_models(&raw.models, problems);
+    let overrides = raw
+        .models
+        .get_ref()
+        .iter()
+        .filter(|(_, m)| m.epochs.is_some() || m.lr.is_some())
+        .map(|(name, m)| {
+            (
+                name.get_ref().clone(),
+                TrainingOverride {
+                    epochs: m.epochs.map(Count::get),
+                    lr: m.lr.map(Positive::get),
+                },
+            )
+        })
+        .collect();
     let training = TrainingSpec {
         epochs: raw.training.epochs.get(),
         batch_size: raw.training.batch_size.get(),
@@ -286,8 +517,13 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
         lr: raw.training.lr.get(),
         momentum: raw.training.momentum.map(Fraction::get),
         weight_decay: raw.training.weight_decay.map(Fraction::get),
+        augment: raw
+            .training
+            .augment
+            .filter(|a| a.crop_padding > 0 || a.flip),
     };
     let grid = check_grid(&raw.grid, &models, problems);
+    let compute = check_compute(raw.compute.as_ref(), problems);
     if !problems.is_empty() {
         return None;
     }
@@ -298,8 +534,29 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
         dataset: dataset?,
         models,
         training,
+        overrides,
         grid: grid?,
+        compute,
     })
+}
+
+fn check_compute(raw: Option<&RawCompute>, problems: &mut Problems) -> ComputeSpec {
+    let mut spec = ComputeSpec::default();
+    let Some(raw) = raw else { return spec };
+    spec.backend = raw.backend.unwrap_or(BackendKind::Flex);
+    spec.threads = raw.threads.map(Count::get);
+    if let Some(device) = &raw.device {
+        match device.get_ref().parse::<DeviceSpec>() {
+            Ok(DeviceSpec::Cuda(_)) if spec.backend == BackendKind::Flex => problems.push(
+                Some(device.span()),
+                "the `flex` backend runs on the CPU only",
+                Some("set `backend = \"tch\"` for CUDA".into()),
+            ),
+            Ok(d) => spec.device = d,
+            Err(e) => problems.push(Some(device.span()), e, None),
+        }
+    }
+    spec
 }
 
 fn check_dataset(
@@ -317,8 +574,21 @@ fn check_dataset(
         ("channels", d.channels.as_ref().map(Spanned::span)),
         ("noise", d.noise.as_ref().map(Spanned::span)),
     ];
-    match d.kind.get_ref() {
-        kind @ (DatasetKind::FashionMnist | DatasetKind::Mnist) => {
+    let format = match d.kind.get_ref() {
+        DatasetKind::FashionMnist => Some(FileFormat::FashionMnist),
+        DatasetKind::Mnist => Some(FileFormat::Mnist),
+        DatasetKind::Cifar10 => Some(FileFormat::Cifar10),
+        DatasetKind::Cifar100 => Some(FileFormat::Cifar100),
+        DatasetKind::ImageFolder => Some(FileFormat::ImageFolder),
+        DatasetKind::Synthetic => None,
+    };
+    let channels = format.map_or_else(
+        || d.channels.as_ref().map_or(1, |c| c.get_ref().get()),
+        FileFormat::channels,
+    );
+    let normalize = check_normalize(d, channels, problems);
+    match format {
+        Some(format) => {
             for (key, span) in synthetic_keys {
                 if let Some(span) = span {
                     problems.push(
@@ -331,24 +601,20 @@ fn check_dataset(
             let Some(path) = &d.path else {
                 problems.push(
                     Some(raw.span()),
-                    "`dataset.path` is required for IDX datasets",
-                    Some("point it at the folder holding `train-images-idx3-ubyte.gz` and friends, relative to the manifest".into()),
+                    format!("`dataset.path` is required for `kind = \"{}\"`", format.name()),
+                    Some("point it at the folder holding the dataset's files, relative to the manifest".into()),
                 );
                 return None;
             };
-            Some(DatasetSpec::Idx {
-                name: if *kind == DatasetKind::Mnist {
-                    "mnist"
-                } else {
-                    "fashion-mnist"
-                }
-                .into(),
+            Some(DatasetSpec::Files {
+                format,
                 path: base.join(path.get_ref()),
                 train_limit: d.train_limit.map(Count::get),
                 test_limit: d.test_limit.map(Count::get),
+                normalize,
             })
         }
-        DatasetKind::Synthetic => {
+        None => {
             if let Some(path) = &d.path {
                 problems.push(
                     Some(path.span()),
@@ -375,6 +641,13 @@ fn check_dataset(
                     None,
                 );
             }
+            if let Some(mean) = d.mean.as_ref().filter(|_| normalize.is_some()) {
+                problems.push(
+                    Some(mean.span()),
+                    "`dataset.mean` and `dataset.std` apply to file datasets; synthetic data is normalized from its training split",
+                    None,
+                );
+            }
             Some(DatasetSpec::Synthetic(SyntheticSpec {
                 seed: d.seed.as_ref().map_or(0, |s| *s.get_ref()),
                 classes,
@@ -384,6 +657,45 @@ fn check_dataset(
                 channels: count(&d.channels, 1),
                 noise: d.noise.as_ref().map_or(0.5, |n| n.get_ref().get()),
             }))
+        }
+    }
+}
+
+fn check_normalize(d: &RawDataset, channels: usize, problems: &mut Problems) -> Option<Normalize> {
+    match (&d.mean, &d.std) {
+        (None, None) => None,
+        (Some(mean), Some(std)) => {
+            let mut ok = true;
+            for (key, v) in [("mean", mean), ("std", std)] {
+                if v.get_ref().len() != channels {
+                    ok = false;
+                    problems.push(
+                        Some(v.span()),
+                        format!(
+                            "`dataset.{key}` has {} values; the images have {channels} channel{}",
+                            v.get_ref().len(),
+                            if channels == 1 { "" } else { "s" }
+                        ),
+                        None,
+                    );
+                }
+            }
+            if std.get_ref().iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                ok = false;
+                problems.push(Some(std.span()), "`dataset.std` values must be > 0", None);
+            }
+            ok.then(|| Normalize {
+                mean: mean.get_ref().clone(),
+                std: std.get_ref().clone(),
+            })
+        }
+        (Some(v), None) | (None, Some(v)) => {
+            problems.push(
+                Some(v.span()),
+                "`dataset.mean` and `dataset.std` go together",
+                None,
+            );
+            None
         }
     }
 }

@@ -53,9 +53,9 @@ fn idx_paths_are_relative_to_the_manifest() {
     );
     let m = parse(Path::new("experiments/m.toml"), &text).unwrap();
     match m.dataset {
-        DatasetSpec::Idx { path, name, .. } => {
+        DatasetSpec::Files { path, format, .. } => {
             assert_eq!(path, Path::new("experiments/../data/fm"));
-            assert_eq!(name, "fashion-mnist");
+            assert_eq!(format, FileFormat::FashionMnist);
         }
         other => panic!("unexpected {other:?}"),
     }

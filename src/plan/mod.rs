@@ -6,7 +6,7 @@
 //! equal stages merge: a teacher for one seed is trained once for the whole grid, and a stage
 //! already in the results store is found again by id on a rerun.
 
-use crate::manifest::{DatasetSpec, Manifest, ModelSpec, ROLE_AXES, TrainingSpec};
+use crate::manifest::{ComputeSpec, DatasetSpec, Manifest, ModelSpec, ROLE_AXES, TrainingSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -107,6 +107,11 @@ impl Stage {
         stream_seed(self.seed, "init", &self.spec)
     }
 
+    /// Seed of the augmentation stream: the cell seed only, like the data order.
+    pub fn augment_stream(&self) -> [u8; 32] {
+        stream_seed(self.seed, "augment", &())
+    }
+
     /// Seed of the data-order stream: the cell seed only, so that paired runs see the same
     /// batches.
     pub fn order_stream(&self) -> [u8; 32] {
@@ -138,6 +143,8 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// Grid cells.
     pub cells: Vec<Cell>,
+    /// Backend and device.
+    pub compute: ComputeSpec,
 }
 
 impl Plan {
@@ -162,6 +169,7 @@ struct StageKey<'a> {
     dataset: &'a DatasetSpec,
     model: &'a ModelSpec,
     training: &'a TrainingSpec,
+    compute: String,
     seed: u64,
     kd: Option<Kd>,
     parent: Option<&'a StageId>,
@@ -209,12 +217,14 @@ pub fn expand(manifest: &Manifest) -> Plan {
                     for (depth, model) in chain.iter().enumerate() {
                         let spec = &manifest.models[model];
                         let stage_kd = if depth == 0 { None } else { kd };
+                        let training = manifest.training_for(model);
                         let id = StageId(hex::encode(
                             &digest(&StageKey {
                                 format: KEY_FORMAT,
                                 dataset: &manifest.dataset,
                                 model: spec,
-                                training: &manifest.training,
+                                training: &training,
+                                compute: manifest.compute.result_key(),
                                 seed,
                                 kd: stage_kd,
                                 parent: parent.as_ref(),
@@ -226,7 +236,7 @@ pub fn expand(manifest: &Manifest) -> Plan {
                                 id: id.clone(),
                                 model: model.clone(),
                                 spec: spec.clone(),
-                                training: manifest.training.clone(),
+                                training: training.clone(),
                                 seed,
                                 kd: stage_kd,
                                 parent: parent.clone(),
@@ -257,6 +267,7 @@ pub fn expand(manifest: &Manifest) -> Plan {
         dataset: manifest.dataset.clone(),
         stages,
         cells,
+        compute: manifest.compute,
     }
 }
 

@@ -30,8 +30,12 @@ pub fn runs_frame(
         "epochs" => rows.iter().map(|(_, r)| r.epochs.len() as u32).collect::<Vec<_>>(),
         "test_accuracy" => rows.iter().map(|(_, r)| r.test_accuracy).collect::<Vec<_>>(),
         "test_loss" => rows.iter().map(|(_, r)| r.test_loss).collect::<Vec<_>>(),
+        "weights_sha256" => rows.iter().map(|(_, r)| r.weights_sha256.as_deref()).collect::<Vec<_>>(),
         "train_seconds" => rows.iter().map(|(_, r)| r.train_seconds).collect::<Vec<_>>(),
         "backend" => rows.iter().map(|(_, r)| r.backend.as_str()).collect::<Vec<_>>(),
+        "device" => rows.iter().map(|(_, r)| r.device.as_str()).collect::<Vec<_>>(),
+        "threads" => rows.iter().map(|(_, r)| r.threads as u32).collect::<Vec<_>>(),
+        "kdgrid_version" => rows.iter().map(|(_, r)| r.kdgrid_version.as_str()).collect::<Vec<_>>(),
         "error" => rows.iter().map(|(_, r)| r.error.as_deref()).collect::<Vec<_>>(),
     ]
 }

@@ -46,8 +46,14 @@ pub struct StageRecord {
     pub train_seconds: f64,
     /// Per-epoch history.
     pub epochs: Vec<EpochMetrics>,
+    /// SHA-256 of the final weights' bits (see `train::weights_digest`).
+    pub weights_sha256: Option<String>,
     /// Backend that trained it.
     pub backend: String,
+    /// Device that trained it (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Intra-op threads of the backend.
+    pub threads: usize,
     /// kdgrid version that trained it.
     pub kdgrid_version: String,
 }

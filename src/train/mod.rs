@@ -10,10 +10,10 @@ mod model;
 
 pub use model::Cnn;
 
-use crate::data::{Dataset, Split};
-use crate::manifest::Optimizer;
+use crate::data::{Augment, Dataset, Split};
+use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec, Optimizer};
 use crate::plan::Stage;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
@@ -22,6 +22,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use std::path::Path;
 use std::time::Instant;
 use thiserror::Error;
@@ -42,6 +43,23 @@ pub struct EpochMetrics {
     pub test_accuracy: f64,
     /// Wall seconds of the epoch (training and evaluation).
     pub seconds: f64,
+}
+
+/// SHA-256 of every parameter's `f32` bits, in module order: equal digests mean bit-identical
+/// weights, whatever the file encoding.
+pub fn weights_digest(model: &Cnn) -> String {
+    struct Digest(Sha256);
+    impl ModuleVisitor for Digest {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let data = param.val().into_data();
+            for v in data.iter::<f32>() {
+                self.0.update(v.to_bits().to_le_bytes());
+            }
+        }
+    }
+    let mut d = Digest(Sha256::new());
+    model.visit(&mut d);
+    hex::encode(d.0.finalize())
 }
 
 /// A trained stage.
@@ -82,24 +100,106 @@ pub enum TrainError {
     },
 }
 
-/// The compute device of a sweep.
+/// A backend that is not available in this build or on this machine.
+#[derive(Debug, Error, miette::Diagnostic)]
+pub enum BackendError {
+    /// The binary was built without the `tch` feature.
+    #[error("this kdgrid was built without the `tch` (LibTorch) backend")]
+    #[diagnostic(
+        code(kdgrid::backend::not_built),
+        help(
+            "run `make build-tch` (installs torch 2.9.0 into ~/.cache/kdgrid once) and use `target/release/kdgrid`, or choose `backend = \"flex\"`"
+        )
+    )]
+    NotBuilt,
+    /// CUDA was asked for but LibTorch sees no such GPU.
+    #[error("CUDA device {index} is not available ({count} CUDA devices found)")]
+    #[diagnostic(code(kdgrid::backend::no_cuda))]
+    NoCuda {
+        /// The requested index.
+        index: usize,
+        /// Devices found.
+        count: usize,
+    },
+}
+
+/// The compute device of a sweep, set up from a [`ComputeSpec`].
 #[derive(Debug, Clone)]
 pub struct Backend {
     device: Device,
+    spec: ComputeSpec,
+    threads: usize,
 }
 
 impl Backend {
-    /// The pure-Rust `flex` CPU backend.
+    /// Sets up the backend `spec` names, including its intra-op thread count.
+    pub fn new(spec: ComputeSpec) -> Result<Self, BackendError> {
+        let threads = spec.resolved_threads();
+        let device = match spec.backend {
+            BackendKind::Flex => {
+                // Fails only when the global pool already exists; flex's results do not
+                // depend on the thread count, and the count actually used is recorded.
+                let _ = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build_global();
+                Device::flex()
+            }
+            BackendKind::Tch => tch_device(spec.device, threads)?,
+        };
+        let threads = match spec.backend {
+            BackendKind::Flex => rayon::current_num_threads(),
+            BackendKind::Tch => threads,
+        };
+        Ok(Self {
+            device,
+            spec,
+            threads,
+        })
+    }
+
+    /// The pure-Rust `flex` CPU backend with default threads.
     pub fn flex() -> Self {
-        Self {
-            device: Device::flex(),
+        Self::new(ComputeSpec::default()).expect("flex is always built")
+    }
+
+    /// Backend name recorded with results (`flex`, `tch`).
+    pub fn name(&self) -> &'static str {
+        match self.spec.backend {
+            BackendKind::Flex => "flex",
+            BackendKind::Tch => "tch",
         }
     }
 
-    /// Short name recorded with results.
-    pub fn name(&self) -> &'static str {
-        "flex"
+    /// Device recorded with results (`cpu`, `cuda:0`).
+    pub fn device_label(&self) -> String {
+        self.spec.device.to_string()
     }
+
+    /// Intra-op threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn marks tch deprecated, yet it is the way to NVIDIA GPUs through libtorch
+fn tch_device(device: DeviceSpec, threads: usize) -> Result<Device, BackendError> {
+    tch::set_num_threads(threads as i32);
+    match device {
+        DeviceSpec::Cpu => Ok(Device::libtorch()),
+        DeviceSpec::Cuda(index) => {
+            let count = tch::Cuda::device_count().max(0) as usize;
+            if index >= count {
+                return Err(BackendError::NoCuda { index, count });
+            }
+            Ok(Device::libtorch_cuda(index))
+        }
+    }
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch_device(_: DeviceSpec, _: usize) -> Result<Device, BackendError> {
+    Err(BackendError::NotBuilt)
 }
 
 /// Builds an untrained model of `stage`'s architecture for `data` (zeros, ready to load).
@@ -153,6 +253,11 @@ pub fn train(
     let device = plain.clone().autodiff();
     let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
     let mut order_rng = ChaCha8Rng::from_seed(stage.order_stream());
+    let mut augment_rng = ChaCha8Rng::from_seed(stage.augment_stream());
+    let augment = stage.training.augment.map(|a| Augment {
+        crop_padding: a.crop_padding,
+        flip: a.flip,
+    });
     let mut model = Cnn::new(
         &stage.spec,
         [data.channels, data.height, data.width],
@@ -175,7 +280,12 @@ pub fn train(
         let (mut loss_sum, mut steps) = (0f64, 0usize);
         for (step, batch) in order.chunks(batch_size).enumerate() {
             pixels.clear();
-            data.gather(&data.train, batch, &mut pixels);
+            match augment {
+                Some(a) => {
+                    data.gather_augmented(&data.train, batch, a, &mut augment_rng, &mut pixels)
+                }
+                None => data.gather(&data.train, batch, &mut pixels),
+            }
             let images = Tensor::<4>::from_data(
                 TensorData::new(pixels.clone(), [batch.len(), c, h, w]),
                 &plain,

@@ -180,3 +180,100 @@ fn help_explains_the_commands() {
         assert!(out.contains(word), "{out}");
     }
 }
+
+#[test]
+fn parallel_jobs_give_bit_identical_weights() {
+    let one = Workspace::new(TINY);
+    one.kdgrid(&["run", "--quiet", "--jobs", "1"]).success();
+    let four = Workspace::new(TINY);
+    four.kdgrid(&["run", "--quiet", "--jobs", "4"]).success();
+    let (a, b) = (
+        one.parquet("tiny", "runs.parquet"),
+        four.parquet("tiny", "runs.parquet"),
+    );
+    let digests = strings(&a, "weights_sha256");
+    assert_eq!(digests.len(), 10);
+    assert!(digests.iter().all(|d| d.len() == 64));
+    assert_eq!(digests, strings(&b, "weights_sha256"));
+    assert_eq!(strings(&a, "backend"), vec!["flex"; 10]);
+}
+
+#[test]
+fn augmentation_changes_results_reproducibly() {
+    let text = TINY.replace(
+        "lr = 0.01",
+        "lr = 0.01\naugment = { crop-padding = 1, flip = true }",
+    );
+    let a = Workspace::new(&text);
+    a.kdgrid(&["run", "--quiet"]).success();
+    let b = Workspace::new(&text);
+    b.kdgrid(&["run", "--quiet"]).success();
+    let plain = Workspace::new(TINY);
+    plain.kdgrid(&["run", "--quiet"]).success();
+    let (ra, rb, rp) = (
+        a.parquet("tiny", "runs.parquet"),
+        b.parquet("tiny", "runs.parquet"),
+        plain.parquet("tiny", "runs.parquet"),
+    );
+    assert_eq!(
+        strings(&ra, "weights_sha256"),
+        strings(&rb, "weights_sha256")
+    );
+    assert_ne!(
+        strings(&ra, "weights_sha256"),
+        strings(&rp, "weights_sha256")
+    );
+    assert!(floats(&ra, "test_accuracy").iter().all(|&x| x > 0.5));
+}
+
+#[test]
+fn flex_cannot_run_on_cuda_and_tch_needs_its_feature() {
+    let ws = Workspace::new(TINY);
+    let err = stderr(&ws.kdgrid(&["run", "--device", "cuda:0"]).code(2));
+    assert!(
+        err.contains("the `flex` backend runs on the CPU only"),
+        "{err}"
+    );
+    if !cfg!(feature = "tch") {
+        let err = stderr(&ws.kdgrid(&["run", "--backend", "tch"]).code(2));
+        assert!(err.contains("built without the `tch`"), "{err}");
+        assert!(err.contains("make build-tch"), "{err}");
+    }
+}
+
+/// The same tiny grid on LibTorch lands within seed noise of flex.
+#[cfg(feature = "tch")]
+#[test]
+fn tch_matches_flex_within_seed_noise() {
+    let flex = Workspace::new(TINY);
+    flex.kdgrid(&["run", "--quiet"]).success();
+    let tch = Workspace::new(TINY);
+    tch.kdgrid(&["run", "--quiet", "--backend", "tch", "--threads", "2"])
+        .success();
+    let (f, t) = (
+        flex.parquet("tiny", "runs.parquet"),
+        tch.parquet("tiny", "runs.parquet"),
+    );
+    assert_eq!(strings(&t, "backend"), vec!["tch"; 10]);
+    assert_ne!(
+        strings(&f, "stage_id"),
+        strings(&t, "stage_id"),
+        "backends never share stages"
+    );
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let (mf, mt) = (
+        mean(floats(&f, "test_accuracy")),
+        mean(floats(&t, "test_accuracy")),
+    );
+    assert!(mt > 0.6, "tch accuracy {mt}");
+    assert!((mf - mt).abs() < 0.05, "flex {mf} vs tch {mt}");
+    // Reruns on tch with the same thread count are bit-identical.
+    let again = Workspace::new(TINY);
+    again
+        .kdgrid(&["run", "--quiet", "--backend", "tch", "--threads", "2"])
+        .success();
+    assert_eq!(
+        strings(&t, "weights_sha256"),
+        strings(&again.parquet("tiny", "runs.parquet"), "weights_sha256")
+    );
+}

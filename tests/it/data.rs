@@ -2,7 +2,7 @@
 
 use flate2::{Compression, write::GzEncoder};
 use kdgrid::data::{self, DataError, idx};
-use kdgrid::manifest::DatasetSpec;
+use kdgrid::manifest::{DatasetSpec, FileFormat};
 use std::io::Write;
 use std::path::Path;
 
@@ -35,11 +35,12 @@ fn write_idx(dir: &Path, n_train: usize, n_test: usize, gz: bool) {
 }
 
 fn spec(dir: &Path, train_limit: Option<usize>) -> DatasetSpec {
-    DatasetSpec::Idx {
-        name: "fashion-mnist".into(),
+    DatasetSpec::Files {
+        format: FileFormat::FashionMnist,
         path: dir.to_path_buf(),
         train_limit,
         test_limit: None,
+        normalize: None,
     }
 }
 
@@ -117,4 +118,180 @@ fn synthetic_data_is_a_function_of_its_seed() {
     assert_ne!(a.train, c.train);
     assert_eq!(a.image_len(), 72);
     assert_eq!(a.mean.len(), 2);
+}
+
+fn files_spec(format: FileFormat, dir: &Path) -> DatasetSpec {
+    DatasetSpec::Files {
+        format,
+        path: dir.to_path_buf(),
+        train_limit: None,
+        test_limit: None,
+        normalize: None,
+    }
+}
+
+/// `n` CIFAR records with labels `i % classes`; the first pixel byte is the record index.
+fn cifar_records(n: usize, label_bytes: usize, classes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        if label_bytes == 2 {
+            out.push(0); // coarse label
+        }
+        out.push((i % classes) as u8);
+        let mut pixels = vec![7u8; 3072];
+        pixels[0] = i as u8;
+        out.extend(pixels);
+    }
+    out
+}
+
+#[test]
+fn reads_cifar10_and_cifar100_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 1..=5 {
+        std::fs::write(
+            dir.path().join(format!("data_batch_{i}.bin")),
+            cifar_records(3, 1, 10),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("test_batch.bin"), cifar_records(2, 1, 10)).unwrap();
+    let ds = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap();
+    assert_eq!(
+        (ds.channels, ds.height, ds.width, ds.classes),
+        (3, 32, 32, 10)
+    );
+    assert_eq!((ds.train.len(), ds.test.len()), (15, 2));
+    assert_eq!(&ds.train.labels[..4], &[0, 1, 2, 0]);
+    assert_eq!(
+        ds.train.images[3072], 1,
+        "record 1 starts after record 0's pixels"
+    );
+
+    let c100 = tempfile::tempdir().unwrap();
+    std::fs::write(c100.path().join("train.bin"), cifar_records(4, 2, 100)).unwrap();
+    std::fs::write(c100.path().join("test.bin"), cifar_records(2, 2, 100)).unwrap();
+    let ds = data::load(&files_spec(FileFormat::Cifar100, c100.path())).unwrap();
+    assert_eq!((ds.classes, ds.train.len()), (100, 4));
+    assert_eq!(ds.train.labels, vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn corrupt_cifar_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 1..=5 {
+        std::fs::write(
+            dir.path().join(format!("data_batch_{i}.bin")),
+            cifar_records(2, 1, 10),
+        )
+        .unwrap();
+    }
+    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap_err();
+    assert!(err.to_string().contains("test_batch.bin"), "{err}");
+
+    let mut bytes = cifar_records(2, 1, 10);
+    bytes.truncate(bytes.len() - 10);
+    std::fs::write(dir.path().join("test_batch.bin"), bytes).unwrap();
+    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap_err();
+    assert!(
+        err.to_string().contains("test_batch.bin") && err.to_string().contains("truncated record"),
+        "{err}"
+    );
+
+    let mut bytes = cifar_records(2, 1, 10);
+    bytes[0] = 42;
+    std::fs::write(dir.path().join("test_batch.bin"), bytes).unwrap();
+    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap_err();
+    assert!(err.to_string().contains("record 0 has label 42"), "{err}");
+}
+
+fn png(path: &Path, w: u32, h: u32, shade: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, _| image::Rgb([shade, x as u8, 0]))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn reads_image_folders_in_sorted_class_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (split, n) in [("train", 3), ("test", 1)] {
+        for (class, shade) in [("dog", 200), ("cat", 100)] {
+            for i in 0..n {
+                png(
+                    &root.join(split).join(class).join(format!("{i}.png")),
+                    5,
+                    4,
+                    shade,
+                );
+            }
+        }
+    }
+    let ds = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap();
+    assert_eq!((ds.channels, ds.height, ds.width, ds.classes), (3, 4, 5, 2));
+    assert_eq!(ds.train.labels, vec![0, 0, 0, 1, 1, 1], "cat < dog");
+    assert_eq!(ds.test.len(), 2);
+    // CHW: the red plane of a cat image is all 100, then the green plane counts x.
+    assert_eq!(&ds.train.images[..20], &[100; 20]);
+    assert_eq!(&ds.train.images[20..25], &[0, 1, 2, 3, 4]);
+
+    png(&root.join("train/cat/odd.png"), 6, 4, 1);
+    let err = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap_err();
+    assert!(
+        err.to_string().contains("odd.png") && err.to_string().contains("wrong image size 6x4"),
+        "{err}"
+    );
+    std::fs::remove_file(root.join("train/cat/odd.png")).unwrap();
+
+    std::fs::write(root.join("train/cat/bad.png"), b"not a png").unwrap();
+    let err = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap_err();
+    assert!(
+        err.to_string().contains("bad.png") && err.to_string().contains("unreadable image"),
+        "{err}"
+    );
+    std::fs::remove_file(root.join("train/cat/bad.png")).unwrap();
+
+    std::fs::remove_dir_all(root.join("test/dog")).unwrap();
+    let err = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap_err();
+    assert!(
+        matches!(err, DataError::Missing { ref path } if path.ends_with("test/dog")),
+        "{err}"
+    );
+}
+
+#[test]
+fn augmentation_is_seeded_and_off_means_identity() {
+    use rand::SeedableRng;
+    let ds = data::load(&DatasetSpec::Synthetic(kdgrid::manifest::SyntheticSpec {
+        seed: 1,
+        classes: 2,
+        train_size: 8,
+        test_size: 2,
+        image_size: 6,
+        channels: 3,
+        noise: 0.5,
+    }))
+    .unwrap();
+    let idx = [0, 3, 5];
+    let gather = |aug, seed| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut out = Vec::new();
+        ds.gather_augmented(&ds.train, &idx, aug, &mut rng, &mut out);
+        out
+    };
+    let mut plain = Vec::new();
+    ds.gather(&ds.train, &idx, &mut plain);
+    let off = data::Augment {
+        crop_padding: 0,
+        flip: false,
+    };
+    assert_eq!(gather(off, 1), plain);
+    let on = data::Augment {
+        crop_padding: 2,
+        flip: true,
+    };
+    assert_eq!(gather(on, 1), gather(on, 1));
+    assert_ne!(gather(on, 1), gather(on, 2));
+    assert_ne!(gather(on, 1), plain);
 }
