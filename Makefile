@@ -33,8 +33,10 @@ $(TORCH_VENV)/.installed:
 	touch "$@"
 
 ## The full test suite on both backends (release mode: the tests train real, tiny models).
-test: test-flex test-tch
+## With `tch` compiled in, every flex test runs too, plus the LibTorch ones.
+test: test-tch
 
+## The suite without LibTorch (no torch download).
 test-flex:
 	$(CARGO) test --release
 

@@ -258,6 +258,7 @@ impl Scheduler<'_> {
                     test_accuracy: last.map(|e| e.test_accuracy),
                     test_loss: last.map(|e| e.test_loss),
                     weights_sha256: Some(train::weights_digest(&t.model)),
+                    init_sha256: Some(t.initial_digest),
                     train_seconds: t.seconds,
                     epochs: t.epochs,
                     ..skipped(stage, self.backend)
@@ -295,6 +296,7 @@ fn skipped(stage: &Stage, backend: &Backend) -> StageRecord {
         test_accuracy: None,
         test_loss: None,
         weights_sha256: None,
+        init_sha256: None,
         train_seconds: 0.0,
         epochs: Vec::new(),
         backend: backend.name().into(),

@@ -168,6 +168,52 @@ pub enum DatasetSpec {
     Synthetic(SyntheticSpec),
 }
 
+/// What a dataset looks like, as far as it is known from the manifest alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataShape {
+    /// `[channels, height, width]`.
+    pub input: [usize; 3],
+    /// Number of classes.
+    pub classes: usize,
+    /// Training images used.
+    pub train: usize,
+    /// Test images used.
+    pub test: usize,
+}
+
+impl DatasetSpec {
+    /// The shape of the data, for formats whose shape is fixed (not image folders).
+    pub fn shape(&self) -> Option<DataShape> {
+        match self {
+            DatasetSpec::Synthetic(s) => Some(DataShape {
+                input: [s.channels, s.image_size, s.image_size],
+                classes: s.classes,
+                train: s.train_size,
+                test: s.test_size,
+            }),
+            DatasetSpec::Files {
+                format,
+                train_limit,
+                test_limit,
+                ..
+            } => {
+                let (input, classes, train) = match format {
+                    FileFormat::FashionMnist | FileFormat::Mnist => ([1, 28, 28], 10, 60_000),
+                    FileFormat::Cifar10 => ([3, 32, 32], 10, 50_000),
+                    FileFormat::Cifar100 => ([3, 32, 32], 100, 50_000),
+                    FileFormat::ImageFolder => return None,
+                };
+                Some(DataShape {
+                    input,
+                    classes,
+                    train: train_limit.map_or(train, |l| l.min(train)),
+                    test: test_limit.map_or(10_000, |l| l.min(10_000)),
+                })
+            }
+        }
+    }
+}
+
 /// File formats kdgrid reads (never downloads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -349,8 +395,11 @@ pub struct AugmentSpec {
 /// Grid axes and chain templates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
-    /// Seeds; each drives weight init and data order of every stage of a cell.
+    /// Seeds; each drives weight init, data order and augmentation of every stage of a cell.
     pub seeds: Vec<u64>,
+    /// Optional per-role seed axes that replace `seed` for one source of randomness, so that
+    /// variance can be attributed to each: `init-seed`, `order-seed`, `augment-seed`.
+    pub role_seeds: RoleSeedAxes,
     /// Distillation temperatures (only for stages with a teacher).
     pub temperatures: Vec<f64>,
     /// Distillation weights (only for stages with a teacher).
@@ -359,6 +408,23 @@ pub struct Grid {
     pub roles: BTreeMap<String, Vec<String>>,
     /// Chains of model names or `@role` placeholders, teacher first, student last.
     pub chains: Vec<Vec<String>>,
+}
+
+/// Per-role seed axes; `None` means the role follows the cell's `seed`.
+///
+/// ```toml
+/// [grid]
+/// seed = [0]
+/// order-seed = [0, 1, 2, 3]   # vary only the data order
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleSeedAxes {
+    /// Weight-initialization seeds.
+    pub init: Option<Vec<u64>>,
+    /// Data-order seeds.
+    pub order: Option<Vec<u64>>,
+    /// Augmentation seeds.
+    pub augment: Option<Vec<u64>>,
 }
 
 /// Role axes that chains may refer to as `@name`.
@@ -442,6 +508,9 @@ type Names = Spanned<Vec<Spanned<String>>>;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawGrid {
     seed: Spanned<Vec<u64>>,
+    init_seed: Option<Spanned<Vec<u64>>>,
+    order_seed: Option<Spanned<Vec<u64>>>,
+    augment_seed: Option<Spanned<Vec<u64>>>,
     #[serde(default)]
     temperature: Option<Spanned<Vec<Temperature>>>,
     #[serde(default)]
@@ -764,6 +833,22 @@ fn check_grid(
     let mut seeds = g.seed.get_ref().clone();
     seeds.sort_unstable();
     seeds.dedup();
+    let mut role_axis = |axis: &Option<Spanned<Vec<u64>>>, key: &str| {
+        axis.as_ref().map(|a| {
+            if a.get_ref().is_empty() {
+                problems.push(Some(a.span()), format!("`grid.{key}` is empty"), None);
+            }
+            let mut v = a.get_ref().clone();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+    };
+    let role_seeds = RoleSeedAxes {
+        init: role_axis(&g.init_seed, "init-seed"),
+        order: role_axis(&g.order_seed, "order-seed"),
+        augment: role_axis(&g.augment_seed, "augment-seed"),
+    };
 
     let model_names: Vec<&str> = models.keys().map(String::as_str).collect();
     let check_name = |name: &Spanned<String>, problems: &mut Problems| {
@@ -871,6 +956,7 @@ fn check_grid(
 
     Some(Grid {
         seeds,
+        role_seeds,
         temperatures: sorted_unique(temperatures),
         alphas: sorted_unique(alphas),
         roles,

@@ -6,6 +6,10 @@
 //! equal stages merge: a teacher for one seed is trained once for the whole grid, and a stage
 //! already in the results store is found again by id on a rerun.
 
+mod cost;
+
+pub use cost::{Cost, cost};
+
 use crate::manifest::{ComputeSpec, DatasetSpec, Manifest, ModelSpec, ROLE_AXES, TrainingSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -78,6 +82,8 @@ pub struct Stage {
     pub training: TrainingSpec,
     /// Seed of the cell.
     pub seed: u64,
+    /// Seeds of each source of randomness (all equal to `seed` unless role axes are set).
+    pub seeds: RoleSeeds,
     /// Distillation settings; `None` for stages trained on labels only.
     pub kd: Option<Kd>,
     /// The teacher stage, if any.
@@ -104,18 +110,39 @@ impl Stage {
     /// Seed of the weight-initialization stream: the cell seed and the architecture only, so
     /// that a distilled student and its no-KD baseline start from the same weights.
     pub fn init_stream(&self) -> [u8; 32] {
-        stream_seed(self.seed, "init", &self.spec)
+        stream_seed(self.seeds.init, "init", &self.spec)
     }
 
     /// Seed of the augmentation stream: the cell seed only, like the data order.
     pub fn augment_stream(&self) -> [u8; 32] {
-        stream_seed(self.seed, "augment", &())
+        stream_seed(self.seeds.augment, "augment", &())
     }
 
     /// Seed of the data-order stream: the cell seed only, so that paired runs see the same
     /// batches.
     pub fn order_stream(&self) -> [u8; 32] {
-        stream_seed(self.seed, "order", &())
+        stream_seed(self.seeds.order, "order", &())
+    }
+}
+
+/// The seed of each source of randomness of a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RoleSeeds {
+    /// Weight initialization.
+    pub init: u64,
+    /// Data order.
+    pub order: u64,
+    /// Augmentation.
+    pub augment: u64,
+}
+
+impl RoleSeeds {
+    fn uniform(seed: u64) -> Self {
+        Self {
+            init: seed,
+            order: seed,
+            augment: seed,
+        }
     }
 }
 
@@ -126,6 +153,8 @@ pub struct Cell {
     pub chain: Vec<String>,
     /// Seed.
     pub seed: u64,
+    /// Per-role seeds.
+    pub seeds: RoleSeeds,
     /// Distillation settings (`None` for single-model chains).
     pub kd: Option<Kd>,
     /// The stage whose accuracy the cell reports (the chain's last).
@@ -153,6 +182,26 @@ impl Plan {
         self.stages.iter().find(|s| &s.id == id)
     }
 
+    /// Cost of a stage's model, when the dataset's shape is known without reading it.
+    pub fn model_cost(&self, stage: &Stage) -> Option<Cost> {
+        let shape = self.dataset.shape()?;
+        Some(cost(&stage.spec, shape.input, shape.classes))
+    }
+
+    /// Estimated FLOPs to train and evaluate `stage`: every epoch trains on the training split
+    /// (plus a teacher forward pass per image when distilling) and evaluates on the test split.
+    pub fn stage_flops(&self, stage: &Stage) -> Option<u64> {
+        let shape = self.dataset.shape()?;
+        let own = self.model_cost(stage)?;
+        let teacher = match &stage.parent {
+            Some(p) => self.model_cost(self.stage(p)?)?.forward_flops,
+            None => 0,
+        };
+        let per_epoch = shape.train as u64 * (own.train_flops() + teacher)
+            + shape.test as u64 * own.forward_flops;
+        Some(stage.training.epochs as u64 * per_epoch)
+    }
+
     /// Number of stages with each role.
     pub fn count_by_role(&self) -> BTreeMap<Role, usize> {
         let mut counts = BTreeMap::new();
@@ -171,6 +220,9 @@ struct StageKey<'a> {
     training: &'a TrainingSpec,
     compute: String,
     seed: u64,
+    /// Only when a role seed differs from `seed`, so ids of plain grids stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seeds: Option<RoleSeeds>,
     kd: Option<Kd>,
     parent: Option<&'a StageId>,
 }
@@ -203,7 +255,18 @@ pub fn expand(manifest: &Manifest) -> Plan {
         })
         .collect();
 
+    let mut cell_seeds = Vec::new();
     for &seed in &grid.seeds {
+        let axis = |a: &Option<Vec<u64>>| a.clone().unwrap_or_else(|| vec![seed]);
+        for init in axis(&grid.role_seeds.init) {
+            for order in axis(&grid.role_seeds.order) {
+                for augment in axis(&grid.role_seeds.augment) {
+                    cell_seeds.push((seed, RoleSeeds { init, order, augment }));
+                }
+            }
+        }
+    }
+    for (seed, seeds) in cell_seeds {
         for template in &grid.chains {
             for chain in instantiate(template, &grid.roles) {
                 // The no-KD baseline does not use temperature or alpha: one cell, not one per setting.
@@ -226,6 +289,7 @@ pub fn expand(manifest: &Manifest) -> Plan {
                                 training: &training,
                                 compute: manifest.compute.result_key(),
                                 seed,
+                                seeds: (seeds != RoleSeeds::uniform(seed)).then_some(seeds),
                                 kd: stage_kd,
                                 parent: parent.as_ref(),
                             })[..8],
@@ -238,6 +302,7 @@ pub fn expand(manifest: &Manifest) -> Plan {
                                 spec: spec.clone(),
                                 training: training.clone(),
                                 seed,
+                                seeds,
                                 kd: stage_kd,
                                 parent: parent.clone(),
                                 chain: chain[..=depth].to_vec(),
@@ -255,6 +320,7 @@ pub fn expand(manifest: &Manifest) -> Plan {
                     cells.push(Cell {
                         chain: chain.clone(),
                         seed,
+                        seeds,
                         kd,
                         stage,
                     });

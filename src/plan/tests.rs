@@ -162,3 +162,23 @@ chains = [["@student"], ["@teacher", "@student"]]
         ]
     );
 }
+
+#[test]
+fn role_seed_axes_vary_one_source_only() {
+    let plan = expand(&manifest("seed = [0]\norder-seed = [0, 1]\nchains = [[\"small\"]]"));
+    assert_eq!(plan.stages.len(), 2);
+    let (a, b) = (&plan.stages[0], &plan.stages[1]);
+    assert_eq!(a.init_stream(), b.init_stream());
+    assert_eq!(a.augment_stream(), b.augment_stream());
+    assert_ne!(a.order_stream(), b.order_stream());
+    assert_ne!(a.id, b.id);
+    // A role seed equal to the cell seed is the plain stage: same id as without the axis.
+    let plain = expand(&manifest("seed = [0]\nchains = [[\"small\"]]"));
+    assert_eq!(plain.stages[0].id, a.id);
+
+    let plan = expand(&manifest("seed = [5]\ninit-seed = [1, 2]\nchains = [[\"small\"]]"));
+    let (a, b) = (&plan.stages[0], &plan.stages[1]);
+    assert_ne!(a.init_stream(), b.init_stream());
+    assert_eq!(a.order_stream(), b.order_stream());
+    assert_eq!((a.seeds.order, a.seeds.augment), (5, 5));
+}

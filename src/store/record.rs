@@ -47,12 +47,19 @@ pub struct StageRecord {
     /// Per-epoch history.
     pub epochs: Vec<EpochMetrics>,
     /// SHA-256 of the final weights' bits (see `train::weights_digest`).
+    #[serde(default)]
     pub weights_sha256: Option<String>,
+    /// SHA-256 of the initial weights' bits: equal for stages that share an init seed and
+    /// architecture.
+    #[serde(default)]
+    pub init_sha256: Option<String>,
     /// Backend that trained it.
     pub backend: String,
     /// Device that trained it (`cpu`, `cuda:0`).
+    #[serde(default)]
     pub device: String,
     /// Intra-op threads of the backend.
+    #[serde(default)]
     pub threads: usize,
     /// kdgrid version that trained it.
     pub kdgrid_version: String,

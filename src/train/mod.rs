@@ -71,6 +71,8 @@ pub struct Trained {
     pub epochs: Vec<EpochMetrics>,
     /// Trainable parameters.
     pub params: usize,
+    /// [`weights_digest`] of the initial weights.
+    pub initial_digest: String,
     /// Wall seconds spent training and evaluating.
     pub seconds: f64,
 }
@@ -266,6 +268,7 @@ pub fn train(
         &device,
     );
     let params = model.num_params();
+    let initial_digest = weights_digest(&model);
     let mut optim = optimizer(stage);
     let lr = stage.training.lr;
     let batch_size = stage.training.batch_size;
@@ -331,6 +334,7 @@ pub fn train(
         model: model.valid(),
         epochs,
         params,
+        initial_digest,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

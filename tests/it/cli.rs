@@ -277,3 +277,27 @@ fn tch_matches_flex_within_seed_noise() {
         strings(&again.parquet("tiny", "runs.parquet"), "weights_sha256")
     );
 }
+
+#[test]
+fn varying_only_the_order_seed_keeps_initial_weights() {
+    let text = TINY
+        .replace("seed = [0, 1]", "seed = [0]\norder-seed = [0, 1]")
+        .replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+            "chains = [[\"student\"]]",
+        );
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let init = strings(&runs, "init_sha256");
+    let last = strings(&runs, "weights_sha256");
+    assert_eq!(init.len(), 2);
+    assert_eq!(init[0], init[1], "same init seed, same initial weights");
+    assert_ne!(last[0], last[1], "another data order, other final weights");
+
+    let ws = Workspace::new(&text.replace("order-seed", "init-seed"));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let init = strings(&runs, "init_sha256");
+    assert_ne!(init[0], init[1], "another init seed, other initial weights");
+}

@@ -1,0 +1,67 @@
+//! Analytic size and compute of a model, for `kdgrid plan` (no tensors involved).
+
+use crate::manifest::ModelSpec;
+use serde::Serialize;
+
+/// Parameters and forward FLOPs of one model on one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    /// Trainable parameters.
+    pub params: u64,
+    /// Multiply-adds of one forward pass of one image, counted as 2 FLOPs each.
+    pub forward_flops: u64,
+}
+
+impl Cost {
+    /// FLOPs to train on one image: forward plus backward (about twice the forward).
+    pub fn train_flops(&self) -> u64 {
+        3 * self.forward_flops
+    }
+}
+
+/// The cost of `spec` on `[channels, height, width]` inputs with `classes` outputs, mirroring
+/// the layers `train::Cnn` builds (same-padded convs, 2x2 pooling while the map allows).
+pub fn cost(spec: &ModelSpec, [channels, height, width]: [usize; 3], classes: usize) -> Cost {
+    let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
+    let k = spec.kernel as u64;
+    let (mut params, mut flops) = (0u64, 0u64);
+    for &out in &spec.conv {
+        let out = out as u64;
+        params += out * c * k * k + out;
+        flops += 2 * out * c * k * k * h * w;
+        if h >= 2 && w >= 2 {
+            h /= 2;
+            w /= 2;
+        }
+        c = out;
+    }
+    let mut d = c * h * w;
+    for &width in spec.dense.iter().chain(std::iter::once(&classes)) {
+        let width = width as u64;
+        params += d * width + width;
+        flops += 2 * d * width;
+        d = width;
+    }
+    Cost {
+        params,
+        forward_flops: flops,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_match_a_hand_computation() {
+        let spec = ModelSpec {
+            conv: vec![4],
+            dense: vec![8],
+            kernel: 3,
+        };
+        // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.
+        let c = cost(&spec, [1, 28, 28], 10);
+        assert_eq!(c.params, 40 + 6280 + 90);
+        assert_eq!(c.forward_flops, 2 * 4 * 9 * 28 * 28 + 2 * 784 * 8 + 2 * 8 * 10);
+    }
+}
