@@ -432,6 +432,7 @@ fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), Failure> {
         report.saved_by_reuse
     );
     match (report.pending_tflops, report.estimated_seconds) {
+        _ if report.to_train == 0 => println!("nothing to train"),
         (Some(t), Some(secs)) => println!(
             "to train: {t:.1} TFLOP, about {} at {:.0} GFLOP/s ({})",
             human_duration(secs),

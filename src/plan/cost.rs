@@ -62,6 +62,9 @@ mod tests {
         // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.
         let c = cost(&spec, [1, 28, 28], 10);
         assert_eq!(c.params, 40 + 6280 + 90);
-        assert_eq!(c.forward_flops, 2 * 4 * 9 * 28 * 28 + 2 * 784 * 8 + 2 * 8 * 10);
+        assert_eq!(
+            c.forward_flops,
+            2 * 4 * 9 * 28 * 28 + 2 * 784 * 8 + 2 * 8 * 10
+        );
     }
 }

@@ -261,7 +261,14 @@ pub fn expand(manifest: &Manifest) -> Plan {
         for init in axis(&grid.role_seeds.init) {
             for order in axis(&grid.role_seeds.order) {
                 for augment in axis(&grid.role_seeds.augment) {
-                    cell_seeds.push((seed, RoleSeeds { init, order, augment }));
+                    cell_seeds.push((
+                        seed,
+                        RoleSeeds {
+                            init,
+                            order,
+                            augment,
+                        },
+                    ));
                 }
             }
         }

@@ -165,7 +165,9 @@ chains = [["@student"], ["@teacher", "@student"]]
 
 #[test]
 fn role_seed_axes_vary_one_source_only() {
-    let plan = expand(&manifest("seed = [0]\norder-seed = [0, 1]\nchains = [[\"small\"]]"));
+    let plan = expand(&manifest(
+        "seed = [0]\norder-seed = [0, 1]\nchains = [[\"small\"]]",
+    ));
     assert_eq!(plan.stages.len(), 2);
     let (a, b) = (&plan.stages[0], &plan.stages[1]);
     assert_eq!(a.init_stream(), b.init_stream());
@@ -176,7 +178,9 @@ fn role_seed_axes_vary_one_source_only() {
     let plain = expand(&manifest("seed = [0]\nchains = [[\"small\"]]"));
     assert_eq!(plain.stages[0].id, a.id);
 
-    let plan = expand(&manifest("seed = [5]\ninit-seed = [1, 2]\nchains = [[\"small\"]]"));
+    let plan = expand(&manifest(
+        "seed = [5]\ninit-seed = [1, 2]\nchains = [[\"small\"]]",
+    ));
     let (a, b) = (&plan.stages[0], &plan.stages[1]);
     assert_ne!(a.init_stream(), b.init_stream());
     assert_eq!(a.order_stream(), b.order_stream());
