@@ -369,10 +369,40 @@ pub struct TrainingSpec {
     pub momentum: Option<f64>,
     /// L2 weight decay.
     pub weight_decay: Option<f64>,
+    /// Nesterov momentum for SGD.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nesterov: bool,
+    /// How the distillation KL is reduced; part of a distilled stage's [`crate::plan::Kd`]
+    /// rather than of every stage's id, so teachers are shared across reductions.
+    #[serde(skip)]
+    pub kl_reduction: KlReduction,
     /// Data augmentation of training batches (absent: none; absent settings leave ids as
     /// they were).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentSpec>,
+}
+
+/// Reduction of the distillation KL term.
+///
+/// ```toml
+/// [training]
+/// kl-reduction = "element-mean"   # as PyTorch's KLDivLoss default in the TAKD code
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KlReduction {
+    /// Sum over classes, mean over the batch (Hinton et al.).
+    #[default]
+    PerSample,
+    /// Mean over batch and classes: the per-sample KL divided by the class count.
+    ElementMean,
+}
+
+impl KlReduction {
+    /// Whether this is the default (per-sample), which stage ids leave out.
+    pub fn is_default(&self) -> bool {
+        *self == KlReduction::PerSample
+    }
 }
 
 /// Training-batch augmentation, drawn from the stage's augment stream.
@@ -426,6 +456,10 @@ pub struct RoleSeedAxes {
     /// Augmentation seeds.
     pub augment: Option<Vec<u64>>,
 }
+
+/// Cells a grid may have unless `grid.max-cells` says otherwise: a guard against typos such as
+/// `seed = { range = [0, 100000] }`.
+pub const DEFAULT_MAX_CELLS: usize = 10_000;
 
 /// Role axes that chains may refer to as `@name`.
 pub const ROLE_AXES: [&str; 3] = ["teacher", "assistant", "student"];
@@ -499,6 +533,9 @@ struct RawTraining {
     lr: Positive,
     momentum: Option<Fraction>,
     weight_decay: Option<Fraction>,
+    nesterov: Option<Spanned<bool>>,
+    #[serde(default)]
+    kl_reduction: KlReduction,
     augment: Option<AugmentSpec>,
 }
 
@@ -519,6 +556,7 @@ struct RawGrid {
     assistant: Option<Names>,
     student: Option<Names>,
     chains: Spanned<Vec<Names>>,
+    max_cells: Option<Count>,
 }
 
 /// Reads and validates the manifest at `path`.
@@ -563,6 +601,16 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
         );
     }
     let dataset = check_dataset(&raw.dataset, base, problems);
+    if let Some(nesterov) = &raw.training.nesterov
+        && *nesterov.get_ref()
+        && (raw.training.optimizer != Optimizer::Sgd || raw.training.momentum.is_none())
+    {
+        problems.push(
+            Some(nesterov.span()),
+            "`training.nesterov` needs `optimizer = \"sgd\"` and a `momentum`",
+            None,
+        );
+    }
     let models = check_models(&raw.models, problems);
     let overrides = raw
         .models
@@ -586,6 +634,8 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
         lr: raw.training.lr.get(),
         momentum: raw.training.momentum.map(Fraction::get),
         weight_decay: raw.training.weight_decay.map(Fraction::get),
+        nesterov: raw.training.nesterov.as_ref().is_some_and(|n| *n.get_ref()),
+        kl_reduction: raw.training.kl_reduction,
         augment: raw
             .training
             .augment
@@ -953,6 +1003,36 @@ fn check_grid(
         .map(|a| Spanned::new(a.span(), a.get_ref().iter().map(|x| x.get()).collect()));
     let temperatures = axis(&temps, "temperature", problems);
     let alphas = axis(&alphas, "alpha", problems);
+
+    let per_seed: usize = chains
+        .iter()
+        .map(|c: &Vec<String>| {
+            let instances: usize = ROLE_AXES
+                .iter()
+                .filter(|r| c.iter().any(|m| m.strip_prefix('@') == Some(**r)))
+                .map(|r| roles.get(*r).map_or(0, Vec::len))
+                .product();
+            instances
+                * if c.len() > 1 {
+                    temperatures.len() * alphas.len()
+                } else {
+                    1
+                }
+        })
+        .sum();
+    let role_factor: usize = [&role_seeds.init, &role_seeds.order, &role_seeds.augment]
+        .iter()
+        .map(|a| a.as_ref().map_or(1, Vec::len))
+        .product();
+    let cells = seeds.len() * role_factor * per_seed;
+    let limit = g.max_cells.map_or(DEFAULT_MAX_CELLS, Count::get);
+    if cells > limit {
+        problems.push(
+            Some(raw.span()),
+            format!("the grid has {cells} cells, over the limit of {limit}"),
+            Some("shrink an axis, or raise `grid.max-cells` if this is intended".into()),
+        );
+    }
 
     Some(Grid {
         seeds,

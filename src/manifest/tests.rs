@@ -141,3 +141,38 @@ fn syntax_errors_are_located() {
     assert_eq!(p.len(), 1);
     assert!(p[0].location.starts_with("m.toml:19:"), "{}", p[0].location);
 }
+
+#[test]
+fn grids_over_the_cell_limit_are_refused() {
+    // 3 seeds x (1 no-KD cell + 1 KD cell) = 6 cells.
+    let p = problems(&GOOD.replace("seed = [1, 0]", "seed = [1, 0, 2]\nmax-cells = 5"));
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].message
+            .contains("the grid has 6 cells, over the limit of 5"),
+        "{}",
+        p[0].message
+    );
+    assert!(
+        parse(
+            Path::new("m.toml"),
+            &GOOD.replace("seed = [1, 0]", "seed = [1, 0, 2]\nmax-cells = 6")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn nesterov_needs_sgd_with_momentum() {
+    let p = problems(&GOOD.replace("lr = 0.01", "lr = 0.01\nnesterov = true"));
+    assert!(
+        p[0].message.contains("`training.nesterov` needs"),
+        "{}",
+        p[0].message
+    );
+    let ok = GOOD.replace(
+        "optimizer = \"adam\"\nlr = 0.01",
+        "optimizer = \"sgd\"\nlr = 0.01\nmomentum = 0.9\nnesterov = true",
+    );
+    assert!(parse(Path::new("m.toml"), &ok).unwrap().training.nesterov);
+}

@@ -38,134 +38,83 @@ impl From<Count> for u64 {
     }
 }
 
-/// Softmax temperature of distillation, `T > 0`.
-///
-/// ```toml
-/// temperature = [1.0, 4.0, 20.0]
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
-pub struct Temperature(f64);
+/// Defines a validated `f64` newtype: `$ok` decides whether a value is accepted, `$msg` says
+/// what was expected (followed by the value found).
+macro_rules! bounded_f64 {
+    ($(#[$doc:meta])* $name:ident, $ok:expr, $msg:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+        #[serde(try_from = "f64", into = "f64")]
+        pub struct $name(f64);
 
-impl Temperature {
-    /// The value as `f64`.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
-
-impl TryFrom<f64> for Temperature {
-    type Error = String;
-    fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() && v > 0.0 {
-            Ok(Temperature(v))
-        } else {
-            Err(format!("temperature must be > 0, found {v}"))
+        impl $name {
+            /// The value as `f64`.
+            pub fn get(self) -> f64 {
+                self.0
+            }
         }
-    }
-}
 
-impl From<Temperature> for f64 {
-    fn from(t: Temperature) -> f64 {
-        t.0
-    }
-}
-
-/// Weight of the distillation term, `0 <= alpha <= 1` (`1 - alpha` weighs the hard-label loss).
-///
-/// ```toml
-/// alpha = [0.5, 0.9]
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
-pub struct Alpha(f64);
-
-impl Alpha {
-    /// The value as `f64`.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
-
-impl TryFrom<f64> for Alpha {
-    type Error = String;
-    fn try_from(v: f64) -> Result<Self, String> {
-        if (0.0..=1.0).contains(&v) {
-            Ok(Alpha(v))
-        } else {
-            Err(format!("alpha must be within [0, 1], found {v}"))
+        impl TryFrom<f64> for $name {
+            type Error = String;
+            fn try_from(v: f64) -> Result<Self, String> {
+                let ok: fn(f64) -> bool = $ok;
+                if ok(v) {
+                    Ok($name(v))
+                } else {
+                    Err(format!(concat!($msg, ", found {}"), v))
+                }
+            }
         }
-    }
-}
 
-impl From<Alpha> for f64 {
-    fn from(a: Alpha) -> f64 {
-        a.0
-    }
-}
-
-/// A strictly positive, finite real: learning rate.
-///
-/// ```toml
-/// lr = 0.001
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
-pub struct Positive(f64);
-
-impl Positive {
-    /// The value as `f64`.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
-
-impl TryFrom<f64> for Positive {
-    type Error = String;
-    fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() && v > 0.0 {
-            Ok(Positive(v))
-        } else {
-            Err(format!("expected a positive number, found {v}"))
+        impl From<$name> for f64 {
+            fn from(v: $name) -> f64 {
+                v.0
+            }
         }
-    }
+    };
 }
 
-impl From<Positive> for f64 {
-    fn from(p: Positive) -> f64 {
-        p.0
-    }
-}
+bounded_f64!(
+    /// Softmax temperature of distillation, `T > 0`.
+    ///
+    /// ```toml
+    /// temperature = [1.0, 4.0, 20.0]
+    /// ```
+    Temperature,
+    |v| v.is_finite() && v > 0.0,
+    "temperature must be > 0"
+);
 
-/// A finite real in `[0, 1)`: momentum, weight decay, noise levels.
-///
-/// ```toml
-/// momentum = 0.9
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
-pub struct Fraction(f64);
+bounded_f64!(
+    /// Weight of the distillation term, `0 <= alpha <= 1` (`1 - alpha` weighs the hard-label
+    /// loss).
+    ///
+    /// ```toml
+    /// alpha = [0.5, 0.9]
+    /// ```
+    Alpha,
+    |v| (0.0..=1.0).contains(&v),
+    "alpha must be within [0, 1]"
+);
 
-impl Fraction {
-    /// The value as `f64`.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
+bounded_f64!(
+    /// A strictly positive, finite real: learning rate.
+    ///
+    /// ```toml
+    /// lr = 0.001
+    /// ```
+    Positive,
+    |v| v.is_finite() && v > 0.0,
+    "expected a positive number"
+);
 
-impl TryFrom<f64> for Fraction {
-    type Error = String;
-    fn try_from(v: f64) -> Result<Self, String> {
-        if (0.0..1.0).contains(&v) {
-            Ok(Fraction(v))
-        } else {
-            Err(format!("expected a number within [0, 1), found {v}"))
-        }
-    }
-}
-
-impl From<Fraction> for f64 {
-    fn from(f: Fraction) -> f64 {
-        f.0
-    }
-}
+bounded_f64!(
+    /// A finite real in `[0, 1)`: momentum, weight decay, noise levels.
+    ///
+    /// ```toml
+    /// momentum = 0.9
+    /// ```
+    Fraction,
+    |v| (0.0..1.0).contains(&v),
+    "expected a number within [0, 1)"
+);

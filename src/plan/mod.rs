@@ -10,7 +10,9 @@ mod cost;
 
 pub use cost::{Cost, cost};
 
-use crate::manifest::{ComputeSpec, DatasetSpec, Manifest, ModelSpec, ROLE_AXES, TrainingSpec};
+use crate::manifest::{
+    ComputeSpec, DatasetSpec, KlReduction, Manifest, ModelSpec, ROLE_AXES, TrainingSpec,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +46,9 @@ pub struct Kd {
     pub temperature: f64,
     /// Weight of the soft-target term.
     pub alpha: f64,
+    /// Reduction of the KL term (left out of ids when per-sample).
+    #[serde(skip_serializing_if = "KlReduction::is_default")]
+    pub reduction: KlReduction,
 }
 
 /// What a stage is to the cells that use it.
@@ -249,9 +254,11 @@ pub fn expand(manifest: &Manifest) -> Plan {
         .temperatures
         .iter()
         .flat_map(|&temperature| {
-            grid.alphas
-                .iter()
-                .map(move |&alpha| Kd { temperature, alpha })
+            grid.alphas.iter().map(move |&alpha| Kd {
+                temperature,
+                alpha,
+                reduction: manifest.training.kl_reduction,
+            })
         })
         .collect();
 

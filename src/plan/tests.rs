@@ -186,3 +186,14 @@ fn role_seed_axes_vary_one_source_only() {
     assert_eq!(a.order_stream(), b.order_stream());
     assert_eq!((a.seeds.order, a.seeds.augment), (5, 5));
 }
+
+#[test]
+fn kl_reduction_changes_distilled_stages_only() {
+    let base = expand(&manifest(GRID));
+    let mut m = manifest(GRID);
+    m.training.kl_reduction = crate::manifest::KlReduction::ElementMean;
+    let other = expand(&m);
+    for (a, b) in base.stages.iter().zip(&other.stages) {
+        assert_eq!(a.kd.is_none(), a.id == b.id, "{}", a.chain_label());
+    }
+}

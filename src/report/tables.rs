@@ -1,20 +1,26 @@
 //! The Polars frames of a sweep.
 
-use crate::plan::{Plan, StageId};
+use crate::plan::{Plan, Stage, StageId};
 use crate::store::{StageRecord, Status};
 use polars::prelude::*;
 use std::collections::BTreeMap;
+
+/// Stages of `plan` that have a record, in plan order, with their record.
+fn recorded<'a>(
+    plan: &'a Plan,
+    records: &'a BTreeMap<StageId, StageRecord>,
+) -> impl Iterator<Item = (&'a Stage, &'a StageRecord)> {
+    plan.stages
+        .iter()
+        .filter_map(|s| records.get(&s.id).map(|r| (s, r)))
+}
 
 /// One row per stage of `plan` that has a record, in plan order.
 pub fn runs_frame(
     plan: &Plan,
     records: &BTreeMap<StageId, StageRecord>,
 ) -> PolarsResult<DataFrame> {
-    let rows: Vec<_> = plan
-        .stages
-        .iter()
-        .filter_map(|s| records.get(&s.id).map(|r| (s, r)))
-        .collect();
+    let rows: Vec<_> = recorded(plan, records).collect();
     df![
         "stage_id" => rows.iter().map(|(s, _)| s.id.to_string()).collect::<Vec<_>>(),
         "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
@@ -49,10 +55,7 @@ pub fn epochs_frame(
     plan: &Plan,
     records: &BTreeMap<StageId, StageRecord>,
 ) -> PolarsResult<DataFrame> {
-    let rows: Vec<_> = plan
-        .stages
-        .iter()
-        .filter_map(|s| records.get(&s.id).map(|r| (s, r)))
+    let rows: Vec<_> = recorded(plan, records)
         .flat_map(|(s, r)| r.epochs.iter().map(move |e| (s, e)))
         .collect();
     df![

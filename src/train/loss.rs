@@ -14,13 +14,15 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 /// Hinton distillation loss:
 /// `alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s)`,
 /// with the KL summed over classes and averaged over the batch (per-sample, as in Hinton et
-/// al.). `teacher` carries no gradient.
+/// al.), then scaled by `kl_scale` (`1 / classes` gives PyTorch's element-mean `KLDivLoss`).
+/// `teacher` carries no gradient.
 pub fn distillation(
     student: Tensor<2>,
     teacher: Tensor<2>,
     labels: Tensor<1, Int>,
     temperature: f64,
     alpha: f64,
+    kl_scale: f64,
 ) -> Tensor<1> {
     let ce = cross_entropy(student.clone(), labels);
     if alpha == 0.0 {
@@ -33,7 +35,7 @@ pub fn distillation(
     let kl: Tensor<1> = (p_teacher * (log_p_teacher - log_p_student))
         .sum_dim(1)
         .mean();
-    kl.mul_scalar(alpha * temperature * temperature) + ce.mul_scalar(1.0 - alpha)
+    kl.mul_scalar(alpha * temperature * temperature * kl_scale) + ce.mul_scalar(1.0 - alpha)
 }
 
 /// Number of rows whose argmax equals the label.

@@ -11,7 +11,7 @@ mod model;
 pub use model::Cnn;
 
 use crate::data::{Augment, Dataset, Split};
-use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec, Optimizer};
+use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec, KlReduction, Optimizer};
 use crate::plan::Stage;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
@@ -302,6 +302,10 @@ pub fn train(
                     labels.autodiff(),
                     kd.temperature,
                     kd.alpha,
+                    match kd.reduction {
+                        KlReduction::PerSample => 1.0,
+                        KlReduction::ElementMean => 1.0 / data.classes as f64,
+                    },
                 ),
                 _ => loss::cross_entropy(logits, labels.autodiff()),
             };
@@ -351,7 +355,7 @@ fn optimizer(stage: &Stage) -> ModuleOptimizer {
             .with_momentum(t.momentum.map(|momentum| MomentumConfig {
                 momentum,
                 dampening: 0.0,
-                nesterov: false,
+                nesterov: t.nesterov,
             }))
             .init(),
     }

@@ -301,3 +301,41 @@ fn varying_only_the_order_seed_keeps_initial_weights() {
     let init = strings(&runs, "init_sha256");
     assert_ne!(init[0], init[1], "another init seed, other initial weights");
 }
+
+#[test]
+fn plan_reports_sizes_costs_and_json_matching_the_trained_models() {
+    let ws = Workspace::new(TINY);
+    let out = stdout(&ws.kdgrid(&["plan"]).success());
+    assert!(out.contains("MFLOP/image"), "{out}");
+    assert!(
+        out.contains("2 trainings saved by sharing equal stages"),
+        "{out}"
+    );
+    assert!(out.contains("to train: "), "{out}");
+    ws.kdgrid(&["run", "--quiet"]).success();
+
+    let json = stdout(&ws.kdgrid(&["plan", "--json"]).success());
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(plan["done"], 10);
+    assert_eq!(plan["to_train"], 0);
+    assert_eq!(plan["throughput_measured"], true);
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let models = strings(&runs, "model");
+    let params: Vec<u64> = runs
+        .column("params")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .iter()
+        .map(|p| p.unwrap())
+        .collect();
+    for m in plan["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let i = models.iter().position(|x| x == name).unwrap();
+        assert_eq!(
+            m["params"].as_u64().unwrap(),
+            params[i],
+            "analytic vs Burn for {name}"
+        );
+    }
+}
