@@ -66,7 +66,7 @@ pub enum Event<'a> {
 /// Messages from training workers to the sweep's thread.
 enum Msg {
     Epoch(usize, EpochMetrics),
-    Done(usize, Result<Trained, TrainError>),
+    Done(usize, Box<Result<Trained, TrainError>>),
 }
 
 /// Runs every stage of `plan` not yet in the store under `results`, up to `jobs` at a time,
@@ -187,7 +187,7 @@ impl Scheduler<'_> {
                                         let _ = tx.send(Msg::Epoch(idx, m.clone()));
                                     },
                                 );
-                                let _ = tx.send(Msg::Done(idx, result));
+                                let _ = tx.send(Msg::Done(idx, Box::new(result)));
                             });
                         }
                     }
@@ -204,7 +204,7 @@ impl Scheduler<'_> {
                         running -= 1;
                         let stage = pending[idx];
                         self.release_parent(stage);
-                        let record = self.finish(stage, result)?;
+                        let record = self.finish(stage, *result)?;
                         on_event(Event::Done(stage, &record));
                         self.records.insert(stage.id.clone(), record);
                     }
