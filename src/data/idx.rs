@@ -1,7 +1,7 @@
 //! The IDX format of MNIST and Fashion-MNIST (`*-idx3-ubyte` images, `*-idx1-ubyte` labels),
 //! plain or gzipped.
 
-use super::{DataError, Dataset, Split};
+use super::{DataError, Split};
 use flate2::read::MultiGzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,20 @@ use std::path::{Path, PathBuf};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
+/// Splits, image size `[height, width]` and class count read from IDX files.
+pub struct Idx {
+    /// Training split.
+    pub train: Split,
+    /// Test split.
+    pub test: Split,
+    /// `[height, width]`.
+    pub size: [usize; 2],
+    /// One more than the largest label (at least 2).
+    pub classes: usize,
+}
+
 /// Loads `train-*` and `t10k-*` IDX files from `dir`.
-pub fn load_folder(name: &str, dir: &Path) -> Result<Dataset, DataError> {
+pub fn load_folder(dir: &Path) -> Result<Idx, DataError> {
     let (train, shape) = load_pair(dir, "train")?;
     let (test, test_shape) = load_pair(dir, "t10k")?;
     if shape != test_shape {
@@ -25,13 +37,12 @@ pub fn load_folder(name: &str, dir: &Path) -> Result<Dataset, DataError> {
         .chain(&test.labels)
         .max()
         .map_or(0, |&m| m as usize + 1);
-    Ok(Dataset::new(
-        name.to_string(),
-        [1, shape[0], shape[1]],
-        classes.max(2),
+    Ok(Idx {
         train,
         test,
-    ))
+        size: shape,
+        classes: classes.max(2),
+    })
 }
 
 fn load_pair(dir: &Path, prefix: &str) -> Result<(Split, [usize; 2]), DataError> {

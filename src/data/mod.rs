@@ -192,8 +192,8 @@ pub fn load(spec: &DatasetSpec) -> Result<Dataset, DataError> {
     let name = format.name().to_string();
     let (mut train, mut test, shape, classes) = match format {
         FileFormat::FashionMnist | FileFormat::Mnist => {
-            let ds = idx::load_folder(&name, path)?;
-            (ds.train, ds.test, [1, ds.height, ds.width], ds.classes)
+            let ds = idx::load_folder(path)?;
+            (ds.train, ds.test, [1, ds.size[0], ds.size[1]], ds.classes)
         }
         FileFormat::Cifar10 | FileFormat::Cifar100 => {
             let release = if *format == FileFormat::Cifar10 {

@@ -290,7 +290,7 @@ pub fn train(
                 None => data.gather(&data.train, batch, &mut pixels),
             }
             let images = Tensor::<4>::from_data(
-                TensorData::new(pixels.clone(), [batch.len(), c, h, w]),
+                TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
                 &plain,
             );
             let labels = labels_tensor(&data.train, batch, &plain);
@@ -376,7 +376,7 @@ fn evaluate(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> (f64
         pixels.clear();
         data.gather(split, batch, &mut pixels);
         let images = Tensor::<4>::from_data(
-            TensorData::new(pixels.clone(), [batch.len(), c, h, w]),
+            TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
             device,
         );
         let labels = labels_tensor(split, batch, device);
