@@ -275,6 +275,11 @@ pub fn train(
     let [c, h, w] = [data.channels, data.height, data.width];
 
     let mut order: Vec<usize> = (0..data.train.len()).collect();
+    // Without augmentation the teacher sees the same images every epoch: run it once.
+    let cached_teacher = match (teacher, augment) {
+        (Some(t), None) if stage.training.epochs > 1 => Some(logits(t, data, &data.train, &plain)),
+        _ => None,
+    };
     let mut pixels = Vec::new();
     let mut epochs = Vec::new();
     for epoch in 1..=stage.training.epochs {
@@ -298,7 +303,11 @@ pub fn train(
             let loss = match (teacher, stage.kd) {
                 (Some(teacher), Some(kd)) => loss::distillation(
                     logits,
-                    teacher.forward(images).autodiff(),
+                    match &cached_teacher {
+                        Some(all) => rows(all, batch, data.classes, &plain),
+                        None => teacher.forward(images),
+                    }
+                    .autodiff(),
                     labels.autodiff(),
                     kd.temperature,
                     kd.alpha,
@@ -364,6 +373,34 @@ fn optimizer(stage: &Stage) -> ModuleOptimizer {
 fn labels_tensor(split: &Split, indices: &[usize], device: &Device) -> Tensor<1, Int> {
     let labels: Vec<i64> = indices.iter().map(|&i| split.labels[i] as i64).collect();
     Tensor::from_data(TensorData::new(labels, [indices.len()]), device)
+}
+
+/// `model`'s logits for every image of `split`, row-major `[len, classes]`.
+fn logits(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> Vec<f32> {
+    let [c, h, w] = [data.channels, data.height, data.width];
+    let indices: Vec<usize> = (0..split.len()).collect();
+    let mut out = Vec::with_capacity(split.len() * data.classes);
+    let mut pixels = Vec::new();
+    for batch in indices.chunks(EVAL_BATCH) {
+        pixels.clear();
+        data.gather(split, batch, &mut pixels);
+        let images = Tensor::<4>::from_data(
+            TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
+            device,
+        );
+        let data = model.forward(images).into_data();
+        out.extend(data.iter::<f32>());
+    }
+    out
+}
+
+/// The rows `indices` of a row-major `[n, classes]` matrix, as a tensor.
+fn rows(all: &[f32], indices: &[usize], classes: usize, device: &Device) -> Tensor<2> {
+    let mut v = Vec::with_capacity(indices.len() * classes);
+    for &i in indices {
+        v.extend_from_slice(&all[i * classes..(i + 1) * classes]);
+    }
+    Tensor::from_data(TensorData::new(v, [indices.len(), classes]), device)
 }
 
 /// Mean cross-entropy and accuracy of `model` on `split`.
