@@ -340,8 +340,10 @@ impl Manifest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
-    /// Adam (Kingma & Ba).
+    /// Adam (Kingma & Ba); `weight-decay` is an L2 penalty.
     Adam,
+    /// AdamW: Adam with decoupled weight decay (`weight-decay`, default 1e-4).
+    Adamw,
     /// Stochastic gradient descent, optionally with momentum.
     Sgd,
 }
@@ -369,6 +371,9 @@ pub struct TrainingSpec {
     pub momentum: Option<f64>,
     /// L2 weight decay.
     pub weight_decay: Option<f64>,
+    /// Learning-rate schedule over epochs.
+    #[serde(skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
     /// Nesterov momentum for SGD.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub nesterov: bool,
@@ -380,6 +385,47 @@ pub struct TrainingSpec {
     /// they were).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentSpec>,
+}
+
+/// Learning-rate schedule, applied per epoch.
+///
+/// ```toml
+/// [training]
+/// schedule = { kind = "cosine" }                          # lr * (1 + cos(pi * e / E)) / 2
+/// schedule = { kind = "step", every = 30, gamma = 0.1 }   # lr * gamma^(e / every)
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Schedule {
+    /// The same learning rate every epoch.
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        /// Epochs between decays.
+        every: Count,
+        /// Decay factor.
+        gamma: Positive,
+    },
+    /// Cosine annealing from `lr` towards 0 over the stage's epochs.
+    Cosine,
+}
+
+impl Schedule {
+    fn is_constant(&self) -> bool {
+        *self == Schedule::Constant
+    }
+
+    /// The learning rate of 0-based `epoch` out of `epochs`, starting from `lr`.
+    pub fn lr(&self, lr: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Step { every, gamma } => lr * gamma.get().powi((epoch / every.get()) as i32),
+            Schedule::Cosine => {
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos())
+            }
+        }
+    }
 }
 
 /// Reduction of the distillation KL term.
@@ -533,6 +579,8 @@ struct RawTraining {
     lr: Positive,
     momentum: Option<Fraction>,
     weight_decay: Option<Fraction>,
+    #[serde(default)]
+    schedule: Schedule,
     nesterov: Option<Spanned<bool>>,
     #[serde(default)]
     kl_reduction: KlReduction,
@@ -635,6 +683,7 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
         momentum: raw.training.momentum.map(Fraction::get),
         weight_decay: raw.training.weight_decay.map(Fraction::get),
         nesterov: raw.training.nesterov.as_ref().is_some_and(|n| *n.get_ref()),
+        schedule: raw.training.schedule,
         kl_reduction: raw.training.kl_reduction,
         augment: raw
             .training

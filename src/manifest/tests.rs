@@ -176,3 +176,25 @@ fn nesterov_needs_sgd_with_momentum() {
     );
     assert!(parse(Path::new("m.toml"), &ok).unwrap().training.nesterov);
 }
+
+#[test]
+fn schedules_parse_and_decay() {
+    let m = parse(
+        Path::new("m.toml"),
+        &GOOD.replace(
+            "lr = 0.01",
+            "lr = 0.01\nschedule = { kind = \"step\", every = 2, gamma = 0.5 }",
+        ),
+    )
+    .unwrap();
+    let s = m.training.schedule;
+    let lrs: Vec<f64> = (0..5).map(|e| s.lr(0.01, e, 5)).collect();
+    assert_eq!(lrs, vec![0.01, 0.01, 0.005, 0.005, 0.0025]);
+    assert!((Schedule::Cosine.lr(1.0, 2, 4) - 0.5).abs() < 1e-12);
+    let p = problems(&GOOD.replace("lr = 0.01", "lr = 0.01\nschedule = { kind = \"linear\" }"));
+    assert!(
+        p[0].message.contains("unknown variant `linear`"),
+        "{}",
+        p[0].message
+    );
+}

@@ -16,7 +16,7 @@ use crate::plan::Stage;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -270,7 +270,6 @@ pub fn train(
     let params = model.num_params();
     let initial_digest = weights_digest(&model);
     let mut optim = optimizer(stage);
-    let lr = stage.training.lr;
     let batch_size = stage.training.batch_size;
     let [c, h, w] = [data.channels, data.height, data.width];
 
@@ -284,6 +283,10 @@ pub fn train(
     let mut epochs = Vec::new();
     for epoch in 1..=stage.training.epochs {
         let epoch_start = Instant::now();
+        let lr = stage
+            .training
+            .schedule
+            .lr(stage.training.lr, epoch - 1, stage.training.epochs);
         order.shuffle(&mut order_rng);
         let (mut loss_sum, mut steps) = (0f64, 0usize);
         for (step, batch) in order.chunks(batch_size).enumerate() {
@@ -359,6 +362,9 @@ fn optimizer(stage: &Stage) -> ModuleOptimizer {
     });
     match t.optimizer {
         Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        Optimizer::Adamw => AdamWConfig::new()
+            .with_weight_decay(t.weight_decay.unwrap_or(1e-4) as f32)
+            .init(),
         Optimizer::Sgd => SgdConfig::new()
             .with_weight_decay(decay)
             .with_momentum(t.momentum.map(|momentum| MomentumConfig {

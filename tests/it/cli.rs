@@ -339,3 +339,18 @@ fn plan_reports_sizes_costs_and_json_matching_the_trained_models() {
         );
     }
 }
+
+#[test]
+fn adamw_with_a_cosine_schedule_learns() {
+    let text = TINY
+        .replace(
+            "optimizer = \"adam\"",
+            "optimizer = \"adamw\"\nschedule = { kind = \"cosine\" }",
+        )
+        .replace("seed = [0, 1]", "seed = [0]");
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let acc = floats(&runs, "test_accuracy");
+    assert!(acc.iter().all(|&a| a > 0.6), "{acc:?}");
+}
