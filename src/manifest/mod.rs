@@ -480,10 +480,31 @@ pub struct Grid {
     pub temperatures: Vec<f64>,
     /// Distillation weights (only for stages with a teacher).
     pub alphas: Vec<f64>,
+    /// Which seed a chain's teachers and assistants train with.
+    pub teacher_seed: TeacherSeed,
     /// Values of the role axes `@teacher`, `@assistant`, `@student`.
     pub roles: BTreeMap<String, Vec<String>>,
     /// Chains of model names or `@role` placeholders, teacher first, student last.
     pub chains: Vec<Vec<String>>,
+}
+
+/// Which seed the teachers and assistants of a cell train with (the chain's last model always
+/// trains with the cell's seed).
+///
+/// ```toml
+/// [grid]
+/// teacher-seed = "shared"   # one teacher for every student seed
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherSeed {
+    /// The cell's seed: one teacher per student seed, with the same seeds.
+    #[default]
+    Paired,
+    /// The grid's first seed: one teacher shared by every student seed.
+    Shared,
+    /// A seed derived from the cell's: one teacher per student seed, with unrelated streams.
+    Independent,
 }
 
 /// Per-role seed axes; `None` means the role follows the cell's `seed`.
@@ -605,6 +626,8 @@ struct RawGrid {
     student: Option<Names>,
     chains: Spanned<Vec<Names>>,
     max_cells: Option<Count>,
+    #[serde(default)]
+    teacher_seed: TeacherSeed,
 }
 
 /// Reads and validates the manifest at `path`.
@@ -1086,6 +1109,7 @@ fn check_grid(
     Some(Grid {
         seeds,
         role_seeds,
+        teacher_seed: g.teacher_seed,
         temperatures: sorted_unique(temperatures),
         alphas: sorted_unique(alphas),
         roles,

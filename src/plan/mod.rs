@@ -11,7 +11,8 @@ mod cost;
 pub use cost::{Cost, cost};
 
 use crate::manifest::{
-    ComputeSpec, DatasetSpec, KlReduction, Manifest, ModelSpec, ROLE_AXES, TrainingSpec,
+    ComputeSpec, DatasetSpec, KlReduction, Manifest, ModelSpec, ROLE_AXES, TeacherSeed,
+    TrainingSpec,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -239,6 +240,13 @@ fn digest(value: &impl Serialize) -> [u8; 32] {
     Sha256::digest(&bytes).into()
 }
 
+/// The teacher seed paired with cell seed `seed` under the `independent` policy: a fixed
+/// function of it that no small seed collides with.
+fn independent_seed(seed: u64) -> u64 {
+    let d = digest(&(KEY_FORMAT, seed, "teacher-seed"));
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
 fn stream_seed(seed: u64, stream: &str, extra: &impl Serialize) -> [u8; 32] {
     digest(&(KEY_FORMAT, seed, stream, extra))
 }
@@ -291,7 +299,22 @@ pub fn expand(manifest: &Manifest) -> Plan {
                 };
                 for kd in settings {
                     let mut parent: Option<StageId> = None;
+                    let first_seed = grid.seeds[0];
                     for (depth, model) in chain.iter().enumerate() {
+                        // Teachers and assistants follow the teacher-seed policy; the chain's
+                        // last model always takes the cell's seeds.
+                        let (seed, seeds) = if depth + 1 == chain.len() {
+                            (seed, seeds)
+                        } else {
+                            match grid.teacher_seed {
+                                TeacherSeed::Paired => (seed, seeds),
+                                TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
+                                TeacherSeed::Independent => {
+                                    let s = independent_seed(seed);
+                                    (s, RoleSeeds::uniform(s))
+                                }
+                            }
+                        };
                         let spec = &manifest.models[model];
                         let stage_kd = if depth == 0 { None } else { kd };
                         let training = manifest.training_for(model);

@@ -197,3 +197,31 @@ fn kl_reduction_changes_distilled_stages_only() {
         assert_eq!(a.kd.is_none(), a.id == b.id, "{}", a.chain_label());
     }
 }
+
+#[test]
+fn teacher_seed_policies() {
+    let count_big = |policy: &str| {
+        let plan = expand(&manifest(&format!("{GRID}teacher-seed = \"{policy}\"\n")));
+        let big: Vec<u64> = plan
+            .stages
+            .iter()
+            .filter(|s| s.model == "big")
+            .map(|s| s.seed)
+            .collect();
+        let students: Vec<u64> = plan.cells.iter().map(|c| c.seed).collect();
+        (big, students)
+    };
+    let (paired, _) = count_big("paired");
+    assert_eq!(paired, vec![0, 1, 2]);
+    let (shared, students) = count_big("shared");
+    assert_eq!(shared, vec![0], "one teacher for every student seed");
+    assert!(students.contains(&2));
+    let (independent, _) = count_big("independent");
+    assert_eq!(independent.len(), 3);
+    assert!(independent.iter().all(|s| *s > 2));
+    // Paired is the default and leaves ids as they were.
+    let default = expand(&manifest(GRID));
+    let explicit = expand(&manifest(&format!("{GRID}teacher-seed = \"paired\"\n")));
+    let ids = |p: &Plan| p.stages.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&default), ids(&explicit));
+}
