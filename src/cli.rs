@@ -316,7 +316,7 @@ fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), Failure> {
             secs += r.train_seconds;
         }
     }
-    let measured = secs > 1.0;
+    let measured = secs > 0.0 && flops > 0.0;
     let gflops = if measured {
         flops / secs / 1e9
     } else {
