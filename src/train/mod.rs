@@ -381,22 +381,31 @@ fn labels_tensor(split: &Split, indices: &[usize], device: &Device) -> Tensor<1,
     Tensor::from_data(TensorData::new(labels, [indices.len()]), device)
 }
 
+/// Runs `f` on every image of `split`, in order, in tensors of at most [`EVAL_BATCH`] images.
+fn for_each_batch(
+    data: &Dataset,
+    split: &Split,
+    device: &Device,
+    mut f: impl FnMut(&[usize], Tensor<4>),
+) {
+    let indices: Vec<usize> = (0..split.len()).collect();
+    for batch in indices.chunks(EVAL_BATCH) {
+        let mut pixels = Vec::new();
+        data.gather(split, batch, &mut pixels);
+        let shape = [batch.len(), data.channels, data.height, data.width];
+        f(
+            batch,
+            Tensor::from_data(TensorData::new(pixels, shape), device),
+        );
+    }
+}
+
 /// `model`'s logits for every image of `split`, row-major `[len, classes]`.
 fn logits(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> Vec<f32> {
-    let [c, h, w] = [data.channels, data.height, data.width];
-    let indices: Vec<usize> = (0..split.len()).collect();
     let mut out = Vec::with_capacity(split.len() * data.classes);
-    let mut pixels = Vec::new();
-    for batch in indices.chunks(EVAL_BATCH) {
-        pixels.clear();
-        data.gather(split, batch, &mut pixels);
-        let images = Tensor::<4>::from_data(
-            TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
-            device,
-        );
-        let data = model.forward(images).into_data();
-        out.extend(data.iter::<f32>());
-    }
+    for_each_batch(data, split, device, |_, images| {
+        out.extend(model.forward(images).into_data().iter::<f32>());
+    });
     out
 }
 
@@ -411,23 +420,14 @@ fn rows(all: &[f32], indices: &[usize], classes: usize, device: &Device) -> Tens
 
 /// Mean cross-entropy and accuracy of `model` on `split`.
 fn evaluate(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> (f64, f64) {
-    let [c, h, w] = [data.channels, data.height, data.width];
     let (mut loss_sum, mut correct) = (0f64, 0usize);
-    let indices: Vec<usize> = (0..split.len()).collect();
-    let mut pixels = Vec::new();
-    for batch in indices.chunks(EVAL_BATCH) {
-        pixels.clear();
-        data.gather(split, batch, &mut pixels);
-        let images = Tensor::<4>::from_data(
-            TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
-            device,
-        );
+    for_each_batch(data, split, device, |batch, images| {
         let labels = labels_tensor(split, batch, device);
         let logits = model.forward(images);
         let loss = loss::cross_entropy(logits.clone(), labels.clone()).into_scalar::<f32>();
         loss_sum += loss as f64 * batch.len() as f64;
         correct += loss::correct(logits, labels);
-    }
+    });
     let n = split.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)
 }
