@@ -177,9 +177,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             compute,
             json,
         } => {
-            let mut m = manifest::load(manifest)?;
-            compute.apply(&mut m)?;
-            let plan = plan::expand(&m);
+            let plan = load_plan(manifest, compute)?;
             print_plan(&plan, &cli.results, *json)?;
             Ok(())
         }
@@ -189,9 +187,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             jobs,
             quiet,
         } => {
-            let mut m = manifest::load(manifest)?;
-            compute.apply(&mut m)?;
-            let plan = plan::expand(&m);
+            let plan = load_plan(manifest, compute)?;
             let backend = Backend::new(plan.compute).map_err(|e| Failure {
                 report: e.into(),
                 code: 2,
@@ -214,6 +210,13 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Reads and validates `manifest`, applies the command-line compute overrides, expands it.
+fn load_plan(manifest: &Path, compute: &ComputeArgs) -> Result<Plan, Failure> {
+    let mut m = manifest::load(manifest)?;
+    compute.apply(&mut m)?;
+    Ok(plan::expand(&m))
 }
 
 fn kd_text(stage: &plan::Stage) -> String {

@@ -163,7 +163,7 @@ impl Scheduler<'_> {
                     match parent {
                         Some(None) => i += 1, // teacher still training
                         Some(Some(r)) if r.status != Status::Ok => {
-                            let record = skipped(stage, self.backend);
+                            let record = base_record(stage, self.backend);
                             self.release_parent(stage);
                             on_event(Event::Done(stage, &record));
                             self.records.insert(stage.id.clone(), record);
@@ -261,7 +261,7 @@ impl Scheduler<'_> {
                     init_sha256: Some(t.initial_digest),
                     train_seconds: t.seconds,
                     epochs: t.epochs,
-                    ..skipped(stage, self.backend)
+                    ..base_record(stage, self.backend)
                 };
                 if self.waiting.get(&stage.id).is_some_and(|&n| n > 0) {
                     self.models.insert(stage.id.clone(), t.model);
@@ -277,7 +277,7 @@ impl Scheduler<'_> {
                     error: Some(message),
                     epochs,
                     status: Status::Failed,
-                    ..skipped(stage, self.backend)
+                    ..base_record(stage, self.backend)
                 }
             }
             Err(e) => return Err(SweepError::Model(e)),
@@ -287,7 +287,9 @@ impl Scheduler<'_> {
     }
 }
 
-fn skipped(stage: &Stage, backend: &Backend) -> StageRecord {
+/// The record of a stage that was not trained because its teacher did not train; trained and
+/// failed records start from it and fill in what they measured.
+fn base_record(stage: &Stage, backend: &Backend) -> StageRecord {
     StageRecord {
         id: stage.id.clone(),
         status: Status::Skipped,
