@@ -27,13 +27,18 @@ pub struct Cli {
     /// Folder holding one results folder per experiment.
     #[arg(long, global = true, default_value = "results", value_name = "DIR")]
     pub results: PathBuf,
+    /// Apply the manifest's `[profiles.NAME]` (e.g. `ci`: less data, fewer epochs); results go
+    /// to `results/<name>-NAME/` unless the profile sets its own `name`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a manifest and report every problem with file, line and column; trains nothing.
+    /// Check a manifest (and, without `--profile`, each of its profiles) and report every
+    /// problem with file, line and column; trains and writes nothing.
     Validate {
         /// The manifest (TOML).
         manifest: PathBuf,
@@ -162,14 +167,26 @@ impl From<crate::store::StoreError> for Failure {
 fn dispatch(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Validate { manifest } => {
-            let m = manifest::load(manifest)?;
-            let plan = plan::expand(&m);
-            println!(
-                "{} is valid: {} cells, {} stages",
-                manifest.display(),
-                plan.cells.len(),
-                plan.stages.len()
-            );
+            let m = load_manifest(manifest, cli.profile.as_deref())?;
+            let mut checked = vec![m];
+            if cli.profile.is_none() {
+                for p in checked[0].profiles.clone() {
+                    checked.push(load_manifest(manifest, Some(&p))?);
+                }
+            }
+            for m in &checked {
+                let plan = plan::expand(m);
+                println!(
+                    "{}{} is valid: {} cells, {} stages",
+                    manifest.display(),
+                    m.profile
+                        .as_ref()
+                        .map(|p| format!(" with profile `{p}`"))
+                        .unwrap_or_default(),
+                    plan.cells.len(),
+                    plan.stages.len()
+                );
+            }
             Ok(())
         }
         Command::Plan {
@@ -177,7 +194,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             compute,
             json,
         } => {
-            let plan = load_plan(manifest, compute)?;
+            let plan = load_plan(manifest, cli.profile.as_deref(), compute)?;
             print_plan(&plan, &cli.results, *json)?;
             Ok(())
         }
@@ -187,7 +204,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             jobs,
             quiet,
         } => {
-            let plan = load_plan(manifest, compute)?;
+            let plan = load_plan(manifest, cli.profile.as_deref(), compute)?;
             let backend = Backend::new(plan.compute).map_err(|e| Failure {
                 report: e.into(),
                 code: 2,
@@ -212,9 +229,27 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
+/// Reads and validates `manifest` with `profile`, printing its warnings to stderr.
+fn load_manifest(manifest: &Path, profile: Option<&str>) -> Result<Manifest, Failure> {
+    let m = manifest::load_profile(manifest, profile)?;
+    if !m.warnings.is_empty() {
+        let warnings = manifest::ManifestWarnings {
+            path: m.path.clone(),
+            src: miette::NamedSource::new(m.path.display().to_string(), m.text.clone()),
+            warnings: m.warnings.clone(),
+        };
+        eprintln!("{:?}", miette::Report::new(warnings));
+    }
+    Ok(m)
+}
+
 /// Reads and validates `manifest`, applies the command-line compute overrides, expands it.
-fn load_plan(manifest: &Path, compute: &ComputeArgs) -> Result<Plan, Failure> {
-    let mut m = manifest::load(manifest)?;
+fn load_plan(
+    manifest: &Path,
+    profile: Option<&str>,
+    compute: &ComputeArgs,
+) -> Result<Plan, Failure> {
+    let mut m = load_manifest(manifest, profile)?;
     compute.apply(&mut m)?;
     Ok(plan::expand(&m))
 }
@@ -275,6 +310,7 @@ struct PlanStage<'a> {
 #[derive(serde::Serialize)]
 struct PlanModel<'a> {
     name: &'a str,
+    family: &'a str,
     params: Option<u64>,
     forward_mflops: Option<f64>,
 }
@@ -354,6 +390,7 @@ fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), Failure> {
             let c = plan.model_cost(s);
             models.push(PlanModel {
                 name: &s.model,
+                family: &s.spec.family,
                 params: c.map(|c| c.params),
                 forward_mflops: c.map(|c| c.forward_flops as f64 / 1e6),
             });
@@ -395,12 +432,16 @@ fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), Failure> {
         "experiment `{}`: {} cells on {}",
         report.experiment, report.cells, report.backend
     );
-    println!("{:<12} {:>10} {:>14}", "model", "params", "MFLOP/image");
+    println!(
+        "{:<12} {:<12} {:>10} {:>14}",
+        "model", "family", "params", "MFLOP/image"
+    );
     for m in &report.models {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
         println!(
-            "{:<12} {:>10} {:>14}",
+            "{:<12} {:<12} {:>10} {:>14}",
             m.name,
+            m.family,
             opt(m.params.map(|p| p.to_string())),
             opt(m.forward_mflops.map(|f| format!("{f:.2}")))
         );

@@ -250,13 +250,15 @@ impl Scheduler<'_> {
                 self.store
                     .save_model(&stage.id, |path| train::save_model(&t.model, path))?
                     .map_err(SweepError::Model)?;
-                let last = t.epochs.last();
+                let selected = t.epochs.get(t.selected_epoch.wrapping_sub(1));
                 let record = StageRecord {
                     status: Status::Ok,
                     error: None,
                     params: t.params,
-                    test_accuracy: last.map(|e| e.test_accuracy),
-                    test_loss: last.map(|e| e.test_loss),
+                    test_accuracy: selected.map(|e| e.test_accuracy),
+                    test_loss: selected.map(|e| e.test_loss),
+                    selected_epoch: selected.map(|e| e.epoch),
+                    val_accuracy: selected.and_then(|e| e.val_accuracy),
                     weights_sha256: Some(train::weights_digest(&t.model)),
                     init_sha256: Some(t.initial_digest),
                     train_seconds: t.seconds,
@@ -297,6 +299,8 @@ fn base_record(stage: &Stage, backend: &Backend) -> StageRecord {
         params: 0,
         test_accuracy: None,
         test_loss: None,
+        selected_epoch: None,
+        val_accuracy: None,
         weights_sha256: None,
         init_sha256: None,
         train_seconds: 0.0,

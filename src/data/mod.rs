@@ -34,6 +34,19 @@ impl Split {
         self.labels.is_empty()
     }
 
+    /// The images at `indices`, in that order.
+    fn select(&self, indices: &[usize]) -> Split {
+        let image_len = self.images.len() / self.len().max(1);
+        Split {
+            images: indices
+                .iter()
+                .flat_map(|&i| &self.images[i * image_len..(i + 1) * image_len])
+                .copied()
+                .collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
     fn truncate(&mut self, n: usize, image_len: usize) {
         self.labels.truncate(n);
         self.images.truncate(n * image_len);
@@ -64,6 +77,23 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Splits the training images into `(train, validation)` with `n` validation images,
+    /// picked by a fixed shuffle so every stage of every study on this data holds out the same
+    /// ones; both keep the original order.
+    pub fn holdout(&self, n: usize) -> (Split, Split) {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+            0x6b64_6772_6964,
+        ));
+        let (val, train) = order.split_at(n.min(order.len()));
+        let (mut val, mut train) = (val.to_vec(), train.to_vec());
+        val.sort_unstable();
+        train.sort_unstable();
+        (self.train.select(&train), self.train.select(&val))
+    }
+
     /// Builds a dataset, computing normalization from the training split.
     pub fn new(
         name: String,

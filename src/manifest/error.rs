@@ -33,6 +33,21 @@ pub enum ManifestError {
     },
 }
 
+/// Warnings about a valid manifest, rendered like errors but not failing.
+#[derive(Debug, Error, Diagnostic)]
+#[error("manifest `{}`: {} warning{}", path.display(), warnings.len(), if warnings.len() == 1 { "" } else { "s" })]
+#[diagnostic(code(kdgrid::manifest::warning), severity(Warning))]
+pub struct ManifestWarnings {
+    /// The manifest path.
+    pub path: PathBuf,
+    /// The manifest text, for rendering.
+    #[source_code]
+    pub src: NamedSource<String>,
+    /// Every warning.
+    #[related]
+    pub warnings: Vec<Problem>,
+}
+
 /// One located problem in a manifest.
 #[derive(Debug, Error, Diagnostic, Clone)]
 #[error("{message}")]
@@ -103,6 +118,11 @@ impl<'a> Problems<'a> {
             label,
             help,
         });
+    }
+
+    /// The problems collected, for warnings that do not fail.
+    pub(crate) fn into_list(self) -> Vec<Problem> {
+        self.list
     }
 
     pub(crate) fn is_empty(&self) -> bool {

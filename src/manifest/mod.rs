@@ -5,13 +5,26 @@
 //! cross-field rule, reports all problems at once with file, line and column, and returns a
 //! validated [`Manifest`]. Nothing here touches tensors or the results folder.
 
+mod axis;
+mod cost;
+mod document;
 mod error;
+mod grid;
+mod model;
 mod values;
 
-pub use error::{ManifestError, Problem};
+pub use cost::{Cost, cost};
+pub use error::{ManifestError, ManifestWarnings, Problem};
+pub use grid::{
+    AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds, TeacherSeed,
+    Test, Value,
+};
+pub use model::{ModelSpec, PLAIN_CNN_SIZES};
 pub use values::{Alpha, Count, Fraction, Positive, Temperature};
 
 use error::Problems;
+use grid::RawGrid;
+use model::RawModel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -39,6 +52,14 @@ pub struct Manifest {
     pub grid: Grid,
     /// Backend, device and threads.
     pub compute: ComputeSpec,
+    /// The profile applied, if any (`--profile`).
+    pub profile: Option<String>,
+    /// Every profile the manifest defines.
+    pub profiles: Vec<String>,
+    /// Things worth a look that do not stop a run (e.g. an assistant larger than its teacher).
+    pub warnings: Vec<Problem>,
+    /// The manifest text, to render warnings against.
+    pub text: String,
 }
 
 /// Which Burn backend trains the stages.
@@ -290,24 +311,6 @@ pub struct SyntheticSpec {
     pub noise: f64,
 }
 
-/// A CNN architecture: 3x3 conv + ReLU + 2x2 max-pool per entry of `conv`, then dense ReLU
-/// layers of `dense` widths, then a linear classifier.
-///
-/// ```toml
-/// [models.student]
-/// conv = [32, 64]
-/// dense = [64]
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ModelSpec {
-    /// Output channels of each conv layer.
-    pub conv: Vec<usize>,
-    /// Widths of hidden dense layers.
-    pub dense: Vec<usize>,
-    /// Square conv kernel size (odd; padding keeps the spatial size).
-    pub kernel: usize,
-}
-
 /// Training settings a model may override in its `[models.*]` table.
 ///
 /// ```toml
@@ -385,6 +388,72 @@ pub struct TrainingSpec {
     /// they were).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentSpec>,
+    /// Images held out of the training split for validation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Holdout>,
+    /// Which epoch's weights a stage keeps.
+    #[serde(skip_serializing_if = "Selection::is_last")]
+    pub select: Selection,
+}
+
+/// A validation split carved from the training split: the same images for every stage of a
+/// study (a fixed shuffle of the training indices), so teachers and students select alike.
+///
+/// ```toml
+/// [training]
+/// validation = 5000   # images; or a fraction such as 0.1
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Holdout {
+    /// A number of images.
+    Count(usize),
+    /// A fraction of the training split, in (0, 1).
+    Fraction(f64),
+}
+
+impl Holdout {
+    /// Images held out of a training split of `train` images.
+    pub fn count(self, train: usize) -> usize {
+        match self {
+            Holdout::Count(n) => n,
+            Holdout::Fraction(f) => (f * train as f64).round() as usize,
+        }
+    }
+}
+
+/// Which weights a stage keeps and reports.
+///
+/// ```toml
+/// [training]
+/// select = "best-val"   # needs `validation`
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// The last epoch's.
+    #[default]
+    Last,
+    /// The epoch with the best validation accuracy (earliest on ties).
+    BestVal,
+    /// The epoch with the best test accuracy: optimistic, as in papers that report the best
+    /// test epoch; refused unless `allow-test-selection = true`.
+    BestTest,
+}
+
+impl Selection {
+    fn is_last(&self) -> bool {
+        *self == Selection::Last
+    }
+
+    /// Name as written in manifests and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Selection::Last => "last",
+            Selection::BestVal => "best-val",
+            Selection::BestTest => "best-test",
+        }
+    }
 }
 
 /// Learning-rate schedule, applied per epoch.
@@ -468,62 +537,6 @@ pub struct AugmentSpec {
     pub flip: bool,
 }
 
-/// Grid axes and chain templates.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grid {
-    /// Seeds; each drives weight init, data order and augmentation of every stage of a cell.
-    pub seeds: Vec<u64>,
-    /// Optional per-role seed axes that replace `seed` for one source of randomness, so that
-    /// variance can be attributed to each: `init-seed`, `order-seed`, `augment-seed`.
-    pub role_seeds: RoleSeedAxes,
-    /// Distillation temperatures (only for stages with a teacher).
-    pub temperatures: Vec<f64>,
-    /// Distillation weights (only for stages with a teacher).
-    pub alphas: Vec<f64>,
-    /// Which seed a chain's teachers and assistants train with.
-    pub teacher_seed: TeacherSeed,
-    /// Values of the role axes `@teacher`, `@assistant`, `@student`.
-    pub roles: BTreeMap<String, Vec<String>>,
-    /// Chains of model names or `@role` placeholders, teacher first, student last.
-    pub chains: Vec<Vec<String>>,
-}
-
-/// Which seed the teachers and assistants of a cell train with (the chain's last model always
-/// trains with the cell's seed).
-///
-/// ```toml
-/// [grid]
-/// teacher-seed = "shared"   # one teacher for every student seed
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TeacherSeed {
-    /// The cell's seed: one teacher per student seed, with the same seeds.
-    #[default]
-    Paired,
-    /// The grid's first seed: one teacher shared by every student seed.
-    Shared,
-    /// A seed derived from the cell's: one teacher per student seed, with unrelated streams.
-    Independent,
-}
-
-/// Per-role seed axes; `None` means the role follows the cell's `seed`.
-///
-/// ```toml
-/// [grid]
-/// seed = [0]
-/// order-seed = [0, 1, 2, 3]   # vary only the data order
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleSeedAxes {
-    /// Weight-initialization seeds.
-    pub init: Option<Vec<u64>>,
-    /// Data-order seeds.
-    pub order: Option<Vec<u64>>,
-    /// Augmentation seeds.
-    pub augment: Option<Vec<u64>>,
-}
-
 /// Cells a grid may have unless `grid.max-cells` says otherwise: a guard against typos such as
 /// `seed = { range = [0, 100000] }`.
 pub const DEFAULT_MAX_CELLS: usize = 10_000;
@@ -531,17 +544,28 @@ pub const DEFAULT_MAX_CELLS: usize = 10_000;
 /// Role axes that chains may refer to as `@name`.
 pub const ROLE_AXES: [&str; 3] = ["teacher", "assistant", "student"];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// The sections of a manifest, each deserialized on its own so that all report problems.
 struct RawManifest {
-    name: Spanned<String>,
+    name: Option<Spanned<String>>,
     description: Option<String>,
-    dataset: Spanned<RawDataset>,
-    models: Spanned<BTreeMap<Spanned<String>, RawModel>>,
-    training: RawTraining,
-    grid: Spanned<RawGrid>,
+    dataset: Option<Spanned<RawDataset>>,
+    models: Option<Spanned<BTreeMap<Spanned<String>, RawModel>>>,
+    training: Option<Spanned<RawTraining>>,
+    grid: Option<Spanned<RawGrid>>,
     compute: Option<RawCompute>,
 }
+
+/// Top-level keys of a manifest.
+const SECTIONS: [&str; 8] = [
+    "name",
+    "description",
+    "dataset",
+    "models",
+    "training",
+    "grid",
+    "compute",
+    "profiles",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -582,17 +606,6 @@ struct RawDataset {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawModel {
-    conv: Spanned<Vec<Count>>,
-    #[serde(default)]
-    dense: Vec<Count>,
-    kernel: Option<Spanned<Count>>,
-    epochs: Option<Count>,
-    lr: Option<Positive>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawTraining {
     epochs: Count,
     batch_size: Count,
@@ -606,75 +619,221 @@ struct RawTraining {
     #[serde(default)]
     kl_reduction: KlReduction,
     augment: Option<AugmentSpec>,
-}
-
-type Names = Spanned<Vec<Spanned<String>>>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawGrid {
-    seed: Spanned<Vec<u64>>,
-    init_seed: Option<Spanned<Vec<u64>>>,
-    order_seed: Option<Spanned<Vec<u64>>>,
-    augment_seed: Option<Spanned<Vec<u64>>>,
-    #[serde(default)]
-    temperature: Option<Spanned<Vec<Temperature>>>,
-    #[serde(default)]
-    alpha: Option<Spanned<Vec<Alpha>>>,
-    teacher: Option<Names>,
-    assistant: Option<Names>,
-    student: Option<Names>,
-    chains: Spanned<Vec<Names>>,
-    max_cells: Option<Count>,
-    #[serde(default)]
-    teacher_seed: TeacherSeed,
+    validation: Option<Spanned<f64>>,
+    select: Option<Spanned<Selection>>,
+    allow_test_selection: Option<bool>,
 }
 
 /// Reads and validates the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    load_profile(path, None)
+}
+
+/// Reads the manifest at `path` and validates it with profile `profile` applied.
+pub fn load_profile(path: &Path, profile: Option<&str>) -> Result<Manifest, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &text)
+    parse_profile(path, &text, profile)
 }
 
 /// Validates manifest `text`; `path` names it in messages and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-    let mut problems = Problems::new(path, text);
-    let raw: RawManifest = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let message = e.message().trim().to_string();
-            let help = did_you_mean(&message);
-            problems.push(e.span(), message, help);
-            return Err(problems.finish().unwrap_err());
-        }
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
-    let manifest = check(raw, path, base, &mut problems);
-    problems.finish()?;
-    Ok(manifest.expect("no problems means a manifest was built"))
+    parse_profile(path, text, None)
 }
 
-fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) -> Option<Manifest> {
-    let name = raw.name.get_ref().trim().to_string();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || name.starts_with('.')
-    {
-        problems.push(
-            Some(raw.name.span()),
-            "`name` must be a non-empty folder name of letters, digits, `-`, `_` or `.`",
-            None,
-        );
+/// Validates manifest `text` with profile `profile` (a `[profiles.<name>]` table) merged over
+/// it. Every problem is reported, each with its file, line and column.
+pub fn parse_profile(
+    path: &Path,
+    text: &str,
+    profile: Option<&str>,
+) -> Result<Manifest, ManifestError> {
+    let mut problems = Problems::new(path, text);
+    let mut warnings = Problems::new(path, text);
+    let Some(mut doc) = document::parse(text, &mut problems) else {
+        return Err(problems.finish().unwrap_err());
+    };
+    let renames = profile.is_some_and(|p| {
+        doc.get("profiles")
+            .and_then(|ps| ps.get_ref().get(p))
+            .is_some_and(|p| p.get_ref().get("name").is_some())
+    });
+    let profiles = document::apply_profile(&mut doc, profile, &mut problems);
+    let raw = sections(&doc, &mut problems);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let manifest = check(raw, path, base, &mut problems, &mut warnings);
+    problems.finish()?;
+    let mut manifest = manifest.expect("no problems means a manifest was built");
+    if let Some(p) = profile {
+        if !renames {
+            manifest.name = format!("{}-{p}", manifest.name);
+        }
+        manifest.profile = Some(p.to_string());
     }
-    let dataset = check_dataset(&raw.dataset, base, problems);
-    if let Some(nesterov) = &raw.training.nesterov
+    manifest.profiles = profiles;
+    manifest.warnings = warnings.into_list();
+    manifest.text = text.to_string();
+    Ok(manifest)
+}
+
+/// Deserializes each top-level section on its own, so that problems in one do not hide
+/// problems in another.
+fn sections(doc: &document::Doc<'_>, problems: &mut Problems) -> RawManifest {
+    for (key, _) in doc.iter() {
+        if !SECTIONS.contains(&key.get_ref().as_ref()) {
+            problems.push(
+                Some(key.span()),
+                format!("unknown key `{}`", key.get_ref()),
+                suggest(key.get_ref(), &SECTIONS)
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| Some(format!("top-level keys: {}", backticked(&SECTIONS)))),
+            );
+        }
+    }
+    let required = |key: &str, example: &str, problems: &mut Problems| {
+        let value = doc.get(key);
+        if value.is_none() {
+            problems.push(
+                None,
+                format!("missing `{key}`"),
+                Some(format!("add {example}")),
+            );
+        }
+        value
+    };
+    let name = required("name", "`name = \"my-study\"`", problems)
+        .and_then(|v| document::section(v, problems));
+    let dataset = required("dataset", "a `[dataset]` table", problems)
+        .and_then(|v| document::section(v, problems));
+    let training = required("training", "a `[training]` table", problems)
+        .and_then(|v| document::section(v, problems));
+    let grid =
+        required("grid", "a `[grid]` table", problems).and_then(|v| document::section(v, problems));
+    let models = required("models", "a `[models.<name>]` table", problems).and_then(|v| {
+        let toml::de::DeValue::Table(table) = v.get_ref() else {
+            problems.push(Some(v.span()), "`models` must be a table of models", None);
+            return None;
+        };
+        if table.is_empty() {
+            problems.push(
+                Some(v.span()),
+                "`models` is empty",
+                Some(
+                    "declare at least one model, e.g. `[models.student]` with `conv = [32, 64]`"
+                        .into(),
+                ),
+            );
+        }
+        let mut models = BTreeMap::new();
+        for (name, m) in table.iter() {
+            let name = Spanned::new(name.span(), name.get_ref().to_string());
+            // A model that fails still counts as defined, so chains naming it raise nothing more.
+            let m = document::section(m, problems).unwrap_or_else(RawModel::placeholder);
+            models.insert(name, m);
+        }
+        Some(Spanned::new(v.span(), models))
+    });
+    let description = doc
+        .get("description")
+        .and_then(|v| document::section(v, problems));
+    let compute = doc
+        .get("compute")
+        .and_then(|v| document::section(v, problems));
+    RawManifest {
+        name,
+        description,
+        dataset,
+        models,
+        training,
+        grid,
+        compute,
+    }
+}
+
+fn check(
+    raw: RawManifest,
+    path: &Path,
+    base: &Path,
+    problems: &mut Problems,
+    warnings: &mut Problems,
+) -> Option<Manifest> {
+    if let Some(name) = &raw.name {
+        let n = name.get_ref().trim();
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || n.starts_with('.')
+        {
+            problems.push(
+                Some(name.span()),
+                "`name` must be a non-empty folder name of letters, digits, `-`, `_` or `.`",
+                None,
+            );
+        }
+    }
+    let dataset = raw
+        .dataset
+        .as_ref()
+        .and_then(|d| check_dataset(d, base, problems));
+    let shape = dataset.as_ref().and_then(DatasetSpec::shape);
+    let training = raw
+        .training
+        .as_ref()
+        .map(|t| check_training(t, shape, problems));
+    let models = raw
+        .models
+        .as_ref()
+        .map(|m| model::check_models(m.get_ref(), problems))
+        .unwrap_or_default();
+    let overrides = raw
+        .models
+        .iter()
+        .flat_map(|m| m.get_ref())
+        .filter_map(|(name, m)| Some((name.get_ref().clone(), m.overrides()?)))
+        .collect();
+    let grid = raw.grid.as_ref().map(|g| {
+        grid::check_grid(
+            g.get_ref(),
+            g.span(),
+            &models,
+            shape.map(|s| (s.input, s.classes)),
+            problems,
+            warnings,
+        )
+    });
+    let compute = check_compute(raw.compute.as_ref(), problems);
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(Manifest {
+        path: path.to_path_buf(),
+        name: raw.name?.into_inner().trim().to_string(),
+        description: raw.description,
+        dataset: dataset?,
+        models,
+        training: training?,
+        overrides,
+        grid: grid?,
+        compute,
+        profile: None,
+        profiles: Vec::new(),
+        warnings: Vec::new(),
+        text: String::new(),
+    })
+}
+
+fn check_training(
+    raw: &Spanned<RawTraining>,
+    shape: Option<DataShape>,
+    problems: &mut Problems,
+) -> TrainingSpec {
+    let t = raw.get_ref();
+    if let Some(nesterov) = &t.nesterov
         && *nesterov.get_ref()
-        && (raw.training.optimizer != Optimizer::Sgd || raw.training.momentum.is_none())
+        && (t.optimizer != Optimizer::Sgd || t.momentum.is_none())
     {
         problems.push(
             Some(nesterov.span()),
@@ -682,53 +841,67 @@ fn check(raw: RawManifest, path: &Path, base: &Path, problems: &mut Problems) ->
             None,
         );
     }
-    let models = check_models(&raw.models, problems);
-    let overrides = raw
-        .models
-        .get_ref()
-        .iter()
-        .filter(|(_, m)| m.epochs.is_some() || m.lr.is_some())
-        .map(|(name, m)| {
-            (
-                name.get_ref().clone(),
-                TrainingOverride {
-                    epochs: m.epochs.map(Count::get),
-                    lr: m.lr.map(Positive::get),
-                },
-            )
-        })
-        .collect();
-    let training = TrainingSpec {
-        epochs: raw.training.epochs.get(),
-        batch_size: raw.training.batch_size.get(),
-        optimizer: raw.training.optimizer,
-        lr: raw.training.lr.get(),
-        momentum: raw.training.momentum.map(Fraction::get),
-        weight_decay: raw.training.weight_decay.map(Fraction::get),
-        nesterov: raw.training.nesterov.as_ref().is_some_and(|n| *n.get_ref()),
-        schedule: raw.training.schedule,
-        kl_reduction: raw.training.kl_reduction,
-        augment: raw
-            .training
-            .augment
-            .filter(|a| a.crop_padding > 0 || a.flip),
-    };
-    let grid = check_grid(&raw.grid, &models, problems);
-    let compute = check_compute(raw.compute.as_ref(), problems);
-    if !problems.is_empty() {
-        return None;
+    let validation = t.validation.as_ref().and_then(|v| {
+        let x = *v.get_ref();
+        let holdout = if x > 0.0 && x < 1.0 {
+            Holdout::Fraction(x)
+        } else if x >= 1.0 && x.fract() == 0.0 {
+            Holdout::Count(x as usize)
+        } else {
+            problems.push(
+                Some(v.span()),
+                format!(
+                    "`training.validation` is a number of images or a fraction in (0, 1), found {x}"
+                ),
+                None,
+            );
+            return None;
+        };
+        if let Some(shape) = shape
+            && holdout.count(shape.train) >= shape.train
+        {
+            problems.push(
+                Some(v.span()),
+                format!(
+                    "`training.validation` holds out {} images of a {}-image training split",
+                    holdout.count(shape.train),
+                    shape.train
+                ),
+                Some("leave some images to train on".into()),
+            );
+        }
+        Some(holdout)
+    });
+    let select = t.select.as_ref().map_or(Selection::Last, |s| *s.get_ref());
+    if let Some(s) = &t.select {
+        match s.get_ref() {
+            Selection::BestVal if validation.is_none() => problems.push(
+                Some(s.span()),
+                "`select = \"best-val\"` needs a validation split",
+                Some("add `validation = 5000` (images) or `validation = 0.1` to `[training]`".into()),
+            ),
+            Selection::BestTest if t.allow_test_selection != Some(true) => problems.push(
+                Some(s.span()),
+                "selecting epochs on the test set makes the reported accuracy optimistic",
+                Some("use `select = \"best-val\"` with a `validation` split, or set `allow-test-selection = true` to reproduce a paper that did this".into()),
+            ),
+            _ => {}
+        }
     }
-    Some(Manifest {
-        path: path.to_path_buf(),
-        name,
-        description: raw.description,
-        dataset: dataset?,
-        models,
-        training,
-        overrides,
-        grid: grid?,
-        compute,
-    })
+    TrainingSpec {
+        epochs: t.epochs.get(),
+        batch_size: t.batch_size.get(),
+        optimizer: t.optimizer,
+        lr: t.lr.get(),
+        momentum: t.momentum.map(Fraction::get),
+        weight_decay: t.weight_decay.map(Fraction::get),
+        nesterov: t.nesterov.as_ref().is_some_and(|n| *n.get_ref()),
+        schedule: t.schedule,
+        kl_reduction: t.kl_reduction,
+        augment: t.augment.filter(|a| a.crop_padding > 0 || a.flip),
+        validation,
+        select,
+    }
 }
 
 fn check_compute(raw: Option<&RawCompute>, problems: &mut Problems) -> ComputeSpec {
@@ -889,238 +1062,6 @@ fn check_normalize(d: &RawDataset, channels: usize, problems: &mut Problems) -> 
             None
         }
     }
-}
-
-fn check_models(
-    raw: &Spanned<BTreeMap<Spanned<String>, RawModel>>,
-    problems: &mut Problems,
-) -> BTreeMap<String, ModelSpec> {
-    if raw.get_ref().is_empty() {
-        problems.push(
-            Some(raw.span()),
-            "`models` is empty",
-            Some(
-                "declare at least one model, e.g. `[models.student]` with `conv = [32, 64]`".into(),
-            ),
-        );
-    }
-    let mut models = BTreeMap::new();
-    for (name, m) in raw.get_ref() {
-        if name.get_ref().starts_with('@') {
-            problems.push(
-                Some(name.span()),
-                format!("model name `{}` must not start with `@`", name.get_ref()),
-                Some("`@` marks role placeholders in chains".into()),
-            );
-        }
-        if m.conv.get_ref().is_empty() {
-            problems.push(
-                Some(m.conv.span()),
-                format!("`models.{}.conv` is empty", name.get_ref()),
-                Some("a CNN needs at least one conv layer".into()),
-            );
-        }
-        let kernel = m.kernel.as_ref().map_or(3, |k| k.get_ref().get());
-        if kernel % 2 == 0 {
-            problems.push(
-                m.kernel.as_ref().map(Spanned::span),
-                format!(
-                    "`models.{}.kernel` must be odd, found {kernel}",
-                    name.get_ref()
-                ),
-                None,
-            );
-        }
-        models.insert(
-            name.get_ref().clone(),
-            ModelSpec {
-                conv: m.conv.get_ref().iter().map(|c| c.get()).collect(),
-                dense: m.dense.iter().map(|c| c.get()).collect(),
-                kernel,
-            },
-        );
-    }
-    models
-}
-
-fn check_grid(
-    raw: &Spanned<RawGrid>,
-    models: &BTreeMap<String, ModelSpec>,
-    problems: &mut Problems,
-) -> Option<Grid> {
-    let g = raw.get_ref();
-    if g.seed.get_ref().is_empty() {
-        problems.push(Some(g.seed.span()), "`grid.seed` is empty", None);
-    }
-    let mut seeds = g.seed.get_ref().clone();
-    seeds.sort_unstable();
-    seeds.dedup();
-    let mut role_axis = |axis: &Option<Spanned<Vec<u64>>>, key: &str| {
-        axis.as_ref().map(|a| {
-            if a.get_ref().is_empty() {
-                problems.push(Some(a.span()), format!("`grid.{key}` is empty"), None);
-            }
-            let mut v = a.get_ref().clone();
-            v.sort_unstable();
-            v.dedup();
-            v
-        })
-    };
-    let role_seeds = RoleSeedAxes {
-        init: role_axis(&g.init_seed, "init-seed"),
-        order: role_axis(&g.order_seed, "order-seed"),
-        augment: role_axis(&g.augment_seed, "augment-seed"),
-    };
-
-    let model_names: Vec<&str> = models.keys().map(String::as_str).collect();
-    let check_name = |name: &Spanned<String>, problems: &mut Problems| {
-        if !models.contains_key(name.get_ref()) {
-            problems.push(
-                Some(name.span()),
-                format!("undefined model `{}`", name.get_ref()),
-                suggest(name.get_ref(), &model_names)
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .or_else(|| Some(format!("defined models: {}", backticked(&model_names)))),
-            );
-        }
-    };
-
-    let mut roles = BTreeMap::new();
-    for (role, axis) in [
-        ("teacher", &g.teacher),
-        ("assistant", &g.assistant),
-        ("student", &g.student),
-    ] {
-        if let Some(axis) = axis {
-            if axis.get_ref().is_empty() {
-                problems.push(Some(axis.span()), format!("`grid.{role}` is empty"), None);
-            }
-            for name in axis.get_ref() {
-                check_name(name, problems);
-            }
-            roles.insert(
-                role.to_string(),
-                axis.get_ref().iter().map(|n| n.get_ref().clone()).collect(),
-            );
-        }
-    }
-
-    if g.chains.get_ref().is_empty() {
-        problems.push(
-            Some(g.chains.span()),
-            "`grid.chains` is empty",
-            Some("e.g. `chains = [[\"student\"], [\"teacher\", \"student\"]]`".into()),
-        );
-    }
-    let mut any_kd = false;
-    let mut chains = Vec::new();
-    for chain in g.chains.get_ref() {
-        if chain.get_ref().is_empty() {
-            problems.push(Some(chain.span()), "a chain needs at least one model", None);
-        }
-        any_kd |= chain.get_ref().len() > 1;
-        for item in chain.get_ref() {
-            match item.get_ref().strip_prefix('@') {
-                Some(role) if !ROLE_AXES.contains(&role) => problems.push(
-                    Some(item.span()),
-                    format!("unknown role placeholder `{}`", item.get_ref()),
-                    Some(format!(
-                        "placeholders are {}",
-                        backticked(&ROLE_AXES.map(|r| format!("@{r}")))
-                    )),
-                ),
-                Some(role) if !roles.contains_key(role) => problems.push(
-                    Some(item.span()),
-                    format!("chain uses `@{role}` but `grid.{role}` is not set"),
-                    Some(format!("add `{role} = [\"...\"]` to `[grid]`")),
-                ),
-                Some(_) => {}
-                None => check_name(item, problems),
-            }
-        }
-        chains.push(
-            chain
-                .get_ref()
-                .iter()
-                .map(|n| n.get_ref().clone())
-                .collect(),
-        );
-    }
-
-    let axis = |v: &Option<Spanned<Vec<f64>>>, key: &str, problems: &mut Problems| -> Vec<f64> {
-        match v {
-            Some(v) if v.get_ref().is_empty() => {
-                problems.push(Some(v.span()), format!("`grid.{key}` is empty"), None);
-                Vec::new()
-            }
-            Some(v) => v.get_ref().clone(),
-            None if any_kd => {
-                problems.push(
-                    Some(raw.span()),
-                    format!("`grid.{key}` is required when a chain distills"),
-                    None,
-                );
-                Vec::new()
-            }
-            None => Vec::new(),
-        }
-    };
-    let temps = g
-        .temperature
-        .as_ref()
-        .map(|t| Spanned::new(t.span(), t.get_ref().iter().map(|x| x.get()).collect()));
-    let alphas = g
-        .alpha
-        .as_ref()
-        .map(|a| Spanned::new(a.span(), a.get_ref().iter().map(|x| x.get()).collect()));
-    let temperatures = axis(&temps, "temperature", problems);
-    let alphas = axis(&alphas, "alpha", problems);
-
-    let per_seed: usize = chains
-        .iter()
-        .map(|c: &Vec<String>| {
-            let instances: usize = ROLE_AXES
-                .iter()
-                .filter(|r| c.iter().any(|m| m.strip_prefix('@') == Some(**r)))
-                .map(|r| roles.get(*r).map_or(0, Vec::len))
-                .product();
-            instances
-                * if c.len() > 1 {
-                    temperatures.len() * alphas.len()
-                } else {
-                    1
-                }
-        })
-        .sum();
-    let role_factor: usize = [&role_seeds.init, &role_seeds.order, &role_seeds.augment]
-        .iter()
-        .map(|a| a.as_ref().map_or(1, Vec::len))
-        .product();
-    let cells = seeds.len() * role_factor * per_seed;
-    let limit = g.max_cells.map_or(DEFAULT_MAX_CELLS, Count::get);
-    if cells > limit {
-        problems.push(
-            Some(raw.span()),
-            format!("the grid has {cells} cells, over the limit of {limit}"),
-            Some("shrink an axis, or raise `grid.max-cells` if this is intended".into()),
-        );
-    }
-
-    Some(Grid {
-        seeds,
-        role_seeds,
-        teacher_seed: g.teacher_seed,
-        temperatures: sorted_unique(temperatures),
-        alphas: sorted_unique(alphas),
-        roles,
-        chains,
-    })
-}
-
-fn sorted_unique(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(f64::total_cmp);
-    v.dedup();
-    v
 }
 
 fn backticked<S: AsRef<str>>(items: &[S]) -> String {

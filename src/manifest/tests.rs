@@ -38,7 +38,7 @@ fn problems(text: &str) -> Vec<Problem> {
 fn parses_a_valid_manifest() {
     let m = parse(Path::new("exp/m.toml"), GOOD).unwrap();
     assert_eq!(m.name, "tiny");
-    assert_eq!(m.grid.seeds, vec![0, 1]);
+    assert_eq!(m.grid.seeds, vec![1, 0], "axes keep the order written");
     assert_eq!(m.models["teacher"].conv, vec![8, 16]);
     assert_eq!(m.models["student"].kernel, 3);
     assert_eq!(m.training.optimizer, Optimizer::Adam);
@@ -196,5 +196,292 @@ fn schedules_parse_and_decay() {
         p[0].message.contains("unknown variant `linear`"),
         "{}",
         p[0].message
+    );
+}
+
+fn grid_of(extra: &str) -> Manifest {
+    let text = GOOD.replace(
+        "chains = [[\"student\"], [\"teacher\", \"student\"]]",
+        &format!("chains = [[\"student\"], [\"teacher\", \"student\"]]\n{extra}"),
+    );
+    parse(Path::new("m.toml"), &text).unwrap_or_else(|e| panic!("{:?}", e.problems()))
+}
+
+fn grid_with(axes: &str) -> Manifest {
+    let text = GOOD.replace(
+        "seed = [1, 0]\ntemperature = [4.0]\nalpha = [0.5]\n",
+        &format!("{axes}\n"),
+    );
+    parse(Path::new("m.toml"), &text).unwrap_or_else(|e| panic!("{:?}", e.problems()))
+}
+
+#[test]
+fn serde_level_problems_in_many_sections_are_reported_together() {
+    let text = GOOD
+        .replace("seed = 3", "seed = 3\nclases = 4")
+        .replace("epochs = 2", "epochs = \"two\"")
+        .replace("batch-size = 32", "batch-size = 32\nbatch_size = 32")
+        .replace("conv = [4]", "conv = [4, -1]")
+        .replace("alpha = [0.5]", "alpha = [1.5]");
+    let p = problems(&text);
+    let messages: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(p.len(), 5, "{messages:#?}");
+    assert!(
+        messages[0].starts_with("unknown field `clases`"),
+        "{messages:#?}"
+    );
+    assert_eq!(p[0].help.as_deref(), Some("did you mean `classes`?"));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("invalid type: string \"two\""))
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("unknown field `batch_size`"))
+    );
+    assert!(messages.iter().any(|m| m.contains("found -1")));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("alpha must be within [0, 1]"))
+    );
+}
+
+#[test]
+fn ranges_expand_to_axis_values() {
+    let m = grid_with(
+        "seed = { range = [0, 5] }\ntemperature = { start = 1, stop = 4, step = 1.5 }\nalpha = 0.5",
+    );
+    assert_eq!(m.grid.seeds, vec![0, 1, 2, 3, 4]);
+    assert_eq!(m.grid.temperatures, vec![1.0, 2.5, 4.0]);
+    assert_eq!(m.grid.alphas, vec![0.5]);
+    let p = problems(&GOOD.replace("seed = [1, 0]", "seed = { range = [0, 5], stpe = 1 }"));
+    assert!(
+        p[0].message.contains("unknown field `stpe`"),
+        "{}",
+        p[0].message
+    );
+    let p = problems(&GOOD.replace("temperature = [4.0]", "temperature = { range = [-1, 2] }"));
+    assert!(
+        p[0].message.contains("temperature must be > 0"),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn baselines_are_not_multiplied_by_kd_axes() {
+    let m = grid_with("seed = [0, 1]\ntemperature = [1, 4, 20]\nalpha = [0.1, 0.9]");
+    let cells = m.grid.cells();
+    // 2 seeds x (1 baseline + 3 x 2 distilled).
+    assert_eq!(cells.len(), 2 * (1 + 6));
+    assert_eq!(cells.iter().filter(|c| c.kd.is_none()).count(), 2);
+}
+
+#[test]
+fn zipped_axes_move_together() {
+    let m = grid_with(
+        "seed = [0]\ntemperature = [1, 4, 20]\nalpha = [0.1, 0.5, 0.9]\nzip = [[\"temperature\", \"alpha\"]]",
+    );
+    let kd: Vec<(f64, f64)> = m.grid.cells().iter().filter_map(|c| c.kd).collect();
+    assert_eq!(kd, vec![(1.0, 0.1), (4.0, 0.5), (20.0, 0.9)]);
+    let p = problems(&GOOD.replace(
+        "alpha = [0.5]",
+        "alpha = [0.5, 0.6]\nzip = [[\"temperature\", \"alpah\"], [\"temperature\", \"alpha\"]]",
+    ));
+    let messages: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "unknown axis `alpah`",
+            "a zip group needs at least two axes",
+            "zipped axes must have equal lengths: `temperature` has 1, `alpha` has 2",
+        ],
+        "{p:#?}"
+    );
+    assert_eq!(p[0].help.as_deref(), Some("did you mean `alpha`?"));
+}
+
+#[test]
+fn exclude_and_include_edit_the_product() {
+    let m = grid_of(
+        "exclude = [{ student = \"student\", temperature = { gt = 2 }, seed = 1 }]\ninclude = [{ chain = [\"student\", \"teacher\"], seed = 7, temperature = [2, 8] }]",
+    );
+    let cells = m.grid.cells();
+    // seed 1 loses its distilled cell; seed 7 gains two cells of a new chain.
+    assert_eq!(cells.len(), 4 - 1 + 2);
+    assert!(!cells.iter().any(|c| c.seed == 1 && c.kd.is_some()));
+    let extra: Vec<_> = cells.iter().filter(|c| c.seed == 7).collect();
+    assert_eq!(extra.len(), 2);
+    assert!(
+        extra
+            .iter()
+            .all(|c| c.chain == ["student", "teacher"] && c.kd.unwrap().1 == 0.5)
+    );
+    let m = grid_of("exclude = [{ chain = [\"student\"] }]");
+    assert!(m.grid.cells().iter().all(|c| c.chain.len() == 2));
+    assert!(m.warnings.is_empty());
+    let m = grid_of("exclude = [{ seed = 99 }]");
+    assert_eq!(
+        m.warnings[0].message,
+        "this `exclude` entry matches no cell"
+    );
+}
+
+#[test]
+fn predicates_are_typed() {
+    let p = problems(&GOOD.replace(
+        "chains = [[\"student\"], [\"teacher\", \"student\"]]",
+        "chains = [[\"student\"]]\nexclude = [{ temperature = \"hot\" }, { teacher = 3 }, { seed = { around = 2 } }, { tempo = 1 }]\ninclude = [{ seed = 1 }]",
+    ));
+    let messages: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "an `include` entry needs a `chain`",
+            "`temperature` takes numbers, found \"hot\"",
+            "`teacher` takes model names, found 3",
+            "unknown comparison `around`",
+            "unknown axis `tempo`",
+        ],
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn adding_axis_values_keeps_existing_stage_ids() {
+    let ids = |m: &Manifest| -> Vec<String> {
+        crate::plan::expand(m)
+            .stages
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect()
+    };
+    let small = ids(&grid_with(
+        "seed = [0, 1]\ntemperature = [4]\nalpha = [0.5]",
+    ));
+    let large = ids(&grid_with(
+        "seed = [5, 0, 1, 2]\ntemperature = [1, 4]\nalpha = [0.5, 0.9]",
+    ));
+    for id in &small {
+        assert!(large.contains(id), "stage {id} changed when axes grew");
+    }
+}
+
+#[test]
+fn model_families_resolve_to_architectures() {
+    let text = GOOD.replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nfamily = \"plain-cnn\"\nsize = 4\n\n[models.mlp]\nfamily = \"mlp\"\ndense = [64, 32]\ndropout = 0.2\n\n[models.pooled]\nconv = [8, 8, 16]\npool = [2]\nbatch-norm = true",
+    );
+    let m = parse(Path::new("m.toml"), &text).unwrap();
+    let s = &m.models["student"];
+    assert_eq!(
+        (s.conv.clone(), s.pool.clone(), s.batch_norm),
+        (vec![16, 16, 32, 32], Some(vec![2, 4]), true)
+    );
+    assert_eq!(s.family, "plain-cnn-4");
+    assert!(m.models["mlp"].conv.is_empty());
+    assert_eq!(m.models["mlp"].dropout, Some(0.2));
+    assert!(m.models["pooled"].pools_after(1) && !m.models["pooled"].pools_after(0));
+
+    let bad = GOOD.replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nfamily = \"plain-cnn\"\nsize = 3\n\n[models.mlp]\nfamily = \"mlp\"\nconv = [4]\ndropout = 0.5\n\n[models.pooled]\nconv = [8]\npool = [2]",
+    );
+    let p = problems(&bad);
+    let messages: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "`models.mlp.conv` does not apply to `family = \"mlp\"`",
+            "`models.mlp.dropout` needs a hidden dense layer to act on",
+            "`models.pooled.pool` names conv layer 2, but the model has 1",
+            "`models.student.size` = 3 is not a plain-cnn size",
+        ],
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn test_set_selection_must_be_explicit() {
+    let p = problems(&GOOD.replace("lr = 0.01", "lr = 0.01\nselect = \"best-test\""));
+    assert_eq!(
+        p[0].message,
+        "selecting epochs on the test set makes the reported accuracy optimistic"
+    );
+    let m = parse(
+        Path::new("m.toml"),
+        &GOOD.replace(
+            "lr = 0.01",
+            "lr = 0.01\nselect = \"best-test\"\nallow-test-selection = true",
+        ),
+    )
+    .unwrap();
+    assert_eq!(m.training.select, Selection::BestTest);
+    let p = problems(&GOOD.replace("lr = 0.01", "lr = 0.01\nselect = \"best-val\""));
+    assert_eq!(
+        p[0].message,
+        "`select = \"best-val\"` needs a validation split"
+    );
+    let p = problems(&GOOD.replace("lr = 0.01", "lr = 0.01\nvalidation = 512"));
+    assert!(
+        p[0].message.contains("holds out 512 images of a 512-image"),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn profiles_merge_over_the_manifest() {
+    let text = format!(
+        "{GOOD}\n[profiles.ci.training]\nepochs = 1\n\n[profiles.ci.grid]\nseed = [0]\n\n[profiles.fast]\nname = \"quick\"\ntraining = {{ lr = 0.5 }}\n"
+    );
+    let base = parse(Path::new("m.toml"), &text).unwrap();
+    assert_eq!(base.profiles, vec!["ci", "fast"]);
+    assert_eq!(base.training.epochs, 2);
+    let ci = parse_profile(Path::new("m.toml"), &text, Some("ci")).unwrap();
+    assert_eq!(
+        (ci.name.as_str(), ci.training.epochs, ci.grid.seeds.clone()),
+        ("tiny-ci", 1, vec![0])
+    );
+    assert_eq!(
+        ci.training.batch_size, 32,
+        "unset keys keep the manifest's values"
+    );
+    let fast = parse_profile(Path::new("m.toml"), &text, Some("fast")).unwrap();
+    assert_eq!((fast.name.as_str(), fast.training.lr), ("quick", 0.5));
+    let err = parse_profile(Path::new("m.toml"), &text, Some("cl")).unwrap_err();
+    assert_eq!(err.problems()[0].message, "profile `cl` is not defined");
+    let bad = format!("{GOOD}\n[profiles.ci.training]\nepocs = 1\n");
+    let err = parse_profile(Path::new("m.toml"), &bad, Some("ci")).unwrap_err();
+    assert_eq!(
+        err.problems()[0].location,
+        "m.toml:31:1",
+        "located in the profile"
+    );
+}
+
+#[test]
+fn assistants_outside_the_size_range_warn() {
+    let text = GOOD
+        .replace(
+            "[models.student]\nconv = [4]",
+            "[models.student]\nconv = [4]\n\n[models.big]\nconv = [64, 64]\ndense = [256]",
+        )
+        .replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"]]",
+            "chains = [[\"teacher\", \"big\", \"student\"]]",
+        );
+    let m = parse(Path::new("m.toml"), &text).unwrap();
+    assert_eq!(m.warnings.len(), 1);
+    assert!(
+        m.warnings[0]
+            .message
+            .starts_with("in `teacher > big > student` an assistant is not between"),
+        "{}",
+        m.warnings[0].message
     );
 }

@@ -6,13 +6,10 @@
 //! equal stages merge: a teacher for one seed is trained once for the whole grid, and a stage
 //! already in the results store is found again by id on a rerun.
 
-mod cost;
-
-pub use cost::{Cost, cost};
+pub use crate::manifest::{Cost, RoleSeeds, cost};
 
 use crate::manifest::{
-    ComputeSpec, DatasetSpec, KlReduction, Manifest, ModelSpec, ROLE_AXES, TeacherSeed,
-    TrainingSpec,
+    CellSpec, ComputeSpec, DatasetSpec, KlReduction, Manifest, ModelSpec, TeacherSeed, TrainingSpec,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -119,6 +116,11 @@ impl Stage {
         stream_seed(self.seeds.init, "init", &self.spec)
     }
 
+    /// Seed of the dropout-mask stream: part of the model's randomness, so the init seed.
+    pub fn dropout_stream(&self) -> [u8; 32] {
+        stream_seed(self.seeds.init, "dropout", &())
+    }
+
     /// Seed of the augmentation stream: the cell seed only, like the data order.
     pub fn augment_stream(&self) -> [u8; 32] {
         stream_seed(self.seeds.augment, "augment", &())
@@ -128,27 +130,6 @@ impl Stage {
     /// batches.
     pub fn order_stream(&self) -> [u8; 32] {
         stream_seed(self.seeds.order, "order", &())
-    }
-}
-
-/// The seed of each source of randomness of a stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RoleSeeds {
-    /// Weight initialization.
-    pub init: u64,
-    /// Data order.
-    pub order: u64,
-    /// Augmentation.
-    pub augment: u64,
-}
-
-impl RoleSeeds {
-    fn uniform(seed: u64) -> Self {
-        Self {
-            init: seed,
-            order: seed,
-            augment: seed,
-        }
     }
 }
 
@@ -258,112 +239,81 @@ pub fn expand(manifest: &Manifest) -> Plan {
     let mut index: HashMap<StageId, usize> = HashMap::new();
     let mut cells = Vec::new();
 
-    let kd_settings: Vec<Kd> = grid
-        .temperatures
-        .iter()
-        .flat_map(|&temperature| {
-            grid.alphas.iter().map(move |&alpha| Kd {
-                temperature,
-                alpha,
-                reduction: manifest.training.kl_reduction,
-            })
-        })
-        .collect();
-
-    let mut cell_seeds = Vec::new();
-    for &seed in &grid.seeds {
-        let axis = |a: &Option<Vec<u64>>| a.clone().unwrap_or_else(|| vec![seed]);
-        for init in axis(&grid.role_seeds.init) {
-            for order in axis(&grid.role_seeds.order) {
-                for augment in axis(&grid.role_seeds.augment) {
-                    cell_seeds.push((
-                        seed,
-                        RoleSeeds {
-                            init,
-                            order,
-                            augment,
-                        },
-                    ));
-                }
-            }
-        }
-    }
-    for (seed, seeds) in cell_seeds {
-        for template in &grid.chains {
-            for chain in instantiate(template, &grid.roles) {
-                // The no-KD baseline does not use temperature or alpha: one cell, not one per setting.
-                let settings: Vec<Option<Kd>> = if chain.len() == 1 {
-                    vec![None]
-                } else {
-                    kd_settings.iter().copied().map(Some).collect()
-                };
-                for kd in settings {
-                    let mut parent: Option<StageId> = None;
-                    let first_seed = grid.seeds[0];
-                    for (depth, model) in chain.iter().enumerate() {
-                        // Teachers and assistants follow the teacher-seed policy; the chain's
-                        // last model always takes the cell's seeds.
-                        let (seed, seeds) = if depth + 1 == chain.len() {
-                            (seed, seeds)
-                        } else {
-                            match grid.teacher_seed {
-                                TeacherSeed::Paired => (seed, seeds),
-                                TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
-                                TeacherSeed::Independent => {
-                                    let s = independent_seed(seed);
-                                    (s, RoleSeeds::uniform(s))
-                                }
-                            }
-                        };
-                        let spec = &manifest.models[model];
-                        let stage_kd = if depth == 0 { None } else { kd };
-                        let training = manifest.training_for(model);
-                        let id = StageId(hex::encode(
-                            &digest(&StageKey {
-                                format: KEY_FORMAT,
-                                dataset: &manifest.dataset,
-                                model: spec,
-                                training: &training,
-                                compute: manifest.compute.result_key(),
-                                seed,
-                                seeds: (seeds != RoleSeeds::uniform(seed)).then_some(seeds),
-                                kd: stage_kd,
-                                parent: parent.as_ref(),
-                            })[..8],
-                        ));
-                        if !index.contains_key(&id) {
-                            index.insert(id.clone(), stages.len());
-                            stages.push(Stage {
-                                id: id.clone(),
-                                model: model.clone(),
-                                spec: spec.clone(),
-                                training: training.clone(),
-                                seed,
-                                seeds,
-                                kd: stage_kd,
-                                parent: parent.clone(),
-                                chain: chain[..=depth].to_vec(),
-                                role: if depth == 0 {
-                                    Role::Teacher
-                                } else {
-                                    Role::Assistant
-                                },
-                            });
-                        }
-                        parent = Some(id);
+    let first_seed = grid.seeds[0];
+    for cell in grid.cells() {
+        let CellSpec {
+            chain,
+            seed,
+            seeds,
+            kd,
+        } = cell;
+        let kd = kd.map(|(temperature, alpha)| Kd {
+            temperature,
+            alpha,
+            reduction: manifest.training.kl_reduction,
+        });
+        let mut parent: Option<StageId> = None;
+        for (depth, model) in chain.iter().enumerate() {
+            // Teachers and assistants follow the teacher-seed policy; the chain's last model
+            // always takes the cell's seeds.
+            let (seed, seeds) = if depth + 1 == chain.len() {
+                (seed, seeds)
+            } else {
+                match grid.teacher_seed {
+                    TeacherSeed::Paired => (seed, seeds),
+                    TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
+                    TeacherSeed::Independent => {
+                        let s = independent_seed(seed);
+                        (s, RoleSeeds::uniform(s))
                     }
-                    let stage = parent.expect("chains are non-empty");
-                    stages[index[&stage]].role = Role::Student;
-                    cells.push(Cell {
-                        chain: chain.clone(),
-                        seed,
-                        seeds,
-                        kd,
-                        stage,
-                    });
                 }
+            };
+            let spec = &manifest.models[model];
+            let stage_kd = if depth == 0 { None } else { kd };
+            let training = manifest.training_for(model);
+            let id = StageId(hex::encode(
+                &digest(&StageKey {
+                    format: KEY_FORMAT,
+                    dataset: &manifest.dataset,
+                    model: spec,
+                    training: &training,
+                    compute: manifest.compute.result_key(),
+                    seed,
+                    seeds: (seeds != RoleSeeds::uniform(seed)).then_some(seeds),
+                    kd: stage_kd,
+                    parent: parent.as_ref(),
+                })[..8],
+            ));
+            if !index.contains_key(&id) {
+                index.insert(id.clone(), stages.len());
+                stages.push(Stage {
+                    id: id.clone(),
+                    model: model.clone(),
+                    spec: spec.clone(),
+                    training: training.clone(),
+                    seed,
+                    seeds,
+                    kd: stage_kd,
+                    parent: parent.clone(),
+                    chain: chain[..=depth].to_vec(),
+                    role: if depth == 0 {
+                        Role::Teacher
+                    } else {
+                        Role::Assistant
+                    },
+                });
             }
+            parent = Some(id);
         }
+        let stage = parent.expect("chains are non-empty");
+        stages[index[&stage]].role = Role::Student;
+        cells.push(Cell {
+            chain,
+            seed,
+            seeds,
+            kd,
+            stage,
+        });
     }
     Plan {
         name: manifest.name.clone(),
@@ -372,39 +322,6 @@ pub fn expand(manifest: &Manifest) -> Plan {
         cells,
         compute: manifest.compute,
     }
-}
-
-/// Every concrete chain of a template: `@role` placeholders range over their grid axes.
-fn instantiate(template: &[String], roles: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
-    let used: Vec<&str> = ROLE_AXES
-        .into_iter()
-        .filter(|r| template.iter().any(|t| t.strip_prefix('@') == Some(*r)))
-        .collect();
-    let mut choices: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new()];
-    for role in used {
-        choices = choices
-            .into_iter()
-            .flat_map(|choice| {
-                roles[role].iter().map(move |value| {
-                    let mut c = choice.clone();
-                    c.insert(role, value.as_str());
-                    c
-                })
-            })
-            .collect();
-    }
-    choices
-        .into_iter()
-        .map(|choice| {
-            template
-                .iter()
-                .map(|t| match t.strip_prefix('@') {
-                    Some(role) => choice[role].to_string(),
-                    None => t.clone(),
-                })
-                .collect()
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub fn runs_frame(
         "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
         "role" => rows.iter().map(|(s, _)| s.role.as_str()).collect::<Vec<_>>(),
         "model" => rows.iter().map(|(s, _)| s.model.as_str()).collect::<Vec<_>>(),
+        "family" => rows.iter().map(|(s, _)| s.spec.family.as_str()).collect::<Vec<_>>(),
         "params" => rows.iter().map(|(_, r)| r.params as u64).collect::<Vec<_>>(),
         "seed" => rows.iter().map(|(s, _)| s.seed).collect::<Vec<_>>(),
         "init_seed" => rows.iter().map(|(s, _)| s.seeds.init).collect::<Vec<_>>(),
@@ -37,8 +38,11 @@ pub fn runs_frame(
         "parent_id" => rows.iter().map(|(s, _)| s.parent.as_ref().map(|p| p.to_string())).collect::<Vec<_>>(),
         "status" => rows.iter().map(|(_, r)| r.status.as_str()).collect::<Vec<_>>(),
         "epochs" => rows.iter().map(|(_, r)| r.epochs.len() as u32).collect::<Vec<_>>(),
+        "selection" => rows.iter().map(|(s, _)| s.training.select.as_str()).collect::<Vec<_>>(),
+        "selected_epoch" => rows.iter().map(|(_, r)| r.selected_epoch.or((r.status == Status::Ok).then_some(r.epochs.len())).map(|e| e as u32)).collect::<Vec<_>>(),
         "test_accuracy" => rows.iter().map(|(_, r)| r.test_accuracy).collect::<Vec<_>>(),
         "test_loss" => rows.iter().map(|(_, r)| r.test_loss).collect::<Vec<_>>(),
+        "val_accuracy" => rows.iter().map(|(_, r)| r.val_accuracy).collect::<Vec<_>>(),
         "weights_sha256" => rows.iter().map(|(_, r)| r.weights_sha256.as_deref()).collect::<Vec<_>>(),
         "init_sha256" => rows.iter().map(|(_, r)| r.init_sha256.as_deref()).collect::<Vec<_>>(),
         "train_seconds" => rows.iter().map(|(_, r)| r.train_seconds).collect::<Vec<_>>(),
@@ -62,6 +66,7 @@ pub fn epochs_frame(
         "stage_id" => rows.iter().map(|(s, _)| s.id.to_string()).collect::<Vec<_>>(),
         "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
         "model" => rows.iter().map(|(s, _)| s.model.as_str()).collect::<Vec<_>>(),
+        "family" => rows.iter().map(|(s, _)| s.spec.family.as_str()).collect::<Vec<_>>(),
         "seed" => rows.iter().map(|(s, _)| s.seed).collect::<Vec<_>>(),
         "temperature" => rows.iter().map(|(s, _)| s.kd.map(|k| k.temperature)).collect::<Vec<_>>(),
         "alpha" => rows.iter().map(|(s, _)| s.kd.map(|k| k.alpha)).collect::<Vec<_>>(),
@@ -69,6 +74,8 @@ pub fn epochs_frame(
         "train_loss" => rows.iter().map(|(_, e)| e.train_loss).collect::<Vec<_>>(),
         "test_loss" => rows.iter().map(|(_, e)| e.test_loss).collect::<Vec<_>>(),
         "test_accuracy" => rows.iter().map(|(_, e)| e.test_accuracy).collect::<Vec<_>>(),
+        "val_loss" => rows.iter().map(|(_, e)| e.val_loss).collect::<Vec<_>>(),
+        "val_accuracy" => rows.iter().map(|(_, e)| e.val_accuracy).collect::<Vec<_>>(),
     ]
 }
 

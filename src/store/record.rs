@@ -38,10 +38,17 @@ pub struct StageRecord {
     pub error: Option<String>,
     /// Trainable parameters.
     pub params: usize,
-    /// Test accuracy after the last epoch.
+    /// Test accuracy of the selected epoch (the last, unless the manifest selects otherwise).
     pub test_accuracy: Option<f64>,
-    /// Test cross-entropy after the last epoch.
+    /// Test cross-entropy of the selected epoch.
     pub test_loss: Option<f64>,
+    /// 1-based epoch whose weights were kept (absent in records that predate selection: the
+    /// last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_epoch: Option<usize>,
+    /// Validation accuracy of the selected epoch, when there is a validation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
     /// Wall seconds of training and evaluation.
     pub train_seconds: f64,
     /// Per-epoch history.

@@ -11,7 +11,7 @@ mod model;
 pub use model::Cnn;
 
 use crate::data::{Augment, Dataset, Split};
-use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec, KlReduction, Optimizer};
+use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec, KlReduction, Optimizer, Selection};
 use crate::plan::Stage;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
@@ -41,6 +41,12 @@ pub struct EpochMetrics {
     pub test_loss: f64,
     /// Accuracy on the test split.
     pub test_accuracy: f64,
+    /// Mean cross-entropy on the validation split, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation split, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
     /// Wall seconds of the epoch (training and evaluation).
     pub seconds: f64,
 }
@@ -69,6 +75,8 @@ pub struct Trained {
     pub model: Cnn,
     /// Per-epoch history.
     pub epochs: Vec<EpochMetrics>,
+    /// 1-based epoch whose weights `model` holds (see [`crate::manifest::Selection`]).
+    pub selected_epoch: usize,
     /// Trainable parameters.
     pub params: usize,
     /// [`weights_digest`] of the initial weights.
@@ -256,6 +264,15 @@ pub fn train(
     let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
     let mut order_rng = ChaCha8Rng::from_seed(stage.order_stream());
     let mut augment_rng = ChaCha8Rng::from_seed(stage.augment_stream());
+    let mut dropout_rng = ChaCha8Rng::from_seed(stage.dropout_stream());
+    let (train_split, val_split) = match stage.training.validation {
+        Some(h) => {
+            let (train, val) = data.holdout(h.count(data.train.len()));
+            (std::borrow::Cow::Owned(train), Some(val))
+        }
+        None => (std::borrow::Cow::Borrowed(&data.train), None),
+    };
+    let train_split: &Split = &train_split;
     let augment = stage.training.augment.map(|a| Augment {
         crop_padding: a.crop_padding,
         flip: a.flip,
@@ -273,14 +290,15 @@ pub fn train(
     let batch_size = stage.training.batch_size;
     let [c, h, w] = [data.channels, data.height, data.width];
 
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut order: Vec<usize> = (0..train_split.len()).collect();
     // Without augmentation the teacher sees the same images every epoch: run it once.
     let cached_teacher = match (teacher, augment) {
-        (Some(t), None) if stage.training.epochs > 1 => Some(logits(t, data, &data.train, &plain)),
+        (Some(t), None) if stage.training.epochs > 1 => Some(logits(t, data, train_split, &plain)),
         _ => None,
     };
     let mut pixels = Vec::new();
-    let mut epochs = Vec::new();
+    let mut epochs: Vec<EpochMetrics> = Vec::new();
+    let mut best: Option<(usize, f64, Cnn)> = None;
     for epoch in 1..=stage.training.epochs {
         let epoch_start = Instant::now();
         let lr = stage
@@ -293,16 +311,17 @@ pub fn train(
             pixels.clear();
             match augment {
                 Some(a) => {
-                    data.gather_augmented(&data.train, batch, a, &mut augment_rng, &mut pixels)
+                    data.gather_augmented(train_split, batch, a, &mut augment_rng, &mut pixels)
                 }
-                None => data.gather(&data.train, batch, &mut pixels),
+                None => data.gather(train_split, batch, &mut pixels),
             }
             let images = Tensor::<4>::from_data(
                 TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
                 &plain,
             );
-            let labels = labels_tensor(&data.train, batch, &plain);
-            let logits = model.forward(images.clone().autodiff());
+            let labels = labels_tensor(train_split, batch, &plain);
+            let dropout = stage.spec.dropout.map(|p| (p, &mut dropout_rng));
+            let logits = model.forward_with(images.clone().autodiff(), dropout);
             let loss = match (teacher, stage.kd) {
                 (Some(teacher), Some(kd)) => loss::distillation(
                     logits,
@@ -335,19 +354,36 @@ pub fn train(
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
         }
-        let (test_loss, test_accuracy) = evaluate(&model.valid(), data, &data.test, &plain);
+        let current = model.valid();
+        let (test_loss, test_accuracy) = evaluate(&current, data, &data.test, &plain);
+        let val = val_split
+            .as_ref()
+            .map(|v| evaluate(&current, data, v, &plain));
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / steps.max(1) as f64,
             test_loss,
             test_accuracy,
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
         on_epoch(&metrics);
+        let score = match stage.training.select {
+            Selection::Last => epoch as f64,
+            Selection::BestVal => metrics.val_accuracy.unwrap_or(f64::NEG_INFINITY),
+            Selection::BestTest => metrics.test_accuracy,
+        };
+        // Strictly better only: ties keep the earlier epoch.
+        if best.as_ref().is_none_or(|b| score > b.1) {
+            best = Some((epoch, score, current));
+        }
         epochs.push(metrics);
     }
+    let (selected_epoch, _, model) = best.unwrap_or_else(|| (0, 0.0, model.valid()));
     Ok(Trained {
-        model: model.valid(),
+        model,
+        selected_epoch,
         epochs,
         params,
         initial_digest,

@@ -5,17 +5,19 @@ use crate::manifest::ModelSpec;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-/// Conv layers (each followed by ReLU and, while the map is at least 2 pixels wide, a 2x2
-/// max-pool), hidden dense ReLU layers and a linear classifier.
+/// Conv layers (each followed by batch norm when on, ReLU and, where the spec says and the map
+/// is at least 2 pixels wide, a 2x2 max-pool), hidden dense ReLU layers and a linear
+/// classifier. With no conv layers it is an MLP.
 #[derive(Module, Debug)]
 pub struct Cnn {
     convs: Vec<Conv2d>,
+    norms: Vec<BatchNorm>,
     dense: Vec<Linear>,
     head: Linear,
     pool: MaxPool2d,
@@ -66,8 +68,9 @@ impl Cnn {
         let k = spec.kernel;
         let (mut c, mut h, mut w) = (channels, height, width);
         let mut convs = Vec::new();
+        let mut norms = Vec::new();
         let mut pools = Vec::new();
-        for &out in &spec.conv {
+        for (i, &out) in spec.conv.iter().enumerate() {
             let fan_in = c * k * k;
             convs.push(Conv2d {
                 weight: init.uniform([out, c, k, k], fan_in),
@@ -78,7 +81,11 @@ impl Cnn {
                 groups: 1,
                 padding: PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2),
             });
-            let pool = h >= 2 && w >= 2;
+            if spec.batch_norm {
+                // Scale 1, shift 0, like PyTorch: nothing random to draw.
+                norms.push(BatchNormConfig::new(out).init(init.device));
+            }
+            let pool = spec.pools_after(i) && h >= 2 && w >= 2;
             if pool {
                 h /= 2;
                 w /= 2;
@@ -95,6 +102,7 @@ impl Cnn {
         let head = init.linear(d, classes);
         Self {
             convs,
+            norms,
             dense,
             head,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
@@ -102,11 +110,26 @@ impl Cnn {
         }
     }
 
-    /// Logits `[batch, classes]` for images `[batch, channels, height, width]`.
+    /// Logits `[batch, classes]` for images `[batch, channels, height, width]`, without
+    /// dropout.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_with(x, None)
+    }
+
+    /// Logits with dropout of probability `p` after each hidden dense layer, masks drawn from
+    /// `rng` (the stage's own stream, not Burn's global one).
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        mut dropout: Option<(f64, &mut ChaCha8Rng)>,
+    ) -> Tensor<2> {
         let mut x = x;
-        for (conv, &pool) in self.convs.iter().zip(&self.pools) {
-            x = relu(conv.forward(x));
+        for (i, (conv, &pool)) in self.convs.iter().zip(&self.pools).enumerate() {
+            x = conv.forward(x);
+            if let Some(norm) = self.norms.get(i) {
+                x = norm.forward(x);
+            }
+            x = relu(x);
             if pool {
                 x = self.pool.forward(x);
             }
@@ -114,7 +137,27 @@ impl Cnn {
         let mut x: Tensor<2> = x.flatten(1, 3);
         for layer in &self.dense {
             x = relu(layer.forward(x));
+            if let Some((p, rng)) = dropout.as_mut() {
+                x = drop(x, *p, rng);
+            }
         }
         self.head.forward(x)
     }
+}
+
+/// Inverted dropout: zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`.
+fn drop(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
+    let shape = x.dims();
+    let keep = (1.0 - p) as f32;
+    let mask: Vec<f32> = (0..shape[0] * shape[1])
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_data(TensorData::new(mask, shape), &x.device());
+    x * mask
 }

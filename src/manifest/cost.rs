@@ -1,6 +1,6 @@
 //! Analytic size and compute of a model, for `kdgrid plan` (no tensors involved).
 
-use crate::manifest::ModelSpec;
+use super::ModelSpec;
 use serde::Serialize;
 
 /// Parameters and forward FLOPs of one model on one input.
@@ -20,16 +20,20 @@ impl Cost {
 }
 
 /// The cost of `spec` on `[channels, height, width]` inputs with `classes` outputs, mirroring
-/// the layers `train::Cnn` builds (same-padded convs, 2x2 pooling while the map allows).
+/// the layers `train::Cnn` builds (same-padded convs, 2x2 pooling where the spec says and the
+/// map allows; batch norm adds a scale and a shift per channel).
 pub fn cost(spec: &ModelSpec, [channels, height, width]: [usize; 3], classes: usize) -> Cost {
     let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
     let k = spec.kernel as u64;
     let (mut params, mut flops) = (0u64, 0u64);
-    for &out in &spec.conv {
+    for (i, &out) in spec.conv.iter().enumerate() {
         let out = out as u64;
         params += out * c * k * k + out;
         flops += 2 * out * c * k * k * h * w;
-        if h >= 2 && w >= 2 {
+        if spec.batch_norm {
+            params += 2 * out;
+        }
+        if spec.pools_after(i) && h >= 2 && w >= 2 {
             h /= 2;
             w /= 2;
         }
@@ -58,6 +62,10 @@ mod tests {
             conv: vec![4],
             dense: vec![8],
             kernel: 3,
+            pool: None,
+            batch_norm: false,
+            dropout: None,
+            family: "cnn".into(),
         };
         // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.
         let c = cost(&spec, [1, 28, 28], 10);
@@ -66,5 +74,17 @@ mod tests {
             c.forward_flops,
             2 * 4 * 9 * 28 * 28 + 2 * 784 * 8 + 2 * 8 * 10
         );
+    }
+
+    #[test]
+    fn plain_cnn_sizes_grow() {
+        let params: Vec<u64> = super::super::PLAIN_CNN_SIZES
+            .iter()
+            .map(|&n| cost(&ModelSpec::plain_cnn(n).unwrap(), [3, 32, 32], 10).params)
+            .collect();
+        assert!(params.windows(2).all(|w| w[0] < w[1]), "{params:?}");
+        // Size 2: conv 3->16 (432 + 16) + BN 32, conv 16->16 (2304 + 16) + BN 32,
+        // 32x32 pooled twice to 8x8: head 16*8*8*10 + 10.
+        assert_eq!(params[0], 448 + 32 + 2320 + 32 + 10250);
     }
 }

@@ -1,0 +1,283 @@
+//! Model families of `[models.*]`: a general `cnn`, the TAKD paper's `plain-cnn` sizes, and an
+//! `mlp`. Every family resolves to one [`ModelSpec`], which is what stage ids see, so two
+//! spellings of the same network share their stages.
+
+use super::error::Problems;
+use super::values::{Count, Fraction, Positive};
+use super::{TrainingOverride, backticked};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// A network architecture. Conv layers (3x3 by default, same padding) are each followed by
+/// batch norm (when on), ReLU, and a 2x2 max-pool where `pool` says; then hidden dense ReLU
+/// layers (with dropout after each, when set) and a linear classifier. No conv layers makes an
+/// MLP on the flattened image.
+///
+/// ```toml
+/// [models.student]
+/// conv = [32, 64]
+/// dense = [64]
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    /// Output channels of each conv layer.
+    pub conv: Vec<usize>,
+    /// Widths of hidden dense layers.
+    pub dense: Vec<usize>,
+    /// Square conv kernel size (odd; padding keeps the spatial size).
+    pub kernel: usize,
+    /// 1-based conv layers followed by a 2x2 max-pool; `None`: every conv layer (while the
+    /// map is at least 2 pixels wide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Vec<usize>>,
+    /// Batch norm after each conv layer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub batch_norm: bool,
+    /// Dropout probability after each hidden dense layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`).
+    #[serde(skip)]
+    pub family: String,
+}
+
+impl ModelSpec {
+    /// Whether a 2x2 max-pool follows 0-based conv layer `i` (given a large enough map).
+    pub fn pools_after(&self, i: usize) -> bool {
+        self.pool.as_ref().is_none_or(|p| p.contains(&(i + 1)))
+    }
+
+    /// The TAKD paper's plain CNN of `size` conv layers (2, 4, 6, 8 or 10), with batch norm.
+    pub fn plain_cnn(size: usize) -> Option<Self> {
+        let (conv, pool, dense): (&[usize], &[usize], &[usize]) = match size {
+            2 => (&[16, 16], &[1, 2], &[]),
+            4 => (&[16, 16, 32, 32], &[2, 4], &[]),
+            6 => (&[16, 16, 32, 32, 64, 64], &[2, 4, 6], &[]),
+            8 => (&[16, 16, 32, 32, 64, 64, 128, 128], &[2, 4, 6, 8], &[64]),
+            10 => (
+                &[32, 32, 64, 64, 128, 128, 256, 256, 256, 256],
+                &[2, 4, 6, 10],
+                &[128],
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            conv: conv.to_vec(),
+            dense: dense.to_vec(),
+            kernel: 3,
+            pool: Some(pool.to_vec()),
+            batch_norm: true,
+            dropout: None,
+            family: format!("plain-cnn-{size}"),
+        })
+    }
+}
+
+/// Sizes of the `plain-cnn` family.
+pub const PLAIN_CNN_SIZES: [usize; 5] = [2, 4, 6, 8, 10];
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+enum Family {
+    #[default]
+    Cnn,
+    PlainCnn,
+    Mlp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawModel {
+    family: Option<Spanned<Family>>,
+    size: Option<Spanned<Count>>,
+    conv: Option<Spanned<Vec<Count>>>,
+    #[serde(default)]
+    dense: Vec<Count>,
+    kernel: Option<Spanned<Count>>,
+    pool: Option<Spanned<Vec<Count>>>,
+    batch_norm: Option<bool>,
+    dropout: Option<Spanned<Fraction>>,
+    epochs: Option<Count>,
+    lr: Option<Positive>,
+}
+
+impl RawModel {
+    /// Stands in for a model whose table failed to deserialize.
+    pub(crate) fn placeholder() -> Self {
+        Self {
+            family: None,
+            size: None,
+            conv: Some(Spanned::new(0..0, vec![Count::try_from(1).expect("1 > 0")])),
+            dense: Vec::new(),
+            kernel: None,
+            pool: None,
+            batch_norm: None,
+            dropout: None,
+            epochs: None,
+            lr: None,
+        }
+    }
+
+    pub(crate) fn overrides(&self) -> Option<TrainingOverride> {
+        (self.epochs.is_some() || self.lr.is_some()).then(|| TrainingOverride {
+            epochs: self.epochs.map(Count::get),
+            lr: self.lr.map(Positive::get),
+        })
+    }
+}
+
+/// Resolves one `[models.<name>]` table to its architecture.
+pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> ModelSpec {
+    let family = m.family.as_ref().map_or(Family::Cnn, |f| *f.get_ref());
+    let family_span = m.family.as_ref().map(Spanned::span);
+    let not_for = |key: &str, span: Option<std::ops::Range<usize>>, problems: &mut Problems| {
+        if let Some(span) = span {
+            let family = match family {
+                Family::Cnn => "cnn",
+                Family::PlainCnn => "plain-cnn",
+                Family::Mlp => "mlp",
+            };
+            problems.push(
+                Some(span),
+                format!("`models.{name}.{key}` does not apply to `family = \"{family}\"`"),
+                None,
+            );
+        }
+    };
+    let kernel = m.kernel.as_ref().map_or(3, |k| k.get_ref().get());
+    if kernel % 2 == 0 {
+        problems.push(
+            m.kernel.as_ref().map(Spanned::span),
+            format!("`models.{name}.kernel` must be odd, found {kernel}"),
+            None,
+        );
+    }
+    let dense: Vec<usize> = m.dense.iter().map(|c| c.get()).collect();
+    let dropout = m.dropout.as_ref().map(|d| d.get_ref().get());
+    let mut spec = match family {
+        Family::PlainCnn => {
+            not_for("conv", m.conv.as_ref().map(Spanned::span), problems);
+            not_for("pool", m.pool.as_ref().map(Spanned::span), problems);
+            not_for("kernel", m.kernel.as_ref().map(Spanned::span), problems);
+            let size = m.size.as_ref().map(|s| s.get_ref().get());
+            let spec = size.and_then(ModelSpec::plain_cnn);
+            if spec.is_none() {
+                problems.push(
+                    m.size.as_ref().map(Spanned::span).or(family_span.clone()),
+                    match size {
+                        Some(s) => format!("`models.{name}.size` = {s} is not a plain-cnn size"),
+                        None => format!("`models.{name}.size` is required for `plain-cnn`"),
+                    },
+                    Some(format!(
+                        "sizes: {}",
+                        backticked(&PLAIN_CNN_SIZES.map(|s| s.to_string()))
+                    )),
+                );
+            }
+            let mut spec = spec.unwrap_or_else(|| ModelSpec::plain_cnn(2).expect("size 2 exists"));
+            if !m.dense.is_empty() {
+                spec.dense = dense.clone();
+            }
+            spec.batch_norm = m.batch_norm.unwrap_or(true);
+            spec
+        }
+        Family::Cnn | Family::Mlp => {
+            not_for("size", m.size.as_ref().map(Spanned::span), problems);
+            let conv: Vec<usize> = match (family, &m.conv) {
+                (Family::Mlp, c) => {
+                    not_for("conv", c.as_ref().map(Spanned::span), problems);
+                    not_for("pool", m.pool.as_ref().map(Spanned::span), problems);
+                    not_for("kernel", m.kernel.as_ref().map(Spanned::span), problems);
+                    if m.batch_norm == Some(true) {
+                        problems.push(
+                            family_span.clone(),
+                            format!("`models.{name}.batch-norm` applies to conv layers; an `mlp` has none"),
+                            None,
+                        );
+                    }
+                    Vec::new()
+                }
+                (_, Some(conv)) if conv.get_ref().is_empty() => {
+                    problems.push(
+                        Some(conv.span()),
+                        format!("`models.{name}.conv` is empty"),
+                        Some(
+                            "a CNN needs at least one conv layer; use `family = \"mlp\"` for none"
+                                .into(),
+                        ),
+                    );
+                    Vec::new()
+                }
+                (_, Some(conv)) => conv.get_ref().iter().map(|c| c.get()).collect(),
+                (_, None) => {
+                    problems.push(
+                        None,
+                        format!("`models.{name}.conv` is required for a `cnn`"),
+                        Some(
+                            "e.g. `conv = [32, 64]`, or `family = \"mlp\"` with `dense` widths"
+                                .into(),
+                        ),
+                    );
+                    Vec::new()
+                }
+            };
+            let pool = m.pool.as_ref().map(|p| {
+                let positions: Vec<usize> = p.get_ref().iter().map(|c| c.get()).collect();
+                if let Some(bad) = positions.iter().find(|&&i| i > conv.len()) {
+                    problems.push(
+                        Some(p.span()),
+                        format!(
+                            "`models.{name}.pool` names conv layer {bad}, but the model has {}",
+                            conv.len()
+                        ),
+                        Some("`pool` lists 1-based conv layers followed by a 2x2 max-pool".into()),
+                    );
+                }
+                positions
+            });
+            ModelSpec {
+                family: if family == Family::Mlp { "mlp" } else { "cnn" }.into(),
+                conv,
+                dense: dense.clone(),
+                kernel,
+                pool,
+                batch_norm: m.batch_norm.unwrap_or(false),
+                dropout: None,
+            }
+        }
+    };
+    if let Some(d) = &m.dropout
+        && spec.dense.is_empty()
+    {
+        problems.push(
+            Some(d.span()),
+            format!("`models.{name}.dropout` needs a hidden dense layer to act on"),
+            Some("add `dense = [..]` widths, or remove `dropout`".into()),
+        );
+    }
+    spec.dropout = dropout.filter(|&p| p > 0.0);
+    spec
+}
+
+/// Checks every `[models.*]` table.
+pub(crate) fn check_models(
+    raw: &BTreeMap<Spanned<String>, RawModel>,
+    problems: &mut Problems,
+) -> BTreeMap<String, ModelSpec> {
+    let mut models = BTreeMap::new();
+    for (name, m) in raw {
+        if name.get_ref().starts_with('@') {
+            problems.push(
+                Some(name.span()),
+                format!("model name `{}` must not start with `@`", name.get_ref()),
+                Some("`@` marks role placeholders in chains".into()),
+            );
+        }
+        models.insert(
+            name.get_ref().clone(),
+            check_model(name.get_ref(), m, problems),
+        );
+    }
+    models
+}
