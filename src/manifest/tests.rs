@@ -294,14 +294,23 @@ fn zipped_axes_move_together() {
     let messages: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
     assert_eq!(
         messages,
-        vec![
-            "unknown axis `alpah`",
-            "a zip group needs at least two axes",
-            "zipped axes must have equal lengths: `temperature` has 1, `alpha` has 2",
-        ],
+        vec!["unknown axis `alpah`", "`temperature` is zipped twice"],
         "{p:#?}"
     );
     assert_eq!(p[0].help.as_deref(), Some("did you mean `alpha`?"));
+    let p = problems(&GOOD.replace(
+        "alpha = [0.5]",
+        "alpha = [0.5, 0.6]\nzip = [[\"temperature\", \"alpha\"], [\"seed\"]]",
+    ));
+    let messages: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "zipped axes must have equal lengths: `temperature` has 1, `alpha` has 2",
+            "a zip group needs at least two axes",
+        ],
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -459,7 +468,7 @@ fn profiles_merge_over_the_manifest() {
     let err = parse_profile(Path::new("m.toml"), &bad, Some("ci")).unwrap_err();
     assert_eq!(
         err.problems()[0].location,
-        "m.toml:31:1",
+        "m.toml:28:1",
         "located in the profile"
     );
 }
