@@ -235,8 +235,9 @@ fn load_manifest(manifest: &Path, profile: Option<&str>) -> Result<Manifest, Fai
     if !m.warnings.is_empty() {
         let warnings = manifest::ManifestWarnings {
             path: m.path.clone(),
+            profile: m.profile.clone(),
             src: miette::NamedSource::new(m.path.display().to_string(), m.text.clone()),
-            warnings: m.warnings.clone(),
+            warnings: m.warnings.iter().cloned().map(manifest::Warning).collect(),
         };
         eprintln!("{:?}", miette::Report::new(warnings));
     }

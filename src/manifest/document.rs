@@ -111,12 +111,15 @@ pub(crate) fn section<'i, T: Deserialize<'i>>(
         };
         failed = true;
         let message = e.message().trim().to_string();
-        // A required key set aside for its own error is not also "missing".
+        // A required key set aside for its own error, or misspelled, is not also "missing".
         if !removed
             .iter()
             .any(|k| message == format!("missing field `{k}`"))
         {
             let help = super::did_you_mean(&message);
+            if let Some(meant) = help.as_deref().and_then(|h| h.split('`').nth(1)) {
+                removed.push(meant.to_string());
+            }
             problems.push(e.span(), message, help);
         }
         let (Some(span), DeValue::Table(table)) = (e.span(), value.get_mut()) else {

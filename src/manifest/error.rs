@@ -35,17 +35,36 @@ pub enum ManifestError {
 
 /// Warnings about a valid manifest, rendered like errors but not failing.
 #[derive(Debug, Error, Diagnostic)]
-#[error("manifest `{}`: {} warning{}", path.display(), warnings.len(), if warnings.len() == 1 { "" } else { "s" })]
+#[error("manifest `{}`{}: {} warning{}", path.display(), profile.as_ref().map(|p| format!(" with profile `{p}`")).unwrap_or_default(), warnings.len(), if warnings.len() == 1 { "" } else { "s" })]
 #[diagnostic(code(kdgrid::manifest::warning), severity(Warning))]
 pub struct ManifestWarnings {
     /// The manifest path.
     pub path: PathBuf,
+    /// The profile applied, if any.
+    pub profile: Option<String>,
     /// The manifest text, for rendering.
     #[source_code]
     pub src: NamedSource<String>,
     /// Every warning.
     #[related]
-    pub warnings: Vec<Problem>,
+    pub warnings: Vec<Warning>,
+}
+
+/// A [`Problem`] that does not fail validation.
+#[derive(Debug, Error, Clone)]
+#[error(transparent)]
+pub struct Warning(pub Problem);
+
+impl Diagnostic for Warning {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Warning)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.help()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
 }
 
 /// One located problem in a manifest.
@@ -134,10 +153,13 @@ impl<'a> Problems<'a> {
         if self.list.is_empty() {
             return Ok(());
         }
+        let mut list = self.list;
+        // In reading order, whichever check found them.
+        list.sort_by_key(|p| p.span.map_or(0, |s| s.offset()));
         Err(ManifestError::Invalid {
             path: self.path.to_path_buf(),
             src: NamedSource::new(self.path.display().to_string(), self.text.to_string()),
-            problems: self.list,
+            problems: list,
         })
     }
 }

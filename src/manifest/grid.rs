@@ -487,6 +487,9 @@ fn role_axis(role: &str) -> AxisName {
     }
 }
 
+/// The warning for an `exclude` entry that removes nothing.
+pub(crate) const EXCLUDE_MATCHES_NOTHING: &str = "this `exclude` entry matches no cell";
+
 type Names = Spanned<Vec<Spanned<String>>>;
 type Entry = Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>;
 

@@ -14,7 +14,7 @@ mod model;
 mod values;
 
 pub use cost::{Cost, cost};
-pub use error::{ManifestError, ManifestWarnings, Problem};
+pub use error::{ManifestError, ManifestWarnings, Problem, Warning};
 pub use grid::{
     AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds, TeacherSeed,
     Test, Value,
@@ -674,6 +674,12 @@ pub fn parse_profile(
     }
     manifest.profiles = profiles;
     manifest.warnings = warnings.into_list();
+    if profile.is_some() {
+        // Profiles shrink grids on purpose; an exclude entry they leave idle is expected.
+        manifest
+            .warnings
+            .retain(|w| w.message != grid::EXCLUDE_MATCHES_NOTHING);
+    }
     manifest.text = text.to_string();
     Ok(manifest)
 }

@@ -349,11 +349,11 @@ fn predicates_are_typed() {
     assert_eq!(
         messages,
         vec![
-            "an `include` entry needs a `chain`",
             "`temperature` takes numbers, found \"hot\"",
             "`teacher` takes model names, found 3",
             "unknown comparison `around`",
             "unknown axis `tempo`",
+            "an `include` entry needs a `chain`",
         ],
         "{p:#?}"
     );
@@ -405,10 +405,10 @@ fn model_families_resolve_to_architectures() {
     assert_eq!(
         messages,
         vec![
+            "`models.student.size` = 3 is not a plain-cnn size",
             "`models.mlp.conv` does not apply to `family = \"mlp\"`",
             "`models.mlp.dropout` needs a hidden dense layer to act on",
             "`models.pooled.pool` names conv layer 2, but the model has 1",
-            "`models.student.size` = 3 is not a plain-cnn size",
         ],
         "{p:#?}"
     );

@@ -2,4 +2,5 @@
 
 mod cli;
 mod data;
+mod manifests;
 mod support;
