@@ -113,7 +113,13 @@ impl Stage {
     /// Seed of the weight-initialization stream: the cell seed and the architecture only, so
     /// that a distilled student and its no-KD baseline start from the same weights.
     pub fn init_stream(&self) -> [u8; 32] {
-        stream_seed(self.seeds.init, "init", &self.spec)
+        // Dropout draws nothing at init: with and without it, a model starts from the same
+        // weights, so the two compare pairwise.
+        let weights = ModelSpec {
+            dropout: None,
+            ..self.spec.clone()
+        };
+        stream_seed(self.seeds.init, "init", &weights)
     }
 
     /// Seed of the dropout-mask stream: part of the model's randomness, so the init seed.

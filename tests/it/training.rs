@@ -1,0 +1,165 @@
+//! Model families, validation splits, model selection and profiles, end to end on tiny runs.
+
+use crate::support::*;
+use polars::prelude::*;
+
+/// The values of an unsigned integer column (nulls as 0).
+fn uints(df: &DataFrame, name: &str) -> Vec<u32> {
+    df.column(name)
+        .unwrap()
+        .u32()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect()
+}
+
+const FAMILIES: &str = r#"
+[models.bn]
+conv = [8, 16]
+pool = [2]
+batch-norm = true
+dense = [32]
+
+[models.plain]
+family = "plain-cnn"
+size = 2
+
+[models.mlp]
+family = "mlp"
+dense = [64]
+dropout = 0.3
+"#;
+
+fn families_manifest() -> String {
+    TINY.replace("[models.teacher]", &format!("{FAMILIES}\n[models.teacher]"))
+        .replace("seed = [0, 1]", "seed = [0]")
+        .replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+            "chains = [[\"bn\"], [\"plain\"], [\"mlp\"], [\"bn\", \"mlp\"]]",
+        )
+}
+
+#[test]
+fn every_model_family_learns_and_reruns_bit_identically() {
+    let text = families_manifest();
+    let first = Workspace::new(&text);
+    first.kdgrid(&["run", "--quiet"]).success();
+    let runs = first.parquet("tiny", "runs.parquet");
+    assert_eq!(
+        strings(&runs, "family"),
+        // The `bn` baseline is also the teacher of `bn > mlp`: one stage.
+        vec!["cnn", "plain-cnn-2", "mlp", "mlp"],
+        "{runs}"
+    );
+    let acc = floats(&runs, "test_accuracy");
+    // 4 classes: chance is 0.25.
+    assert!(acc.iter().all(|&a| a > 0.6), "{runs}");
+
+    let second = Workspace::new(&text);
+    second.kdgrid(&["run", "--quiet"]).success();
+    let again = second.parquet("tiny", "runs.parquet");
+    assert_eq!(
+        strings(&runs, "weights_sha256"),
+        strings(&again, "weights_sha256"),
+        "batch norm and dropout must rerun bit-identically"
+    );
+}
+
+#[test]
+fn dropout_changes_training_but_not_the_initial_weights() {
+    let text = families_manifest()
+        .replace(
+            "[models.teacher]",
+            "[models.nodrop]\nfamily = \"mlp\"\ndense = [64]\n\n[models.teacher]",
+        )
+        .replace(
+            "chains = [[\"bn\"], [\"plain\"], [\"mlp\"], [\"bn\", \"mlp\"]]",
+            "chains = [[\"mlp\"], [\"nodrop\"]]",
+        );
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let init = strings(&runs, "init_sha256");
+    let weights = strings(&runs, "weights_sha256");
+    assert_eq!(init[0], init[1], "dropout draws nothing at init");
+    assert_ne!(weights[0], weights[1], "dropout masks change training");
+}
+
+#[test]
+fn best_val_selection_keeps_and_records_the_best_epoch() {
+    let text = TINY
+        .replace("seed = [0, 1]", "seed = [0]")
+        .replace(
+            "lr = 0.01",
+            "lr = 0.01\nvalidation = 256\nselect = \"best-val\"",
+        )
+        .replace("epochs = 4", "epochs = 5");
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let epochs = ws.parquet("tiny", "epochs.parquet");
+    assert!(strings(&runs, "selection").iter().all(|s| s == "best-val"));
+    let ids = strings(&runs, "stage_id");
+    let selected = uints(&runs, "selected_epoch");
+    let test_acc = floats(&runs, "test_accuracy");
+    let val_acc = floats(&runs, "val_accuracy");
+    let e_ids = strings(&epochs, "stage_id");
+    let e_val = floats(&epochs, "val_accuracy");
+    let e_test = floats(&epochs, "test_accuracy");
+    for (i, id) in ids.iter().enumerate() {
+        let rows: Vec<usize> = (0..e_ids.len()).filter(|&r| &e_ids[r] == id).collect();
+        assert_eq!(rows.len(), 5);
+        // The earliest epoch with the highest validation accuracy.
+        let best = rows.iter().enumerate().fold(
+            0,
+            |b, (k, &r)| if e_val[r] > e_val[rows[b]] { k } else { b },
+        );
+        assert_eq!(selected[i] as usize, best + 1, "stage {id}");
+        assert_eq!(test_acc[i], e_test[rows[best]]);
+        assert_eq!(val_acc[i], e_val[rows[best]]);
+        assert!(val_acc[i] > 0.6, "validation accuracy {}", val_acc[i]);
+    }
+}
+
+#[test]
+fn test_selection_is_refused_unless_explicit() {
+    let ws = Workspace::new(&TINY.replace("lr = 0.01", "lr = 0.01\nselect = \"best-test\""));
+    let out = ws.kdgrid(&["run"]).code(2);
+    assert!(
+        stderr(&out).contains("makes the reported accuracy optimistic"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.results().exists());
+}
+
+#[test]
+fn a_profile_runs_a_smaller_study_into_its_own_folder() {
+    let text =
+        format!("{TINY}\n[profiles.ci.training]\nepochs = 1\n\n[profiles.ci.grid]\nseed = [0]\n");
+    let ws = Workspace::new(&text);
+    let out = ws.kdgrid(&["validate"]).success();
+    let text = stdout(&out);
+    assert!(text.contains("is valid: 6 cells, 10 stages"), "{text}");
+    assert!(
+        text.contains("with profile `ci` is valid: 3 cells, 5 stages"),
+        "{text}"
+    );
+
+    ws.kdgrid(&["--profile", "ci", "run", "--quiet"]).success();
+    let runs = ws.parquet("tiny-ci", "runs.parquet");
+    assert_eq!(runs.height(), 5);
+    assert!(uints(&runs, "epochs").iter().all(|&e| e == 1));
+    assert!(
+        !ws.results().join("tiny").exists(),
+        "the base study is untouched"
+    );
+
+    let out = ws.kdgrid(&["--profile", "nightly", "plan"]).code(2);
+    assert!(
+        stderr(&out).contains("profile `nightly` is not defined"),
+        "{}",
+        stderr(&out)
+    );
+}
