@@ -146,7 +146,7 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
         }
     };
     let kernel = m.kernel.as_ref().map_or(3, |k| k.get_ref().get());
-    if kernel % 2 == 0 {
+    if kernel.is_multiple_of(2) {
         problems.push(
             m.kernel.as_ref().map(Spanned::span),
             format!("`models.{name}.kernel` must be odd, found {kernel}"),
