@@ -325,6 +325,10 @@ pub struct TrainingOverride {
     pub epochs: Option<usize>,
     /// Learning rate for this model.
     pub lr: Option<f64>,
+    /// Batch size for this model.
+    pub batch_size: Option<usize>,
+    /// Weight decay for this model.
+    pub weight_decay: Option<f64>,
 }
 
 impl Manifest {
@@ -334,6 +338,8 @@ impl Manifest {
         if let Some(o) = self.overrides.get(model) {
             t.epochs = o.epochs.unwrap_or(t.epochs);
             t.lr = o.lr.unwrap_or(t.lr);
+            t.batch_size = o.batch_size.unwrap_or(t.batch_size);
+            t.weight_decay = o.weight_decay.or(t.weight_decay);
         }
         t
     }

@@ -100,6 +100,8 @@ pub(crate) struct RawModel {
     dropout: Option<Spanned<Fraction>>,
     epochs: Option<Count>,
     lr: Option<Positive>,
+    batch_size: Option<Count>,
+    weight_decay: Option<Fraction>,
 }
 
 impl RawModel {
@@ -116,14 +118,19 @@ impl RawModel {
             dropout: None,
             epochs: None,
             lr: None,
+            batch_size: None,
+            weight_decay: None,
         }
     }
 
     pub(crate) fn overrides(&self) -> Option<TrainingOverride> {
-        (self.epochs.is_some() || self.lr.is_some()).then(|| TrainingOverride {
+        let o = TrainingOverride {
             epochs: self.epochs.map(Count::get),
             lr: self.lr.map(Positive::get),
-        })
+            batch_size: self.batch_size.map(Count::get),
+            weight_decay: self.weight_decay.map(Fraction::get),
+        };
+        (o != TrainingOverride::default()).then_some(o)
     }
 }
 

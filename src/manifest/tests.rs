@@ -494,3 +494,25 @@ fn assistants_outside_the_size_range_warn() {
         m.warnings[0].message
     );
 }
+
+#[test]
+fn models_override_training_settings() {
+    let m = parse(
+        Path::new("m.toml"),
+        &GOOD.replace(
+            "dense = [32]",
+            "dense = [32]\nepochs = 5\nbatch-size = 128\nweight-decay = 0.001",
+        ),
+    )
+    .unwrap();
+    let t = m.training_for("teacher");
+    assert_eq!(
+        (t.epochs, t.batch_size, t.weight_decay),
+        (5, 128, Some(0.001))
+    );
+    assert_eq!(
+        m.training_for("student"),
+        m.training,
+        "other models keep the defaults"
+    );
+}
