@@ -117,6 +117,13 @@ impl ComputeArgs {
 
 /// Entry point of the `kdgrid` binary.
 pub fn main() -> ExitCode {
+    // Die quietly when stdout is closed early (`kdgrid plan m.toml | head`), like other Unix
+    // tools, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match dispatch(&cli) {
         Ok(()) => ExitCode::SUCCESS,

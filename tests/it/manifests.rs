@@ -107,3 +107,17 @@ fn example_manifests_expand_as_documented() {
     }
     check_snapshot(&root().join("tests/manifests/examples.txt"), &out);
 }
+
+#[test]
+fn the_readme_manifest_is_valid() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("README shows a manifest");
+    let m = manifest::parse(&root().join("README.md"), block).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(m.profiles, vec!["ci"]);
+    // 5 seeds x (1 baseline + 3 zipped (T, alpha) pairs), minus T = 20 at seeds 3 and 4.
+    assert_eq!(plan::expand(&m).cells.len(), 18);
+}
