@@ -759,23 +759,15 @@ pub(crate) fn check_grid(
         let mut axes = BTreeMap::new();
         for (key, value) in entry.get_ref() {
             if key.get_ref() == "chain" {
-                match value.get_ref() {
-                    toml::Value::Array(_) => {
-                        let names = names_of(value).unwrap_or_default();
-                        let spanned = Spanned::new(
-                            value.span(),
-                            names
-                                .iter()
-                                .map(|n| Spanned::new(value.span(), n.clone()))
-                                .collect(),
-                        );
-                        chain = Some(check_chain(&spanned, problems));
-                    }
-                    _ => problems.push(
-                        Some(value.span()),
-                        "`chain` is a list of model names, teacher first",
-                        None,
-                    ),
+                if let Some(names) = chain_of(value, problems) {
+                    let spanned = Spanned::new(
+                        value.span(),
+                        names
+                            .into_iter()
+                            .map(|n| Spanned::new(value.span(), n))
+                            .collect(),
+                    );
+                    chain = Some(check_chain(&spanned, problems));
                 }
                 continue;
             }
@@ -808,13 +800,8 @@ pub(crate) fn check_grid(
         }
         for (key, value) in entry.get_ref() {
             if key.get_ref() == "chain" {
-                match names_of(value) {
-                    Some(names) => tests.push((Field::Chain, Test::Chain(names))),
-                    None => problems.push(
-                        Some(value.span()),
-                        "`chain` is a list of model names, teacher first",
-                        None,
-                    ),
+                if let Some(names) = chain_of(value, problems) {
+                    tests.push((Field::Chain, Test::Chain(names)));
                 }
                 continue;
             }
@@ -886,6 +873,19 @@ pub(crate) fn check_grid(
         }
     }
     grid
+}
+
+/// The model names of a `chain` key, or a problem saying what a chain is.
+fn chain_of(value: &Spanned<toml::Value>, problems: &mut Problems) -> Option<Vec<String>> {
+    let names = names_of(value);
+    if names.is_none() {
+        problems.push(
+            Some(value.span()),
+            "`chain` is a list of model names, teacher first",
+            None,
+        );
+    }
+    names
 }
 
 fn names_of(value: &Spanned<toml::Value>) -> Option<Vec<String>> {
