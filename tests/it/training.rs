@@ -163,3 +163,21 @@ fn a_profile_runs_a_smaller_study_into_its_own_folder() {
         stderr(&out)
     );
 }
+
+#[test]
+fn warnings_are_printed_and_do_not_fail() {
+    // An assistant larger than its teacher.
+    let text = TINY.replace(
+        "[models.assistant]\nconv = [6]\ndense = [16]",
+        "[models.assistant]\nconv = [32, 64]\ndense = [128]",
+    );
+    let ws = Workspace::new(&text);
+    let out = ws.kdgrid(&["validate"]).success();
+    let err = stderr(&out);
+    assert!(err.contains("1 warning"), "{err}");
+    assert!(
+        err.contains("an assistant is not between teacher and"),
+        "{err}"
+    );
+    assert!(err.contains("m.toml:"), "{err}");
+}
