@@ -94,6 +94,20 @@ pub fn run(
     let trained = pending.len();
     if !pending.is_empty() {
         let data = data::load(&plan.dataset)?;
+        // Image folders' sizes are known only now; a fractional split can also round to 0.
+        for s in &pending {
+            if let Some(h) = s.training.validation {
+                let (held_out, train) = (h.count(data.train.len()), data.train.len());
+                if held_out == 0 || held_out >= train {
+                    return Err(data::DataError::Holdout {
+                        dataset: data.name.clone(),
+                        held_out,
+                        train,
+                    }
+                    .into());
+                }
+            }
+        }
         Scheduler {
             store: &store,
             backend,

@@ -37,4 +37,20 @@ pub enum DataError {
         /// What is wrong.
         what: String,
     },
+    /// A validation split that leaves nothing to train on, or holds out nothing.
+    #[error(
+        "`training.validation` holds out {held_out} of the {train} training images of `{dataset}`"
+    )]
+    #[diagnostic(
+        code(kdgrid::data::validation),
+        help("hold out at least one image and leave at least one to train on")
+    )]
+    Holdout {
+        /// The dataset's name.
+        dataset: String,
+        /// Images held out.
+        held_out: usize,
+        /// Training images available.
+        train: usize,
+    },
 }

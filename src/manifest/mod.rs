@@ -870,7 +870,7 @@ fn check_training(
             return None;
         };
         if let Some(shape) = shape
-            && holdout.count(shape.train) >= shape.train
+            && !(1..shape.train).contains(&holdout.count(shape.train))
         {
             problems.push(
                 Some(v.span()),
@@ -879,7 +879,7 @@ fn check_training(
                     holdout.count(shape.train),
                     shape.train
                 ),
-                Some("leave some images to train on".into()),
+                Some("hold out at least one image and leave some to train on".into()),
             );
         }
         Some(holdout)

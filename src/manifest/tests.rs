@@ -441,6 +441,12 @@ fn test_set_selection_must_be_explicit() {
         "{}",
         p[0].message
     );
+    let p = problems(&GOOD.replace("lr = 0.01", "lr = 0.01\nvalidation = 0.0001"));
+    assert!(
+        p[0].message.contains("holds out 0 images"),
+        "{}",
+        p[0].message
+    );
 }
 
 #[test]
