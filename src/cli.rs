@@ -175,13 +175,11 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Validate { manifest } => {
             let m = load_manifest(manifest, cli.profile.as_deref())?;
-            let mut checked = vec![m];
-            if cli.profile.is_none() {
-                for p in checked[0].profiles.clone() {
-                    checked.push(load_manifest(manifest, Some(&p))?);
-                }
-            }
-            for m in &checked {
+            let profiles = match cli.profile {
+                Some(_) => Vec::new(),
+                None => m.profiles.clone(),
+            };
+            let show = |m: &Manifest| {
                 let plan = plan::expand(m);
                 println!(
                     "{}{} is valid: {} cells, {} stages",
@@ -193,8 +191,21 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
                     plan.cells.len(),
                     plan.stages.len()
                 );
+            };
+            show(&m);
+            // Every profile is checked, and each invalid one reported, before failing.
+            let mut last_failure = None;
+            for p in profiles {
+                match load_manifest(manifest, Some(&p)) {
+                    Ok(m) => show(&m),
+                    Err(failure) => {
+                        if let Some(previous) = last_failure.replace(failure) {
+                            eprintln!("{:?}", previous.report);
+                        }
+                    }
+                }
             }
-            Ok(())
+            last_failure.map_or(Ok(()), Err)
         }
         Command::Plan {
             manifest,

@@ -19,11 +19,13 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// One or more problems, each located in the source.
-    #[error("invalid manifest `{}`: {} problem{}", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" })]
+    #[error("invalid manifest `{}`{}: {} problem{}", path.display(), profile.as_ref().map(|p| format!(" with profile `{p}`")).unwrap_or_default(), problems.len(), if problems.len() == 1 { "" } else { "s" })]
     #[diagnostic(code(kdgrid::manifest::invalid))]
     Invalid {
         /// The manifest path.
         path: PathBuf,
+        /// The profile applied, if any.
+        profile: Option<String>,
         /// The manifest text, for rendering.
         #[source_code]
         src: NamedSource<String>,
@@ -98,6 +100,8 @@ impl ManifestError {
 /// Collects problems of one manifest, computing line and column from byte spans.
 pub(crate) struct Problems<'a> {
     path: &'a std::path::Path,
+    /// The profile applied, named in the error.
+    pub(crate) profile: Option<String>,
     text: &'a str,
     list: Vec<Problem>,
 }
@@ -106,6 +110,7 @@ impl<'a> Problems<'a> {
     pub(crate) fn new(path: &'a std::path::Path, text: &'a str) -> Self {
         Self {
             path,
+            profile: None,
             text,
             list: Vec::new(),
         }
@@ -158,6 +163,7 @@ impl<'a> Problems<'a> {
         list.sort_by_key(|p| p.span.map_or(0, |s| s.offset()));
         Err(ManifestError::Invalid {
             path: self.path.to_path_buf(),
+            profile: self.profile,
             src: NamedSource::new(self.path.display().to_string(), self.text.to_string()),
             problems: list,
         })

@@ -657,6 +657,7 @@ pub fn parse_profile(
     profile: Option<&str>,
 ) -> Result<Manifest, ManifestError> {
     let mut problems = Problems::new(path, text);
+    problems.profile = profile.map(str::to_string);
     let mut warnings = Problems::new(path, text);
     let Some(mut doc) = document::parse(text, &mut problems) else {
         return Err(problems.finish().unwrap_err());

@@ -181,3 +181,23 @@ fn warnings_are_printed_and_do_not_fail() {
     );
     assert!(err.contains("m.toml:"), "{err}");
 }
+
+#[test]
+fn validate_reports_every_broken_profile() {
+    let text = format!(
+        "{TINY}\n[profiles.a.training]\nepochs = 0\n\n[profiles.b.grid]\nseed = []\n\n[profiles.c.training]\nepochs = 1\n"
+    );
+    let ws = Workspace::new(&text);
+    let out = ws.kdgrid(&["validate"]).code(2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("expected a positive integer, found 0"),
+        "{err}"
+    );
+    assert!(err.contains("`grid.seed` is empty"), "{err}");
+    assert!(
+        stdout(&out).contains("with profile `c` is valid"),
+        "{}",
+        stdout(&out)
+    );
+}
