@@ -26,9 +26,9 @@ pub enum ManifestError {
         path: PathBuf,
         /// The profile applied, if any.
         profile: Option<String>,
-        /// The manifest text, for rendering.
+        /// The manifest text, for rendering (shared: keeps the error small).
         #[source_code]
-        src: NamedSource<String>,
+        src: std::sync::Arc<NamedSource<String>>,
         /// Every problem found.
         #[related]
         problems: Vec<Problem>,
@@ -164,7 +164,10 @@ impl<'a> Problems<'a> {
         Err(ManifestError::Invalid {
             path: self.path.to_path_buf(),
             profile: self.profile,
-            src: NamedSource::new(self.path.display().to_string(), self.text.to_string()),
+            src: std::sync::Arc::new(NamedSource::new(
+                self.path.display().to_string(),
+                self.text.to_string(),
+            )),
             problems: list,
         })
     }
