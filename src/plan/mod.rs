@@ -268,6 +268,7 @@ pub fn expand(manifest: &Manifest) -> Plan {
                 match grid.teacher_seed {
                     TeacherSeed::Paired => (seed, seeds),
                     TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
+                    TeacherSeed::Fixed(s) => (s, RoleSeeds::uniform(s)),
                     TeacherSeed::Independent => {
                         let s = independent_seed(seed);
                         (s, RoleSeeds::uniform(s))

@@ -216,6 +216,21 @@ fn teacher_seed_policies() {
     let (shared, students) = count_big("shared");
     assert_eq!(shared, vec![0], "one teacher for every student seed");
     assert!(students.contains(&2));
+    // A fixed teacher seed is not moved by seeds added before it.
+    let fixed = expand(&manifest(&format!("{GRID}teacher-seed = 1\n")));
+    let big: Vec<u64> = fixed
+        .stages
+        .iter()
+        .filter(|s| s.model == "big")
+        .map(|s| s.seed)
+        .collect();
+    assert_eq!(big, vec![1]);
+    let more = GRID.replace("seed = [0, 1, 2]", "seed = [7, 0, 1, 2]");
+    assert_ne!(more, GRID, "the grid fixture changed");
+    let grown = expand(&manifest(&format!("{more}teacher-seed = 1\n")));
+    for s in &fixed.stages {
+        assert!(grown.stage(&s.id).is_some(), "stage {} changed", s.id);
+    }
     let (independent, _) = count_big("independent");
     assert_eq!(independent.len(), 3);
     assert!(independent.iter().all(|s| *s > 2));

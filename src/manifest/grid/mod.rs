@@ -42,18 +42,49 @@ pub struct Grid {
 ///
 /// ```toml
 /// [grid]
-/// teacher-seed = "shared"   # one teacher for every student seed
+/// teacher-seed = "shared"   # one teacher for every student seed: the grid's first seed
+/// teacher-seed = 0          # one teacher for every student seed: seed 0, whatever the axis holds
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TeacherSeed {
     /// The cell's seed: one teacher per student seed, with the same seeds.
     #[default]
     Paired,
     /// The grid's first seed: one teacher shared by every student seed.
     Shared,
+    /// This seed: one teacher shared by every student seed, unchanged when seeds are added.
+    Fixed(u64),
     /// A seed derived from the cell's: one teacher per student seed, with unrelated streams.
     Independent,
+}
+
+impl<'de> Deserialize<'de> for TeacherSeed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TeacherSeed;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`\"paired\"`, `\"shared\"`, `\"independent\"` or a seed")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TeacherSeed, E> {
+                match v {
+                    "paired" => Ok(TeacherSeed::Paired),
+                    "shared" => Ok(TeacherSeed::Shared),
+                    "independent" => Ok(TeacherSeed::Independent),
+                    _ => Err(E::unknown_variant(v, &["paired", "shared", "independent"])),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TeacherSeed, E> {
+                u64::try_from(v)
+                    .map(TeacherSeed::Fixed)
+                    .map_err(|_| E::custom(format!("seeds are non-negative, found {v}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TeacherSeed, E> {
+                Ok(TeacherSeed::Fixed(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Per-role seed axes; `None` means the role follows the cell's `seed`.
