@@ -106,7 +106,8 @@ fn plan_title(dir: &Path) -> String {
 pub fn summary_markdown(experiment: String, tables: &Tables) -> String {
     format!(
         "# {experiment}\n\nTest accuracy over seeds, per chain, model, temperature and alpha \
-         (final epoch; failed runs excluded).\n\n{}",
+         (each run's selected epoch: the last unless the manifest's `select` says otherwise; \
+         failed runs excluded).\n\n{}",
         to_markdown(&tables.summary)
     )
 }
