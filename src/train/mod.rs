@@ -284,7 +284,7 @@ pub fn train(
         Some(&mut init_rng),
         &device,
     );
-    let params = model.num_params();
+    let params = model.trainable_params();
     let initial_digest = weights_digest(&model);
     let mut optim = optimizer(stage);
     let batch_size = stage.training.batch_size;

@@ -110,6 +110,13 @@ impl Cnn {
         }
     }
 
+    /// Trainable parameters, as PyTorch counts them: Burn's count includes batch norm's
+    /// running mean and variance, which are state, not parameters.
+    pub fn trainable_params(&self) -> usize {
+        let running: usize = self.norms.iter().map(|n| 2 * n.gamma.shape()[0]).sum();
+        self.num_params() - running
+    }
+
     /// Logits `[batch, classes]` for images `[batch, channels, height, width]`, without
     /// dropout.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

@@ -319,25 +319,7 @@ fn plan_reports_sizes_costs_and_json_matching_the_trained_models() {
     assert_eq!(plan["done"], 10);
     assert_eq!(plan["to_train"], 0);
     assert_eq!(plan["throughput_measured"], true);
-    let runs = ws.parquet("tiny", "runs.parquet");
-    let models = strings(&runs, "model");
-    let params: Vec<u64> = runs
-        .column("params")
-        .unwrap()
-        .u64()
-        .unwrap()
-        .iter()
-        .map(|p| p.unwrap())
-        .collect();
-    for m in plan["models"].as_array().unwrap() {
-        let name = m["name"].as_str().unwrap();
-        let i = models.iter().position(|x| x == name).unwrap();
-        assert_eq!(
-            m["params"].as_u64().unwrap(),
-            params[i],
-            "analytic vs Burn for {name}"
-        );
-    }
+    assert_plan_params_match(&ws, "tiny");
 }
 
 #[test]

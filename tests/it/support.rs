@@ -112,3 +112,29 @@ pub fn floats(df: &DataFrame, name: &str) -> Vec<f64> {
         .map(|v| v.unwrap_or(f64::NAN))
         .collect()
 }
+
+/// Asserts that `plan --json`'s analytic parameter counts equal those Burn counted when training
+/// `experiment` (which must have run).
+pub fn assert_plan_params_match(ws: &Workspace, experiment: &str) {
+    let json = stdout(&ws.kdgrid(&["plan", "--json"]).success());
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let runs = ws.parquet(experiment, "runs.parquet");
+    let models = strings(&runs, "model");
+    let params: Vec<u64> = runs
+        .column("params")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .iter()
+        .map(|p| p.unwrap())
+        .collect();
+    for m in plan["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let i = models.iter().position(|x| x == name).unwrap();
+        assert_eq!(
+            m["params"].as_u64().unwrap(),
+            params[i],
+            "analytic vs Burn for {name}"
+        );
+    }
+}

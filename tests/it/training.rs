@@ -201,3 +201,75 @@ fn validate_reports_every_broken_profile() {
         stdout(&out)
     );
 }
+
+/// The TAKD recipe at CIFAR's shape: plain CNNs 6 > 4 > 2 (and an MLP at the end of a chain of
+/// four), SGD with momentum and weight decay, element-mean KL, best-validation selection.
+#[test]
+fn a_takd_style_chain_of_four_trains_end_to_end() {
+    let text = r#"
+name = "takd"
+
+[dataset]
+kind = "synthetic"
+seed = 5
+classes = 4
+channels = 3
+image-size = 32
+train-size = 600
+test-size = 200
+noise = 0.5
+
+[models.p6]
+family = "plain-cnn"
+size = 6
+
+[models.p4]
+family = "plain-cnn"
+size = 4
+
+[models.p2]
+family = "plain-cnn"
+size = 2
+
+[models.mlp]
+family = "mlp"
+dense = [32]
+
+[training]
+epochs = 3
+batch-size = 32
+optimizer = "sgd"
+lr = 0.05
+momentum = 0.9
+weight-decay = 0.0001
+kl-reduction = "element-mean"
+validation = 100
+select = "best-val"
+
+[grid]
+seed = [0]
+temperature = [4.0]
+alpha = [0.7]
+chains = [["p2"], ["p6", "p4", "p2"], ["p6", "p4", "p2", "mlp"]]
+"#;
+    let ws = Workspace::new(text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("takd", "runs.parquet");
+    assert_eq!(
+        strings(&runs, "chain"),
+        vec!["p2", "p6", "p6 > p4", "p6 > p4 > p2", "p6 > p4 > p2 > mlp"],
+        "{runs}"
+    );
+    assert_eq!(
+        strings(&runs, "role"),
+        vec!["student", "teacher", "assistant", "student", "student"]
+    );
+    let acc = floats(&runs, "test_accuracy");
+    assert!(acc.iter().all(|&a| a > 0.6), "{runs}");
+    assert!(
+        uints(&runs, "selected_epoch")
+            .iter()
+            .all(|&e| (1..=3).contains(&e))
+    );
+    assert_plan_params_match(&ws, "takd");
+}
