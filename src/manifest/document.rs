@@ -23,7 +23,9 @@ pub(crate) fn parse<'i>(text: &'i str, problems: &mut Problems) -> Option<Doc<'i
 }
 
 /// Takes `[profiles]` out of `doc`, returns the profile names, and merges profile `name` (when
-/// given) over the rest: tables merge key by key, any other value is replaced.
+/// given) over the rest: tables merge key by key, any other value is replaced. A profile that
+/// does not set `name` renames the study `<name>-<profile>`, so its results never mix with the
+/// full study's.
 pub(crate) fn apply_profile(
     doc: &mut Doc<'_>,
     name: Option<&str>,
@@ -63,7 +65,16 @@ pub(crate) fn apply_profile(
     }
     if let Some(name) = name {
         match profiles.remove(name).map(Spanned::into_inner) {
-            Some(DeValue::Table(over)) => merge(doc, over),
+            Some(DeValue::Table(over)) => {
+                let renames = over.contains_key("name");
+                merge(doc, over);
+                if !renames
+                    && let Some(study) = doc.get_mut("name")
+                    && let Some(base) = study.get_ref().as_str()
+                {
+                    *study.get_mut() = DeValue::String(format!("{base}-{name}").into());
+                }
+            }
             Some(_) => {}
             None => problems.push(
                 Some(span),

@@ -145,34 +145,19 @@ pub fn parse_profile(
     let mut problems = Problems::new(path, text);
     problems.profile = profile.map(str::to_string);
     let mut warnings = Problems::new(path, text);
+    warnings.profile = problems.profile.clone();
     let Some(mut doc) = document::parse(text, &mut problems) else {
         return Err(problems.finish().unwrap_err());
     };
-    let renames = profile.is_some_and(|p| {
-        doc.get("profiles")
-            .and_then(|ps| ps.get_ref().get(p))
-            .is_some_and(|p| p.get_ref().get("name").is_some())
-    });
     let profiles = document::apply_profile(&mut doc, profile, &mut problems);
     let raw = sections(&doc, &mut problems);
     let base = path.parent().unwrap_or(Path::new("."));
     let manifest = check(raw, path, base, &mut problems, &mut warnings);
     problems.finish()?;
     let mut manifest = manifest.expect("no problems means a manifest was built");
-    if let Some(p) = profile {
-        if !renames {
-            manifest.name = format!("{}-{p}", manifest.name);
-        }
-        manifest.profile = Some(p.to_string());
-    }
+    manifest.profile = profile.map(str::to_string);
     manifest.profiles = profiles;
     manifest.warnings = warnings.into_list();
-    if profile.is_some() {
-        // Profiles shrink grids on purpose; an exclude entry they leave idle is expected.
-        manifest
-            .warnings
-            .retain(|w| w.message != grid::EXCLUDE_MATCHES_NOTHING);
-    }
     manifest.text = text.to_string();
     Ok(manifest)
 }

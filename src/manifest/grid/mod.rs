@@ -6,7 +6,7 @@
 
 mod check;
 
-pub(crate) use check::{EXCLUDE_MATCHES_NOTHING, RawGrid, check_grid};
+pub(crate) use check::{RawGrid, check_grid};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
