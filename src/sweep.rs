@@ -96,16 +96,15 @@ pub fn run(
         let data = data::load(&plan.dataset)?;
         // Image folders' sizes are known only now; a fractional split can also round to 0.
         for s in &pending {
-            if let Some(h) = s.training.validation {
-                let (held_out, train) = (h.count(data.train.len()), data.train.len());
-                if held_out == 0 || held_out >= train {
-                    return Err(data::DataError::Holdout {
-                        dataset: data.name.clone(),
-                        held_out,
-                        train,
-                    }
-                    .into());
+            if let Some(h) = s.training.validation
+                && !h.fits(data.train.len())
+            {
+                return Err(data::DataError::Holdout {
+                    dataset: data.name.clone(),
+                    held_out: h.count(data.train.len()),
+                    train: data.train.len(),
                 }
+                .into());
             }
         }
         Scheduler {

@@ -108,6 +108,11 @@ impl Holdout {
             Holdout::Fraction(f) => (f * train as f64).round() as usize,
         }
     }
+
+    /// Whether the split holds out at least one image and leaves at least one to train on.
+    pub fn fits(self, train: usize) -> bool {
+        (1..train).contains(&self.count(train))
+    }
 }
 
 /// Which weights a stage keeps and reports.
@@ -278,7 +283,7 @@ pub(crate) fn check_training(
             return None;
         };
         if let Some(shape) = shape
-            && !(1..shape.train).contains(&holdout.count(shape.train))
+            && !holdout.fits(shape.train)
         {
             problems.push(
                 Some(v.span()),
