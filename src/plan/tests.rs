@@ -200,16 +200,19 @@ fn kl_reduction_changes_distilled_stages_only() {
 
 #[test]
 fn teacher_seed_policies() {
-    let count_big = |policy: &str| {
-        let plan = expand(&manifest(&format!("{GRID}teacher-seed = \"{policy}\"\n")));
-        let big: Vec<u64> = plan
-            .stages
+    let big_seeds = |plan: &Plan| -> Vec<u64> {
+        plan.stages
             .iter()
             .filter(|s| s.model == "big")
             .map(|s| s.seed)
-            .collect();
+            .collect()
+    };
+    let with =
+        |grid: &str, policy: &str| expand(&manifest(&format!("{grid}teacher-seed = {policy}\n")));
+    let count_big = |policy: &str| {
+        let plan = with(GRID, &format!("\"{policy}\""));
         let students: Vec<u64> = plan.cells.iter().map(|c| c.seed).collect();
-        (big, students)
+        (big_seeds(&plan), students)
     };
     let (paired, _) = count_big("paired");
     assert_eq!(paired, vec![0, 1, 2]);
@@ -217,17 +220,11 @@ fn teacher_seed_policies() {
     assert_eq!(shared, vec![0], "one teacher for every student seed");
     assert!(students.contains(&2));
     // A fixed teacher seed is not moved by seeds added before it.
-    let fixed = expand(&manifest(&format!("{GRID}teacher-seed = 1\n")));
-    let big: Vec<u64> = fixed
-        .stages
-        .iter()
-        .filter(|s| s.model == "big")
-        .map(|s| s.seed)
-        .collect();
-    assert_eq!(big, vec![1]);
+    let fixed = with(GRID, "1");
+    assert_eq!(big_seeds(&fixed), vec![1]);
     let more = GRID.replace("seed = [0, 1, 2]", "seed = [7, 0, 1, 2]");
     assert_ne!(more, GRID, "the grid fixture changed");
-    let grown = expand(&manifest(&format!("{more}teacher-seed = 1\n")));
+    let grown = with(&more, "1");
     for s in &fixed.stages {
         assert!(grown.stage(&s.id).is_some(), "stage {} changed", s.id);
     }
