@@ -205,11 +205,11 @@ pub(crate) fn check_grid(
         include: Vec::new(),
         exclude: Vec::new(),
     };
-    let set: Vec<AxisName> = grid
-        .axes()
-        .into_iter()
+    let axes = grid.axes();
+    let set: Vec<AxisName> = axes
+        .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(a, _)| a)
+        .map(|(a, _)| *a)
         .collect();
     let axis_name = |key: &Spanned<String>, problems: &mut Problems| {
         let axis = AxisName::parse(key.get_ref());
@@ -255,7 +255,6 @@ pub(crate) fn check_grid(
                 None,
             );
         }
-        let axes = grid.axes();
         let lens: Vec<usize> = members.iter().map(|a| axes[a].len()).collect();
         if lens.windows(2).any(|w| w[0] != w[1]) {
             problems.push(
