@@ -8,11 +8,37 @@ MANIFEST ?= experiments/default.toml
 TORCH_VENV ?= $(HOME)/.cache/kdgrid/torch-2.9.0
 TCH_ENV = PATH="$(TORCH_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: run data build build-tch torch test test-flex test-tch lint fmt clean
+# `make TCH=1 <target>` builds and runs kdgrid with LibTorch compiled in (as `make test` does),
+# so CI reuses the test build instead of compiling the heavy crates a second time.
+ifeq ($(TCH),1)
+RUN_ENV = $(TCH_ENV)
+FEATURES = --features tch
+endif
+KDGRID = $(RUN_ENV) $(CARGO) run --release --quiet $(FEATURES) --
+
+# Studies whose `ci` profile CI trains and checks against the committed `results/<name>-ci/`.
+CI_STUDIES ?= default seed-variance kd-sweep
+CHECK_DIR ?= $(CURDIR)/target/check-results
+
+.PHONY: run data build build-tch torch test test-flex test-tch lint fmt clean results-ci check-results bench
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
 	$(CARGO) run --release --quiet -- run $(MANIFEST)
+
+## Retrain the `ci` profiles of the committed studies into results/<name>-ci/ (rewrites the
+## committed tables: review with `git diff`, commit when the change is meant).
+results-ci: data
+	for s in $(CI_STUDIES); do $(KDGRID) --profile ci run --quiet experiments/$$s.toml || exit 1; done
+
+## Train the `ci` profiles into a scratch folder and compare with the committed tables, bit for
+## bit (exit 1 and the differing rows and columns on a mismatch).
+check-results: data
+	rm -rf "$(CHECK_DIR)"
+	for s in $(CI_STUDIES); do \
+	  $(KDGRID) --results "$(CHECK_DIR)" --profile ci run --quiet experiments/$$s.toml >/dev/null || exit 1; \
+	  $(KDGRID) diff results/$$s-ci "$(CHECK_DIR)/$$s-ci" || exit 1; \
+	done
 
 ## Fetch Fashion-MNIST into data/ (from Debian's package; once).
 data:
@@ -42,6 +68,11 @@ test-flex:
 
 test-tch: torch
 	$(TCH_ENV) $(CARGO) test --release --features tch
+
+## kdgrid (flex, and tch) against the PyTorch peer on the same workloads: bench/results.csv.
+bench: torch
+	$(TCH_ENV) $(CARGO) build --release --quiet --features tch
+	scripts/bench.sh "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" "$(TORCH_VENV)/bin/python" 2 5
 
 lint:
 	$(CARGO) fmt --check

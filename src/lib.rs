@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod fault;
 pub mod manifest;
 pub mod plan;
 pub mod report;

@@ -7,9 +7,9 @@
 
 use crate::data::{self, DataError, Dataset};
 use crate::plan::{Plan, Stage, StageId};
-use crate::report::{self, ReportError, Tables};
-use crate::store::{StageRecord, Status, Store, StoreError};
-use crate::train::{self, Backend, Cnn, EpochMetrics, TrainError, Trained};
+use crate::report::{self, Provenance, ReportError, Tables};
+use crate::store::{Lookup, StageRecord, Status, Store, StoreError};
+use crate::train::{self, Backend, Cnn, EpochMetrics, Progress, TrainError, Trained};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -32,6 +32,16 @@ pub enum SweepError {
     /// A model file could not be read or written.
     #[error("{0}")]
     Model(TrainError),
+    /// A model does not fit the images (known only once an image folder is read).
+    #[error("{message}")]
+    #[diagnostic(
+        code(kdgrid::sweep::shape),
+        help("use fewer conv layers or pools, e.g. `pool = [1, 2]`")
+    )]
+    Shape {
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// What a sweep did.
@@ -39,7 +49,7 @@ pub enum SweepError {
 pub struct Outcome {
     /// Stages trained in this invocation.
     pub trained: usize,
-    /// Stages found done in the store.
+    /// Stages found finished (`ok`) in the store.
     pub reused: usize,
     /// Stages that diverged (in this or an earlier invocation).
     pub failed: usize,
@@ -55,37 +65,65 @@ pub struct Outcome {
 
 /// Progress events, for the CLI to print.
 pub enum Event<'a> {
+    /// Training begins: stages to train and their optimizer steps in all.
+    Begin {
+        /// Stages to train.
+        stages: usize,
+        /// Optimizer steps of all of them.
+        steps: u64,
+    },
     /// A stage starts training: its 1-based position among the stages to train, and their count.
     Start(&'a Stage, usize, usize),
+    /// An optimizer step ended: epoch, step and steps per epoch.
+    Step(&'a Stage, usize, usize, usize),
     /// An epoch ended.
     Epoch(&'a Stage, &'a EpochMetrics),
     /// A stage ended.
     Done(&'a Stage, &'a StageRecord),
+    /// Something worth a look that does not stop the sweep (a corrupt stage retrained).
+    Warning(String),
+    /// Something the user may want to know (a stage resumed from a checkpoint).
+    Note(String),
+}
+
+/// How a sweep runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Stages trained at once.
+    pub jobs: usize,
+    /// Train failed stages again instead of reusing their failure.
+    pub retry_failed: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            jobs: 1,
+            retry_failed: false,
+        }
+    }
 }
 
 /// Messages from training workers to the sweep's thread.
 enum Msg {
+    Step(usize, usize, usize, usize),
     Epoch(usize, EpochMetrics),
     Done(usize, Box<Result<Trained, TrainError>>),
 }
 
-/// Runs every stage of `plan` not yet in the store under `results`, up to `jobs` at a time,
-/// then writes the tables.
+/// Runs every stage of `plan` not yet in the store under `results`, up to `options.jobs` at a
+/// time, then writes the tables.
 pub fn run(
     plan: &Plan,
     results: &Path,
     backend: &Backend,
-    jobs: usize,
+    options: Options,
+    provenance: &Provenance,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome, SweepError> {
     let store = Store::open(results, &plan.name)?;
-    let mut records: BTreeMap<StageId, StageRecord> = BTreeMap::new();
-    for stage in &plan.stages {
-        if let Some(record) = store.record(&stage.id)? {
-            records.insert(stage.id.clone(), record);
-        }
-    }
-    let reused = records.len();
+    let mut records = committed(plan, &store, options.retry_failed, on_event)?;
+    let reused = records.values().filter(|r| r.status == Status::Ok).count();
     let pending: Vec<&Stage> = plan
         .stages
         .iter()
@@ -93,20 +131,22 @@ pub fn run(
         .collect();
     let trained = pending.len();
     if !pending.is_empty() {
-        let data = data::load(&plan.dataset)?;
-        // Image folders' sizes are known only now; a fractional split can also round to 0.
+        let data = data::load(&plan.dataset, plan.validation)?;
         for s in &pending {
-            if let Some(h) = s.training.validation
-                && !h.fits(data.train.len())
-            {
-                return Err(data::DataError::Holdout {
-                    dataset: data.name.clone(),
-                    held_out: h.count(data.train.len()),
-                    train: data.train.len(),
-                }
-                .into());
-            }
+            crate::manifest::feature_map_problem(
+                &s.model,
+                &s.spec,
+                [data.channels, data.height, data.width],
+            )
+            .map_err(|message| SweepError::Shape { message })?;
         }
+        on_event(Event::Begin {
+            stages: pending.len(),
+            steps: pending
+                .iter()
+                .map(|s| (s.training.epochs * train::steps_per_epoch(s, data.train.len())) as u64)
+                .sum(),
+        });
         Scheduler {
             store: &store,
             backend,
@@ -115,15 +155,12 @@ pub fn run(
             records: &mut records,
             models: HashMap::new(),
             waiting: HashMap::new(),
+            notes: Vec::new(),
         }
-        .run(&pending, jobs.max(1), on_event)?;
+        .run(&pending, options.jobs.max(1), on_event)?;
     }
 
-    let tables = report::build(plan, &records).map_err(|source| ReportError::Polars {
-        path: store.root().to_path_buf(),
-        source,
-    })?;
-    let files = report::write(&tables, store.root())?;
+    let (tables, files) = write_report(plan, &records, provenance, store.root())?;
     let count = |status| records.values().filter(|r| r.status == status).count();
     let skipped = count(Status::Skipped);
     Ok(Outcome {
@@ -137,6 +174,60 @@ pub fn run(
     })
 }
 
+/// The records committed for `plan`'s stages; corrupt ones are reported and left out (so they
+/// train again), and so are failed ones when `retry_failed`.
+fn committed(
+    plan: &Plan,
+    store: &Store,
+    retry_failed: bool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
+    let mut records = BTreeMap::new();
+    for stage in &plan.stages {
+        match store.lookup(&stage.id)? {
+            Lookup::Found(r) if r.status == Status::Failed && retry_failed => {}
+            Lookup::Found(r) => {
+                records.insert(stage.id.clone(), r);
+            }
+            Lookup::Missing => {}
+            Lookup::Corrupt { path, message } => on_event(Event::Warning(format!(
+                "stage `{}` is corrupt (`{}`: {message}); training it again",
+                stage.id,
+                path.display()
+            ))),
+        }
+    }
+    Ok(records)
+}
+
+fn write_report(
+    plan: &Plan,
+    records: &BTreeMap<StageId, StageRecord>,
+    provenance: &Provenance,
+    dir: &Path,
+) -> Result<(Tables, Vec<PathBuf>), SweepError> {
+    let tables = report::build(plan, records).map_err(|source| ReportError::Polars {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let files = report::write(&tables, dir, provenance)?;
+    Ok((tables, files))
+}
+
+/// Rebuilds the tables and the report of `plan` from the store under `results`, training
+/// nothing, into the experiment folder (or `into`, e.g. a scratch folder for `--check`).
+pub fn report(
+    plan: &Plan,
+    results: &Path,
+    provenance: &Provenance,
+    into: Option<&Path>,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(Tables, Vec<PathBuf>), SweepError> {
+    let store = Store::open(results, &plan.name)?;
+    let records = committed(plan, &store, false, on_event)?;
+    write_report(plan, &records, provenance, into.unwrap_or(store.root()))
+}
+
 /// Runs pending stages on worker threads in dependency order.
 struct Scheduler<'a> {
     store: &'a Store,
@@ -148,6 +239,8 @@ struct Scheduler<'a> {
     models: HashMap<StageId, Cnn>,
     /// Pending children per teacher.
     waiting: HashMap<StageId, usize>,
+    /// Things to tell the user once a stage is done.
+    notes: Vec<String>,
 }
 
 impl Scheduler<'_> {
@@ -184,22 +277,41 @@ impl Scheduler<'_> {
                         }
                         _ => {
                             let teacher = self.teacher(stage)?;
+                            self.store.claim(&stage.id)?;
                             let idx = todo.remove(i);
                             started += 1;
                             running += 1;
                             on_event(Event::Start(stage, started, pending.len()));
                             let tx = tx.clone();
                             let (data, backend) = (self.data, self.backend);
+                            let checkpoints = self.store.checkpoint_dir(&stage.id);
                             scope.spawn(move || {
-                                let result = train::train(
-                                    stage,
-                                    data,
-                                    teacher.as_ref(),
-                                    backend,
-                                    &mut |m| {
-                                        let _ = tx.send(Msg::Epoch(idx, m.clone()));
-                                    },
-                                );
+                                // A panicking worker (a shape error, an out-of-memory) fails its
+                                // stage; it must still report, or the sweep would wait forever.
+                                let result = std::panic::catch_unwind(
+                                    std::panic::AssertUnwindSafe(|| {
+                                        train::train(
+                                            stage,
+                                            data,
+                                            teacher.as_ref(),
+                                            backend,
+                                            Some((&checkpoints, stage.training.checkpoint_every)),
+                                            &mut |p| {
+                                                let _ = tx.send(match p {
+                                                    Progress::Step { epoch, step, steps } => {
+                                                        Msg::Step(idx, epoch, step, steps)
+                                                    }
+                                                    Progress::Epoch(m) => Msg::Epoch(idx, m.clone()),
+                                                });
+                                            },
+                                        )
+                                    }),
+                                )
+                                .unwrap_or_else(|panic| {
+                                    Err(TrainError::Panicked {
+                                        message: panic_message(panic.as_ref()),
+                                    })
+                                });
                                 let _ = tx.send(Msg::Done(idx, Box::new(result)));
                             });
                         }
@@ -212,12 +324,16 @@ impl Scheduler<'_> {
                     continue; // skipped stages may have unblocked others
                 }
                 match rx.recv().expect("workers hold a sender while running") {
+                    Msg::Step(idx, e, s, n) => on_event(Event::Step(pending[idx], e, s, n)),
                     Msg::Epoch(idx, m) => on_event(Event::Epoch(pending[idx], &m)),
                     Msg::Done(idx, result) => {
                         running -= 1;
                         let stage = pending[idx];
                         self.release_parent(stage);
                         let record = self.finish(stage, *result)?;
+                        for note in self.notes.drain(..) {
+                            on_event(Event::Note(note));
+                        }
                         on_event(Event::Done(stage, &record));
                         self.records.insert(stage.id.clone(), record);
                     }
@@ -260,7 +376,14 @@ impl Scheduler<'_> {
     ) -> Result<StageRecord, SweepError> {
         let record = match result {
             Ok(t) => {
-                self.store
+                if let Some(epoch) = t.resumed_from {
+                    self.notes.push(format!(
+                        "stage `{}` resumed from its epoch-{epoch} checkpoint",
+                        stage.id
+                    ));
+                }
+                let model_sha256 = self
+                    .store
                     .save_model(&stage.id, |path| train::save_model(&t.model, path))?
                     .map_err(SweepError::Model)?;
                 let selected = t.epochs.get(t.selected_epoch.wrapping_sub(1));
@@ -274,6 +397,14 @@ impl Scheduler<'_> {
                     val_accuracy: selected.and_then(|e| e.val_accuracy),
                     weights_sha256: Some(train::weights_digest(&t.model)),
                     init_sha256: Some(t.initial_digest),
+                    model_bytes: std::fs::metadata(self.store.model_path(&stage.id))
+                        .ok()
+                        .map(|m| m.len()),
+                    model_sha256: Some(model_sha256),
+                    ece: Some(t.quality.ece),
+                    agreement: t.quality.agreement,
+                    kl_teacher: t.quality.kl_teacher,
+                    latency_ms: Some(t.latency_ms),
                     train_seconds: t.seconds,
                     epochs: t.epochs,
                     ..base_record(stage, self.backend)
@@ -283,10 +414,11 @@ impl Scheduler<'_> {
                 }
                 record
             }
-            Err(e @ TrainError::Diverged { .. }) => {
+            Err(e @ (TrainError::Diverged { .. } | TrainError::Panicked { .. })) => {
                 let message = e.to_string();
-                let TrainError::Diverged { epochs, .. } = e else {
-                    unreachable!()
+                let epochs = match e {
+                    TrainError::Diverged { epochs, .. } => epochs,
+                    _ => Vec::new(),
                 };
                 StageRecord {
                     error: Some(message),
@@ -316,11 +448,27 @@ fn base_record(stage: &Stage, backend: &Backend) -> StageRecord {
         val_accuracy: None,
         weights_sha256: None,
         init_sha256: None,
+        model_sha256: None,
+        ece: None,
+        agreement: None,
+        kl_teacher: None,
+        model_bytes: None,
+        latency_ms: None,
         train_seconds: 0.0,
         epochs: Vec::new(),
         backend: backend.name().into(),
         device: backend.device_label(),
         threads: backend.threads(),
+        processor: backend.processor(),
         kdgrid_version: env!("CARGO_PKG_VERSION").into(),
     }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -31,6 +31,13 @@ impl Release {
         }
     }
 
+    /// Every file of the release, training files first.
+    pub fn all_files(self) -> Vec<String> {
+        let mut f = self.files(true);
+        f.extend(self.files(false));
+        f
+    }
+
     fn files(self, train: bool) -> Vec<String> {
         match (self, train) {
             (Release::Cifar10, true) => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),

@@ -1,5 +1,9 @@
 //! Image folders in the ImageFolder layout: `train/<class>/*.png|jpg|jpeg` and
 //! `test/<class>/*`, classes in sorted order, every image decoded to RGB and of one size.
+//!
+//! Images are taken in class-interleaved order (the first file of every class, then the second
+//! of every class, ...), so a `train-limit` or `test-limit` keeps every class in proportion
+//! rather than the first classes only; files beyond a limit are never decoded.
 
 use super::{DataError, Split};
 use std::path::{Path, PathBuf};
@@ -19,8 +23,8 @@ pub struct Folder {
     pub size: [usize; 2],
 }
 
-/// Loads `dir/train` and `dir/test`.
-pub fn load(dir: &Path) -> Result<Folder, DataError> {
+/// Loads `dir/train` and `dir/test`, at most `limits` images of each.
+pub fn load(dir: &Path, limits: [Option<usize>; 2]) -> Result<Folder, DataError> {
     let train_dir = dir.join("train");
     let classes = class_folders(&train_dir)?;
     if classes.is_empty() {
@@ -49,8 +53,8 @@ pub fn load(dir: &Path) -> Result<Folder, DataError> {
         });
     }
     let mut size = None;
-    let train = read_split(&train_dir, &classes, &mut size)?;
-    let test = read_split(&test_dir, &classes, &mut size)?;
+    let train = read_split(&list(&train_dir, &classes, limits[0])?, &mut size)?;
+    let test = read_split(&list(&test_dir, &classes, limits[1])?, &mut size)?;
     Ok(Folder {
         train,
         test,
@@ -59,7 +63,8 @@ pub fn load(dir: &Path) -> Result<Folder, DataError> {
     })
 }
 
-fn class_folders(dir: &Path) -> Result<Vec<String>, DataError> {
+/// The class folders of `dir`, sorted.
+pub fn class_folders(dir: &Path) -> Result<Vec<String>, DataError> {
     if !dir.is_dir() {
         return Err(DataError::Missing {
             path: dir.to_path_buf(),
@@ -85,16 +90,14 @@ fn walk_error(dir: &Path, e: walkdir::Error) -> DataError {
     }
 }
 
-fn read_split(
+/// The image files of `dir`, labelled, in class-interleaved order, at most `limit` of them.
+pub fn list(
     dir: &Path,
     classes: &[String],
-    size: &mut Option<[usize; 2]>,
-) -> Result<Split, DataError> {
-    let mut split = Split {
-        images: Vec::new(),
-        labels: Vec::new(),
-    };
-    for (label, class) in classes.iter().enumerate() {
+    limit: Option<usize>,
+) -> Result<Vec<(PathBuf, u8)>, DataError> {
+    let mut per_class = Vec::new();
+    for class in classes {
         let class_dir = dir.join(class);
         let files: Vec<PathBuf> = WalkDir::new(&class_dir)
             .sort_by_file_name()
@@ -110,35 +113,54 @@ fn read_split(
                     .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
             })
             .collect();
-        for path in files {
-            let img = image::open(&path)
-                .map_err(|e| DataError::Corrupt {
-                    path: path.clone(),
-                    what: format!("unreadable image: {e}"),
-                })?
-                .to_rgb8();
-            let this = [img.height() as usize, img.width() as usize];
-            match size {
-                None => *size = Some(this),
-                Some(expected) if *expected != this => {
-                    return Err(DataError::Corrupt {
-                        path,
-                        what: format!(
-                            "wrong image size {}x{}, expected {}x{} like the first image",
-                            this[1], this[0], expected[1], expected[0]
-                        ),
-                    });
-                }
-                Some(_) => {}
+        per_class.push(files.into_iter());
+    }
+    let mut out = Vec::new();
+    let longest = per_class.iter().map(|f| f.len()).max().unwrap_or(0);
+    for _ in 0..longest {
+        for (label, files) in per_class.iter_mut().enumerate() {
+            if let Some(path) = files.next() {
+                out.push((path, label as u8));
             }
-            // HWC → CHW, the layout of every split in memory.
-            let (h, w) = (this[0], this[1]);
-            let raw = img.into_raw();
-            for c in 0..3 {
-                split.images.extend((0..h * w).map(|p| raw[p * 3 + c]));
-            }
-            split.labels.push(label as u8);
         }
+    }
+    out.truncate(limit.unwrap_or(usize::MAX));
+    Ok(out)
+}
+
+fn read_split(files: &[(PathBuf, u8)], size: &mut Option<[usize; 2]>) -> Result<Split, DataError> {
+    let mut split = Split {
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
+    for (path, label) in files {
+        let img = image::open(path)
+            .map_err(|e| DataError::Corrupt {
+                path: path.clone(),
+                what: format!("unreadable image: {e}"),
+            })?
+            .to_rgb8();
+        let this = [img.height() as usize, img.width() as usize];
+        match size {
+            None => *size = Some(this),
+            Some(expected) if *expected != this => {
+                return Err(DataError::Corrupt {
+                    path: path.clone(),
+                    what: format!(
+                        "wrong image size {}x{}, expected {}x{} like the first image",
+                        this[1], this[0], expected[1], expected[0]
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        // HWC → CHW, the layout of every split in memory.
+        let (h, w) = (this[0], this[1]);
+        let raw = img.into_raw();
+        for c in 0..3 {
+            split.images.extend((0..h * w).map(|p| raw[p * 3 + c]));
+        }
+        split.labels.push(*label);
     }
     Ok(split)
 }

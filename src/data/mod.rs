@@ -6,13 +6,15 @@
 
 pub mod cifar;
 mod error;
+pub mod fingerprint;
 pub mod folder;
 pub mod idx;
 pub mod synthetic;
 
 pub use error::DataError;
+pub use fingerprint::{DigestCache, Fingerprint, fingerprint};
 
-use crate::manifest::{DatasetSpec, FileFormat};
+use crate::manifest::{DatasetSpec, FileFormat, Holdout};
 
 /// One split (train or test): images in NCHW order as bytes, and labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +68,10 @@ pub struct Dataset {
     pub width: usize,
     /// Number of classes.
     pub classes: usize,
-    /// Training split.
+    /// Training split (without the validation images, once [`Dataset::hold_out`] ran).
     pub train: Split,
+    /// Validation split held out of the training split, if any.
+    pub val: Option<Split>,
     /// Test split.
     pub test: Split,
     /// Per-channel mean of the training pixels, in [0, 1] units.
@@ -77,21 +81,56 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Splits the training images into `(train, validation)` with `n` validation images,
-    /// picked by a fixed shuffle so every stage of every study on this data holds out the same
-    /// ones; both keep the original order.
-    pub fn holdout(&self, n: usize) -> (Split, Split) {
+    /// Moves `n` training images into a validation split, stratified by class: each class
+    /// gives its share (largest remainders break ties by class index), picked by a fixed
+    /// shuffle, so every stage of every study on this data holds out the same images. Both
+    /// splits keep the original order. Normalization computed from the data is recomputed from
+    /// the images left to train on: validation pixels must not leak into it.
+    pub fn hold_out(&mut self, n: usize, recompute_normalization: bool) {
         use rand::SeedableRng;
         use rand::seq::SliceRandom;
-        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        let total = self.train.len();
+        let n = n.min(total);
+        let mut order: Vec<usize> = (0..total).collect();
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
             0x6b64_6772_6964,
         ));
-        let (val, train) = order.split_at(n.min(order.len()));
-        let (mut val, mut train) = (val.to_vec(), train.to_vec());
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes.max(1)];
+        for &i in &order {
+            by_class[self.train.labels[i] as usize].push(i);
+        }
+        // Largest-remainder allocation of `n` over the classes, proportional to their sizes.
+        let exact: Vec<f64> = by_class
+            .iter()
+            .map(|c| n as f64 * c.len() as f64 / total.max(1) as f64)
+            .collect();
+        let mut quota: Vec<usize> = exact.iter().map(|q| q.floor() as usize).collect();
+        let mut by_remainder: Vec<usize> = (0..quota.len()).collect();
+        by_remainder.sort_by(|&a, &b| {
+            (exact[b] - quota[b] as f64)
+                .total_cmp(&(exact[a] - quota[a] as f64))
+                .then(a.cmp(&b))
+        });
+        let short = n - quota.iter().sum::<usize>();
+        for &c in by_remainder.iter().take(short) {
+            quota[c] += 1;
+        }
+        let mut val: Vec<usize> = by_class
+            .iter()
+            .zip(&quota)
+            .flat_map(|(c, &q)| c[..q.min(c.len())].iter().copied())
+            .collect();
         val.sort_unstable();
-        train.sort_unstable();
-        (self.train.select(&train), self.train.select(&val))
+        let mut is_val = vec![false; total];
+        for &i in &val {
+            is_val[i] = true;
+        }
+        let train: Vec<usize> = (0..total).filter(|&i| !is_val[i]).collect();
+        self.val = Some(self.train.select(&val));
+        self.train = self.train.select(&train);
+        if recompute_normalization {
+            (self.mean, self.std) = normalization(&self.train, self.channels, self.height * self.width);
+        }
     }
 
     /// Builds a dataset, computing normalization from the training split.
@@ -102,25 +141,7 @@ impl Dataset {
         train: Split,
         test: Split,
     ) -> Self {
-        let plane = height * width;
-        let mut mean = vec![0f32; channels];
-        let mut std = vec![1f32; channels];
-        for c in 0..channels {
-            let (mut sum, mut sq, mut n) = (0f64, 0f64, 0f64);
-            for img in train.images.chunks_exact(channels * plane) {
-                for &p in &img[c * plane..(c + 1) * plane] {
-                    let v = p as f64 / 255.0;
-                    sum += v;
-                    sq += v * v;
-                    n += 1.0;
-                }
-            }
-            if n > 0.0 {
-                let m = sum / n;
-                mean[c] = m as f32;
-                std[c] = ((sq / n - m * m).max(0.0).sqrt() as f32).max(1e-3);
-            }
-        }
+        let (mean, std) = normalization(&train, channels, height * width);
         Self {
             name,
             channels,
@@ -128,6 +149,7 @@ impl Dataset {
             width,
             classes,
             train,
+            val: None,
             test,
             mean,
             std,
@@ -152,6 +174,29 @@ impl Dataset {
             }
         }
     }
+}
+
+/// Per-channel mean and standard deviation of `split`'s pixels, in [0, 1] units.
+fn normalization(split: &Split, channels: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut mean = vec![0f32; channels];
+    let mut std = vec![1f32; channels];
+    for c in 0..channels {
+        let (mut sum, mut sq, mut n) = (0f64, 0f64, 0f64);
+        for img in split.images.chunks_exact(channels * plane) {
+            for &p in &img[c * plane..(c + 1) * plane] {
+                let v = p as f64 / 255.0;
+                sum += v;
+                sq += v * v;
+                n += 1.0;
+            }
+        }
+        if n > 0.0 {
+            let m = sum / n;
+            mean[c] = m as f32;
+            std[c] = ((sq / n - m * m).max(0.0).sqrt() as f32).max(1e-3);
+        }
+    }
+    (mean, std)
 }
 
 /// Random crop (after zero padding) and horizontal flip, drawn per image from `rng`.
@@ -204,8 +249,33 @@ impl Dataset {
     }
 }
 
-/// Loads the dataset a manifest names.
-pub fn load(spec: &DatasetSpec) -> Result<Dataset, DataError> {
+/// Loads the dataset a manifest names, holding out `validation` training images (see
+/// [`Dataset::hold_out`]).
+pub fn load(spec: &DatasetSpec, validation: Option<Holdout>) -> Result<Dataset, DataError> {
+    let mut ds = load_splits(spec)?;
+    if let Some(h) = validation {
+        // Image folders' sizes are known only now; a fractional split can also round to 0.
+        let n = h.count(ds.train.len());
+        if !h.fits(ds.train.len()) {
+            return Err(DataError::Holdout {
+                dataset: ds.name.clone(),
+                held_out: n,
+                train: ds.train.len(),
+            });
+        }
+        let fixed = matches!(
+            spec,
+            DatasetSpec::Files {
+                normalize: Some(_),
+                ..
+            }
+        );
+        ds.hold_out(n, !fixed);
+    }
+    Ok(ds)
+}
+
+fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
     let DatasetSpec::Files {
         format,
         path,
@@ -235,7 +305,7 @@ pub fn load(spec: &DatasetSpec) -> Result<Dataset, DataError> {
             (train, test, [3, 32, 32], release.classes())
         }
         FileFormat::ImageFolder => {
-            let f = folder::load(path)?;
+            let f = folder::load(path, [*train_limit, *test_limit])?;
             (f.train, f.test, [3, f.size[0], f.size[1]], f.classes.len())
         }
     };

@@ -24,10 +24,10 @@ pub use grid::{
     AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds, TeacherSeed,
     Test, Value,
 };
-pub use model::{ModelSpec, PLAIN_CNN_SIZES};
+pub use model::{ModelSpec, PLAIN_CNN_SIZES, feature_map_problem};
 pub use training::{
-    AugmentSpec, Holdout, KlReduction, Optimizer, Schedule, Selection, TrainingOverride,
-    TrainingSpec,
+    AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
+    Optimizer, Schedule, Selection, TrainingOverride, TrainingSpec,
 };
 pub use values::{Alpha, Count, Fraction, Positive, Temperature};
 
@@ -81,6 +81,8 @@ impl Manifest {
             t.lr = o.lr.unwrap_or(t.lr);
             t.batch_size = o.batch_size.unwrap_or(t.batch_size);
             t.weight_decay = o.weight_decay.or(t.weight_decay);
+            t.betas = o.betas.unwrap_or(t.betas);
+            t.epsilon = o.epsilon.unwrap_or(t.epsilon);
         }
         t
     }
@@ -272,6 +274,9 @@ fn check(
         .as_ref()
         .map(|m| model::check_models(m.get_ref(), problems))
         .unwrap_or_default();
+    if let (Some(raw_models), Some(shape)) = (&raw.models, shape) {
+        model::check_feature_maps(raw_models.get_ref(), &models, shape.input, problems);
+    }
     let overrides = raw
         .models
         .iter()

@@ -27,8 +27,8 @@ pub struct ModelSpec {
     pub dense: Vec<usize>,
     /// Square conv kernel size (odd; padding keeps the spatial size).
     pub kernel: usize,
-    /// 1-based conv layers followed by a 2x2 max-pool; `None`: every conv layer (while the
-    /// map is at least 2 pixels wide).
+    /// 1-based conv layers followed by a 2x2 max-pool; `None`: every conv layer. A pool that
+    /// would find a map smaller than 2x2 is refused when the manifest is checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<Vec<usize>>,
     /// Batch norm after each conv layer.
@@ -46,6 +46,28 @@ impl ModelSpec {
     /// Whether a 2x2 max-pool follows 0-based conv layer `i` (given a large enough map).
     pub fn pools_after(&self, i: usize) -> bool {
         self.pool.as_ref().is_none_or(|p| p.contains(&(i + 1)))
+    }
+
+    /// The feature maps after each conv layer (and its pool) for `[channels, height, width]`
+    /// inputs; `Err` names the 1-based conv layer whose pool finds a map smaller than 2x2, with
+    /// the maps up to it.
+    pub fn feature_maps(
+        &self,
+        [_, height, width]: [usize; 3],
+    ) -> Result<Vec<[usize; 3]>, (usize, Vec<[usize; 3]>)> {
+        let (mut h, mut w) = (height, width);
+        let mut maps = Vec::new();
+        for (i, &out) in self.conv.iter().enumerate() {
+            if self.pools_after(i) {
+                if h < 2 || w < 2 {
+                    return Err((i + 1, maps));
+                }
+                h /= 2;
+                w /= 2;
+            }
+            maps.push([out, h, w]);
+        }
+        Ok(maps)
     }
 
     /// The TAKD paper's plain CNN of `size` conv layers (2, 4, 6, 8 or 10), with batch norm.
@@ -102,6 +124,8 @@ pub(crate) struct RawModel {
     lr: Option<Positive>,
     batch_size: Option<Count>,
     weight_decay: Option<Fraction>,
+    betas: Option<[Fraction; 2]>,
+    epsilon: Option<Positive>,
 }
 
 impl RawModel {
@@ -120,6 +144,8 @@ impl RawModel {
             lr: None,
             batch_size: None,
             weight_decay: None,
+            betas: None,
+            epsilon: None,
         }
     }
 
@@ -129,6 +155,8 @@ impl RawModel {
             lr: self.lr.map(Positive::get),
             batch_size: self.batch_size.map(Count::get),
             weight_decay: self.weight_decay.map(Fraction::get),
+            betas: self.betas.map(|b| b.map(Fraction::get)),
+            epsilon: self.epsilon.map(Positive::get),
         };
         (o != TrainingOverride::default()).then_some(o)
     }
@@ -287,4 +315,48 @@ pub(crate) fn check_models(
         );
     }
     models
+}
+
+/// Refuses models whose pools shrink the input to nothing (a layer asked to pool a map smaller
+/// than 2x2): such a network trains silently at chance.
+pub(crate) fn check_feature_maps(
+    raw: &BTreeMap<Spanned<String>, RawModel>,
+    models: &BTreeMap<String, ModelSpec>,
+    input: [usize; 3],
+    problems: &mut Problems,
+) {
+    for (name, m) in raw {
+        let Some(spec) = models.get(name.get_ref()) else {
+            continue;
+        };
+        if let Err(message) = feature_map_problem(name.get_ref(), spec, input) {
+            let span = m
+                .pool
+                .as_ref()
+                .or(m.conv.as_ref())
+                .map(Spanned::span)
+                .or(m.size.as_ref().map(Spanned::span))
+                .unwrap_or(name.span());
+            problems.push(
+                Some(span),
+                message,
+                Some("use fewer conv layers or pools, e.g. `pool = [1, 2]` lists the conv layers followed by a pool".into()),
+            );
+        }
+    }
+}
+
+/// The message for a model whose pools empty an input of `[channels, height, width]`.
+pub fn feature_map_problem(name: &str, spec: &ModelSpec, input: [usize; 3]) -> Result<(), String> {
+    let Err((layer, maps)) = spec.feature_maps(input) else {
+        return Ok(());
+    };
+    let path: Vec<String> = std::iter::once(format!("{}x{}", input[1], input[2]))
+        .chain(maps.iter().map(|m| format!("{}x{}", m[1], m[2])))
+        .collect();
+    Err(format!(
+        "`models.{name}`: conv layer {layer} would max-pool a {} feature map to nothing ({})",
+        path.last().expect("the input is first"),
+        path.join(" -> ")
+    ))
 }

@@ -362,7 +362,7 @@ fn predicates_are_typed() {
 #[test]
 fn adding_axis_values_keeps_existing_stage_ids() {
     let ids = |m: &Manifest| -> Vec<String> {
-        crate::plan::expand(m)
+        crate::plan::expand(m, "")
             .stages
             .iter()
             .map(|s| s.id.to_string())

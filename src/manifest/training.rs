@@ -25,6 +25,10 @@ pub struct TrainingOverride {
     pub batch_size: Option<usize>,
     /// Weight decay for this model.
     pub weight_decay: Option<f64>,
+    /// Adam/AdamW `betas` for this model.
+    pub betas: Option<[f64; 2]>,
+    /// Adam/AdamW `epsilon` for this model.
+    pub epsilon: Option<f64>,
 }
 
 /// Optimizer choice.
@@ -33,11 +37,18 @@ pub struct TrainingOverride {
 pub enum Optimizer {
     /// Adam (Kingma & Ba); `weight-decay` is an L2 penalty.
     Adam,
-    /// AdamW: Adam with decoupled weight decay (`weight-decay`, default 1e-4).
+    /// AdamW: Adam with decoupled weight decay (`weight-decay`, default 0.01 as in PyTorch).
     Adamw,
     /// Stochastic gradient descent, optionally with momentum.
     Sgd,
 }
+
+/// PyTorch's default Adam/AdamW `betas`.
+pub const DEFAULT_BETAS: [f64; 2] = [0.9, 0.999];
+/// PyTorch's default Adam/AdamW `eps`.
+pub const DEFAULT_EPSILON: f64 = 1e-8;
+/// PyTorch's default AdamW `weight_decay`.
+pub const DEFAULT_ADAMW_DECAY: f64 = 0.01;
 
 /// Training settings shared by every stage.
 ///
@@ -60,8 +71,15 @@ pub struct TrainingSpec {
     pub lr: f64,
     /// SGD momentum.
     pub momentum: Option<f64>,
-    /// L2 weight decay.
+    /// SGD dampening of the momentum buffer (PyTorch's `dampening`, default 0).
+    pub dampening: f64,
+    /// L2 weight decay (decoupled for AdamW, default 0.01 there).
     pub weight_decay: Option<f64>,
+    /// Adam/AdamW coefficients of the running averages (PyTorch's `betas`, default
+    /// `[0.9, 0.999]`).
+    pub betas: [f64; 2],
+    /// Adam/AdamW term added to the denominator (PyTorch's `eps`, default 1e-8).
+    pub epsilon: f64,
     /// Learning-rate schedule over epochs.
     #[serde(skip_serializing_if = "Schedule::is_constant")]
     pub schedule: Schedule,
@@ -82,6 +100,15 @@ pub struct TrainingSpec {
     /// Which epoch's weights a stage keeps.
     #[serde(skip_serializing_if = "Selection::is_last")]
     pub select: Selection,
+    /// Commit a checkpoint every N epochs, so a killed stage resumes there (default 1); not
+    /// part of stage ids: it does not change results.
+    ///
+    /// ```toml
+    /// [training]
+    /// checkpoint-every = 5
+    /// ```
+    #[serde(skip)]
+    pub checkpoint_every: usize,
 }
 
 /// A validation split carved from the training split: the same images for every stage of a
@@ -238,16 +265,28 @@ pub(crate) struct RawTraining {
     optimizer: Optimizer,
     lr: Positive,
     momentum: Option<Fraction>,
+    dampening: Option<Fraction>,
     weight_decay: Option<Fraction>,
+    betas: Option<[Fraction; 2]>,
+    epsilon: Option<Positive>,
     #[serde(default)]
     schedule: Schedule,
     nesterov: Option<Spanned<bool>>,
     #[serde(default)]
     kl_reduction: KlReduction,
     augment: Option<AugmentSpec>,
-    validation: Option<Spanned<f64>>,
+    validation: Option<Spanned<HoldoutValue>>,
     select: Option<Spanned<Selection>>,
     allow_test_selection: Option<bool>,
+    checkpoint_every: Option<Count>,
+}
+
+/// `validation` as written: an integer is a count of images, a float a fraction.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum HoldoutValue {
+    Count(i64),
+    Fraction(f64),
 }
 
 pub(crate) fn check_training(
@@ -267,20 +306,24 @@ pub(crate) fn check_training(
         );
     }
     let validation = t.validation.as_ref().and_then(|v| {
-        let x = *v.get_ref();
-        let holdout = if x > 0.0 && x < 1.0 {
-            Holdout::Fraction(x)
-        } else if x >= 1.0 && x.fract() == 0.0 {
-            Holdout::Count(x as usize)
-        } else {
-            problems.push(
-                Some(v.span()),
-                format!(
-                    "`training.validation` is a number of images or a fraction in (0, 1), found {x}"
-                ),
-                None,
-            );
-            return None;
+        // `1.0` is refused rather than read as "one image" or "everything".
+        let holdout = match *v.get_ref() {
+            HoldoutValue::Fraction(x) if x > 0.0 && x < 1.0 => Holdout::Fraction(x),
+            HoldoutValue::Count(n) if n >= 1 => Holdout::Count(n as usize),
+            bad => {
+                let found = match bad {
+                    HoldoutValue::Count(n) => n.to_string(),
+                    HoldoutValue::Fraction(x) => format!("{x:?}"),
+                };
+                problems.push(
+                    Some(v.span()),
+                    format!(
+                        "`training.validation` is a whole number of images or a fraction in (0, 1), found {found}"
+                    ),
+                    Some("e.g. `validation = 5000` (images) or `validation = 0.1`".into()),
+                );
+                return None;
+            }
         };
         if let Some(shape) = shape
             && !holdout.fits(shape.train)
@@ -319,12 +362,16 @@ pub(crate) fn check_training(
         optimizer: t.optimizer,
         lr: t.lr.get(),
         momentum: t.momentum.map(Fraction::get),
+        dampening: t.dampening.map_or(0.0, Fraction::get),
         weight_decay: t.weight_decay.map(Fraction::get),
+        betas: t.betas.map_or(DEFAULT_BETAS, |b| b.map(Fraction::get)),
+        epsilon: t.epsilon.map_or(DEFAULT_EPSILON, Positive::get),
         nesterov: t.nesterov.as_ref().is_some_and(|n| *n.get_ref()),
         schedule: t.schedule,
         kl_reduction: t.kl_reduction,
         augment: t.augment.filter(|a| a.crop_padding > 0 || a.flip),
         validation,
         select,
+        checkpoint_every: t.checkpoint_every.map_or(1, Count::get),
     }
 }

@@ -9,7 +9,7 @@
 pub use crate::manifest::{Cost, RoleSeeds, cost};
 
 use crate::manifest::{
-    CellSpec, ComputeSpec, DatasetSpec, KlReduction, Manifest, ModelSpec, TeacherSeed, TrainingSpec,
+    CellSpec, ComputeSpec, DatasetSpec, Holdout, KlReduction, Manifest, ModelSpec, TeacherSeed, TrainingSpec,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -167,6 +167,10 @@ pub struct Plan {
     pub cells: Vec<Cell>,
     /// Backend and device.
     pub compute: ComputeSpec,
+    /// The validation split every stage holds out of the training images.
+    pub validation: Option<Holdout>,
+    /// The dataset's content digest.
+    pub data: String,
 }
 
 impl Plan {
@@ -208,7 +212,9 @@ impl Plan {
 #[derive(Serialize)]
 struct StageKey<'a> {
     format: u32,
+    trainer: u32,
     dataset: &'a DatasetSpec,
+    data: &'a str,
     model: &'a ModelSpec,
     training: &'a TrainingSpec,
     compute: String,
@@ -238,8 +244,9 @@ fn stream_seed(seed: u64, stream: &str, extra: &impl Serialize) -> [u8; 32] {
     digest(&(KEY_FORMAT, seed, stream, extra))
 }
 
-/// Expands the manifest's grid into unique stages and cells.
-pub fn expand(manifest: &Manifest) -> Plan {
+/// Expands the manifest's grid into unique stages and cells; `data` is the dataset's content
+/// digest ([`crate::data::fingerprint`]), part of every stage id.
+pub fn expand(manifest: &Manifest, data: &str) -> Plan {
     let grid = &manifest.grid;
     let mut stages: Vec<Stage> = Vec::new();
     let mut index: HashMap<StageId, usize> = HashMap::new();
@@ -281,7 +288,9 @@ pub fn expand(manifest: &Manifest) -> Plan {
             let id = StageId(hex::encode(
                 &digest(&StageKey {
                     format: KEY_FORMAT,
+                    trainer: crate::train::TRAINER_VERSION,
                     dataset: &manifest.dataset,
+                    data,
                     model: spec,
                     training: &training,
                     compute: manifest.compute.result_key(),
@@ -328,6 +337,8 @@ pub fn expand(manifest: &Manifest) -> Plan {
         stages,
         cells,
         compute: manifest.compute,
+        validation: manifest.training.validation,
+        data: data.to_string(),
     }
 }
 

@@ -36,7 +36,7 @@ chains = [["small"], ["big", "small"], ["big", "mid", "small"]]
 
 #[test]
 fn teachers_are_trained_once_per_seed() {
-    let plan = expand(&manifest(GRID));
+    let plan = expand(&manifest(GRID), "");
     // Per seed: 1 no-KD cell + 2 temperatures x 2 distilled chains.
     assert_eq!(plan.cells.len(), 3 * (1 + 2 * 2));
     let teachers: Vec<_> = plan.stages.iter().filter(|s| s.model == "big").collect();
@@ -56,7 +56,7 @@ fn teachers_are_trained_once_per_seed() {
 
 #[test]
 fn parents_come_before_children() {
-    let plan = expand(&manifest(GRID));
+    let plan = expand(&manifest(GRID), "");
     for (i, s) in plan.stages.iter().enumerate() {
         if let Some(p) = &s.parent {
             let j = plan.stages.iter().position(|x| &x.id == p).unwrap();
@@ -68,12 +68,12 @@ fn parents_come_before_children() {
 
 #[test]
 fn adding_axis_values_keeps_existing_ids() {
-    let before = expand(&manifest(GRID));
+    let before = expand(&manifest(GRID), "");
     let after = expand(&manifest(
         &GRID
             .replace("seed = [0, 1, 2]", "seed = [0, 1, 2, 9]")
             .replace("temperature = [2.0, 4.0]", "temperature = [1.0, 2.0, 4.0]"),
-    ));
+    ), "");
     let ids: Vec<_> = after.stages.iter().map(|s| s.id.clone()).collect();
     for s in &before.stages {
         assert!(ids.contains(&s.id), "stage {} vanished", s.chain_label());
@@ -83,11 +83,11 @@ fn adding_axis_values_keeps_existing_ids() {
 
 #[test]
 fn ids_change_with_what_decides_the_result() {
-    let base = expand(&manifest(GRID));
+    let base = expand(&manifest(GRID), "");
     let other_lr = manifest(GRID);
     let mut m = other_lr.clone();
     m.training.lr = 0.05;
-    let changed = expand(&m);
+    let changed = expand(&m, "");
     assert!(
         base.stages
             .iter()
@@ -97,16 +97,18 @@ fn ids_change_with_what_decides_the_result() {
 
 #[test]
 fn stage_ids_are_stable_across_releases() {
-    // A snapshot: if this changes, every user's results store would be retrained.
-    let plan = expand(&manifest(GRID));
+    // A snapshot: if this changes, every user's results store would be retrained. It moved on
+    // purpose with trainer version 2 (PyTorch's Adam epsilon and AdamW decay, data content
+    // digests in ids).
+    let plan = expand(&manifest(GRID), "");
     let first = &plan.stages[0];
     assert_eq!((first.model.as_str(), first.seed), ("small", 0));
-    assert_eq!(first.id.as_str(), "675491dab07fea7c");
+    assert_eq!(first.id.as_str(), "2aa5872247d9efd0");
 }
 
 #[test]
 fn paired_stages_share_init_and_order_streams() {
-    let plan = expand(&manifest(GRID));
+    let plan = expand(&manifest(GRID), "");
     let small: Vec<_> = plan
         .stages
         .iter()
@@ -148,7 +150,7 @@ teacher = ["big", "mid"]
 student = ["small", "mid"]
 chains = [["@student"], ["@teacher", "@student"]]
 "#,
-    ));
+    ), "");
     let chains: Vec<String> = plan.cells.iter().map(|c| c.chain.join(">")).collect();
     assert_eq!(
         chains,
@@ -167,7 +169,7 @@ chains = [["@student"], ["@teacher", "@student"]]
 fn role_seed_axes_vary_one_source_only() {
     let plan = expand(&manifest(
         "seed = [0]\norder-seed = [0, 1]\nchains = [[\"small\"]]",
-    ));
+    ), "");
     assert_eq!(plan.stages.len(), 2);
     let (a, b) = (&plan.stages[0], &plan.stages[1]);
     assert_eq!(a.init_stream(), b.init_stream());
@@ -175,12 +177,12 @@ fn role_seed_axes_vary_one_source_only() {
     assert_ne!(a.order_stream(), b.order_stream());
     assert_ne!(a.id, b.id);
     // A role seed equal to the cell seed is the plain stage: same id as without the axis.
-    let plain = expand(&manifest("seed = [0]\nchains = [[\"small\"]]"));
+    let plain = expand(&manifest("seed = [0]\nchains = [[\"small\"]]"), "");
     assert_eq!(plain.stages[0].id, a.id);
 
     let plan = expand(&manifest(
         "seed = [5]\ninit-seed = [1, 2]\nchains = [[\"small\"]]",
-    ));
+    ), "");
     let (a, b) = (&plan.stages[0], &plan.stages[1]);
     assert_ne!(a.init_stream(), b.init_stream());
     assert_eq!(a.order_stream(), b.order_stream());
@@ -189,10 +191,10 @@ fn role_seed_axes_vary_one_source_only() {
 
 #[test]
 fn kl_reduction_changes_distilled_stages_only() {
-    let base = expand(&manifest(GRID));
+    let base = expand(&manifest(GRID), "");
     let mut m = manifest(GRID);
     m.training.kl_reduction = crate::manifest::KlReduction::ElementMean;
-    let other = expand(&m);
+    let other = expand(&m, "");
     for (a, b) in base.stages.iter().zip(&other.stages) {
         assert_eq!(a.kd.is_none(), a.id == b.id, "{}", a.chain_label());
     }
@@ -208,7 +210,7 @@ fn teacher_seed_policies() {
             .collect()
     };
     let with =
-        |grid: &str, policy: &str| expand(&manifest(&format!("{grid}teacher-seed = {policy}\n")));
+        |grid: &str, policy: &str| expand(&manifest(&format!("{grid}teacher-seed = {policy}\n")), "");
     let count_big = |policy: &str| {
         let plan = with(GRID, &format!("\"{policy}\""));
         let students: Vec<u64> = plan.cells.iter().map(|c| c.seed).collect();
@@ -232,8 +234,8 @@ fn teacher_seed_policies() {
     assert_eq!(independent.len(), 3);
     assert!(independent.iter().all(|s| *s > 2));
     // Paired is the default and leaves ids as they were.
-    let default = expand(&manifest(GRID));
-    let explicit = expand(&manifest(&format!("{GRID}teacher-seed = \"paired\"\n")));
+    let default = expand(&manifest(GRID), "");
+    let explicit = expand(&manifest(&format!("{GRID}teacher-seed = \"paired\"\n")), "");
     let ids = |p: &Plan| p.stages.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&default), ids(&explicit));
 }

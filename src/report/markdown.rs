@@ -1,48 +1,278 @@
-//! Markdown rendering of a frame (GitHub table syntax).
+//! Markdown: `summary.md`, `report.md`, and any frame as a GitHub table (rendered by
+//! comfy-table, never by hand).
 
+use super::columns::{floats, strs};
+use super::plots::Figure;
+use super::{Provenance, Tables};
+use comfy_table::{Table, presets};
 use polars::prelude::*;
+use std::path::Path;
 
-/// Renders `df` as a Markdown table; floats get 4 decimals, nulls are blank.
-pub fn to_markdown(df: &DataFrame) -> String {
-    let columns = df.columns();
-    let mut out = String::new();
-    let header: Vec<&str> = columns.iter().map(|c| c.name().as_str()).collect();
-    out.push_str(&format!("| {} |\n", header.join(" | ")));
-    out.push_str(&format!(
-        "|{}\n",
-        columns
-            .iter()
-            .map(|c| if c.dtype().is_primitive_numeric() {
-                "---:|"
-            } else {
-                "---|"
-            })
-            .collect::<String>()
-    ));
-    for row in 0..df.height() {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| cell(c.get(row).unwrap_or(AnyValue::Null), is_metric(c.name())))
-            .collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+/// A GitHub Markdown table.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::ASCII_MARKDOWN).set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
     }
-    out
+    format!("{t}\n")
 }
 
-/// Measured values get fixed decimals; settings such as temperature print as written.
-fn is_metric(name: &str) -> bool {
-    matches!(name, "mean" | "std" | "min" | "max")
-        || name.starts_with("test_")
-        || name.ends_with("_loss")
-}
-
-fn cell(value: AnyValue, metric: bool) -> String {
+/// Text of one cell: floats with 4 decimals, settings as written, nulls blank, `|` escaped.
+fn cell(value: AnyValue, name: &str) -> String {
+    let metric = !matches!(name, "temperature" | "alpha");
     match value {
         AnyValue::Null => String::new(),
         AnyValue::Float64(v) if metric => format!("{v:.4}"),
         AnyValue::Float64(v) => v.to_string(),
-        AnyValue::Float32(v) if metric => format!("{v:.4}"),
+        AnyValue::Float32(v) => format!("{v:.4}"),
         AnyValue::String(s) => s.replace('|', "\\|"),
+        AnyValue::StringOwned(s) => s.replace('|', "\\|"),
         other => other.to_string(),
     }
+}
+
+/// Renders any frame as a Markdown table.
+pub fn to_markdown(df: &DataFrame) -> String {
+    let header: Vec<&str> = df.columns().iter().map(|c| c.name().as_str()).collect();
+    let rows = (0..df.height())
+        .map(|i| {
+            df.columns()
+                .iter()
+                .map(|c| cell(c.get(i).unwrap_or(AnyValue::Null), c.name()))
+                .collect()
+        })
+        .collect();
+    table(&header, rows)
+}
+
+fn f4(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| format!("{v:.4}"))
+}
+
+fn setting(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+fn interval(lo: Option<f64>, hi: Option<f64>) -> String {
+    match (lo, hi) {
+        (Some(l), Some(h)) => format!("[{l:.4}, {h:.4}]"),
+        _ => String::new(),
+    }
+}
+
+/// The test-accuracy rows of the summary with their intervals.
+pub(super) fn accuracy_table(s: &DataFrame) -> String {
+    let metric = strs(s, "metric");
+    let (chain, model, source, note) = (strs(s, "chain"), strs(s, "model"), strs(s, "source"), strs(s, "note"));
+    let [t, a, n, failed, mean, std, lo, hi, blo, bhi, min, max] = [
+        "temperature", "alpha", "n", "failed", "mean", "std", "ci_low", "ci_high", "boot_low",
+        "boot_high", "min", "max",
+    ]
+    .map(|c| floats(s, c));
+    let show_source = source.iter().any(|x| x != "all");
+    let rows = (0..s.height())
+        .filter(|&i| metric[i] == "test_accuracy")
+        .map(|i| {
+            let mut r = vec![chain[i].clone(), model[i].clone(), setting(t[i]), setting(a[i])];
+            if show_source {
+                r.push(source[i].clone());
+            }
+            let n_text = match failed[i] {
+                Some(f) if f > 0.0 => format!("{} (+{f} failed)", n[i].unwrap_or(0.0)),
+                _ => format!("{}", n[i].unwrap_or(0.0)),
+            };
+            r.extend([
+                n_text,
+                f4(mean[i]),
+                interval(lo[i], hi[i]),
+                interval(blo[i], bhi[i]),
+                f4(std[i]),
+                f4(min[i]),
+                f4(max[i]),
+                note[i].clone(),
+            ]);
+            r
+        })
+        .collect();
+    let mut header = vec!["chain", "model", "T", "alpha"];
+    if show_source {
+        header.push("source");
+    }
+    header.extend(["n", "mean", "95% CI (t)", "95% CI (bootstrap)", "std", "min", "max", "note"]);
+    table(&header, rows)
+}
+
+/// `summary.md`: the accuracy table under a title.
+pub fn summary(p: &Provenance, tables: &Tables) -> String {
+    format!(
+        "# {}\n\nTest accuracy over seeds, per chain, model, temperature and alpha (each run's \
+         selected epoch: the last unless the manifest's `select` says otherwise; failed runs \
+         excluded and counted). Intervals are 95%: Student t and percentile bootstrap \
+         ({} resamples, seeded).\n\n{}",
+        p.experiment,
+        super::stats::RESAMPLES,
+        accuracy_table(&tables.summary)
+    )
+}
+
+fn variance_table(v: &DataFrame) -> String {
+    let (chain, source) = (strs(v, "chain"), strs(v, "source"));
+    let [t, a, n, std, lo, hi, range, p1, pairs] = [
+        "temperature", "alpha", "n", "std", "std_low", "std_high", "range", "p_gap_1_point",
+        "pairs_gap_1_point",
+    ]
+    .map(|c| floats(v, c));
+    let pct = |x: Option<f64>| x.map_or_else(String::new, |x| format!("{:.2}", x * 100.0));
+    let rows = (0..v.height())
+        .map(|i| {
+            vec![
+                chain[i].clone(),
+                setting(t[i]),
+                setting(a[i]),
+                source[i].clone(),
+                format!("{}", n[i].unwrap_or(0.0)),
+                pct(std[i]),
+                match (lo[i], hi[i]) {
+                    (Some(l), Some(h)) => format!("[{}, {}]", pct(Some(l)), pct(Some(h))),
+                    _ => String::new(),
+                },
+                pct(range[i]),
+                p1[i].map_or_else(String::new, |p| format!("{p:.2}")),
+                pairs[i].map_or_else(String::new, |p| format!("{p:.2}")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "chain", "T", "alpha", "source", "n", "std (points)", "95% CI of std", "max - min (points)",
+            "P(two seeds differ >= 1 point)", "pairs differing >= 1 point",
+        ],
+        rows,
+    )
+}
+
+/// Per group: mean agreement with the teacher, KL to it, calibration, gap closed, size.
+fn distillation_table(runs: &DataFrame) -> String {
+    let (chain, model, status) = (strs(runs, "chain"), strs(runs, "model"), strs(runs, "status"));
+    let [params, bytes, ece, agree, kl, gap, t, a] = [
+        "params", "model_bytes", "ece", "agreement", "kl_teacher", "gap_closed", "temperature",
+        "alpha",
+    ]
+    .map(|c| floats(runs, c));
+    let mut keys: Vec<(String, String, String, String)> = Vec::new();
+    for i in 0..runs.height() {
+        let k = (chain[i].clone(), model[i].clone(), setting(t[i]), setting(a[i]));
+        if status[i] == "ok" && !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let rows = keys
+        .into_iter()
+        .map(|k| {
+            let idx: Vec<usize> = (0..runs.height())
+                .filter(|&i| status[i] == "ok" && (chain[i].clone(), model[i].clone(), setting(t[i]), setting(a[i])) == k)
+                .collect();
+            let mean = |v: &[Option<f64>]| {
+                let xs: Vec<f64> = idx.iter().filter_map(|&i| v[i]).collect();
+                super::stats::mean(&xs)
+            };
+            vec![
+                k.0,
+                k.1,
+                k.2,
+                k.3,
+                idx.first().and_then(|&i| params[i]).map_or_else(String::new, |p| format!("{p:.0}")),
+                idx.first().and_then(|&i| bytes[i]).map_or_else(String::new, |b| format!("{:.0} KiB", b / 1024.0)),
+                f4(mean(&ece)),
+                f4(mean(&agree)),
+                f4(mean(&kl)),
+                mean(&gap).map_or_else(String::new, |g| format!("{:+.0}%", g * 100.0)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "chain", "model", "T", "alpha", "params", "weights", "ECE", "agreement with teacher",
+            "KL(teacher ‖ model)", "gap closed",
+        ],
+        rows,
+    )
+}
+
+/// `report.md`: what the study is, its numbers with intervals, the comparisons in words, the
+/// spread per source, the figures and the provenance.
+pub fn report(p: &Provenance, tables: &Tables, figures: &[Figure], dir: &Path) -> String {
+    let mut out = format!("# {}\n\n", p.experiment);
+    if let Some(d) = &p.description {
+        out.push_str(&format!("{d}\n\n"));
+    }
+    let runs = &tables.runs;
+    let status = strs(runs, "status");
+    let count = |s: &str| status.iter().filter(|x| *x == s).count();
+    out.push_str(&format!(
+        "{} stages: {} finished, {} failed, {} skipped (teacher failed).\n\n",
+        runs.height(),
+        count("ok"),
+        count("failed"),
+        count("skipped")
+    ));
+    out.push_str("## Test accuracy over seeds\n\n");
+    out.push_str(&format!(
+        "Each run's selected epoch; 95% intervals of the mean: Student t and percentile \
+         bootstrap ({} resamples, seeded). See kdgrid's `docs/statistics.md` for what each \
+         number means and when it is valid.\n\n",
+        super::stats::RESAMPLES
+    ));
+    out.push_str(&accuracy_table(&tables.summary));
+    out.push_str("\n## Comparisons\n\n");
+    if tables.sentences.is_empty() {
+        out.push_str("The study has no distilled chain with a baseline to compare against.\n");
+    } else {
+        out.push_str(
+            "Differences in test accuracy points (a - b) with their 95% t interval; paired by \
+             seed where the plan gives both runs the same init and data order.\n\n",
+        );
+        for s in &tables.sentences {
+            out.push_str(&format!("- {s}\n"));
+        }
+        out.push_str(
+            "\nA difference whose interval contains zero is not evidence of no effect: with few \
+             seeds, the interval says how large an effect the study could have missed.\n",
+        );
+    }
+    out.push_str("\n## Where the spread comes from\n\n");
+    if tables.variance.height() == 0 {
+        out.push_str("No group has two finished seeds: no spread to report.\n");
+    } else {
+        out.push_str(&variance_table(&tables.variance));
+    }
+    out.push_str("\n## Models and distillation\n\n");
+    out.push_str(&distillation_table(runs));
+    out.push_str(
+        "\nECE: expected calibration error (15 bins). Agreement and KL are measured on the \
+         test split against the stage's own teacher. Gap closed: (KD - no-KD) / (teacher - \
+         no-KD), paired by seed. Inference latency is a measurement: see `timings.csv`.\n",
+    );
+    if !figures.is_empty() {
+        out.push_str("\n## Figures\n\n");
+        for f in figures {
+            let rel = f.png.strip_prefix(dir).unwrap_or(&f.png);
+            out.push_str(&format!(
+                "### {}\n\n![{}]({})\n\n",
+                f.title,
+                f.title,
+                rel.display()
+            ));
+        }
+    }
+    out.push_str("## Provenance\n\n");
+    out.push_str(&table(
+        &["key", "value"],
+        p.pairs()
+            .into_iter()
+            .map(|(k, v)| vec![format!("`{k}`"), format!("`{v}`")])
+            .collect(),
+    ));
+    out
 }

@@ -1,4 +1,6 @@
-//! The Polars frames of a sweep.
+//! The per-stage frames of a sweep: `runs` and `epochs` (results, a function of the manifest,
+//! the data, the backend and the processor kind) and `timings` (wall-clock measurements, kept
+//! apart so result tables are bit-identical on rerun).
 
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{StageRecord, Status};
@@ -13,6 +15,28 @@ fn recorded<'a>(
     plan.stages
         .iter()
         .filter_map(|s| records.get(&s.id).map(|r| (s, r)))
+}
+
+/// Test accuracy of a finished stage.
+fn accuracy(records: &BTreeMap<StageId, StageRecord>, id: &StageId) -> Option<f64> {
+    records
+        .get(id)
+        .filter(|r| r.status == Status::Ok)
+        .and_then(|r| r.test_accuracy)
+}
+
+/// The fraction of the teacher-student gap a distilled stage closes:
+/// `(acc_kd - acc_nokd) / (acc_teacher - acc_nokd)`, against the no-KD run of the same model
+/// and seeds.
+fn gap_closed(plan: &Plan, records: &BTreeMap<StageId, StageRecord>, s: &Stage) -> Option<f64> {
+    let kd = accuracy(records, &s.id)?;
+    let teacher = accuracy(records, s.parent.as_ref()?)?;
+    let baseline = plan
+        .stages
+        .iter()
+        .find(|b| b.chain == [s.model.clone()] && b.seeds == s.seeds)?;
+    let nokd = accuracy(records, &baseline.id)?;
+    ((teacher - nokd).abs() > 1e-12).then(|| (kd - nokd) / (teacher - nokd))
 }
 
 /// One row per stage of `plan` that has a record, in plan order.
@@ -43,12 +67,19 @@ pub fn runs_frame(
         "test_accuracy" => rows.iter().map(|(_, r)| r.test_accuracy).collect::<Vec<_>>(),
         "test_loss" => rows.iter().map(|(_, r)| r.test_loss).collect::<Vec<_>>(),
         "val_accuracy" => rows.iter().map(|(_, r)| r.val_accuracy).collect::<Vec<_>>(),
+        "last_test_accuracy" => rows.iter().map(|(_, r)| r.epochs.last().map(|e| e.test_accuracy).filter(|_| r.status == Status::Ok)).collect::<Vec<_>>(),
+        "ece" => rows.iter().map(|(_, r)| r.ece).collect::<Vec<_>>(),
+        "teacher_accuracy" => rows.iter().map(|(s, _)| s.parent.as_ref().and_then(|p| accuracy(records, p))).collect::<Vec<_>>(),
+        "agreement" => rows.iter().map(|(_, r)| r.agreement).collect::<Vec<_>>(),
+        "kl_teacher" => rows.iter().map(|(_, r)| r.kl_teacher).collect::<Vec<_>>(),
+        "gap_closed" => rows.iter().map(|(s, _)| gap_closed(plan, records, s)).collect::<Vec<_>>(),
+        "model_bytes" => rows.iter().map(|(_, r)| r.model_bytes).collect::<Vec<_>>(),
         "weights_sha256" => rows.iter().map(|(_, r)| r.weights_sha256.as_deref()).collect::<Vec<_>>(),
         "init_sha256" => rows.iter().map(|(_, r)| r.init_sha256.as_deref()).collect::<Vec<_>>(),
-        "train_seconds" => rows.iter().map(|(_, r)| r.train_seconds).collect::<Vec<_>>(),
         "backend" => rows.iter().map(|(_, r)| r.backend.as_str()).collect::<Vec<_>>(),
         "device" => rows.iter().map(|(_, r)| r.device.as_str()).collect::<Vec<_>>(),
         "threads" => rows.iter().map(|(_, r)| r.threads as u32).collect::<Vec<_>>(),
+        "processor" => rows.iter().map(|(_, r)| r.processor.as_str()).collect::<Vec<_>>(),
         "kdgrid_version" => rows.iter().map(|(_, r)| r.kdgrid_version.as_str()).collect::<Vec<_>>(),
         "error" => rows.iter().map(|(_, r)| r.error.as_deref()).collect::<Vec<_>>(),
     ]
@@ -79,20 +110,33 @@ pub fn epochs_frame(
     ]
 }
 
-/// Seed statistics (n, mean, std, min, max of test accuracy) of successful runs, grouped by
-/// chain, model, temperature and alpha, in plan order.
-pub fn summary_frame(runs: &DataFrame) -> PolarsResult<DataFrame> {
-    let acc = || col("test_accuracy");
-    runs.clone()
-        .lazy()
-        .filter(col("status").eq(lit(Status::Ok.as_str())))
-        .group_by_stable([col("chain"), col("model"), col("temperature"), col("alpha")])
-        .agg([
-            acc().count().cast(DataType::UInt32).alias("n"),
-            acc().mean().alias("mean"),
-            acc().std(1).alias("std"),
-            acc().min().alias("min"),
-            acc().max().alias("max"),
-        ])
-        .collect()
+/// Wall-clock measurements, one row per stage that trained: training seconds, seconds per
+/// epoch, training images per second and inference latency.
+pub fn timings_frame(
+    plan: &Plan,
+    records: &BTreeMap<StageId, StageRecord>,
+) -> PolarsResult<DataFrame> {
+    let rows: Vec<_> = recorded(plan, records)
+        .filter(|(_, r)| r.status != Status::Skipped)
+        .collect();
+    let train_images = |s: &Stage, r: &StageRecord| {
+        plan.dataset
+            .shape()
+            .map(|shape| (shape.train * r.epochs.len()) as f64 / r.train_seconds.max(1e-9))
+            .filter(|_| r.status == Status::Ok && s.training.validation.is_none())
+    };
+    df![
+        "stage_id" => rows.iter().map(|(s, _)| s.id.to_string()).collect::<Vec<_>>(),
+        "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
+        "model" => rows.iter().map(|(s, _)| s.model.as_str()).collect::<Vec<_>>(),
+        "seed" => rows.iter().map(|(s, _)| s.seed).collect::<Vec<_>>(),
+        "train_seconds" => rows.iter().map(|(_, r)| r.train_seconds).collect::<Vec<_>>(),
+        "epoch_seconds" => rows.iter().map(|(_, r)| (!r.epochs.is_empty()).then(|| r.epochs.iter().map(|e| e.seconds).sum::<f64>() / r.epochs.len() as f64)).collect::<Vec<_>>(),
+        "train_images_per_second" => rows.iter().map(|(s, r)| train_images(s, r)).collect::<Vec<_>>(),
+        "latency_ms_batch1" => rows.iter().map(|(_, r)| r.latency_ms.map(|l| l[0])).collect::<Vec<_>>(),
+        "latency_ms_batch256" => rows.iter().map(|(_, r)| r.latency_ms.map(|l| l[1])).collect::<Vec<_>>(),
+        "backend" => rows.iter().map(|(_, r)| r.backend.as_str()).collect::<Vec<_>>(),
+        "threads" => rows.iter().map(|(_, r)| r.threads as u32).collect::<Vec<_>>(),
+        "processor" => rows.iter().map(|(_, r)| r.processor.as_str()).collect::<Vec<_>>(),
+    ]
 }

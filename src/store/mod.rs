@@ -18,13 +18,15 @@ pub use record::{StageRecord, Status};
 
 use crate::plan::StageId;
 use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Version of the on-disk layout; a store of another version is refused, not misread.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Errors of the results store; each names the file.
 #[derive(Debug, Error, miette::Diagnostic)]
@@ -52,7 +54,7 @@ pub enum StoreError {
         message: String,
     },
     /// Another process holds the store.
-    #[error("results folder `{}` is in use by another kdgrid run", path.display())]
+    #[error("results folder `{}` is in use by another kdgrid run ({holder})", path.display())]
     #[diagnostic(
         code(kdgrid::store::locked),
         help("wait for it to finish; the lock is released when that process exits")
@@ -60,6 +62,8 @@ pub enum StoreError {
     Locked {
         /// The lock file.
         path: PathBuf,
+        /// Who holds it, as written in the lock file (`pid 123 on host`).
+        holder: String,
     },
 }
 
@@ -84,9 +88,24 @@ impl Store {
         let stages = root.join("stages");
         std::fs::create_dir_all(&stages).map_err(io(&stages))?;
         let lock_path = root.join(".lock");
-        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        lock.try_lock_exclusive()
-            .map_err(|_| StoreError::Locked { path: lock_path })?;
+        // Not `File::create`: truncating would erase the holder's name before it is read.
+        let mut lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock.try_lock_exclusive().is_err() {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            return Err(StoreError::Locked {
+                path: lock_path,
+                holder: holder.trim().to_string(),
+            });
+        }
+        lock.set_len(0)
+            .and_then(|_| writeln!(lock, "pid {} on {}", std::process::id(), hostname()))
+            .map_err(io(&lock_path))?;
         let format_path = stages.join("FORMAT");
         match std::fs::read_to_string(&format_path) {
             Ok(text) if text.trim() == FORMAT.to_string() => {}
@@ -121,33 +140,18 @@ impl Store {
         self.stage_dir(id).join("model.bpk")
     }
 
-    /// The committed record of a stage, or `None` if it was never completed.
-    pub fn record(&self, id: &StageId) -> Result<Option<StageRecord>, StoreError> {
-        let path = self.stage_dir(id).join("record.json");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let record: StageRecord = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        if &record.id != id {
-            return Err(StoreError::Corrupt {
-                path,
-                message: format!("holds stage `{}`", record.id),
-            });
-        }
-        Ok(Some(record))
+    /// The committed record of a stage, checked against its seal and its weights' digest.
+    pub fn lookup(&self, id: &StageId) -> Result<Lookup, StoreError> {
+        lookup(&self.root, id)
     }
 
-    /// Writes a stage's weights atomically through `save`, which writes to the path it is given.
+    /// Writes a stage's weights atomically through `save`, which writes to the path it is given,
+    /// and returns the file's SHA-256 (kept in the record, checked when the stage is reused).
     pub fn save_model<E>(
         &self,
         id: &StageId,
         save: impl FnOnce(&Path) -> Result<(), E>,
-    ) -> Result<Result<(), E>, StoreError> {
+    ) -> Result<Result<String, E>, StoreError> {
         let dir = self.stage_dir(id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let tmp = tempfile::Builder::new()
@@ -158,18 +162,150 @@ impl Store {
         if let Err(e) = save(tmp.path()) {
             return Ok(Err(e));
         }
+        crate::fault::check_write(&self.model_path(id)).map_err(io(tmp.path()))?;
+        let digest = file_digest(tmp.path())?;
         let target = self.model_path(id);
         tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
-        Ok(Ok(()))
+        Ok(Ok(digest))
+    }
+
+    /// Where a stage's epoch checkpoints live while it trains.
+    pub fn checkpoint_dir(&self, id: &StageId) -> PathBuf {
+        self.stage_dir(id).join("checkpoints")
+    }
+
+    /// Marks a stage as being trained by this process (for `kdgrid status`); the claim goes
+    /// away when the record is committed, and a claim left by a killed run is ignored once
+    /// nobody holds the store.
+    pub fn claim(&self, id: &StageId) -> Result<(), StoreError> {
+        let dir = self.stage_dir(id);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        write_atomic(
+            &dir.join("claim"),
+            format!("pid {} on {}\n", std::process::id(), hostname()).as_bytes(),
+        )
     }
 
     /// Commits a stage's record; from now on the stage counts as done.
     pub fn commit(&self, record: &StageRecord) -> Result<(), StoreError> {
         let dir = self.stage_dir(&record.id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let json = serde_json::to_vec_pretty(record).expect("records serialize");
-        write_atomic(&dir.join("record.json"), &json)
+        let _ = std::fs::remove_file(dir.join("claim"));
+        let sealed = Sealed {
+            sha256: seal(record),
+            record: record.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&sealed).expect("records serialize");
+        write_atomic(&dir.join("record.json"), &json)?;
+        // Checkpoints are only for an unfinished stage.
+        let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+        Ok(())
     }
+}
+
+/// Who holds the store of experiment folder `root` (`pid 123 on host`), if a run does.
+pub fn holder(root: &Path) -> Option<String> {
+    let path = root.join(".lock");
+    let file = File::open(&path).ok()?;
+    if file.try_lock_shared().is_ok() {
+        return None;
+    }
+    Some(std::fs::read_to_string(&path).ok()?.trim().to_string())
+}
+
+/// The claim on stage `id` under `root`, if a run marked it as training.
+pub fn claim(root: &Path, id: &StageId) -> Option<String> {
+    std::fs::read_to_string(root.join("stages").join(id.as_str()).join("claim"))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+/// This machine's name, for lock files.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".into())
+}
+
+/// What the store holds for a stage.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Nothing committed: the stage has not finished.
+    Missing,
+    /// A committed record whose seal (and weights, for a trained stage) check out.
+    Found(StageRecord),
+    /// A record or model file that does not check out; the stage must train again.
+    Corrupt {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A record as written to disk: the record and the SHA-256 of its canonical JSON.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    sha256: String,
+    record: StageRecord,
+}
+
+fn seal(record: &StageRecord) -> String {
+    let bytes = serde_json::to_vec(record).expect("records serialize");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// SHA-256 of a file's bytes.
+pub fn file_digest(path: &Path) -> Result<String, StoreError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads and checks stage `id`'s record under the experiment folder `root`, without locking
+/// (for `plan` and `status`, which never write).
+pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
+    let dir = root.join("stages").join(id.as_str());
+    let path = dir.join("record.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Ok(Lookup::Corrupt {
+                path,
+                message: "not UTF-8 text".into(),
+            });
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let corrupt = |path: &Path, message: String| {
+        Ok(Lookup::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    let sealed: Sealed = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
+    };
+    if seal(&sealed.record) != sealed.sha256 {
+        return corrupt(&path, "the record does not match its checksum".into());
+    }
+    let record = sealed.record;
+    if &record.id != id {
+        return corrupt(&path, format!("holds stage `{}`", record.id));
+    }
+    if let Some(expected) = &record.model_sha256 {
+        let model = dir.join("model.bpk");
+        match file_digest(&model) {
+            Ok(d) if &d == expected => {}
+            Ok(_) => return corrupt(&model, "the weights do not match their checksum".into()),
+            Err(_) => return corrupt(&model, "the weights file is missing or unreadable".into()),
+        }
+    }
+    Ok(Lookup::Found(record))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -190,6 +326,7 @@ pub fn write_atomic_with(
         .tempfile_in(dir)
         .map_err(io(dir))?;
     write(tmp.as_file_mut())
+        .and_then(|_| crate::fault::check_write(path))
         .and_then(|_| tmp.as_file_mut().sync_all())
         .map_err(io(path))?;
     tmp.persist(path).map_err(|e| io(path)(e.error))?;

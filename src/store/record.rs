@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum Status {
     /// Trained to the last epoch.
     Ok,
-    /// Diverged (non-finite loss); recorded so the sweep goes on and reruns do not retry.
+    /// Diverged (non-finite loss) or crashed (a panic in its worker); recorded so the sweep
+    /// goes on; `run --retry-failed` trains it again.
     Failed,
     /// Not trained because its teacher failed (never stored, only reported).
     Skipped,
@@ -49,13 +50,33 @@ pub struct StageRecord {
     /// Validation accuracy of the selected epoch, when there is a validation split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
-    /// Wall seconds of training and evaluation.
+    /// Wall seconds of training and evaluation (a measurement: reported in `timings`, never in
+    /// the result tables).
     pub train_seconds: f64,
     /// Per-epoch history.
     pub epochs: Vec<EpochMetrics>,
+    /// Expected calibration error on the test split (15 bins).
+    #[serde(default)]
+    pub ece: Option<f64>,
+    /// Top-1 agreement with the teacher on the test split (distilled stages).
+    #[serde(default)]
+    pub agreement: Option<f64>,
+    /// Mean KL(teacher || model) at T = 1 on the test split, in nats (distilled stages).
+    #[serde(default)]
+    pub kl_teacher: Option<f64>,
+    /// Bytes of the saved weights file.
+    #[serde(default)]
+    pub model_bytes: Option<u64>,
+    /// Median inference milliseconds per image at batch 1 and 256 (a measurement: reported in
+    /// `timings`).
+    #[serde(default)]
+    pub latency_ms: Option<[f64; 2]>,
     /// SHA-256 of the final weights' bits (see `train::weights_digest`).
     #[serde(default)]
     pub weights_sha256: Option<String>,
+    /// SHA-256 of the saved weights file, checked whenever the stage is reused.
+    #[serde(default)]
+    pub model_sha256: Option<String>,
     /// SHA-256 of the initial weights' bits: equal for stages that share an init seed and
     /// architecture.
     #[serde(default)]
@@ -68,6 +89,10 @@ pub struct StageRecord {
     /// Intra-op threads of the backend.
     #[serde(default)]
     pub threads: usize,
+    /// Processor kind that computed it (`x86_64-avx512`, `cuda:0`), see
+    /// `train::Backend::processor`.
+    #[serde(default)]
+    pub processor: String,
     /// kdgrid version that trained it.
     pub kdgrid_version: String,
 }

@@ -5,13 +5,19 @@
 //! [`Stage::order_stream`]) and batches are built here, in order, so a stage's result does not
 //! depend on what else runs in the process. Burn types stay inside this module.
 
+pub mod bench;
+mod checkpoint;
 mod loss;
 mod model;
+mod quality;
 
 pub use model::Cnn;
+pub use quality::{ECE_BINS, Quality};
 
 use crate::data::{Augment, Dataset, Split};
-use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec, KlReduction, Optimizer, Selection};
+use crate::manifest::{
+    BackendKind, ComputeSpec, DEFAULT_ADAMW_DECAY, DeviceSpec, KlReduction, Optimizer, Selection,
+};
 use crate::plan::Stage;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
@@ -26,6 +32,12 @@ use sha2::{Digest as _, Sha256};
 use std::path::Path;
 use std::time::Instant;
 use thiserror::Error;
+
+/// Version of the numerics of training: part of every stage id. Bump it in the same commit as
+/// any change here that moves a number (a loss, an initializer, an optimizer default, batch
+/// order), so stale stages are never reused; the pinned digests in `tests/it/pinned.rs` fail
+/// until it is bumped and they are updated.
+pub const TRAINER_VERSION: u32 = 2;
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
@@ -81,8 +93,14 @@ pub struct Trained {
     pub params: usize,
     /// [`weights_digest`] of the initial weights.
     pub initial_digest: String,
-    /// Wall seconds spent training and evaluating.
+    /// Wall seconds spent training and evaluating (in this process, when resumed).
     pub seconds: f64,
+    /// The epoch a checkpoint resumed it from.
+    pub resumed_from: Option<usize>,
+    /// Calibration and agreement with the teacher on the test split.
+    pub quality: Quality,
+    /// Median inference milliseconds per image at batch 1 and at batch 256 (a measurement).
+    pub latency_ms: [f64; 2],
 }
 
 /// A stage that could not be trained.
@@ -99,6 +117,12 @@ pub enum TrainError {
         loss: f32,
         /// History of the epochs completed before divergence.
         epochs: Vec<EpochMetrics>,
+    },
+    /// The worker training the stage panicked.
+    #[error("training crashed: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
     },
     /// A teacher's weights could not be read or a model could not be written.
     #[error("model file `{}`: {message}", path.display())]
@@ -189,6 +213,37 @@ impl Backend {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// The kind of processor that computes: the CPU architecture and the widest SIMD level the
+    /// kernels can use (results may differ in the last bits across kinds), or the device for
+    /// CUDA.
+    pub fn processor(&self) -> String {
+        match self.spec.device {
+            DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+            DeviceSpec::Cpu => cpu_kind(),
+        }
+    }
+}
+
+/// `x86_64-avx512`, `x86_64-avx2`, `aarch64-neon`...
+fn cpu_kind() -> String {
+    #[cfg(target_arch = "x86_64")]
+    let level = {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512"
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            "avx2"
+        } else if std::arch::is_x86_feature_detected!("sse4.1") {
+            "sse4.1"
+        } else {
+            "sse2"
+        }
+    };
+    #[cfg(target_arch = "aarch64")]
+    let level = "neon";
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let level = "base";
+    format!("{}-{level}", std::env::consts::ARCH)
 }
 
 #[cfg(feature = "tch")]
@@ -249,163 +304,314 @@ pub fn save_model(model: &Cnn, path: &Path) -> Result<(), TrainError> {
         })
 }
 
+/// What a training stage reports while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// An optimizer step finished (1-based `step` of `steps` in 1-based `epoch`).
+    Step {
+        /// Epoch.
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+    },
+    /// An epoch finished and was evaluated.
+    Epoch(&'a EpochMetrics),
+}
+
+/// Optimizer steps per epoch of `stage` on a training split of `train` images.
+pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
+    train.div_ceil(stage.training.batch_size)
+}
+
 /// Trains `stage` on `data`, distilling from `teacher` when the stage has one.
-/// `on_epoch` sees each epoch's metrics as they come.
+/// `on_progress` sees each step and each epoch's metrics as they come. With `checkpoints`, the
+/// run resumes from the last epoch committed there and commits every `every`-th epoch (see
+/// [`checkpoint`]); the result is bit-identical to an uninterrupted run.
 pub fn train(
     stage: &Stage,
     data: &Dataset,
     teacher: Option<&Cnn>,
     backend: &Backend,
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    checkpoints: Option<(&Path, usize)>,
+    on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained, TrainError> {
+    crate::fault::check_panic(&stage.model);
     let start = Instant::now();
-    let plain = backend.device.clone();
-    let device = plain.clone().autodiff();
-    let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
-    let mut order_rng = ChaCha8Rng::from_seed(stage.order_stream());
-    let mut augment_rng = ChaCha8Rng::from_seed(stage.augment_stream());
-    let mut dropout_rng = ChaCha8Rng::from_seed(stage.dropout_stream());
-    let (train_split, val_split) = match stage.training.validation {
-        Some(h) => {
-            let (train, val) = data.holdout(h.count(data.train.len()));
-            (std::borrow::Cow::Owned(train), Some(val))
+    let mut run = StageRun::new(stage, data, teacher, backend);
+    // A checkpoint that cannot be read costs time, not results: the stage starts over.
+    let resumed_from = checkpoints.and_then(|(dir, _)| checkpoint::resume(dir, &mut run).ok().flatten());
+    let first = resumed_from.map_or(1, |e| e + 1);
+    for epoch in first..=stage.training.epochs {
+        let metrics = run.epoch(epoch, on_progress)?;
+        on_progress(Progress::Epoch(&metrics));
+        if let Some((dir, every)) = checkpoints
+            && epoch < stage.training.epochs
+            && epoch % every.max(1) == 0
+        {
+            checkpoint::save(dir, epoch, &run)?;
         }
-        None => (std::borrow::Cow::Borrowed(&data.train), None),
-    };
-    let train_split: &Split = &train_split;
-    let augment = stage.training.augment.map(|a| Augment {
-        crop_padding: a.crop_padding,
-        flip: a.flip,
-    });
-    let mut model = Cnn::new(
-        &stage.spec,
-        [data.channels, data.height, data.width],
-        data.classes,
-        Some(&mut init_rng),
-        &device,
-    );
-    let params = model.trainable_params();
-    let initial_digest = weights_digest(&model);
-    let mut optim = optimizer(stage);
-    let batch_size = stage.training.batch_size;
-    let [c, h, w] = [data.channels, data.height, data.width];
+    }
+    let mut trained = run.finish(start.elapsed().as_secs_f64());
+    trained.resumed_from = resumed_from;
+    Ok(trained)
+}
 
-    let mut order: Vec<usize> = (0..train_split.len()).collect();
-    // Without augmentation the teacher sees the same images every epoch: run it once.
-    let cached_teacher = match (teacher, augment) {
-        (Some(t), None) if stage.training.epochs > 1 => Some(logits(t, data, train_split, &plain)),
-        _ => None,
-    };
-    let mut pixels = Vec::new();
-    let mut epochs: Vec<EpochMetrics> = Vec::new();
-    let mut best: Option<(usize, f64, Cnn)> = None;
-    for epoch in 1..=stage.training.epochs {
-        let epoch_start = Instant::now();
-        let lr = stage
-            .training
-            .schedule
-            .lr(stage.training.lr, epoch - 1, stage.training.epochs);
-        order.shuffle(&mut order_rng);
-        let (mut loss_sum, mut steps) = (0f64, 0usize);
-        for (step, batch) in order.chunks(batch_size).enumerate() {
-            pixels.clear();
+/// The state of one stage's training between steps.
+pub(crate) struct StageRun<'a> {
+    stage: &'a Stage,
+    data: &'a Dataset,
+    teacher: Option<&'a Cnn>,
+    plain: Device,
+    /// The model being trained (taken out only during an optimizer step).
+    model: Option<Cnn>,
+    optim: ModuleOptimizer,
+    order: Vec<usize>,
+    order_rng: ChaCha8Rng,
+    augment_rng: ChaCha8Rng,
+    dropout_rng: ChaCha8Rng,
+    /// The teacher's logits of every training image, when they do not change between epochs.
+    cached_teacher: Option<Vec<f32>>,
+    epochs: Vec<EpochMetrics>,
+    /// Selected epoch so far, its score and weights.
+    best: Option<(usize, f64, Cnn)>,
+    params: usize,
+    initial_digest: String,
+}
+
+impl<'a> StageRun<'a> {
+    fn new(stage: &'a Stage, data: &'a Dataset, teacher: Option<&'a Cnn>, backend: &Backend) -> Self {
+        let plain = backend.device.clone();
+        let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
+        let model = Cnn::new(
+            &stage.spec,
+            [data.channels, data.height, data.width],
+            data.classes,
+            Some(&mut init_rng),
+            &plain.clone().autodiff(),
+        );
+        // Without augmentation the teacher sees the same images every epoch: run it once.
+        let cached_teacher = match (teacher, stage.training.augment) {
+            (Some(t), None) if stage.training.epochs > 1 => {
+                Some(logits(t, data, &data.train, &plain))
+            }
+            _ => None,
+        };
+        Self {
+            stage,
+            data,
+            teacher,
+            params: model.trainable_params(),
+            initial_digest: weights_digest(&model),
+            model: Some(model),
+            optim: optimizer(stage),
+            order: (0..data.train.len()).collect(),
+            order_rng: ChaCha8Rng::from_seed(stage.order_stream()),
+            augment_rng: ChaCha8Rng::from_seed(stage.augment_stream()),
+            dropout_rng: ChaCha8Rng::from_seed(stage.dropout_stream()),
+            cached_teacher,
+            epochs: Vec::new(),
+            best: None,
+            plain,
+        }
+    }
+
+    fn model(&self) -> &Cnn {
+        self.model.as_ref().expect("present between steps")
+    }
+
+    /// The loss of one batch of training images.
+    fn loss(&mut self, batch: &[usize], pixels: Vec<f32>) -> Tensor<1> {
+        let (data, plain) = (self.data, &self.plain);
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [batch.len(), data.channels, data.height, data.width]),
+            plain,
+        );
+        let labels = labels_tensor(&data.train, batch, plain).autodiff();
+        let dropout = self.stage.spec.dropout.map(|p| (p, &mut self.dropout_rng));
+        let model = self.model.as_ref().expect("present between steps");
+        let logits = model.forward_with(images.clone().autodiff(), dropout);
+        match (self.teacher, self.stage.kd) {
+            (Some(teacher), Some(kd)) => loss::distillation(
+                logits,
+                match &self.cached_teacher {
+                    Some(all) => rows(all, batch, data.classes, plain),
+                    None => teacher.forward(images),
+                }
+                .autodiff(),
+                labels,
+                kd.temperature,
+                kd.alpha,
+                match kd.reduction {
+                    KlReduction::PerSample => 1.0,
+                    KlReduction::ElementMean => 1.0 / data.classes as f64,
+                },
+            ),
+            _ => loss::cross_entropy(logits, labels),
+        }
+    }
+
+    /// Trains and evaluates epoch `epoch` (1-based).
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<EpochMetrics, TrainError> {
+        let start = Instant::now();
+        let (loss_sum, steps) = self.train_epoch(epoch, on_progress)?;
+        self.evaluate_epoch(epoch, start, loss_sum / steps.max(1) as f64, steps)
+    }
+
+    /// The optimizer steps of epoch `epoch`: the sum of their losses and their count.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<(f64, usize), TrainError> {
+        let (stage, data) = (self.stage, self.data);
+        let t = &stage.training;
+        let lr = t.schedule.lr(t.lr, epoch - 1, t.epochs);
+        let augment = t.augment.map(|a| Augment {
+            crop_padding: a.crop_padding,
+            flip: a.flip,
+        });
+        self.order.shuffle(&mut self.order_rng);
+        let order = std::mem::take(&mut self.order);
+        let steps = steps_per_epoch(stage, data.train.len());
+        let mut loss_sum = 0f64;
+        for (step, batch) in order.chunks(t.batch_size).enumerate() {
+            let mut pixels = Vec::with_capacity(batch.len() * data.image_len());
             match augment {
                 Some(a) => {
-                    data.gather_augmented(train_split, batch, a, &mut augment_rng, &mut pixels)
+                    data.gather_augmented(&data.train, batch, a, &mut self.augment_rng, &mut pixels)
                 }
-                None => data.gather(train_split, batch, &mut pixels),
+                None => data.gather(&data.train, batch, &mut pixels),
             }
-            let images = Tensor::<4>::from_data(
-                TensorData::new(std::mem::take(&mut pixels), [batch.len(), c, h, w]),
-                &plain,
-            );
-            let labels = labels_tensor(train_split, batch, &plain);
-            let dropout = stage.spec.dropout.map(|p| (p, &mut dropout_rng));
-            let logits = model.forward_with(images.clone().autodiff(), dropout);
-            let loss = match (teacher, stage.kd) {
-                (Some(teacher), Some(kd)) => loss::distillation(
-                    logits,
-                    match &cached_teacher {
-                        Some(all) => rows(all, batch, data.classes, &plain),
-                        None => teacher.forward(images),
-                    }
-                    .autodiff(),
-                    labels.autodiff(),
-                    kd.temperature,
-                    kd.alpha,
-                    match kd.reduction {
-                        KlReduction::PerSample => 1.0,
-                        KlReduction::ElementMean => 1.0 / data.classes as f64,
-                    },
-                ),
-                _ => loss::cross_entropy(logits, labels.autodiff()),
-            };
+            let loss = self.loss(batch, pixels);
             let value = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
                     step: step + 1,
                     loss: value,
-                    epochs,
+                    epochs: std::mem::take(&mut self.epochs),
                 });
             }
             loss_sum += value as f64;
-            steps += 1;
+            let model = self.model.take().expect("present between steps");
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            self.model = Some(self.optim.step(lr, model, grads));
+            on_progress(Progress::Step {
+                epoch,
+                step: step + 1,
+                steps,
+            });
         }
-        let current = model.valid();
-        let (test_loss, test_accuracy) = evaluate(&current, data, &data.test, &plain);
-        let val = val_split
-            .as_ref()
-            .map(|v| evaluate(&current, data, v, &plain));
+        self.order = order;
+        Ok((loss_sum, steps))
+    }
+
+    /// Evaluates the model after epoch `epoch`'s steps and records the epoch.
+    fn evaluate_epoch(
+        &mut self,
+        epoch: usize,
+        start: Instant,
+        train_loss: f64,
+        steps: usize,
+    ) -> Result<EpochMetrics, TrainError> {
+        let (stage, data) = (self.stage, self.data);
+        let t = &stage.training;
+        let current = self.model().valid();
+        let (test_loss, test_accuracy) = evaluate(&current, data, &data.test, &self.plain);
+        let val = data.val.as_ref().map(|v| evaluate(&current, data, v, &self.plain));
+        // The epoch's last step can break the weights after its own loss was finite.
+        if let Some(loss) = [Some(test_loss), val.map(|v| v.0)]
+            .into_iter()
+            .flatten()
+            .find(|l| !l.is_finite())
+        {
+            return Err(TrainError::Diverged {
+                epoch,
+                step: steps,
+                loss: loss as f32,
+                epochs: std::mem::take(&mut self.epochs),
+            });
+        }
         let metrics = EpochMetrics {
             epoch,
-            train_loss: loss_sum / steps.max(1) as f64,
+            train_loss,
             test_loss,
             test_accuracy,
             val_loss: val.map(|v| v.0),
             val_accuracy: val.map(|v| v.1),
-            seconds: epoch_start.elapsed().as_secs_f64(),
+            seconds: start.elapsed().as_secs_f64(),
         };
-        on_epoch(&metrics);
-        let score = match stage.training.select {
+        let score = match t.select {
             Selection::Last => epoch as f64,
             Selection::BestVal => metrics.val_accuracy.unwrap_or(f64::NEG_INFINITY),
             Selection::BestTest => metrics.test_accuracy,
         };
         // Strictly better only: ties keep the earlier epoch.
-        if best.as_ref().is_none_or(|b| score > b.1) {
-            best = Some((epoch, score, current));
+        if self.best.as_ref().is_none_or(|b| score > b.1) {
+            self.best = Some((epoch, score, current));
         }
-        epochs.push(metrics);
+        self.epochs.push(metrics.clone());
+        Ok(metrics)
     }
-    let (selected_epoch, _, model) = best.unwrap_or_else(|| (0, 0.0, model.valid()));
-    Ok(Trained {
-        model,
-        selected_epoch,
-        epochs,
-        params,
-        initial_digest,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+
+    /// The selected model with its metrics and measurements.
+    fn finish(self, seconds: f64) -> Trained {
+        let (data, plain) = (self.data, &self.plain);
+        let last = self.model().valid();
+        let (selected_epoch, _, model) = self.best.unwrap_or((0, 0.0, last));
+        let quality = quality::quality(
+            &logits(&model, data, &data.test, plain),
+            self.teacher
+                .map(|t| logits(t, data, &data.test, plain))
+                .as_deref(),
+            &data.test.labels,
+            data.classes,
+        );
+        Trained {
+            latency_ms: latency(&model, data, plain),
+            model,
+            selected_epoch,
+            epochs: self.epochs,
+            params: self.params,
+            initial_digest: self.initial_digest,
+            seconds,
+            resumed_from: None,
+            quality,
+        }
+    }
 }
 
+/// The optimizer of `stage`, with PyTorch's defaults where the manifest is silent.
 fn optimizer(stage: &Stage) -> ModuleOptimizer {
     let t = &stage.training;
     let decay = t.weight_decay.map(|penalty| WeightDecayConfig {
         penalty: penalty as f32,
     });
+    let [beta_1, beta_2] = t.betas.map(|b| b as f32);
     match t.optimizer {
-        Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        Optimizer::Adam => AdamConfig::new()
+            .with_beta_1(beta_1)
+            .with_beta_2(beta_2)
+            .with_epsilon(t.epsilon as f32)
+            .with_weight_decay(decay)
+            .init(),
         Optimizer::Adamw => AdamWConfig::new()
-            .with_weight_decay(t.weight_decay.unwrap_or(1e-4) as f32)
+            .with_beta_1(beta_1)
+            .with_beta_2(beta_2)
+            .with_epsilon(t.epsilon as f32)
+            .with_weight_decay(t.weight_decay.unwrap_or(DEFAULT_ADAMW_DECAY) as f32)
             .init(),
         Optimizer::Sgd => SgdConfig::new()
             .with_weight_decay(decay)
             .with_momentum(t.momentum.map(|momentum| MomentumConfig {
                 momentum,
-                dampening: 0.0,
+                dampening: t.dampening,
                 nesterov: t.nesterov,
             }))
             .init(),
@@ -452,6 +658,29 @@ fn rows(all: &[f32], indices: &[usize], classes: usize, device: &Device) -> Tens
         v.extend_from_slice(&all[i * classes..(i + 1) * classes]);
     }
     Tensor::from_data(TensorData::new(v, [indices.len(), classes]), device)
+}
+
+/// Median milliseconds per image of inference at batch 1 and batch 256 (test images, after a
+/// warm-up; the output is copied to the host so asynchronous devices are timed too).
+fn latency(model: &Cnn, data: &Dataset, device: &Device) -> [f64; 2] {
+    [(1, 30), (256, 5)].map(|(batch, repeats)| {
+        let n = batch.min(data.test.len()).max(1);
+        let indices: Vec<usize> = (0..n).map(|i| i % data.test.len().max(1)).collect();
+        let mut pixels = Vec::new();
+        data.gather(&data.test, &indices, &mut pixels);
+        let shape = [n, data.channels, data.height, data.width];
+        let input = Tensor::<4>::from_data(TensorData::new(pixels, shape), device);
+        let _ = model.forward(input.clone()).into_data();
+        let mut times: Vec<f64> = (0..repeats)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = model.forward(input.clone()).into_data();
+                t.elapsed().as_secs_f64() * 1e3 / n as f64
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[repeats / 2]
+    })
 }
 
 /// Mean cross-entropy and accuracy of `model` on `split`.

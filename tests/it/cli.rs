@@ -20,8 +20,10 @@ fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
         out.contains("10 trained, 0 reused, 0 failed, 0 skipped"),
         "{out}"
     );
+    assert!(out.contains("95% CI (t)") && out.contains("mean"), "{out}");
+    // The comparisons, in words.
     assert!(
-        out.contains("| chain | model | temperature | alpha | n | mean |"),
+        out.contains("teacher > student vs student: ") && out.contains("KD better on "),
         "{out}"
     );
 
@@ -49,10 +51,14 @@ fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
     let dir = ws.results().join("tiny");
     let summary_csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(summary_csv.lines().count(), 1 + 5, "{summary_csv}");
-    assert!(summary_csv.starts_with("chain,model,temperature,alpha,n,mean,std,min,max"));
+    assert!(summary_csv.starts_with(
+        "chain,model,temperature,alpha,source,metric,n,failed,mean,std,sem,ci_low,ci_high"
+    ));
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    let cells = |l: &str| l.split('|').map(str::trim).map(String::from).collect::<Vec<_>>();
     assert!(
-        md.contains("| teacher > assistant > student | student | 4 | 0.5 | 2 |"),
+        md.lines().map(cells).any(|c| c.len() > 6
+            && c[1..6] == ["teacher > assistant > student", "student", "4", "0.5", "2"]),
         "{md}"
     );
     assert_eq!(
@@ -94,15 +100,12 @@ fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
 }
 
 #[test]
-fn a_killed_sweep_resumes_to_the_same_tables() {
-    // Simulate a sweep killed after some stages: train a grid with one seed, then the full grid.
+fn a_grown_grid_trains_only_its_new_stages_and_ends_with_the_same_tables() {
+    // Kills are in `faults.rs`; here a grid gains a seed after a first run.
     let one_seed = TINY.replace("seed = [0, 1]", "seed = [0]");
     let ws = Workspace::new(&one_seed);
     ws.kdgrid(&["run", "--quiet"]).success();
     std::fs::write(ws.manifest(), TINY).unwrap();
-    // A half-written temporary file left by a killed writer must be ignored.
-    let stages = ws.results().join("tiny/stages");
-    std::fs::write(stages.join(".kdgrid-crash.tmp"), b"partial").unwrap();
     let out = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
     assert!(out.contains("5 trained, 5 reused"), "{out}");
 
@@ -335,4 +338,27 @@ fn adamw_with_a_cosine_schedule_learns() {
     let runs = ws.parquet("tiny", "runs.parquet");
     let acc = floats(&runs, "test_accuracy");
     assert!(acc.iter().all(|&a| a > 0.6), "{acc:?}");
+}
+
+#[test]
+fn pools_that_empty_the_map_and_a_whole_validation_split_are_refused() {
+    let text = TINY
+        .replace("[models.student]\nconv = [4]", "[models.student]\nconv = [8, 8, 8, 8, 8, 8]")
+        .replace("lr = 0.01", "lr = 0.01\nvalidation = 1.0");
+    let ws = Workspace::new(&text);
+    let err = stderr(&ws.kdgrid(&["validate"]).code(2));
+    // miette wraps long lines: look for the parts.
+    for part in [
+        "`models.student`: conv layer 4 would max-pool a 1x1 feature map",
+        "(10x10 -> 5x5 -> 2x2 -> 1x1)",
+        "m.toml:22:8",
+        "`training.validation` is a whole number of images or a fraction in (0, 1),",
+        "found 1.0",
+        "m.toml:29:14",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    // Pools only where asked are fine.
+    let ok = TINY.replace("[models.student]\nconv = [4]", "[models.student]\nconv = [8, 8, 8, 8, 8, 8]\npool = [1, 2]");
+    Workspace::new(&ok).kdgrid(&["validate"]).success();
 }

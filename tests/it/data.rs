@@ -49,13 +49,13 @@ fn reads_plain_and_gzipped_idx() {
     for gz in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         write_idx(dir.path(), 6, 3, gz);
-        let ds = data::load(&spec(dir.path(), None)).unwrap();
+        let ds = data::load(&spec(dir.path(), None), None).unwrap();
         assert_eq!((ds.channels, ds.height, ds.width, ds.classes), (1, 4, 4, 3));
         assert_eq!(ds.train.len(), 6);
         assert_eq!(ds.test.len(), 3);
         assert_eq!(ds.train.labels, vec![0, 1, 2, 0, 1, 2]);
         assert_eq!(&ds.train.images[..3], &[0, 1, 2]);
-        let limited = data::load(&spec(dir.path(), Some(4))).unwrap();
+        let limited = data::load(&spec(dir.path(), Some(4)), None).unwrap();
         assert_eq!(limited.train.len(), 4);
         assert_eq!(limited.train.images.len(), 4 * 16);
     }
@@ -70,7 +70,7 @@ fn corrupt_files_are_named_with_what_is_wrong() {
     let mut bytes = std::fs::read(&images).unwrap();
     bytes[3] = 0x01;
     std::fs::write(&images, &bytes).unwrap();
-    let err = data::load(&spec(dir.path(), None)).unwrap_err();
+    let err = data::load(&spec(dir.path(), None), None).unwrap_err();
     assert!(matches!(err, DataError::Corrupt { ref path, .. } if path == &images));
     assert!(
         err.to_string()
@@ -80,7 +80,7 @@ fn corrupt_files_are_named_with_what_is_wrong() {
 
     bytes[3] = 0x03;
     std::fs::write(&images, &bytes[..bytes.len() - 5]).unwrap();
-    let err = data::load(&spec(dir.path(), None)).unwrap_err();
+    let err = data::load(&spec(dir.path(), None), None).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
 
     write_idx(dir.path(), 6, 3, false);
@@ -89,12 +89,12 @@ fn corrupt_files_are_named_with_what_is_wrong() {
         idx::encode(false, &[5], &[0, 1, 2, 0, 1]),
     )
     .unwrap();
-    let err = data::load(&spec(dir.path(), None)).unwrap_err();
+    let err = data::load(&spec(dir.path(), None), None).unwrap_err();
     assert!(err.to_string().contains("5 labels for 6 images"), "{err}");
 
     write_idx(dir.path(), 6, 3, false);
     std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
-    let err = data::load(&spec(dir.path(), None)).unwrap_err();
+    let err = data::load(&spec(dir.path(), None), None).unwrap_err();
     assert!(matches!(err, DataError::Missing { .. }), "{err}");
 }
 
@@ -111,9 +111,9 @@ fn synthetic_data_is_a_function_of_its_seed() {
             noise: 0.5,
         })
     };
-    let a = data::load(&spec(1)).unwrap();
-    let b = data::load(&spec(1)).unwrap();
-    let c = data::load(&spec(2)).unwrap();
+    let a = data::load(&spec(1), None).unwrap();
+    let b = data::load(&spec(1), None).unwrap();
+    let c = data::load(&spec(2), None).unwrap();
     assert_eq!(a.train, b.train);
     assert_ne!(a.train, c.train);
     assert_eq!(a.image_len(), 72);
@@ -156,7 +156,7 @@ fn reads_cifar10_and_cifar100_binaries() {
         .unwrap();
     }
     std::fs::write(dir.path().join("test_batch.bin"), cifar_records(2, 1, 10)).unwrap();
-    let ds = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap();
+    let ds = data::load(&files_spec(FileFormat::Cifar10, dir.path()), None).unwrap();
     assert_eq!(
         (ds.channels, ds.height, ds.width, ds.classes),
         (3, 32, 32, 10)
@@ -171,7 +171,7 @@ fn reads_cifar10_and_cifar100_binaries() {
     let c100 = tempfile::tempdir().unwrap();
     std::fs::write(c100.path().join("train.bin"), cifar_records(4, 2, 100)).unwrap();
     std::fs::write(c100.path().join("test.bin"), cifar_records(2, 2, 100)).unwrap();
-    let ds = data::load(&files_spec(FileFormat::Cifar100, c100.path())).unwrap();
+    let ds = data::load(&files_spec(FileFormat::Cifar100, c100.path()), None).unwrap();
     assert_eq!((ds.classes, ds.train.len()), (100, 4));
     assert_eq!(ds.train.labels, vec![0, 1, 2, 3]);
 }
@@ -186,13 +186,13 @@ fn corrupt_cifar_files_are_named() {
         )
         .unwrap();
     }
-    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap_err();
+    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path()), None).unwrap_err();
     assert!(err.to_string().contains("test_batch.bin"), "{err}");
 
     let mut bytes = cifar_records(2, 1, 10);
     bytes.truncate(bytes.len() - 10);
     std::fs::write(dir.path().join("test_batch.bin"), bytes).unwrap();
-    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap_err();
+    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path()), None).unwrap_err();
     assert!(
         err.to_string().contains("test_batch.bin") && err.to_string().contains("truncated record"),
         "{err}"
@@ -201,7 +201,7 @@ fn corrupt_cifar_files_are_named() {
     let mut bytes = cifar_records(2, 1, 10);
     bytes[0] = 42;
     std::fs::write(dir.path().join("test_batch.bin"), bytes).unwrap();
-    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path())).unwrap_err();
+    let err = data::load(&files_spec(FileFormat::Cifar10, dir.path()), None).unwrap_err();
     assert!(err.to_string().contains("record 0 has label 42"), "{err}");
 }
 
@@ -228,16 +228,17 @@ fn reads_image_folders_in_sorted_class_order() {
             }
         }
     }
-    let ds = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap();
+    let ds = data::load(&files_spec(FileFormat::ImageFolder, root), None).unwrap();
     assert_eq!((ds.channels, ds.height, ds.width, ds.classes), (3, 4, 5, 2));
-    assert_eq!(ds.train.labels, vec![0, 0, 0, 1, 1, 1], "cat < dog");
+    // Classes in sorted order (cat < dog), files interleaved so that limits keep every class.
+    assert_eq!(ds.train.labels, vec![0, 1, 0, 1, 0, 1]);
     assert_eq!(ds.test.len(), 2);
     // CHW: the red plane of a cat image is all 100, then the green plane counts x.
     assert_eq!(&ds.train.images[..20], &[100; 20]);
     assert_eq!(&ds.train.images[20..25], &[0, 1, 2, 3, 4]);
 
     png(&root.join("train/cat/odd.png"), 6, 4, 1);
-    let err = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap_err();
+    let err = data::load(&files_spec(FileFormat::ImageFolder, root), None).unwrap_err();
     assert!(
         err.to_string().contains("odd.png") && err.to_string().contains("wrong image size 6x4"),
         "{err}"
@@ -245,7 +246,7 @@ fn reads_image_folders_in_sorted_class_order() {
     std::fs::remove_file(root.join("train/cat/odd.png")).unwrap();
 
     std::fs::write(root.join("train/cat/bad.png"), b"not a png").unwrap();
-    let err = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap_err();
+    let err = data::load(&files_spec(FileFormat::ImageFolder, root), None).unwrap_err();
     assert!(
         err.to_string().contains("bad.png") && err.to_string().contains("unreadable image"),
         "{err}"
@@ -253,7 +254,7 @@ fn reads_image_folders_in_sorted_class_order() {
     std::fs::remove_file(root.join("train/cat/bad.png")).unwrap();
 
     std::fs::remove_dir_all(root.join("test/dog")).unwrap();
-    let err = data::load(&files_spec(FileFormat::ImageFolder, root)).unwrap_err();
+    let err = data::load(&files_spec(FileFormat::ImageFolder, root), None).unwrap_err();
     assert!(
         matches!(err, DataError::Missing { ref path } if path.ends_with("test/dog")),
         "{err}"
@@ -271,7 +272,7 @@ fn augmentation_is_seeded_and_off_means_identity() {
         image_size: 6,
         channels: 3,
         noise: 0.5,
-    }))
+    }), None)
     .unwrap();
     let idx = [0, 3, 5];
     let gather = |aug, seed| {
@@ -294,4 +295,94 @@ fn augmentation_is_seeded_and_off_means_identity() {
     assert_eq!(gather(on, 1), gather(on, 1));
     assert_ne!(gather(on, 1), gather(on, 2));
     assert_ne!(gather(on, 1), plain);
+}
+
+#[test]
+fn image_folder_limits_keep_every_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for split in ["train", "test"] {
+        for (class, shade) in [("a", 10), ("b", 20), ("c", 30)] {
+            for i in 0..4 {
+                png(&root.join(split).join(class).join(format!("{i}.png")), 4, 4, shade);
+            }
+        }
+    }
+    let spec = DatasetSpec::Files {
+        format: FileFormat::ImageFolder,
+        path: root.to_path_buf(),
+        train_limit: Some(3),
+        test_limit: Some(6),
+        normalize: None,
+    };
+    let ds = data::load(&spec, None).unwrap();
+    assert_eq!(ds.train.labels, vec![0, 1, 2]);
+    assert_eq!(ds.test.labels, vec![0, 1, 2, 0, 1, 2]);
+}
+
+fn synthetic(classes: usize, train: usize) -> DatasetSpec {
+    DatasetSpec::Synthetic(kdgrid::manifest::SyntheticSpec {
+        seed: 3,
+        classes,
+        train_size: train,
+        test_size: 8,
+        image_size: 4,
+        channels: 1,
+        noise: 0.5,
+    })
+}
+
+#[test]
+fn validation_splits_are_stratified_and_left_out_of_normalization() {
+    use kdgrid::manifest::Holdout;
+    let full = data::load(&synthetic(4, 400), None).unwrap();
+    let ds = data::load(&synthetic(4, 400), Some(Holdout::Count(20))).unwrap();
+    let val = ds.val.as_ref().unwrap();
+    assert_eq!((val.len(), ds.train.len()), (20, 380));
+    let per_class = |labels: &[u8], c| labels.iter().filter(|&&l| l == c).count();
+    for c in 0..4u8 {
+        let share = per_class(&full.train.labels, c) as f64 / 400.0 * 20.0;
+        assert!(
+            (per_class(&val.labels, c) as f64 - share).abs() < 1.0,
+            "class {c}: {} of 20 for a share of {share}",
+            per_class(&val.labels, c)
+        );
+    }
+    // The same images every time.
+    let again = data::load(&synthetic(4, 400), Some(Holdout::Count(20))).unwrap();
+    assert_eq!(again.val, ds.val);
+    // Normalization describes the images trained on, not the validation ones.
+    let mean = ds.train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>()
+        / ds.train.images.len() as f64;
+    assert!((ds.mean[0] as f64 - mean).abs() < 1e-6, "{} vs {mean}", ds.mean[0]);
+    assert_ne!(ds.mean, full.mean);
+    // Even a tiny split holds every class.
+    let tiny = data::load(&synthetic(4, 400), Some(Holdout::Count(4))).unwrap();
+    let mut labels = tiny.val.unwrap().labels;
+    labels.sort();
+    assert_eq!(labels, vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn the_data_fingerprint_sees_content_not_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("imgs");
+    for split in ["train", "test"] {
+        for (class, shade) in [("a", 10), ("b", 20)] {
+            for i in 0..2 {
+                png(&root.join(split).join(class).join(format!("{i}.png")), 4, 4, shade);
+            }
+        }
+    }
+    let spec = |path: &Path| files_spec(FileFormat::ImageFolder, path);
+    let mut cache = data::DigestCache::open(dir.path());
+    let first = data::fingerprint(&spec(&root), &mut cache).unwrap();
+    assert_eq!(first, data::fingerprint(&spec(&root), &mut cache).unwrap());
+    // The cache is on disk, keyed by size and modification time.
+    assert!(dir.path().join(".cache/data-digests.json").exists());
+    let moved = dir.path().join("moved");
+    std::fs::rename(&root, &moved).unwrap();
+    assert_eq!(first, data::fingerprint(&spec(&moved), &mut cache).unwrap());
+    png(&moved.join("train/b/1.png"), 4, 4, 21);
+    assert_ne!(first, data::fingerprint(&spec(&moved), &mut cache).unwrap());
 }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod data;
+mod faults;
 mod manifests;
+mod pinned;
 mod support;
 mod training;

@@ -87,7 +87,7 @@ fn example_manifests_expand_as_documented() {
             .collect();
         for profile in profiles {
             let m = manifest::load_profile(&file, profile.as_deref()).unwrap();
-            let plan = plan::expand(&m);
+            let plan = plan::expand(&m, "");
             let roles = plan.count_by_role();
             let n = |r| roles.get(&r).copied().unwrap_or(0);
             let longest = plan.cells.iter().map(|c| c.chain.len()).max().unwrap_or(0);
@@ -119,5 +119,5 @@ fn the_readme_manifest_is_valid() {
     let m = manifest::parse(&root().join("README.md"), block).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(m.profiles, vec!["ci"]);
     // 5 seeds x (1 baseline + 3 zipped (T, alpha) pairs), minus T = 20 at seeds 3 and 4.
-    assert_eq!(plan::expand(&m).cells.len(), 18);
+    assert_eq!(plan::expand(&m, "").cells.len(), 18);
 }

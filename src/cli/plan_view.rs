@@ -1,0 +1,261 @@
+//! `kdgrid plan`: the stages of a manifest, which are done, failed or pending, model sizes,
+//! FLOPs and an estimated wall time.
+
+use super::{Failure, kd_text};
+use crate::manifest::BackendKind;
+use crate::plan::{Plan, Role};
+use crate::store::{self, Lookup, Status};
+use std::path::Path;
+
+/// Default training throughput (GFLOP/s) per backend when no stage has been timed yet:
+/// measured on a 2-core AVX-512 machine with the default experiment (see README).
+fn default_gflops(backend: BackendKind) -> f64 {
+    match backend {
+        BackendKind::Flex => 20.0,
+        BackendKind::Tch => 35.0,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct PlanStage<'a> {
+    id: &'a str,
+    role: &'static str,
+    chain: String,
+    model: &'a str,
+    seed: u64,
+    temperature: Option<f64>,
+    alpha: Option<f64>,
+    parent: Option<&'a str>,
+    done: bool,
+    /// `done`, `failed`, `corrupt` or `pending`.
+    status: &'static str,
+    gflops: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct PlanModel<'a> {
+    name: &'a str,
+    family: &'a str,
+    params: Option<u64>,
+    forward_mflops: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct PlanReport<'a> {
+    experiment: &'a str,
+    backend: String,
+    cells: usize,
+    stages: Vec<PlanStage<'a>>,
+    models: Vec<PlanModel<'a>>,
+    teachers: usize,
+    assistants: usize,
+    students: usize,
+    done: usize,
+    failed: usize,
+    to_train: usize,
+    /// Trainings saved by merging equal stages: stages named by all cells minus unique ones.
+    saved_by_reuse: usize,
+    pending_tflops: Option<f64>,
+    throughput_gflops: f64,
+    throughput_measured: bool,
+    estimated_seconds: Option<f64>,
+}
+
+/// Prints the stages of `plan`, marking those already done in the store (read without locking:
+/// `plan` never writes), with model sizes, FLOPs and an estimated wall time.
+pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), Failure> {
+    let root = results.join(&plan.name);
+    let lookups = plan
+        .stages
+        .iter()
+        .map(|s| store::lookup(&root, &s.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (s, l) in plan.stages.iter().zip(&lookups) {
+        if let Lookup::Corrupt { path, message } = l {
+            eprintln!(
+                "warning: stage `{}` is corrupt (`{}`: {message}); `run` will train it again",
+                s.id,
+                path.display()
+            );
+        }
+    }
+    let records: Vec<_> = lookups
+        .iter()
+        .map(|l| match l {
+            Lookup::Found(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    // Throughput measured on this store's finished stages, when there are any.
+    let (mut flops, mut secs) = (0f64, 0f64);
+    for (s, r) in plan.stages.iter().zip(&records) {
+        if let (Some(r), Some(f)) = (r, plan.stage_flops(s))
+            && r.status == Status::Ok
+            && r.train_seconds > 0.0
+        {
+            flops += f as f64;
+            secs += r.train_seconds;
+        }
+    }
+    let measured = secs > 0.0 && flops > 0.0;
+    let gflops = if measured {
+        flops / secs / 1e9
+    } else {
+        default_gflops(plan.compute.backend)
+    };
+    let stages: Vec<PlanStage> = plan
+        .stages
+        .iter()
+        .zip(records.iter().zip(&lookups))
+        .map(|(s, (r, l))| PlanStage {
+            id: s.id.as_str(),
+            role: s.role.as_str(),
+            chain: s.chain_label(),
+            model: &s.model,
+            seed: s.seed,
+            temperature: s.kd.map(|k| k.temperature),
+            alpha: s.kd.map(|k| k.alpha),
+            parent: s.parent.as_ref().map(|p| p.as_str()),
+            done: r.is_some_and(|r| r.status == Status::Ok),
+            status: match (l, r) {
+                (Lookup::Corrupt { .. }, _) => "corrupt",
+                (_, Some(r)) if r.status == Status::Ok => "done",
+                (_, Some(_)) => "failed",
+                _ => "pending",
+            },
+            gflops: plan.stage_flops(s).map(|f| f as f64 / 1e9),
+        })
+        .collect();
+    let pending: Option<f64> = stages
+        .iter()
+        .filter(|s| !s.done && s.status != "failed")
+        .map(|s| s.gflops)
+        .sum::<Option<f64>>()
+        .map(|g| g / 1e3);
+    let mut models: Vec<PlanModel> = Vec::new();
+    for s in &plan.stages {
+        if !models.iter().any(|m| m.name == s.model) {
+            let c = plan.model_cost(s);
+            models.push(PlanModel {
+                name: &s.model,
+                family: &s.spec.family,
+                params: c.map(|c| c.params),
+                forward_mflops: c.map(|c| c.forward_flops as f64 / 1e6),
+            });
+        }
+    }
+    let by_role = plan.count_by_role();
+    let n = |r| by_role.get(&r).copied().unwrap_or(0);
+    let done = stages.iter().filter(|s| s.done).count();
+    let failed = stages.iter().filter(|s| s.status == "failed").count();
+    let report = PlanReport {
+        experiment: &plan.name,
+        backend: format!("{} on {}", plan.compute.result_key(), plan.compute.device),
+        cells: plan.cells.len(),
+        teachers: n(Role::Teacher),
+        assistants: n(Role::Assistant),
+        students: n(Role::Student),
+        done,
+        failed,
+        to_train: stages.len() - done - failed,
+        saved_by_reuse: plan
+            .cells
+            .iter()
+            .map(|c| c.chain.len())
+            .sum::<usize>()
+            .saturating_sub(plan.stages.len()),
+        pending_tflops: pending,
+        throughput_gflops: gflops,
+        throughput_measured: measured,
+        estimated_seconds: pending.map(|t| t * 1e3 / gflops),
+        stages,
+        models,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plans serialize")
+        );
+        return Ok(());
+    }
+    println!(
+        "experiment `{}`: {} cells on {}",
+        report.experiment, report.cells, report.backend
+    );
+    println!(
+        "{:<12} {:<12} {:>10} {:>14}",
+        "model", "family", "params", "MFLOP/image"
+    );
+    for m in &report.models {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        println!(
+            "{:<12} {:<12} {:>10} {:>14}",
+            m.name,
+            m.family,
+            opt(m.params.map(|p| p.to_string())),
+            opt(m.forward_mflops.map(|f| format!("{f:.2}")))
+        );
+    }
+    println!();
+    println!(
+        "{:<16}  {:<9}  {:>4}  {:<22}  {:<7}  chain",
+        "stage", "role", "seed", "distillation", "status"
+    );
+    for (st, s) in report.stages.iter().zip(&plan.stages) {
+        println!(
+            "{:<16}  {:<9}  {:>4}  {:<22}  {:<7}  {}",
+            st.id,
+            st.role,
+            st.seed,
+            kd_text(s),
+            st.status,
+            st.chain
+        );
+    }
+    println!(
+        "{} unique stages ({} teacher, {} assistant, {} student): {} done, {} to train{}",
+        report.stages.len(),
+        report.teachers,
+        report.assistants,
+        report.students,
+        report.done,
+        report.to_train,
+        if report.failed > 0 {
+            format!(
+                ", {} failed (kept; `run --retry-failed` trains them again)",
+                report.failed
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "{} trainings saved by sharing equal stages across cells",
+        report.saved_by_reuse
+    );
+    match (report.pending_tflops, report.estimated_seconds) {
+        _ if report.to_train == 0 => println!("nothing to train"),
+        (Some(t), Some(secs)) => println!(
+            "to train: {t:.1} TFLOP, about {} at {:.0} GFLOP/s ({})",
+            human_duration(secs),
+            report.throughput_gflops,
+            if report.throughput_measured {
+                "measured on this experiment's finished stages"
+            } else {
+                "default for this backend"
+            }
+        ),
+        _ => println!("to train: cost unknown until the dataset is read (image folders)"),
+    }
+    Ok(())
+}
+
+fn human_duration(secs: f64) -> String {
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}

@@ -1,0 +1,65 @@
+//! `kdgrid status`: each stage of a manifest as done, failed (with its error), running (and
+//! who runs it) or pending, and the totals.
+
+use super::{Failure, kd_text};
+use crate::plan::Plan;
+use crate::store::{self, Lookup, Status};
+use std::path::Path;
+
+/// Prints the state of every stage of `plan` in the store under `results`.
+pub(super) fn print_status(plan: &Plan, results: &Path) -> Result<(), Failure> {
+    let root = results.join(&plan.name);
+    let holder = store::holder(&root);
+    let mut counts = [0usize; 5]; // done, failed, corrupt, running, pending
+    println!(
+        "{:<16}  {:<9}  {:>4}  {:<22}  {:<8}  detail",
+        "stage", "role", "seed", "distillation", "state"
+    );
+    for s in &plan.stages {
+        let (state, detail, i) = match store::lookup(&root, &s.id)? {
+            Lookup::Found(r) if r.status == Status::Ok => (
+                "done",
+                format!(
+                    "test accuracy {:.4}, {}",
+                    r.test_accuracy.unwrap_or(f64::NAN),
+                    s.chain_label()
+                ),
+                0,
+            ),
+            Lookup::Found(r) => ("failed", r.error.unwrap_or_default(), 1),
+            Lookup::Corrupt { path, message } => {
+                ("corrupt", format!("`{}`: {message}", path.display()), 2)
+            }
+            Lookup::Missing => match (&holder, store::claim(&root, &s.id)) {
+                (Some(_), Some(who)) => ("running", who, 3),
+                _ => ("pending", s.chain_label(), 4),
+            },
+        };
+        counts[i] += 1;
+        println!(
+            "{:<16}  {:<9}  {:>4}  {:<22}  {:<8}  {detail}",
+            s.id,
+            s.role.as_str(),
+            s.seed,
+            kd_text(s),
+            state
+        );
+    }
+    println!(
+        "{} stages: {} done, {} failed, {} corrupt, {} running, {} pending",
+        plan.stages.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4]
+    );
+    match holder {
+        Some(h) => println!("a run holds the store: {h}"),
+        None if counts[3] + counts[4] + counts[2] + counts[1] > 0 => {
+            println!("no run holds the store: `kdgrid run` trains what is pending")
+        }
+        None => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Fault injection for the reliability tests (`tests/it/faults.rs`), read from the
+//! `KDGRID_FAULT` environment variable; unset, nothing here does anything.
+//!
+//! - `KDGRID_FAULT=panic:<model>`: the worker training a stage of model `<model>` panics, as a
+//!   shape error or a CUDA out-of-memory would.
+//! - `KDGRID_FAULT=write:<file name>`: every atomic write of a file with that name fails after
+//!   its bytes are written and before the rename, as a full disk would.
+
+use std::path::Path;
+
+fn fault() -> Option<(String, String)> {
+    let v = std::env::var("KDGRID_FAULT").ok()?;
+    let (kind, arg) = v.split_once(':')?;
+    Some((kind.to_string(), arg.to_string()))
+}
+
+/// Panics when a panic is injected for `model`.
+pub fn check_panic(model: &str) {
+    if let Some((kind, arg)) = fault()
+        && kind == "panic"
+        && arg == model
+    {
+        panic!("injected fault: panic while training `{model}` (KDGRID_FAULT)");
+    }
+}
+
+/// Fails when a write failure is injected for `path`'s file name.
+pub fn check_write(path: &Path) -> std::io::Result<()> {
+    match fault() {
+        Some((kind, arg))
+            if kind == "write" && path.file_name().is_some_and(|n| n.to_string_lossy() == arg) =>
+        {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "injected write failure (KDGRID_FAULT)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}

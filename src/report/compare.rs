@@ -1,0 +1,260 @@
+//! The `comparisons` table: each distilled chain against what it should beat — its student
+//! trained on labels only (KD vs no-KD), the direct KD chain it extends (TA vs KD), and each
+//! shorter chain it contains (longer vs shorter). Runs pair up when they share the student's
+//! seeds (the plan gives them the same init and data-order streams) and their teachers do not
+//! vary independently of those seeds; otherwise the comparison is unpaired.
+
+use super::stats;
+use super::study::{Group, Run};
+use crate::plan::{Plan, Stage};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+
+/// What a comparison asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A distilled student against the same student trained on labels only.
+    KdVsNoKd,
+    /// A chain with assistants against the direct teacher > student chain.
+    TaVsKd,
+    /// A chain against the chain without one of its assistants.
+    LongerVsShorter,
+}
+
+impl Kind {
+    /// Column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::KdVsNoKd => "kd-vs-nokd",
+            Kind::TaVsKd => "ta-vs-kd",
+            Kind::LongerVsShorter => "longer-vs-shorter",
+        }
+    }
+
+    fn winner(self) -> &'static str {
+        match self {
+            Kind::KdVsNoKd => "KD",
+            Kind::TaVsKd => "TA chain",
+            Kind::LongerVsShorter => "longer chain",
+        }
+    }
+}
+
+/// One comparison: `a - b` in test accuracy.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// What is compared.
+    pub kind: Kind,
+    /// The chain expected to win.
+    pub a: String,
+    /// The chain it is compared with.
+    pub b: String,
+    /// Student model.
+    pub model: String,
+    /// Temperature of `a`.
+    pub temperature: Option<f64>,
+    /// Alpha of `a`.
+    pub alpha: Option<f64>,
+    /// Finished runs of `a` and `b`.
+    pub n: (usize, usize),
+    /// The paired result, when runs pair.
+    pub paired: Option<stats::Paired>,
+    /// The unpaired result, when they do not.
+    pub unpaired: Option<stats::Unpaired>,
+    /// What could not be computed, and why.
+    pub note: Option<String>,
+}
+
+impl Comparison {
+    /// `paired` or `unpaired`.
+    pub fn method(&self) -> &'static str {
+        if self.paired.is_some() {
+            "paired"
+        } else {
+            "unpaired"
+        }
+    }
+
+    /// The comparison in words, e.g. `teacher > student vs student: +0.22 points [-1.10,
+    /// +1.54], p = 0.62, KD better on 2/3 seeds`.
+    pub fn sentence(&self) -> String {
+        let head = format!("{} vs {}", self.a, self.b);
+        let pts = |v: f64| format!("{:+.2}", v * 100.0);
+        let ci = |c: Option<stats::Interval>| {
+            c.map_or_else(String::new, |(l, h)| format!(" [{}, {}]", pts(l), pts(h)))
+        };
+        let p = |p: Option<f64>| p.map_or_else(|| "p n/a".to_string(), |p| format!("p = {p:.2}"));
+        if let Some(x) = &self.paired {
+            format!(
+                "{head}: {} points{}, {}, {} better on {}/{} seeds",
+                pts(x.mean),
+                ci(x.ci_t),
+                p(x.p_t),
+                self.kind.winner(),
+                x.wins,
+                x.n
+            )
+        } else if let Some(x) = &self.unpaired {
+            format!(
+                "{head}: {} points{} (unpaired, Welch), {}, P({} better) = {:.2}{}",
+                pts(x.mean),
+                ci(x.ci_t),
+                p(x.p_welch),
+                self.kind.winner(),
+                x.p_improve,
+                x.p_improve_ci
+                    .map_or_else(String::new, |(l, h)| format!(" [{l:.2}, {h:.2}]"))
+            )
+        } else {
+            format!("{head}: {}", self.note.as_deref().unwrap_or("not computed"))
+        }
+    }
+}
+
+/// The seed of the first stage of `stage`'s chain.
+fn root_seed(plan: &Plan, stage: &Stage) -> u64 {
+    let mut s = stage;
+    while let Some(p) = s.parent.as_ref().and_then(|p| plan.stage(p)) {
+        s = p;
+    }
+    s.seed
+}
+
+/// Whether the teachers of `runs` move with the students' seeds in a way pairing allows: the
+/// same teacher for all, or each student's own seed.
+fn teachers_pair(plan: &Plan, runs: &[Run]) -> bool {
+    let roots: Vec<u64> = runs.iter().map(|r| root_seed(plan, r.stage)).collect();
+    roots.windows(2).all(|w| w[0] == w[1])
+        || runs
+            .iter()
+            .zip(&roots)
+            .all(|(r, &root)| r.stage.parent.is_none() || root == r.stage.seed)
+}
+
+fn compare(plan: &Plan, kind: Kind, a: &Group, b: &Group) -> Comparison {
+    fn ok<'a>(g: &Group<'a>) -> Vec<(Run<'a>, f64)> {
+        g.runs
+            .iter()
+            .filter_map(|r| r.accuracy().map(|acc| (*r, acc)))
+            .collect()
+    }
+    let (ra, rb) = (ok(a), ok(b));
+    let key = |v: &[(Run, f64)]| -> BTreeMap<(u64, u64, u64), f64> {
+        v.iter().map(|(r, acc)| (r.seeds(), *acc)).collect()
+    };
+    let (ka, kb) = (key(&ra), key(&rb));
+    let runs: Vec<Run> = ra.iter().chain(&rb).map(|(r, _)| *r).collect();
+    let pairs = ka.len() == ra.len()
+        && kb.len() == rb.len()
+        && ka.keys().eq(kb.keys())
+        && teachers_pair(plan, &runs);
+    let label = format!("{} vs {}", a.key(), b.key());
+    let va: Vec<f64> = ra.iter().map(|x| x.1).collect();
+    let vb: Vec<f64> = rb.iter().map(|x| x.1).collect();
+    let (paired, unpaired) = if va.is_empty() || vb.is_empty() {
+        (None, None)
+    } else if pairs {
+        let (pa, pb): (Vec<f64>, Vec<f64>) = ka.values().zip(kb.values()).unzip();
+        (stats::paired(&pa, &pb, &label), None)
+    } else {
+        (None, stats::unpaired(&va, &vb, &label))
+    };
+    let note = if va.is_empty() || vb.is_empty() {
+        Some("no finished run on one side".to_string())
+    } else if va.len().min(vb.len()) < 2 {
+        Some("fewer than 2 runs on one side: no interval or test".to_string())
+    } else if paired.as_ref().is_some_and(|p| p.p_t.is_none()) {
+        Some("identical differences: no test".to_string())
+    } else {
+        None
+    };
+    Comparison {
+        kind,
+        a: a.chain.clone(),
+        b: b.chain.clone(),
+        model: a.model.clone(),
+        temperature: a.kd.map(|k| k.temperature),
+        alpha: a.kd.map(|k| k.alpha),
+        n: (va.len(), vb.len()),
+        paired,
+        unpaired,
+        note,
+    }
+}
+
+/// Every comparison the groups allow, in plan order of the distilled chain.
+pub fn comparisons(plan: &Plan, groups: &[Group]) -> Vec<Comparison> {
+    let find = |chain: &[&str], kd| {
+        let label = chain.join(" > ");
+        groups.iter().find(|g| g.chain == label && g.kd == kd)
+    };
+    let mut out = Vec::new();
+    for a in groups.iter().filter(|g| g.kd.is_some()) {
+        let chain = a.chain_models();
+        let last = chain[chain.len() - 1];
+        if let Some(b) = find(&[last], None) {
+            out.push(compare(plan, Kind::KdVsNoKd, a, b));
+        }
+        if chain.len() >= 3 {
+            if let Some(b) = find(&[chain[0], last], a.kd) {
+                out.push(compare(plan, Kind::TaVsKd, a, b));
+            }
+            for skip in 1..chain.len() - 1 {
+                let shorter: Vec<&str> = chain
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .map(|(_, m)| *m)
+                    .collect();
+                if shorter.len() >= 3
+                    && let Some(b) = find(&shorter, a.kd)
+                {
+                    out.push(compare(plan, Kind::LongerVsShorter, a, b));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The comparisons as a frame.
+pub fn frame(rows: &[Comparison]) -> PolarsResult<DataFrame> {
+    let p = |f: fn(&stats::Paired) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter().map(|r| r.paired.as_ref().and_then(f)).collect()
+    };
+    let u = |f: fn(&stats::Unpaired) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter().map(|r| r.unpaired.as_ref().and_then(f)).collect()
+    };
+    let either = |fp: fn(&stats::Paired) -> Option<f64>, fu: fn(&stats::Unpaired) -> Option<f64>| {
+        rows.iter()
+            .map(|r| r.paired.as_ref().and_then(fp).or(r.unpaired.as_ref().and_then(fu)))
+            .collect::<Vec<_>>()
+    };
+    df![
+        "kind" => rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+        "chain_a" => rows.iter().map(|r| r.a.as_str()).collect::<Vec<_>>(),
+        "chain_b" => rows.iter().map(|r| r.b.as_str()).collect::<Vec<_>>(),
+        "model" => rows.iter().map(|r| r.model.as_str()).collect::<Vec<_>>(),
+        "temperature" => rows.iter().map(|r| r.temperature).collect::<Vec<_>>(),
+        "alpha" => rows.iter().map(|r| r.alpha).collect::<Vec<_>>(),
+        "method" => rows.iter().map(|r| r.method()).collect::<Vec<_>>(),
+        "n_a" => rows.iter().map(|r| r.n.0 as u32).collect::<Vec<_>>(),
+        "n_b" => rows.iter().map(|r| r.n.1 as u32).collect::<Vec<_>>(),
+        "pairs" => rows.iter().map(|r| r.paired.as_ref().map(|p| p.n as u32)).collect::<Vec<_>>(),
+        "mean_diff" => either(|p| Some(p.mean), |u| Some(u.mean)),
+        "ci_low" => either(|p| p.ci_t.map(|c| c.0), |u| u.ci_t.map(|c| c.0)),
+        "ci_high" => either(|p| p.ci_t.map(|c| c.1), |u| u.ci_t.map(|c| c.1)),
+        "boot_low" => either(|p| p.ci_boot.map(|c| c.0), |u| u.ci_boot.map(|c| c.0)),
+        "boot_high" => either(|p| p.ci_boot.map(|c| c.1), |u| u.ci_boot.map(|c| c.1)),
+        "p_t" => p(|p| p.p_t),
+        "p_wilcoxon" => p(|p| p.p_wilcoxon),
+        "wins" => rows.iter().map(|r| r.paired.as_ref().map(|p| p.wins as u32)).collect::<Vec<_>>(),
+        "cohen_d" => p(|p| p.cohen_d),
+        "p_welch" => u(|u| u.p_welch),
+        "p_improve" => u(|u| Some(u.p_improve)),
+        "p_improve_low" => u(|u| u.p_improve_ci.map(|c| c.0)),
+        "p_improve_high" => u(|u| u.p_improve_ci.map(|c| c.1)),
+        "note" => rows.iter().map(|r| r.note.as_deref()).collect::<Vec<_>>(),
+        "summary" => rows.iter().map(|r| r.sentence()).collect::<Vec<_>>(),
+    ]
+}

@@ -1,0 +1,234 @@
+//! `kdgrid diff` and `report --check`: compares the result tables of two folders row by row,
+//! joined on their keys (stage id for `runs`, stage and epoch for `epochs`, the group for the
+//! statistics), and says what is new, missing or changed, by how much, and whether a change
+//! comes with a different backend or processor kind rather than being a regression.
+
+use super::{ReportError, polars_error};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The result tables compared, with their key columns. Markdown reports are compared as text.
+const TABLES: [(&str, &[&str]); 5] = [
+    ("runs.parquet", &["stage_id"]),
+    ("epochs.parquet", &["stage_id", "epoch"]),
+    ("summary.csv", &["chain", "model", "temperature", "alpha", "source", "metric"]),
+    ("comparisons.parquet", &["kind", "chain_a", "chain_b", "temperature", "alpha"]),
+    ("variance.csv", &["chain", "model", "temperature", "alpha", "source"]),
+];
+const TEXTS: [&str; 2] = ["summary.md", "report.md"];
+
+/// What a comparison found.
+#[derive(Debug, Default)]
+pub struct Diff {
+    /// Human-readable lines, table by table.
+    pub text: String,
+    /// Differences beyond the tolerance.
+    pub differences: usize,
+    /// Numeric differences within the tolerance (reported as equal).
+    pub within_tolerance: usize,
+}
+
+fn read(path: &Path) -> Result<Option<DataFrame>, ReportError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(path).map_err(|source| {
+        ReportError::Store(crate::store::StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    let df = if path.extension().is_some_and(|e| e == "parquet") {
+        ParquetReader::new(file).finish()
+    } else {
+        CsvReader::new(file).finish()
+    }
+    .map_err(polars_error(path))?;
+    Ok(Some(df))
+}
+
+fn text(v: &AnyValue) -> String {
+    match v {
+        AnyValue::Null => "null".into(),
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn number(v: &AnyValue) -> Option<f64> {
+    v.extract::<f64>().filter(|_| v.is_primitive_numeric())
+}
+
+/// Rows of `df` keyed by their key columns' text.
+fn rows(df: &DataFrame, keys: &[&str]) -> BTreeMap<String, usize> {
+    (0..df.height())
+        .map(|i| {
+            let k: Vec<String> = keys
+                .iter()
+                .map(|k| df.column(k).ok().and_then(|c| c.get(i).ok()).map_or("?".into(), |v| text(&v)))
+                .collect();
+            (k.join(" | "), i)
+        })
+        .collect()
+}
+
+fn cell<'a>(df: &'a DataFrame, col: &str, i: usize) -> AnyValue<'a> {
+    df.column(col).ok().and_then(|c| c.get(i).ok()).unwrap_or(AnyValue::Null)
+}
+
+/// Compares table `name` of folders `a` and `b`.
+fn compare_table(name: &str, keys: &[&str], a: &Path, b: &Path, tolerance: f64, out: &mut Diff) -> Result<(), ReportError> {
+    let (ta, tb) = (read(&a.join(name))?, read(&b.join(name))?);
+    let (ta, tb) = match (ta, tb) {
+        (None, None) => return Ok(()),
+        (Some(_), None) | (None, Some(_)) => {
+            out.differences += 1;
+            let _ = writeln!(out.text, "{name}: only in {}", if read(&a.join(name))?.is_some() { "A" } else { "B" });
+            return Ok(());
+        }
+        (Some(x), Some(y)) => (x, y),
+    };
+    let (ra, rb) = (rows(&ta, keys), rows(&tb, keys));
+    let mut lines = Vec::new();
+    let mut changed_rows = 0;
+    for key in ra.keys().filter(|k| !rb.contains_key(*k)) {
+        lines.push(format!("  - missing in B: {key}"));
+    }
+    for key in rb.keys().filter(|k| !ra.contains_key(*k)) {
+        lines.push(format!("  + new in B: {key}"));
+    }
+    let columns: Vec<String> = ta
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| !keys.contains(&c.as_str()))
+        .collect();
+    for (key, &i) in &ra {
+        let Some(&j) = rb.get(key) else { continue };
+        let mut changes = Vec::new();
+        for c in &columns {
+            let (va, vb) = (cell(&ta, c, i), cell(&tb, c, j));
+            match (number(&va), number(&vb)) {
+                (Some(x), Some(y)) if x.to_bits() != y.to_bits() => {
+                    if (x - y).abs() <= tolerance {
+                        out.within_tolerance += 1;
+                    } else {
+                        changes.push(format!("{c}: {x} -> {y} ({:+.6})", y - x));
+                    }
+                }
+                (Some(_), Some(_)) => {}
+                _ => {
+                    let (x, y) = (text(&va), text(&vb));
+                    if x != y {
+                        changes.push(format!("{c}: {x} -> {y}"));
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            changed_rows += 1;
+            let why = ["backend", "processor", "device", "threads"]
+                .iter()
+                .filter(|c| ta.column(c).is_ok() && text(&cell(&ta, c, i)) != text(&cell(&tb, c, j)))
+                .map(|c| format!("{c} {} vs {}", text(&cell(&ta, c, i)), text(&cell(&tb, c, j))))
+                .collect::<Vec<_>>();
+            let note = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" [computed differently: {}; not necessarily a regression]", why.join(", "))
+            };
+            lines.push(format!("  ~ {key}{note}"));
+            lines.extend(changes.into_iter().map(|c| format!("      {c}")));
+        }
+    }
+    let missing = ra.keys().filter(|k| !rb.contains_key(*k)).count();
+    let new = rb.keys().filter(|k| !ra.contains_key(*k)).count();
+    out.differences += changed_rows + missing + new;
+    if lines.is_empty() {
+        let _ = writeln!(out.text, "{name}: {} rows equal", ra.len());
+    } else {
+        let _ = writeln!(out.text, "{name}: {changed_rows} changed, {new} new, {missing} missing");
+        for l in lines {
+            let _ = writeln!(out.text, "{l}");
+        }
+    }
+    Ok(())
+}
+
+fn compare_text(name: &str, a: &Path, b: &Path, out: &mut Diff) {
+    let (ta, tb) = (std::fs::read_to_string(a.join(name)).ok(), std::fs::read_to_string(b.join(name)).ok());
+    match (ta, tb) {
+        (None, None) => {}
+        (Some(x), Some(y)) if x == y => {
+            let _ = writeln!(out.text, "{name}: equal");
+        }
+        (Some(x), Some(y)) => {
+            out.differences += 1;
+            let _ = writeln!(out.text, "{name}: differs");
+            for (la, lb) in x.lines().zip(y.lines()).filter(|(p, q)| p != q).take(5) {
+                let _ = writeln!(out.text, "  - {la}\n  + {lb}");
+            }
+        }
+        (x, _) => {
+            out.differences += 1;
+            let _ = writeln!(out.text, "{name}: only in {}", if x.is_some() { "A" } else { "B" });
+        }
+    }
+}
+
+/// Compares the result tables of folders `a` and `b`; numbers within `tolerance` count as
+/// equal (0: bit for bit).
+pub fn compare(a: &Path, b: &Path, tolerance: f64) -> Result<Diff, ReportError> {
+    let mut out = Diff::default();
+    for (name, keys) in TABLES {
+        compare_table(name, keys, a, b, tolerance, &mut out)?;
+    }
+    if tolerance == 0.0 {
+        for name in TEXTS {
+            compare_text(name, a, b, &mut out);
+        }
+    }
+    if out.within_tolerance > 0 {
+        let _ = writeln!(
+            out.text,
+            "{} numbers differ within the tolerance {tolerance} and count as equal",
+            out.within_tolerance
+        );
+    }
+    Ok(out)
+}
+
+/// Copies the result files of `folder` at git revision `rev` into `into`; returns how many
+/// existed at that revision.
+pub fn checkout(folder: &Path, rev: &str, into: &Path) -> Result<usize, String> {
+    let abs = std::path::absolute(folder).map_err(|e| e.to_string())?;
+    let top = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&abs)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !top.status.success() {
+        return Err(format!("`{}` is not in a git checkout", folder.display()));
+    }
+    let top = std::path::PathBuf::from(String::from_utf8_lossy(&top.stdout).trim());
+    let rel = abs.strip_prefix(&top).map_err(|_| "folder outside the checkout".to_string())?;
+    let mut found = 0;
+    for name in TABLES.iter().map(|t| t.0).chain(TEXTS) {
+        let spec = format!("{rev}:{}", rel.join(name).display());
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&top)
+            .args(["show", &spec])
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if out.status.success() {
+            std::fs::write(into.join(name), out.stdout).map_err(|e| e.to_string())?;
+            found += 1;
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,326 @@
+//! The statistics of a report: seed summaries, paired and unpaired comparisons, spread.
+//!
+//! Distributions come from `statrs`; resampling is seeded (ChaCha8, [`RESAMPLES`] draws), so a
+//! report regenerated from the same runs has the same intervals. Formulas, and when each is
+//! valid, are in `docs/statistics.md`. Functions return `None` where a statistic is undefined
+//! (too few values, zero spread) rather than NaN.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
+
+/// Bootstrap resamples per interval.
+pub const RESAMPLES: usize = 10_000;
+/// Confidence level of every interval.
+pub const LEVEL: f64 = 0.95;
+
+/// A two-sided interval.
+pub type Interval = (f64, f64);
+
+/// A resampling stream named by `label` (e.g. a group's key), so adding a group to a study
+/// leaves the other groups' intervals as they were.
+pub fn rng(label: &str) -> ChaCha8Rng {
+    ChaCha8Rng::from_seed(Sha256::digest(label.as_bytes()).into())
+}
+
+/// Arithmetic mean (`None` when empty).
+pub fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// Sample standard deviation, `n - 1` in the denominator (`None` below 2 values).
+pub fn std(xs: &[f64]) -> Option<f64> {
+    let m = mean(xs)?;
+    (xs.len() >= 2).then(|| {
+        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+    })
+}
+
+/// The `q` quantile with linear interpolation between order statistics (numpy's default).
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let pos = q * last as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+fn sorted(xs: &[f64]) -> Vec<f64> {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The two-sided Student t critical value for `df` degrees of freedom at [`LEVEL`].
+fn t_critical(df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df)
+        .expect("df > 0")
+        .inverse_cdf(1.0 - (1.0 - LEVEL) / 2.0)
+}
+
+/// Two-sided p-value of a t statistic.
+fn t_p(t: f64, df: f64) -> f64 {
+    2.0 * (1.0 - StudentsT::new(0.0, 1.0, df).expect("df > 0").cdf(t.abs()))
+}
+
+/// Percentile bootstrap interval of `stat` over resamples drawn by `draw`.
+fn percentile_interval(mut stats: Vec<f64>) -> Option<Interval> {
+    stats.sort_by(f64::total_cmp);
+    let a = (1.0 - LEVEL) / 2.0;
+    Some((quantile(&stats, a)?, quantile(&stats, 1.0 - a)?))
+}
+
+/// Percentile bootstrap interval of the mean of `xs` (`None` below 2 values).
+pub fn bootstrap_mean(xs: &[f64], rng: &mut ChaCha8Rng) -> Option<Interval> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len();
+    let means = (0..RESAMPLES)
+        .map(|_| (0..n).map(|_| xs[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    percentile_interval(means)
+}
+
+/// Seed statistics of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Describe {
+    /// Values.
+    pub n: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation.
+    pub std: Option<f64>,
+    /// Standard error of the mean.
+    pub sem: Option<f64>,
+    /// Student t interval of the mean.
+    pub ci_t: Option<Interval>,
+    /// Percentile bootstrap interval of the mean.
+    pub ci_boot: Option<Interval>,
+    /// Median.
+    pub median: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+/// Describes `xs` (`None` when empty); `label` seeds the bootstrap.
+pub fn describe(xs: &[f64], label: &str) -> Option<Describe> {
+    let mean = mean(xs)?;
+    let s = sorted(xs);
+    let std = std(xs);
+    let n = xs.len();
+    let sem = std.map(|s| s / (n as f64).sqrt());
+    Some(Describe {
+        n,
+        mean,
+        std,
+        sem,
+        ci_t: sem.map(|sem| {
+            let h = t_critical((n - 1) as f64) * sem;
+            (mean - h, mean + h)
+        }),
+        ci_boot: bootstrap_mean(xs, &mut rng(label)),
+        median: quantile(&s, 0.5)?,
+        min: s[0],
+        max: s[n - 1],
+    })
+}
+
+/// Chi-square interval of a standard deviation from `n` values (normal data assumed).
+pub fn std_interval(std: f64, n: usize) -> Option<Interval> {
+    if n < 2 {
+        return None;
+    }
+    let df = (n - 1) as f64;
+    let chi = ChiSquared::new(df).expect("df > 0");
+    let a = (1.0 - LEVEL) / 2.0;
+    let var = std * std * df;
+    Some((
+        (var / chi.inverse_cdf(1.0 - a)).sqrt(),
+        (var / chi.inverse_cdf(a)).sqrt(),
+    ))
+}
+
+/// A paired comparison of `a - b` over matched seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    /// Pairs.
+    pub n: usize,
+    /// Mean difference `a - b`.
+    pub mean: f64,
+    /// Student t interval of the mean difference.
+    pub ci_t: Option<Interval>,
+    /// Percentile bootstrap interval of the mean difference.
+    pub ci_boot: Option<Interval>,
+    /// Two-sided paired t-test p-value.
+    pub p_t: Option<f64>,
+    /// Two-sided Wilcoxon signed-rank p-value.
+    pub p_wilcoxon: Option<f64>,
+    /// Pairs where `a > b`.
+    pub wins: usize,
+    /// Cohen's d of the differences (`d_z`: mean over standard deviation of the differences).
+    pub cohen_d: Option<f64>,
+}
+
+/// Compares matched samples `a` and `b` (same length, pair `i` shares a seed).
+pub fn paired(a: &[f64], b: &[f64], label: &str) -> Option<Paired> {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let n = d.len();
+    let m = mean(&d)?;
+    let sd = std(&d).filter(|s| *s > 0.0);
+    let t = sd.map(|sd| m / (sd / (n as f64).sqrt()));
+    Some(Paired {
+        n,
+        mean: m,
+        ci_t: sd.map(|sd| {
+            let h = t_critical((n - 1) as f64) * sd / (n as f64).sqrt();
+            (m - h, m + h)
+        }),
+        ci_boot: bootstrap_mean(&d, &mut rng(label)),
+        p_t: t.map(|t| t_p(t, (n - 1) as f64)),
+        p_wilcoxon: wilcoxon(&d),
+        wins: d.iter().filter(|x| **x > 0.0).count(),
+        cohen_d: sd.map(|sd| m / sd),
+    })
+}
+
+/// Two-sided Wilcoxon signed-rank p-value of differences `d`: zero differences dropped, ties
+/// given average ranks; exact (all 2^n sign patterns) up to 25 nonzero differences, the normal
+/// approximation with tie correction above.
+pub fn wilcoxon(d: &[f64]) -> Option<f64> {
+    let nz: Vec<f64> = d.iter().copied().filter(|x| *x != 0.0).collect();
+    let n = nz.len();
+    if n == 0 {
+        return None;
+    }
+    // Average ranks of |d|, doubled so they stay integers.
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&i, &j| nz[i].abs().total_cmp(&nz[j].abs()));
+    let mut ranks2 = vec![0usize; n];
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && nz[idx[j + 1]].abs() == nz[idx[i]].abs() {
+            j += 1;
+        }
+        for k in i..=j {
+            ranks2[idx[k]] = i + j + 2; // 2 * average of ranks i+1 ..= j+1
+        }
+        i = j + 1;
+    }
+    let w2: usize = (0..n).filter(|&k| nz[k] > 0.0).map(|k| ranks2[k]).sum();
+    let total2: usize = ranks2.iter().sum();
+    if n <= 25 {
+        // counts[s]: sign patterns whose positive ranks (doubled) sum to s.
+        let mut counts = vec![0f64; total2 + 1];
+        counts[0] = 1.0;
+        for &r in &ranks2 {
+            for s in (r..=total2).rev() {
+                counts[s] += counts[s - r];
+            }
+        }
+        let all = 2f64.powi(n as i32);
+        let low: f64 = counts[..=w2].iter().sum::<f64>() / all;
+        let high: f64 = counts[w2..].iter().sum::<f64>() / all;
+        Some((2.0 * low.min(high)).min(1.0))
+    } else {
+        let w = w2 as f64 / 2.0;
+        let nf = n as f64;
+        let mean = nf * (nf + 1.0) / 4.0;
+        let tie: f64 = {
+            let mut r = ranks2.clone();
+            r.sort_unstable();
+            r.chunk_by(|a, b| a == b)
+                .map(|g| (g.len().pow(3) - g.len()) as f64)
+                .sum()
+        };
+        let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie / 48.0;
+        if var <= 0.0 {
+            return None;
+        }
+        let z = (w - mean) / var.sqrt();
+        Some(2.0 * (1.0 - Normal::standard().cdf(z.abs())))
+    }
+}
+
+/// An unpaired comparison of `a` and `b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unpaired {
+    /// Mean of `a` minus mean of `b`.
+    pub mean: f64,
+    /// Welch t interval of the difference of means.
+    pub ci_t: Option<Interval>,
+    /// Percentile bootstrap interval of the difference (each sample resampled on its own).
+    pub ci_boot: Option<Interval>,
+    /// Two-sided Welch t-test p-value.
+    pub p_welch: Option<f64>,
+    /// Mann-Whitney probability of improvement `P(A > B)` (ties count one half).
+    pub p_improve: f64,
+    /// Percentile bootstrap interval of `P(A > B)`.
+    pub p_improve_ci: Option<Interval>,
+}
+
+/// `P(A > B) + P(A = B) / 2` over all pairs of one value of `a` and one of `b`.
+pub fn probability_of_improvement(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for x in a {
+        for y in b {
+            s += if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    s / (a.len() * b.len()) as f64
+}
+
+/// Compares independent samples `a` and `b`.
+pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
+    let (ma, mb) = (mean(a)?, mean(b)?);
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let welch = match (std(a), std(b)) {
+        (Some(sa), Some(sb)) if sa > 0.0 || sb > 0.0 => {
+            let (va, vb) = (sa * sa / na, sb * sb / nb);
+            let se = (va + vb).sqrt();
+            let df = (va + vb).powi(2) / (va * va / (na - 1.0) + vb * vb / (nb - 1.0));
+            Some((se, df))
+        }
+        _ => None,
+    };
+    let mut r = rng(label);
+    let (mut diffs, mut probs) = (Vec::new(), Vec::new());
+    if a.len() >= 2 && b.len() >= 2 {
+        for _ in 0..RESAMPLES {
+            let ra: Vec<f64> = (0..a.len()).map(|_| a[r.random_range(0..a.len())]).collect();
+            let rb: Vec<f64> = (0..b.len()).map(|_| b[r.random_range(0..b.len())]).collect();
+            diffs.push(ra.iter().sum::<f64>() / na - rb.iter().sum::<f64>() / nb);
+            probs.push(probability_of_improvement(&ra, &rb));
+        }
+    }
+    let d = ma - mb;
+    Some(Unpaired {
+        mean: d,
+        ci_t: welch.map(|(se, df)| {
+            let h = t_critical(df) * se;
+            (d - h, d + h)
+        }),
+        ci_boot: percentile_interval(diffs).filter(|_| a.len() >= 2),
+        p_welch: welch.map(|(se, df)| t_p(d / se, df)),
+        p_improve: probability_of_improvement(a, b),
+        p_improve_ci: percentile_interval(probs).filter(|_| a.len() >= 2),
+    })
+}
+
+/// The chance that two runs differ by at least `d`, for normal values of standard deviation
+/// `std`: `2 * (1 - Phi(d / (std * sqrt 2)))`.
+pub fn chance_of_gap(std: f64, d: f64) -> Option<f64> {
+    (std > 0.0).then(|| 2.0 * (1.0 - Normal::standard().cdf(d / (std * 2f64.sqrt()))))
+}
+
+#[cfg(test)]
+mod tests;

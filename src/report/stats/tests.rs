@@ -1,0 +1,87 @@
+//! Reference values computed independently with scipy 1.17.1 / numpy by
+//! `scripts/statistics-reference.py`; inputs are seed accuracies like the default study's.
+
+use super::*;
+
+const X: [f64; 5] = [0.8604, 0.8828, 0.8746, 0.8690, 0.8712];
+const A: [f64; 5] = [0.8676, 0.8786, 0.8782, 0.8710, 0.8690];
+
+fn close(a: f64, b: f64, tol: f64) {
+    assert!((a - b).abs() <= tol, "{a} vs {b}");
+}
+
+#[test]
+fn describe_matches_scipy() {
+    let d = describe(&X, "x").unwrap();
+    close(d.mean, 0.8716, 1e-12);
+    close(d.std.unwrap(), 0.008167006795638164, 1e-12);
+    // scipy.stats.t.interval(0.95, 4, loc=mean, scale=sem)
+    let (lo, hi) = d.ci_t.unwrap();
+    close(lo, 0.8614593216887705, 1e-9);
+    close(hi, 0.8817406783112294, 1e-9);
+    assert_eq!((d.median, d.min, d.max), (0.8712, 0.8604, 0.8828));
+    // The bootstrap interval lies within the sample's range and is reproducible.
+    let (blo, bhi) = d.ci_boot.unwrap();
+    assert!(0.8604 <= blo && blo < d.mean && d.mean < bhi && bhi <= 0.8828);
+    assert_eq!(describe(&X, "x").unwrap().ci_boot, d.ci_boot);
+}
+
+#[test]
+fn one_value_has_no_spread_and_no_interval() {
+    let d = describe(&[0.9], "one").unwrap();
+    assert_eq!((d.std, d.ci_t, d.ci_boot), (None, None, None));
+    assert!(describe(&[], "none").is_none());
+}
+
+#[test]
+fn std_interval_matches_scipy_chi2() {
+    let (lo, hi) = std_interval(0.008167006795638164, 5).unwrap();
+    close(lo, 0.0048931244188005546, 1e-9);
+    close(hi, 0.02346834839116115, 1e-9);
+}
+
+#[test]
+fn paired_tests_match_scipy() {
+    let p = paired(&A, &X, "pair").unwrap();
+    // scipy.stats.ttest_rel(a, x).pvalue
+    close(p.p_t.unwrap(), 0.5640787104897913, 1e-9);
+    // scipy.stats.wilcoxon(a, x, method="exact").pvalue
+    close(p.p_wilcoxon.unwrap(), 0.8125, 1e-12);
+    assert_eq!(p.wins, 3);
+    close(p.mean, 0.00128, 1e-12);
+}
+
+#[test]
+fn wilcoxon_normal_approximation_matches_scipy() {
+    let big = [
+        0.021409191213851826, -0.024556650313141817, 0.005180988467257789, -0.004677696061279298,
+        -0.0035264929211044583, -0.0011559716308976592, -0.019199861291472508,
+        -0.0013193237764418946, -0.007652130762749417, 0.034229995166448826, 0.003257866132279218,
+        -0.002526307943415954, -0.0018128741815135038, -0.005680463461089501,
+        -0.009551505512051212, -0.0029080097723465474, 0.005819453885067859,
+        -0.001385536065733667, 0.01057758702959764, -0.0009980212906658, 0.0012425956507666463,
+        0.01645820851212812, 0.006451055226876445, -0.004052287356140181, -0.000828389745977349,
+        0.0064052513175480216, 0.020350880340988527, -0.0016962032734191348,
+        -0.0014355867907910455, 0.011023136012756913,
+    ];
+    // scipy.stats.wilcoxon(big, method="approx", correction=False).pvalue
+    close(wilcoxon(&big).unwrap(), 0.7812637101499429, 1e-9);
+}
+
+#[test]
+fn unpaired_tests_match_scipy() {
+    let u = unpaired(&A, &X, "u").unwrap();
+    // scipy.stats.ttest_ind(a, x, equal_var=False).pvalue
+    close(u.p_welch.unwrap(), 0.7761835839397474, 1e-9);
+    // scipy.stats.mannwhitneyu(a, x).statistic / 25
+    close(u.p_improve, 0.5, 1e-12);
+    let (lo, hi) = u.p_improve_ci.unwrap();
+    assert!((0.0..=1.0).contains(&lo) && lo <= 0.5 && 0.5 <= hi && hi <= 1.0);
+}
+
+#[test]
+fn zero_differences_give_no_test() {
+    let p = paired(&X, &X, "same").unwrap();
+    assert_eq!((p.p_t, p.p_wilcoxon, p.cohen_d), (None, None, None));
+    assert_eq!(p.wins, 0);
+}

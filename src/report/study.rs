@@ -1,0 +1,169 @@
+//! A study's runs as the statistics see them: one [`Run`] per stage with a record, grouped by
+//! what a row of the summary is about (chain, model, temperature, alpha) and split by the
+//! source of randomness that varies within the group.
+
+use crate::plan::{Kd, Plan, Stage, StageId};
+use crate::store::{StageRecord, Status};
+use std::collections::BTreeMap;
+
+/// One stage and its record.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// The stage.
+    pub stage: &'a Stage,
+    /// Its record.
+    pub record: &'a StageRecord,
+}
+
+impl Run<'_> {
+    /// Whether it trained to the end.
+    pub fn ok(&self) -> bool {
+        self.record.status == Status::Ok
+    }
+
+    /// Test accuracy of the selected epoch.
+    pub fn accuracy(&self) -> Option<f64> {
+        self.record.test_accuracy.filter(|_| self.ok())
+    }
+
+    /// Test accuracy of the last epoch.
+    pub fn last_accuracy(&self) -> Option<f64> {
+        self.record
+            .epochs
+            .last()
+            .map(|e| e.test_accuracy)
+            .filter(|_| self.ok())
+    }
+
+    /// Validation accuracy of the selected epoch.
+    pub fn val_accuracy(&self) -> Option<f64> {
+        self.record.val_accuracy.filter(|_| self.ok())
+    }
+
+    /// The student's seeds of each source: what pairs two runs.
+    pub fn seeds(&self) -> (u64, u64, u64) {
+        let s = self.stage.seeds;
+        (s.init, s.order, s.augment)
+    }
+}
+
+/// Runs that share chain, model and distillation settings: they differ by seeds only.
+#[derive(Debug, Clone)]
+pub struct Group<'a> {
+    /// Chain label (`teacher > student`).
+    pub chain: String,
+    /// Model of the chain's last stage.
+    pub model: String,
+    /// Distillation settings.
+    pub kd: Option<Kd>,
+    /// The runs, in plan order.
+    pub runs: Vec<Run<'a>>,
+}
+
+impl Group<'_> {
+    /// A stable text key, for seeding resamples and for messages.
+    pub fn key(&self) -> String {
+        match self.kd {
+            Some(kd) => format!("{} T={} alpha={}", self.chain, kd.temperature, kd.alpha),
+            None => self.chain.clone(),
+        }
+    }
+
+    /// Chain elements.
+    pub fn chain_models(&self) -> Vec<&str> {
+        self.chain.split(" > ").collect()
+    }
+}
+
+/// Every stage of `plan` that has a record, as groups in plan order.
+pub fn groups<'a>(plan: &'a Plan, records: &'a BTreeMap<StageId, StageRecord>) -> Vec<Group<'a>> {
+    let mut out: Vec<Group> = Vec::new();
+    for stage in &plan.stages {
+        let Some(record) = records.get(&stage.id) else {
+            continue;
+        };
+        let chain = stage.chain_label();
+        let run = Run { stage, record };
+        match out
+            .iter_mut()
+            .find(|g| g.chain == chain && g.kd == stage.kd && g.model == stage.model)
+        {
+            Some(g) => g.runs.push(run),
+            None => out.push(Group {
+                chain,
+                model: stage.model.clone(),
+                kd: stage.kd,
+                runs: vec![run],
+            }),
+        }
+    }
+    out
+}
+
+/// Which source of randomness varies across a sample of runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// Every source moves with the seed.
+    All,
+    /// Weight initialization (and dropout masks) alone.
+    Init,
+    /// Data order alone.
+    Order,
+    /// Augmentation draws alone.
+    Augment,
+}
+
+impl Source {
+    /// Lowercase name, as in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::All => "all",
+            Source::Init => "init",
+            Source::Order => "order",
+            Source::Augment => "augment",
+        }
+    }
+}
+
+/// The samples of a group, one per source that varies: a group whose runs vary only the cell
+/// seed gives one `all` sample; a seed-role study gives one sample per source, each holding
+/// the runs whose other sources sit at the cell seed (the shared baseline run is in each).
+pub fn samples<'a, 'g>(group: &'g Group<'a>) -> Vec<(Source, Vec<Run<'a>>)> {
+    let uniform = |r: &Run| {
+        let (i, o, a) = r.seeds();
+        let s = r.stage.seed;
+        i == s && o == s && a == s
+    };
+    if group.runs.iter().all(uniform) {
+        return vec![(Source::All, group.runs.clone())];
+    }
+    let mut out = Vec::new();
+    let all: Vec<Run> = group.runs.iter().copied().filter(uniform).collect();
+    if distinct(all.iter().map(|r| r.stage.seed)) >= 2 {
+        out.push((Source::All, all));
+    }
+    for source in [Source::Init, Source::Order, Source::Augment] {
+        let pick = |r: &Run| {
+            let (i, o, a) = r.seeds();
+            let s = r.stage.seed;
+            match source {
+                Source::Init => (o == s && a == s, i),
+                Source::Order => (i == s && a == s, o),
+                Source::Augment => (i == s && o == s, a),
+                Source::All => unreachable!(),
+            }
+        };
+        let runs: Vec<Run> = group.runs.iter().copied().filter(|r| pick(r).0).collect();
+        if distinct(runs.iter().map(|r| pick(r).1)) >= 2 {
+            out.push((source, runs));
+        }
+    }
+    out
+}
+
+fn distinct(values: impl Iterator<Item = u64>) -> usize {
+    let mut v: Vec<u64> = values.collect();
+    v.sort_unstable();
+    v.dedup();
+    v.len()
+}

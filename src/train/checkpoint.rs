@@ -1,0 +1,141 @@
+//! Epoch checkpoints: what a stage needs to continue exactly where it stopped — the model, the
+//! optimizer's state, the positions of its random streams, the data order, the history and the
+//! selected epoch's weights.
+//!
+//! ```text
+//! stages/<id>/checkpoints/epoch-<N>/model.bpk   weights after epoch N
+//!                                   optim.bpk   optimizer state (Adam moments, momentum)
+//!                                   best.bpk    the selected epoch's weights, when not N
+//!                                   state.json  epoch, stream positions, order, history
+//! ```
+//! A checkpoint is written in a temporary folder and renamed into place, so a kill leaves the
+//! previous one whole; older ones are removed, and the sweep removes the folder once the stage's
+//! record is committed.
+
+use super::{Cnn, EpochMetrics, StageRun, TrainError, optimizer};
+use burn::module::Module;
+use burn::optim::OptimizerRecord;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    epoch: usize,
+    /// Word positions of the order, augmentation and dropout streams (decimal: JSON has no
+    /// 128-bit integers).
+    streams: [String; 3],
+    order: Vec<u32>,
+    epochs: Vec<EpochMetrics>,
+    /// The selected epoch so far and its score.
+    best: Option<(usize, f64)>,
+}
+
+fn failed(path: &Path, e: impl std::fmt::Debug) -> TrainError {
+    TrainError::ModelFile {
+        path: path.to_path_buf(),
+        message: format!("{e:?}"),
+    }
+}
+
+fn epoch_of(path: &Path) -> Option<usize> {
+    path.file_name()?.to_str()?.strip_prefix("epoch-")?.parse().ok()
+}
+
+/// The committed checkpoints under `dir`, latest first.
+fn committed(dir: &Path) -> Vec<(usize, PathBuf)> {
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("state.json").exists())
+        .filter_map(|p| Some((epoch_of(&p)?, p)))
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v
+}
+
+/// Commits the state of `run` after epoch `epoch` under `dir`.
+pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), TrainError> {
+    let tmp = dir.join(format!(".tmp-epoch-{epoch}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| failed(&tmp, e))?;
+    let model = tmp.join("model.bpk");
+    run.model().clone().save_file(&model).map_err(|e| failed(&model, e))?;
+    let optim = tmp.join("optim.bpk");
+    run.optim.to_record().save(&optim).map_err(|e| failed(&optim, e))?;
+    if let Some((best, _, weights)) = &run.best
+        && *best != epoch
+    {
+        let path = tmp.join("best.bpk");
+        weights.clone().save_file(&path).map_err(|e| failed(&path, e))?;
+    }
+    let state = State {
+        epoch,
+        streams: [&run.order_rng, &run.augment_rng, &run.dropout_rng]
+            .map(|r| r.get_word_pos().to_string()),
+        order: run.order.iter().map(|&i| i as u32).collect(),
+        epochs: run.epochs.clone(),
+        best: run.best.as_ref().map(|b| (b.0, b.1)),
+    };
+    let path = tmp.join("state.json");
+    crate::store::write_atomic(&path, &serde_json::to_vec(&state).expect("states serialize"))
+        .map_err(|e| failed(&path, e))?;
+    let target = dir.join(format!("epoch-{epoch}"));
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(&tmp, &target).map_err(|e| failed(&target, e))?;
+    for (e, old) in committed(dir) {
+        if e != epoch {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+    Ok(())
+}
+
+/// Restores `run` from the latest checkpoint under `dir`; returns its epoch, or `None` when
+/// there is none.
+pub(super) fn resume(dir: &Path, run: &mut StageRun) -> Result<Option<usize>, TrainError> {
+    let Some((epoch, path)) = committed(dir).into_iter().next() else {
+        return Ok(None);
+    };
+    let state_path = path.join("state.json");
+    let text = std::fs::read(&state_path).map_err(|e| failed(&state_path, e))?;
+    let state: State = serde_json::from_slice(&text).map_err(|e| failed(&state_path, e))?;
+    let (stage, data) = (run.stage, run.data);
+    let shape = [data.channels, data.height, data.width];
+    let blank = |device: &burn::tensor::Device| {
+        Cnn::new(&stage.spec, shape, data.classes, None, device)
+    };
+    let model_path = path.join("model.bpk");
+    let autodiff = run.plain.clone().autodiff();
+    let model = blank(&autodiff)
+        .try_load_file(&model_path)
+        .map_err(|e| failed(&model_path, e))?;
+    let optim_path = path.join("optim.bpk");
+    let record = OptimizerRecord::load(&optim_path).map_err(|e| failed(&optim_path, e))?;
+    let best = match state.best {
+        Some((e, score)) if e == epoch => Some((e, score, model.valid())),
+        Some((e, score)) => {
+            let best_path = path.join("best.bpk");
+            let weights = blank(&run.plain)
+                .try_load_file(&best_path)
+                .map_err(|err| failed(&best_path, err))?;
+            Some((e, score, weights))
+        }
+        None => None,
+    };
+    let mut positions = state.streams.iter().map(|p| p.parse::<u128>());
+    for rng in [&mut run.order_rng, &mut run.augment_rng, &mut run.dropout_rng] {
+        let pos = positions
+            .next()
+            .and_then(Result::ok)
+            .ok_or_else(|| failed(&state_path, "bad stream position"))?;
+        rng.set_word_pos(pos);
+    }
+    run.model = Some(model);
+    run.optim = optimizer(stage).load_record(record);
+    run.order = state.order.iter().map(|&i| i as usize).collect();
+    run.epochs = state.epochs;
+    run.best = best;
+    Ok(Some(epoch))
+}
