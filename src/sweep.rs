@@ -6,7 +6,7 @@
 //! resumed sweep ends with the same tables as an uninterrupted one.
 
 use crate::data::{self, DataError, Dataset};
-use crate::plan::{Plan, Stage, StageId};
+use crate::plan::{Cell, Plan, Stage, StageId};
 use crate::report::{self, Provenance, ReportError, Tables};
 use crate::store::{Lookup, StageRecord, Status, Store, StoreError};
 use crate::train::{self, Backend, Cnn, EpochMetrics, Progress, TrainError, Trained};
@@ -124,40 +124,81 @@ pub fn run(
     let store = Store::open(results, &plan.name)?;
     let mut records = committed(plan, &store, options.retry_failed, on_event)?;
     let reused = records.values().filter(|r| r.status == Status::Ok).count();
-    let pending: Vec<&Stage> = plan
-        .stages
+    let groups = plan.groups();
+    // Without an adaptive rule every group runs all its cells at once.
+    let mut counts: Vec<usize> = groups
         .iter()
-        .filter(|s| !records.contains_key(&s.id))
+        .map(|_| plan.adaptive.map_or(usize::MAX, |a| a.min))
         .collect();
-    let trained = pending.len();
-    if !pending.is_empty() {
-        let data = data::load(&plan.dataset, plan.validation)?;
-        for s in &pending {
-            crate::manifest::feature_map_problem(
-                &s.model,
-                &s.spec,
-                [data.channels, data.height, data.width],
-            )
-            .map_err(|message| SweepError::Shape { message })?;
+    let mut data: Option<Dataset> = None;
+    let mut trained = 0;
+    loop {
+        let cells: Vec<&Cell> = groups
+            .iter()
+            .zip(&counts)
+            .flat_map(|((_, cells), &n)| cells.iter().take(n).copied())
+            .collect();
+        let pending: Vec<&Stage> = plan
+            .stages_of(&cells)
+            .into_iter()
+            .filter(|s| !records.contains_key(&s.id))
+            .collect();
+        if !pending.is_empty() {
+            if data.is_none() {
+                data = Some(load_data(plan)?);
+            }
+            let data = data.as_ref().expect("loaded");
+            on_event(Event::Begin {
+                stages: pending.len(),
+                steps: pending
+                    .iter()
+                    .map(|s| {
+                        (s.training.epochs * train::steps_per_epoch(s, data.train.len())) as u64
+                    })
+                    .sum(),
+            });
+            trained += pending.len();
+            Scheduler {
+                store: &store,
+                backend,
+                data,
+                plan,
+                records: &mut records,
+                models: HashMap::new(),
+                waiting: HashMap::new(),
+                notes: Vec::new(),
+            }
+            .run(&pending, options.jobs.max(1), on_event)?;
         }
-        on_event(Event::Begin {
-            stages: pending.len(),
-            steps: pending
+        let Some(rule) = plan.adaptive else {
+            break;
+        };
+        let mut grew = false;
+        for ((key, cells), n) in groups.iter().zip(counts.iter_mut()) {
+            let accuracies: Vec<f64> = cells
                 .iter()
-                .map(|s| (s.training.epochs * train::steps_per_epoch(s, data.train.len())) as u64)
-                .sum(),
-        });
-        Scheduler {
-            store: &store,
-            backend,
-            data: &data,
-            plan,
-            records: &mut records,
-            models: HashMap::new(),
-            waiting: HashMap::new(),
-            notes: Vec::new(),
+                .take(*n)
+                .filter_map(|c| records.get(&c.stage))
+                .filter(|r| r.status == Status::Ok)
+                .filter_map(|r| r.test_accuracy)
+                .collect();
+            let wide =
+                report::stats::t_half_width(&accuracies).is_none_or(|h| h > rule.ci_half_width);
+            if wide && *n < cells.len() {
+                *n += 1;
+                grew = true;
+                on_event(Event::Note(format!(
+                    "`{key}`: 95% CI half-width {} after {} seeds, adding seed {}",
+                    report::stats::t_half_width(&accuracies)
+                        .map_or_else(|| "unknown".to_string(), |h| format!("{h:.4}")),
+                    *n - 1,
+                    cells[*n - 1].seed
+                )));
+            }
         }
-        .run(&pending, options.jobs.max(1), on_event)?;
+        if !grew {
+            break;
+        }
     }
 
     let (tables, files) = write_report(plan, &records, provenance, store.root())?;
@@ -174,6 +215,21 @@ pub fn run(
     })
 }
 
+/// Loads the plan's dataset and checks that every model fits its images (known only now for
+/// image folders).
+fn load_data(plan: &Plan) -> Result<Dataset, SweepError> {
+    let data = data::load(&plan.dataset, plan.validation)?;
+    for s in &plan.stages {
+        crate::manifest::feature_map_problem(
+            &s.model,
+            &s.spec,
+            [data.channels, data.height, data.width],
+        )
+        .map_err(|message| SweepError::Shape { message })?;
+    }
+    Ok(data)
+}
+
 /// The records committed for `plan`'s stages; corrupt ones are reported and left out (so they
 /// train again), and so are failed ones when `retry_failed`.
 fn committed(
@@ -187,7 +243,7 @@ fn committed(
         match store.lookup(&stage.id)? {
             Lookup::Found(r) if r.status == Status::Failed && retry_failed => {}
             Lookup::Found(r) => {
-                records.insert(stage.id.clone(), r);
+                records.insert(stage.id.clone(), *r);
             }
             Lookup::Missing => {}
             Lookup::Corrupt { path, message } => on_event(Event::Warning(format!(
@@ -288,8 +344,8 @@ impl Scheduler<'_> {
                             scope.spawn(move || {
                                 // A panicking worker (a shape error, an out-of-memory) fails its
                                 // stage; it must still report, or the sweep would wait forever.
-                                let result = std::panic::catch_unwind(
-                                    std::panic::AssertUnwindSafe(|| {
+                                let result =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                         train::train(
                                             stage,
                                             data,
@@ -301,17 +357,20 @@ impl Scheduler<'_> {
                                                     Progress::Step { epoch, step, steps } => {
                                                         Msg::Step(idx, epoch, step, steps)
                                                     }
-                                                    Progress::Epoch(m) => Msg::Epoch(idx, m.clone()),
+                                                    Progress::Epoch(m) => {
+                                                        Msg::Epoch(idx, m.clone())
+                                                    }
                                                 });
                                             },
                                         )
-                                    }),
-                                )
-                                .unwrap_or_else(|panic| {
-                                    Err(TrainError::Panicked {
-                                        message: panic_message(panic.as_ref()),
-                                    })
-                                });
+                                    }))
+                                    .unwrap_or_else(
+                                        |panic| {
+                                            Err(TrainError::Panicked {
+                                                message: panic_message(panic.as_ref()),
+                                            })
+                                        },
+                                    );
                                 let _ = tx.send(Msg::Done(idx, Box::new(result)));
                             });
                         }

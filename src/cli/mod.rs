@@ -123,6 +123,11 @@ enum Command {
         /// kinds); 0 compares bit for bit, Markdown included.
         #[arg(long, default_value_t = 0.0, value_name = "X")]
         tolerance: f64,
+        /// The tolerance to use instead when A and B were computed on different backends or
+        /// processor kinds (whose numbers differ in their last bits and drift apart in
+        /// training); the same kind is still compared with `--tolerance`.
+        #[arg(long, value_name = "X")]
+        across: Option<f64>,
     },
 }
 
@@ -291,7 +296,8 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             b,
             against,
             tolerance,
-        } => diff_command(a, b.as_deref(), against.as_deref(), *tolerance),
+            across,
+        } => diff_command(a, b.as_deref(), against.as_deref(), *tolerance, *across),
         Command::Bench {
             compute,
             seconds,
@@ -368,10 +374,12 @@ fn load_plan(
 ) -> Result<(Plan, Provenance), Failure> {
     let mut m = load_manifest(manifest, profile)?;
     compute.apply(&mut m)?;
-    let data = data::fingerprint(&m.dataset, &mut data::DigestCache::open(results))
-        .map_err(|e| Failure {
-            report: e.into(),
-            code: 2,
+    let data =
+        data::fingerprint(&m.dataset, &mut data::DigestCache::open(results)).map_err(|e| {
+            Failure {
+                report: e.into(),
+                code: 2,
+            }
         })?;
     let plan = plan::expand(&m, &data);
     let provenance = Provenance {
@@ -383,6 +391,7 @@ fn load_plan(
         git_revision: git_revision(manifest),
         data_sha256: data,
         compute: format!("{} on {}", plan.compute.result_key(), plan.compute.device),
+        adaptive: plan.adaptive,
     };
     Ok((plan, provenance))
 }
@@ -390,7 +399,10 @@ fn load_plan(
 /// How provenance names the manifest: its path within its git checkout (`experiments/default.toml`),
 /// or its file name, so the label is the same on every clone and machine.
 fn manifest_label(file: &Path) -> String {
-    let name = || file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let name = || {
+        file.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
     let Ok(abs) = std::path::absolute(file) else {
         return name();
     };
@@ -414,7 +426,10 @@ fn manifest_label(file: &Path) -> String {
 
 /// The last commit that changed `file`, when it is tracked by git.
 fn git_revision(file: &Path) -> Option<String> {
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -449,7 +464,7 @@ fn report_command(
         code: 1,
     })?;
     sweep::report(plan, results, provenance, Some(scratch.path()), warn)?;
-    let diff = report::diff::compare(&dir, scratch.path(), 0.0).map_err(|e| Failure {
+    let diff = report::diff::compare(&dir, scratch.path(), 0.0, None).map_err(|e| Failure {
         report: e.into(),
         code: 1,
     })?;
@@ -457,7 +472,10 @@ fn report_command(
     if diff.differences > 0 {
         return Err(Failure {
             report: miette::miette!(
-                help = "if the change is meant, run `kdgrid report {}` to rewrite them and review `git diff`",
+                help = format!(
+                    "if the change is meant, `kdgrid report {}` rewrites them; review `git diff`",
+                    provenance.manifest
+                ),
                 "the committed tables in `{}` differ from the ones regenerated from the store ({} differences)",
                 dir.display(),
                 diff.differences
@@ -505,6 +523,7 @@ fn diff_command(
     b: Option<&Path>,
     against: Option<&str>,
     tolerance: f64,
+    across: Option<f64>,
 ) -> Result<(), Failure> {
     let fail = |message: String| Failure {
         report: miette::miette!("{message}"),
@@ -516,25 +535,35 @@ fn diff_command(
         (None, Some(rev)) => {
             let n = report::diff::checkout(a, rev, scratch.path()).map_err(fail)?;
             if n == 0 {
-                return Err(fail(format!("`{}` has no result tables at `{rev}`", a.display())));
+                return Err(fail(format!(
+                    "`{}` has no result tables at `{rev}`",
+                    a.display()
+                )));
             }
             (scratch.path().to_path_buf(), a.to_path_buf())
         }
-        _ => return Err(fail("give two folders, or one folder and `--against REV`".into())),
+        _ => {
+            return Err(fail(
+                "give two folders, or one folder and `--against REV`".into(),
+            ));
+        }
     };
     for dir in [&left, &right] {
         if !dir.is_dir() {
             return Err(fail(format!("`{}` is not a results folder", dir.display())));
         }
     }
-    let diff = report::diff::compare(&left, &right, tolerance).map_err(|e| Failure {
+    let diff = report::diff::compare(&left, &right, tolerance, across).map_err(|e| Failure {
         report: e.into(),
         code: 2,
     })?;
     print!("{}", diff.text);
     if diff.differences > 0 {
         return Err(Failure {
-            report: miette::miette!("{} differences beyond tolerance {tolerance}", diff.differences),
+            report: miette::miette!(
+                "{} differences beyond tolerance {tolerance}",
+                diff.differences
+            ),
             code: 1,
         });
     }
@@ -548,5 +577,3 @@ fn kd_text(stage: &plan::Stage) -> String {
         |kd| format!("T={} alpha={}", kd.temperature, kd.alpha),
     )
 }
-
-

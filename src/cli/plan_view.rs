@@ -82,7 +82,7 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
     let records: Vec<_> = lookups
         .iter()
         .map(|l| match l {
-            Lookup::Found(r) => Some(r),
+            Lookup::Found(r) => Some(r.as_ref()),
             _ => None,
         })
         .collect();
@@ -233,6 +233,22 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
         "{} trainings saved by sharing equal stages across cells",
         report.saved_by_reuse
     );
+    if let Some(a) = plan.adaptive {
+        let groups = plan.groups();
+        let first: Vec<_> = groups
+            .iter()
+            .flat_map(|(_, c)| c.iter().take(a.min).copied())
+            .collect();
+        println!(
+            "adaptive seeds: {} to {} stages ({} to {} seeds per group, until the 95% CI \
+             half-width of mean test accuracy is below {})",
+            plan.stages_of(&first).len(),
+            plan.stages.len(),
+            a.min,
+            a.max,
+            a.ci_half_width
+        );
+    }
     match (report.pending_tflops, report.estimated_seconds) {
         _ if report.to_train == 0 => println!("nothing to train"),
         (Some(t), Some(secs)) => println!(

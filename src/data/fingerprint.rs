@@ -118,18 +118,23 @@ fn files(spec: &DatasetSpec) -> Result<Vec<(String, PathBuf)>, DataError> {
     };
     let names: Vec<String> = match format {
         FileFormat::FashionMnist | FileFormat::Mnist => {
-            return ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-                .iter()
-                .map(|name| {
-                    let plain = path.join(name);
-                    let gz = path.join(format!("{name}.gz"));
-                    match (plain.exists(), gz.exists()) {
-                        (true, _) => Ok((name.to_string(), plain)),
-                        (false, true) => Ok((format!("{name}.gz"), gz)),
-                        _ => Err(DataError::Missing { path: plain }),
-                    }
-                })
-                .collect();
+            return [
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ]
+            .iter()
+            .map(|name| {
+                let plain = path.join(name);
+                let gz = path.join(format!("{name}.gz"));
+                match (plain.exists(), gz.exists()) {
+                    (true, _) => Ok((name.to_string(), plain)),
+                    (false, true) => Ok((format!("{name}.gz"), gz)),
+                    _ => Err(DataError::Missing { path: plain }),
+                }
+            })
+            .collect();
         }
         FileFormat::Cifar10 | FileFormat::Cifar100 => {
             let release = if *format == FileFormat::Cifar10 {
@@ -151,7 +156,10 @@ fn files(spec: &DatasetSpec) -> Result<Vec<(String, PathBuf)>, DataError> {
             return Ok(out);
         }
     };
-    Ok(names.into_iter().map(|n| (n.clone(), path.join(n))).collect())
+    Ok(names
+        .into_iter()
+        .map(|n| (n.clone(), path.join(n)))
+        .collect())
 }
 
 /// The content digest of what `spec` reads: for files, their relative paths and bytes; for

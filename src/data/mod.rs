@@ -129,7 +129,8 @@ impl Dataset {
         self.val = Some(self.train.select(&val));
         self.train = self.train.select(&train);
         if recompute_normalization {
-            (self.mean, self.std) = normalization(&self.train, self.channels, self.height * self.width);
+            (self.mean, self.std) =
+                normalization(&self.train, self.channels, self.height * self.width);
         }
     }
 

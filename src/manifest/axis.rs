@@ -177,3 +177,53 @@ mod tests {
         assert!(expand_range(Some([0.0, 3.0]), Some(1.0), None, None).is_err());
     }
 }
+
+/// How many seeds a group needs, decided while the study runs: seeds 0, 1, 2, ... are added to
+/// each group (chain, model, temperature, alpha) until the 95% t interval of its mean test
+/// accuracy is narrower than `ci-half-width` on each side, or `max` seeds have run.
+///
+/// ```toml
+/// [grid]
+/// seed = { adaptive = { min = 3, max = 20, ci-half-width = 0.005 } }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Adaptive {
+    /// Seeds every group runs first (at least 2: one seed has no interval).
+    pub min: usize,
+    /// Most seeds a group runs.
+    pub max: usize,
+    /// Target half-width of the interval, in accuracy units (0.005 = half a point).
+    pub ci_half_width: f64,
+}
+
+/// `grid.seed` as written: seed values, or an [`Adaptive`] rule.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SeedAxis {
+    /// Listed seeds.
+    Values(Axis<u64>),
+    /// Seeds added while running.
+    Adaptive(Adaptive),
+}
+
+impl<'de> Deserialize<'de> for SeedAxis {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(deserializer)?;
+        match value {
+            toml::Value::Table(t) if t.contains_key("adaptive") => {
+                if let Some(other) = t.keys().find(|k| *k != "adaptive") {
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{other}` next to `adaptive`"
+                    )));
+                }
+                let rule = t["adaptive"].clone();
+                Adaptive::deserialize(rule)
+                    .map(SeedAxis::Adaptive)
+                    .map_err(|e| de::Error::custom(e.message().to_string()))
+            }
+            other => Axis::<u64>::deserialize(other)
+                .map(SeedAxis::Values)
+                .map_err(|e| de::Error::custom(e.message().to_string())),
+        }
+    }
+}

@@ -21,10 +21,10 @@ pub use cost::{Cost, cost};
 pub use dataset::{DataShape, DatasetSpec, FileFormat, Normalize, SyntheticSpec};
 pub use error::{ManifestError, ManifestWarnings, Problem, Warning};
 pub use grid::{
-    AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds, TeacherSeed,
-    Test, Value,
+    Adaptive, AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds,
+    TeacherSeed, Test, Value,
 };
-pub use model::{ModelSpec, PLAIN_CNN_SIZES, feature_map_problem};
+pub use model::{FeatureMaps, ModelSpec, PLAIN_CNN_SIZES, feature_map_problem};
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
     Optimizer, Schedule, Selection, TrainingOverride, TrainingSpec,

@@ -54,7 +54,7 @@ impl ModelSpec {
     pub fn feature_maps(
         &self,
         [_, height, width]: [usize; 3],
-    ) -> Result<Vec<[usize; 3]>, (usize, Vec<[usize; 3]>)> {
+    ) -> Result<FeatureMaps, (usize, FeatureMaps)> {
         let (mut h, mut w) = (height, width);
         let mut maps = Vec::new();
         for (i, &out) in self.conv.iter().enumerate() {
@@ -95,6 +95,9 @@ impl ModelSpec {
         })
     }
 }
+
+/// `[channels, height, width]` after each conv layer.
+pub type FeatureMaps = Vec<[usize; 3]>;
 
 /// Sizes of the `plain-cnn` family.
 pub const PLAIN_CNN_SIZES: [usize; 5] = [2, 4, 6, 8, 10];

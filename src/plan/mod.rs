@@ -9,7 +9,8 @@
 pub use crate::manifest::{Cost, RoleSeeds, cost};
 
 use crate::manifest::{
-    CellSpec, ComputeSpec, DatasetSpec, Holdout, KlReduction, Manifest, ModelSpec, TeacherSeed, TrainingSpec,
+    Adaptive, CellSpec, ComputeSpec, DatasetSpec, Holdout, KlReduction, Manifest, ModelSpec,
+    TeacherSeed, TrainingSpec,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -171,6 +172,8 @@ pub struct Plan {
     pub validation: Option<Holdout>,
     /// The dataset's content digest.
     pub data: String,
+    /// How many of the seeds each group runs, when decided while running.
+    pub adaptive: Option<Adaptive>,
 }
 
 impl Plan {
@@ -197,6 +200,45 @@ impl Plan {
         let per_epoch = shape.train as u64 * (own.train_flops() + teacher)
             + shape.test as u64 * own.forward_flops;
         Some(stage.training.epochs as u64 * per_epoch)
+    }
+
+    /// The cells of each group (chain and distillation settings) in seed order: what an
+    /// adaptive rule grows seed by seed.
+    pub fn groups(&self) -> Vec<(String, Vec<&Cell>)> {
+        let mut out: Vec<(String, Vec<&Cell>)> = Vec::new();
+        for c in &self.cells {
+            let key = format!(
+                "{}{}",
+                c.chain.join(" > "),
+                c.kd.map_or_else(String::new, |k| format!(
+                    " T={} alpha={}",
+                    k.temperature, k.alpha
+                ))
+            );
+            match out.iter_mut().find(|g| g.0 == key) {
+                Some(g) => g.1.push(c),
+                None => out.push((key, vec![c])),
+            }
+        }
+        out
+    }
+
+    /// The stages the cells `cells` need, parents first, in plan order.
+    pub fn stages_of<'a>(&'a self, cells: &[&Cell]) -> Vec<&'a Stage> {
+        let mut wanted: std::collections::HashSet<&StageId> = std::collections::HashSet::new();
+        for c in cells {
+            let mut id = Some(&c.stage);
+            while let Some(i) = id {
+                if !wanted.insert(i) {
+                    break;
+                }
+                id = self.stage(i).and_then(|s| s.parent.as_ref());
+            }
+        }
+        self.stages
+            .iter()
+            .filter(|s| wanted.contains(&s.id))
+            .collect()
     }
 
     /// Number of stages with each role.
@@ -339,6 +381,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
         compute: manifest.compute,
         validation: manifest.training.validation,
         data: data.to_string(),
+        adaptive: manifest.grid.adaptive,
     }
 }
 

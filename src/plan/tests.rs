@@ -69,11 +69,14 @@ fn parents_come_before_children() {
 #[test]
 fn adding_axis_values_keeps_existing_ids() {
     let before = expand(&manifest(GRID), "");
-    let after = expand(&manifest(
-        &GRID
-            .replace("seed = [0, 1, 2]", "seed = [0, 1, 2, 9]")
-            .replace("temperature = [2.0, 4.0]", "temperature = [1.0, 2.0, 4.0]"),
-    ), "");
+    let after = expand(
+        &manifest(
+            &GRID
+                .replace("seed = [0, 1, 2]", "seed = [0, 1, 2, 9]")
+                .replace("temperature = [2.0, 4.0]", "temperature = [1.0, 2.0, 4.0]"),
+        ),
+        "",
+    );
     let ids: Vec<_> = after.stages.iter().map(|s| s.id.clone()).collect();
     for s in &before.stages {
         assert!(ids.contains(&s.id), "stage {} vanished", s.chain_label());
@@ -141,8 +144,9 @@ fn paired_stages_share_init_and_order_streams() {
 
 #[test]
 fn role_placeholders_cross_teachers_and_students() {
-    let plan = expand(&manifest(
-        r#"
+    let plan = expand(
+        &manifest(
+            r#"
 seed = [0]
 temperature = [4.0]
 alpha = [0.9]
@@ -150,7 +154,9 @@ teacher = ["big", "mid"]
 student = ["small", "mid"]
 chains = [["@student"], ["@teacher", "@student"]]
 "#,
-    ), "");
+        ),
+        "",
+    );
     let chains: Vec<String> = plan.cells.iter().map(|c| c.chain.join(">")).collect();
     assert_eq!(
         chains,
@@ -167,9 +173,10 @@ chains = [["@student"], ["@teacher", "@student"]]
 
 #[test]
 fn role_seed_axes_vary_one_source_only() {
-    let plan = expand(&manifest(
-        "seed = [0]\norder-seed = [0, 1]\nchains = [[\"small\"]]",
-    ), "");
+    let plan = expand(
+        &manifest("seed = [0]\norder-seed = [0, 1]\nchains = [[\"small\"]]"),
+        "",
+    );
     assert_eq!(plan.stages.len(), 2);
     let (a, b) = (&plan.stages[0], &plan.stages[1]);
     assert_eq!(a.init_stream(), b.init_stream());
@@ -180,9 +187,10 @@ fn role_seed_axes_vary_one_source_only() {
     let plain = expand(&manifest("seed = [0]\nchains = [[\"small\"]]"), "");
     assert_eq!(plain.stages[0].id, a.id);
 
-    let plan = expand(&manifest(
-        "seed = [5]\ninit-seed = [1, 2]\nchains = [[\"small\"]]",
-    ), "");
+    let plan = expand(
+        &manifest("seed = [5]\ninit-seed = [1, 2]\nchains = [[\"small\"]]"),
+        "",
+    );
     let (a, b) = (&plan.stages[0], &plan.stages[1]);
     assert_ne!(a.init_stream(), b.init_stream());
     assert_eq!(a.order_stream(), b.order_stream());
@@ -209,8 +217,9 @@ fn teacher_seed_policies() {
             .map(|s| s.seed)
             .collect()
     };
-    let with =
-        |grid: &str, policy: &str| expand(&manifest(&format!("{grid}teacher-seed = {policy}\n")), "");
+    let with = |grid: &str, policy: &str| {
+        expand(&manifest(&format!("{grid}teacher-seed = {policy}\n")), "")
+    };
     let count_big = |policy: &str| {
         let plan = with(GRID, &format!("\"{policy}\""));
         let students: Vec<u64> = plan.cells.iter().map(|c| c.seed).collect();

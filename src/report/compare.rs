@@ -123,12 +123,13 @@ fn root_seed(plan: &Plan, stage: &Stage) -> u64 {
 /// Whether the teachers of `runs` move with the students' seeds in a way pairing allows: the
 /// same teacher for all, or each student's own seed.
 fn teachers_pair(plan: &Plan, runs: &[Run]) -> bool {
-    let roots: Vec<u64> = runs.iter().map(|r| root_seed(plan, r.stage)).collect();
-    roots.windows(2).all(|w| w[0] == w[1])
-        || runs
-            .iter()
-            .zip(&roots)
-            .all(|(r, &root)| r.stage.parent.is_none() || root == r.stage.seed)
+    let distilled: Vec<(u64, u64)> = runs
+        .iter()
+        .filter(|r| r.stage.parent.is_some())
+        .map(|r| (root_seed(plan, r.stage), r.stage.seed))
+        .collect();
+    distilled.windows(2).all(|w| w[0].0 == w[1].0)
+        || distilled.iter().all(|(root, seed)| root == seed)
 }
 
 fn compare(plan: &Plan, kind: Kind, a: &Group, b: &Group) -> Comparison {
@@ -223,11 +224,19 @@ pub fn frame(rows: &[Comparison]) -> PolarsResult<DataFrame> {
         rows.iter().map(|r| r.paired.as_ref().and_then(f)).collect()
     };
     let u = |f: fn(&stats::Unpaired) -> Option<f64>| -> Vec<Option<f64>> {
-        rows.iter().map(|r| r.unpaired.as_ref().and_then(f)).collect()
-    };
-    let either = |fp: fn(&stats::Paired) -> Option<f64>, fu: fn(&stats::Unpaired) -> Option<f64>| {
         rows.iter()
-            .map(|r| r.paired.as_ref().and_then(fp).or(r.unpaired.as_ref().and_then(fu)))
+            .map(|r| r.unpaired.as_ref().and_then(f))
+            .collect()
+    };
+    let either = |fp: fn(&stats::Paired) -> Option<f64>,
+                  fu: fn(&stats::Unpaired) -> Option<f64>| {
+        rows.iter()
+            .map(|r| {
+                r.paired
+                    .as_ref()
+                    .and_then(fp)
+                    .or(r.unpaired.as_ref().and_then(fu))
+            })
             .collect::<Vec<_>>()
     };
     df![

@@ -11,7 +11,8 @@ use std::path::Path;
 /// A GitHub Markdown table.
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
-    t.load_preset(presets::ASCII_MARKDOWN).set_header(header.to_vec());
+    t.load_preset(presets::ASCII_MARKDOWN)
+        .set_header(header.to_vec());
     for r in rows {
         t.add_row(r);
     }
@@ -64,17 +65,37 @@ fn interval(lo: Option<f64>, hi: Option<f64>) -> String {
 /// The test-accuracy rows of the summary with their intervals.
 pub(super) fn accuracy_table(s: &DataFrame) -> String {
     let metric = strs(s, "metric");
-    let (chain, model, source, note) = (strs(s, "chain"), strs(s, "model"), strs(s, "source"), strs(s, "note"));
+    let (chain, model, source, note) = (
+        strs(s, "chain"),
+        strs(s, "model"),
+        strs(s, "source"),
+        strs(s, "note"),
+    );
     let [t, a, n, failed, mean, std, lo, hi, blo, bhi, min, max] = [
-        "temperature", "alpha", "n", "failed", "mean", "std", "ci_low", "ci_high", "boot_low",
-        "boot_high", "min", "max",
+        "temperature",
+        "alpha",
+        "n",
+        "failed",
+        "mean",
+        "std",
+        "ci_low",
+        "ci_high",
+        "boot_low",
+        "boot_high",
+        "min",
+        "max",
     ]
     .map(|c| floats(s, c));
     let show_source = source.iter().any(|x| x != "all");
     let rows = (0..s.height())
         .filter(|&i| metric[i] == "test_accuracy")
         .map(|i| {
-            let mut r = vec![chain[i].clone(), model[i].clone(), setting(t[i]), setting(a[i])];
+            let mut r = vec![
+                chain[i].clone(),
+                model[i].clone(),
+                setting(t[i]),
+                setting(a[i]),
+            ];
             if show_source {
                 r.push(source[i].clone());
             }
@@ -99,7 +120,16 @@ pub(super) fn accuracy_table(s: &DataFrame) -> String {
     if show_source {
         header.push("source");
     }
-    header.extend(["n", "mean", "95% CI (t)", "95% CI (bootstrap)", "std", "min", "max", "note"]);
+    header.extend([
+        "n",
+        "mean",
+        "95% CI (t)",
+        "95% CI (bootstrap)",
+        "std",
+        "min",
+        "max",
+        "note",
+    ]);
     table(&header, rows)
 }
 
@@ -119,7 +149,14 @@ pub fn summary(p: &Provenance, tables: &Tables) -> String {
 fn variance_table(v: &DataFrame) -> String {
     let (chain, source) = (strs(v, "chain"), strs(v, "source"));
     let [t, a, n, std, lo, hi, range, p1, pairs] = [
-        "temperature", "alpha", "n", "std", "std_low", "std_high", "range", "p_gap_1_point",
+        "temperature",
+        "alpha",
+        "n",
+        "std",
+        "std_low",
+        "std_high",
+        "range",
+        "p_gap_1_point",
         "pairs_gap_1_point",
     ]
     .map(|c| floats(v, c));
@@ -145,8 +182,16 @@ fn variance_table(v: &DataFrame) -> String {
         .collect();
     table(
         &[
-            "chain", "T", "alpha", "source", "n", "std (points)", "95% CI of std", "max - min (points)",
-            "P(two seeds differ >= 1 point)", "pairs differing >= 1 point",
+            "chain",
+            "T",
+            "alpha",
+            "source",
+            "n",
+            "std (points)",
+            "95% CI of std",
+            "max - min (points)",
+            "P(two seeds differ >= 1 point)",
+            "pairs differing >= 1 point",
         ],
         rows,
     )
@@ -154,15 +199,30 @@ fn variance_table(v: &DataFrame) -> String {
 
 /// Per group: mean agreement with the teacher, KL to it, calibration, gap closed, size.
 fn distillation_table(runs: &DataFrame) -> String {
-    let (chain, model, status) = (strs(runs, "chain"), strs(runs, "model"), strs(runs, "status"));
+    let (chain, model, status) = (
+        strs(runs, "chain"),
+        strs(runs, "model"),
+        strs(runs, "status"),
+    );
     let [params, bytes, ece, agree, kl, gap, t, a] = [
-        "params", "model_bytes", "ece", "agreement", "kl_teacher", "gap_closed", "temperature",
+        "params",
+        "model_bytes",
+        "ece",
+        "agreement",
+        "kl_teacher",
+        "gap_closed",
+        "temperature",
         "alpha",
     ]
     .map(|c| floats(runs, c));
     let mut keys: Vec<(String, String, String, String)> = Vec::new();
     for i in 0..runs.height() {
-        let k = (chain[i].clone(), model[i].clone(), setting(t[i]), setting(a[i]));
+        let k = (
+            chain[i].clone(),
+            model[i].clone(),
+            setting(t[i]),
+            setting(a[i]),
+        );
         if status[i] == "ok" && !keys.contains(&k) {
             keys.push(k);
         }
@@ -171,7 +231,15 @@ fn distillation_table(runs: &DataFrame) -> String {
         .into_iter()
         .map(|k| {
             let idx: Vec<usize> = (0..runs.height())
-                .filter(|&i| status[i] == "ok" && (chain[i].clone(), model[i].clone(), setting(t[i]), setting(a[i])) == k)
+                .filter(|&i| {
+                    status[i] == "ok"
+                        && (
+                            chain[i].clone(),
+                            model[i].clone(),
+                            setting(t[i]),
+                            setting(a[i]),
+                        ) == k
+                })
                 .collect();
             let mean = |v: &[Option<f64>]| {
                 let xs: Vec<f64> = idx.iter().filter_map(|&i| v[i]).collect();
@@ -182,8 +250,12 @@ fn distillation_table(runs: &DataFrame) -> String {
                 k.1,
                 k.2,
                 k.3,
-                idx.first().and_then(|&i| params[i]).map_or_else(String::new, |p| format!("{p:.0}")),
-                idx.first().and_then(|&i| bytes[i]).map_or_else(String::new, |b| format!("{:.0} KiB", b / 1024.0)),
+                idx.first()
+                    .and_then(|&i| params[i])
+                    .map_or_else(String::new, |p| format!("{p:.0}")),
+                idx.first()
+                    .and_then(|&i| bytes[i])
+                    .map_or_else(String::new, |b| format!("{:.0} KiB", b / 1024.0)),
                 f4(mean(&ece)),
                 f4(mean(&agree)),
                 f4(mean(&kl)),
@@ -193,8 +265,16 @@ fn distillation_table(runs: &DataFrame) -> String {
         .collect();
     table(
         &[
-            "chain", "model", "T", "alpha", "params", "weights", "ECE", "agreement with teacher",
-            "KL(teacher ‖ model)", "gap closed",
+            "chain",
+            "model",
+            "T",
+            "alpha",
+            "params",
+            "weights",
+            "ECE",
+            "agreement with teacher",
+            "KL(teacher ‖ model)",
+            "gap closed",
         ],
         rows,
     )
@@ -225,6 +305,14 @@ pub fn report(p: &Provenance, tables: &Tables, figures: &[Figure], dir: &Path) -
         super::stats::RESAMPLES
     ));
     out.push_str(&accuracy_table(&tables.summary));
+    if let Some(a) = p.adaptive {
+        out.push_str(&format!(
+            "\nSeeds were added to each group in order until the 95% t interval of its mean was \
+             narrower than ±{} (at least {}, at most {} seeds): `n` is the number of seeds each \
+             group needed; a group with n = {} stopped at the maximum, not at the target.\n",
+            a.ci_half_width, a.min, a.max, a.max
+        ));
+    }
     out.push_str("\n## Comparisons\n\n");
     if tables.sentences.is_empty() {
         out.push_str("The study has no distilled chain with a baseline to compare against.\n");

@@ -82,6 +82,8 @@ pub struct Provenance {
     pub data_sha256: String,
     /// Backend, device and threads of the plan.
     pub compute: String,
+    /// The adaptive seed rule, when the study has one.
+    pub adaptive: Option<crate::manifest::Adaptive>,
 }
 
 impl Provenance {
@@ -211,7 +213,10 @@ pub fn write(
     written.extend(figures.iter().flat_map(|f| f.files.clone()));
     for (name, text) in [
         ("summary.md", markdown::summary(provenance, tables)),
-        ("report.md", markdown::report(provenance, tables, &figures, dir)),
+        (
+            "report.md",
+            markdown::report(provenance, tables, &figures, dir),
+        ),
     ] {
         let path = dir.join(name);
         write_atomic(&path, text.as_bytes())?;

@@ -170,13 +170,21 @@ impl Groups {
             .flatten()
             .copied()
             .chain(self.ci.iter().flatten().flat_map(|c| [c.0, c.1]));
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
         let pad = ((hi - lo) * 0.1).max(0.005);
         ((lo - pad).max(0.0), (hi + pad).min(1.0))
     }
 
     fn label_width(&self) -> u32 {
-        self.labels.iter().map(|l| l.chars().count()).max().unwrap_or(10) as u32 * 8 + 20
+        self.labels
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(10) as u32
+            * 8
+            + 20
     }
 }
 
@@ -191,7 +199,14 @@ fn category_chart<'a, DB: DrawingBackend>(
     g: &'a Groups,
     caption: &str,
 ) -> Result<
-    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>>>,
+    ChartContext<
+        'a,
+        DB,
+        Cartesian2d<
+            plotters::coord::types::RangedCoordf64,
+            plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+        >,
+    >,
     String,
 > {
     area.fill(&WHITE).map_err(err)?;
@@ -228,7 +243,10 @@ impl Plot for Bars<'_> {
         "Mean test accuracy per chain, with 95% confidence intervals".into()
     }
     fn size(&self) -> (u32, u32) {
-        (self.0.label_width() + 560, 90 + 42 * self.0.labels.len() as u32)
+        (
+            self.0.label_width() + 560,
+            90 + 42 * self.0.labels.len() as u32,
+        )
     }
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Drawn {
         let g = self.0;
@@ -237,7 +255,10 @@ impl Plot for Bars<'_> {
         chart
             .draw_series(g.mean.iter().enumerate().map(|(i, &m)| {
                 let mut r = Rectangle::new(
-                    [(lo, SegmentValue::Exact(i)), (m, SegmentValue::Exact(i + 1))],
+                    [
+                        (lo, SegmentValue::Exact(i)),
+                        (m, SegmentValue::Exact(i + 1)),
+                    ],
                     color(i).mix(0.55).filled(),
                 );
                 r.set_margin(6, 6, 0, 0);
@@ -248,7 +269,10 @@ impl Plot for Bars<'_> {
             if let Some((l, h)) = *ci {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![(l, SegmentValue::CenterOf(i)), (h, SegmentValue::CenterOf(i))],
+                        vec![
+                            (l, SegmentValue::CenterOf(i)),
+                            (h, SegmentValue::CenterOf(i)),
+                        ],
                         BLACK.stroke_width(2),
                     )))
                     .map_err(err)?;
@@ -265,7 +289,10 @@ impl Plot for Seeds<'_> {
         "Every seed's test accuracy".into()
     }
     fn size(&self) -> (u32, u32) {
-        (self.0.label_width() + 560, 90 + 36 * self.0.labels.len() as u32)
+        (
+            self.0.label_width() + 560,
+            90 + 36 * self.0.labels.len() as u32,
+        )
     }
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Drawn {
         let g = self.0;
@@ -273,7 +300,11 @@ impl Plot for Seeds<'_> {
         for (i, seeds) in g.seeds.iter().enumerate() {
             chart
                 .draw_series(seeds.iter().map(|&a| {
-                    Circle::new((a, SegmentValue::CenterOf(i)), 5, color(i).mix(0.7).filled())
+                    Circle::new(
+                        (a, SegmentValue::CenterOf(i)),
+                        5,
+                        color(i).mix(0.7).filled(),
+                    )
                 }))
                 .map_err(err)?;
             let m = g.mean[i];
@@ -288,16 +319,27 @@ impl Plot for Seeds<'_> {
     }
 }
 
-/// Per group: epoch, and the mean, min and max over seeds of train loss and test accuracy.
-struct Curves(Vec<(String, Vec<(f64, [f64; 3], [f64; 3])>)>);
+/// An epoch, and `[mean, min, max]` over seeds of train loss and of test accuracy.
+type CurvePoint = (f64, [f64; 3], [f64; 3]);
+/// An epoch and every seed's train loss and test accuracy.
+type EpochValues = (f64, Vec<f64>, Vec<f64>);
+
+/// Per group: its label and points.
+struct Curves(Vec<(String, Vec<CurvePoint>)>);
 
 impl Curves {
     fn of(tables: &Tables) -> Self {
         let e = &tables.epochs;
         let chain = strs(e, "chain");
-        let [t, a, epoch, loss, acc] =
-            ["temperature", "alpha", "epoch", "train_loss", "test_accuracy"].map(|c| floats(e, c));
-        let mut groups: Vec<(String, Vec<(f64, Vec<f64>, Vec<f64>)>)> = Vec::new();
+        let [t, a, epoch, loss, acc] = [
+            "temperature",
+            "alpha",
+            "epoch",
+            "train_loss",
+            "test_accuracy",
+        ]
+        .map(|c| floats(e, c));
+        let mut groups: Vec<(String, Vec<EpochValues>)> = Vec::new();
         for i in 0..e.height() {
             let (Some(ep), Some(l), Some(ac)) = (epoch[i], loss[i], acc[i]) else {
                 continue;
@@ -330,7 +372,12 @@ impl Curves {
                 .into_iter()
                 .map(|(label, mut pts)| {
                     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    (label, pts.iter().map(|(e, l, a)| (*e, stats(l), stats(a))).collect())
+                    (
+                        label,
+                        pts.iter()
+                            .map(|(e, l, a)| (*e, stats(l), stats(a)))
+                            .collect(),
+                    )
                 })
                 .collect(),
         )
@@ -347,14 +394,20 @@ impl Plot for Curves {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Drawn {
         area.fill(&WHITE).map_err(err)?;
         let (left, right) = area.split_horizontally(600);
-        let max_epoch = self.0.iter().flat_map(|g| g.1.iter().map(|p| p.0)).fold(1.0, f64::max);
+        let max_epoch = self
+            .0
+            .iter()
+            .flat_map(|g| g.1.iter().map(|p| p.0))
+            .fold(1.0, f64::max);
         for (panel, which, name) in [(&left, 0, "train loss"), (&right, 1, "test accuracy")] {
-            let pick = |p: &(f64, [f64; 3], [f64; 3])| if which == 0 { p.1 } else { p.2 };
+            let pick = |p: &CurvePoint| if which == 0 { p.1 } else { p.2 };
             let (lo, hi) = self
                 .0
                 .iter()
                 .flat_map(|g| g.1.iter().map(pick))
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v[1]), h.max(v[2])));
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                    (l.min(v[1]), h.max(v[2]))
+                });
             let pad = ((hi - lo) * 0.08).max(1e-3);
             let mut chart = ChartBuilder::on(panel)
                 .caption(format!("{name} per epoch"), ("sans-serif", 18))
@@ -379,12 +432,19 @@ impl Plot for Curves {
                     .map(|p| (p.0, pick(p)[2]))
                     .chain(pts.iter().rev().map(|p| (p.0, pick(p)[1])))
                     .collect();
-                chart.draw_series(std::iter::once(Polygon::new(band, c.mix(0.15).filled()))).map_err(err)?;
                 chart
-                    .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, pick(p)[0])), c.stroke_width(2)))
+                    .draw_series(std::iter::once(Polygon::new(band, c.mix(0.15).filled())))
+                    .map_err(err)?;
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().map(|p| (p.0, pick(p)[0])),
+                        c.stroke_width(2),
+                    ))
                     .map_err(err)?
                     .label(label.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    });
             }
             if which == 1 {
                 chart
@@ -401,8 +461,12 @@ impl Plot for Curves {
     }
 }
 
-/// Per group with a known size: params, mean accuracy and interval, and the chain kind.
-struct Sizes(Vec<(f64, f64, Option<(f64, f64)>, usize)>);
+/// A group with a known size: params, mean accuracy, its interval, and the chain kind (0 no KD,
+/// 1 KD, 2 with assistants).
+type SizePoint = (f64, f64, Option<(f64, f64)>, usize);
+
+/// Every group with a known size.
+struct Sizes(Vec<SizePoint>);
 
 impl Sizes {
     fn of(tables: &Tables, g: &Groups) -> Self {
@@ -414,7 +478,9 @@ impl Sizes {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, c)| {
-                    let p = (0..r.height()).find(|&j| &chain[j] == c).and_then(|j| params[j])?;
+                    let p = (0..r.height())
+                        .find(|&j| &chain[j] == c)
+                        .and_then(|j| params[j])?;
                     let kind = c.matches(" > ").count().min(2);
                     (p > 0.0).then_some((p, g.mean[i], g.ci[i], kind))
                 })
@@ -432,18 +498,27 @@ impl Plot for Sizes {
     }
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Drawn {
         area.fill(&WHITE).map_err(err)?;
-        let (pmin, pmax) = self.0.iter().fold((f64::INFINITY, 0f64), |(l, h), p| (l.min(p.0), h.max(p.0)));
-        let (amin, amax) = self.0.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
-            let (lo, hi) = p.2.unwrap_or((p.1, p.1));
-            (l.min(lo), h.max(hi))
-        });
+        let (pmin, pmax) = self
+            .0
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(l, h), p| (l.min(p.0), h.max(p.0)));
+        let (amin, amax) = self
+            .0
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+                let (lo, hi) = p.2.unwrap_or((p.1, p.1));
+                (l.min(lo), h.max(hi))
+            });
         let pad = ((amax - amin) * 0.1).max(0.005);
         let mut chart = ChartBuilder::on(area)
             .caption("Size vs accuracy (mean, 95% CI)", ("sans-serif", 20))
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d((pmin / 1.5..pmax * 1.5).log_scale(), (amin - pad).max(0.0)..(amax + pad).min(1.0))
+            .build_cartesian_2d(
+                (pmin / 1.5..pmax * 1.5).log_scale(),
+                (amin - pad).max(0.0)..(amax + pad).min(1.0),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -453,7 +528,11 @@ impl Plot for Sizes {
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(err)?;
-        let kinds = ["no KD (labels only)", "KD (teacher > student)", "TA chain (with assistants)"];
+        let kinds = [
+            "no KD (labels only)",
+            "KD (teacher > student)",
+            "TA chain (with assistants)",
+        ];
         for (k, name) in kinds.iter().enumerate() {
             let pts: Vec<_> = self.0.iter().filter(|p| p.3 == k).collect();
             if pts.is_empty() {
@@ -463,17 +542,21 @@ impl Plot for Sizes {
             for p in &pts {
                 if let Some((lo, hi)) = p.2 {
                     chart
-                        .draw_series(std::iter::once(PathElement::new(vec![(p.0, lo), (p.0, hi)], c.stroke_width(2))))
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(p.0, lo), (p.0, hi)],
+                            c.stroke_width(2),
+                        )))
                         .map_err(err)?;
                 }
             }
-            let marker = move |(x, y): (f64, f64), c: RGBColor| -> DynElement<'static, DB, (f64, f64)> {
-                match k {
-                    0 => Circle::new((x, y), 6, c.filled()).into_dyn(),
-                    1 => TriangleMarker::new((x, y), 8, c.filled()).into_dyn(),
-                    _ => Cross::new((x, y), 6, c.stroke_width(3)).into_dyn(),
-                }
-            };
+            let marker =
+                move |(x, y): (f64, f64), c: RGBColor| -> DynElement<'static, DB, (f64, f64)> {
+                    match k {
+                        0 => Circle::new((x, y), 6, c.filled()).into_dyn(),
+                        1 => TriangleMarker::new((x, y), 8, c.filled()).into_dyn(),
+                        _ => Cross::new((x, y), 6, c.stroke_width(3)).into_dyn(),
+                    }
+                };
             chart
                 .draw_series(pts.iter().map(|p| marker((p.0, p.1), c)))
                 .map_err(err)?

@@ -128,7 +128,7 @@ impl Source {
 /// The samples of a group, one per source that varies: a group whose runs vary only the cell
 /// seed gives one `all` sample; a seed-role study gives one sample per source, each holding
 /// the runs whose other sources sit at the cell seed (the shared baseline run is in each).
-pub fn samples<'a, 'g>(group: &'g Group<'a>) -> Vec<(Source, Vec<Run<'a>>)> {
+pub fn samples<'a>(group: &Group<'a>) -> Vec<(Source, Vec<Run<'a>>)> {
     let uniform = |r: &Run| {
         let (i, o, a) = r.seeds();
         let s = r.stage.seed;

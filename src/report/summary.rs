@@ -39,11 +39,11 @@ impl Metric {
 /// validation only when there is a split.
 fn metrics(group: &Group) -> Vec<Metric> {
     let mut m = vec![Metric::Test];
-    if group
-        .runs
-        .iter()
-        .any(|r| r.record.selected_epoch.is_some_and(|e| e != r.record.epochs.len()))
-    {
+    if group.runs.iter().any(|r| {
+        r.record
+            .selected_epoch
+            .is_some_and(|e| e != r.record.epochs.len())
+    }) {
         m.push(Metric::LastTest);
     }
     if group.runs.iter().any(|r| r.val_accuracy().is_some()) {

@@ -44,7 +44,9 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
             };
             let (min, max) = acc
                 .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
+                    (lo.min(a), hi.max(a))
+                });
             let mut pairs = (0usize, 0usize);
             for i in 0..acc.len() {
                 for j in i + 1..acc.len() {

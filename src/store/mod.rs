@@ -234,7 +234,7 @@ pub enum Lookup {
     /// Nothing committed: the stage has not finished.
     Missing,
     /// A committed record whose seal (and weights, for a trained stage) check out.
-    Found(StageRecord),
+    Found(Box<StageRecord>),
     /// A record or model file that does not check out; the stage must train again.
     Corrupt {
         /// The file at fault.
@@ -305,7 +305,7 @@ pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
             Err(_) => return corrupt(&model, "the weights file is missing or unreadable".into()),
         }
     }
-    Ok(Lookup::Found(record))
+    Ok(Lookup::Found(Box::new(record)))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.

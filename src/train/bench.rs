@@ -3,10 +3,10 @@
 //! small synthetic study built from a manifest, so the timed code is exactly what a study runs.
 
 use super::{Backend, Cnn, StageRun, evaluate};
-use burn::module::Module;
 use crate::data;
 use crate::manifest;
 use crate::plan::{self, Role};
+use burn::module::Module;
 use std::path::Path;
 use std::time::Instant;
 
@@ -97,7 +97,10 @@ pub fn images_per_second(workload: &str, backend: &Backend, seconds: f64) -> Opt
             evaluate(&model, &data, &data.train, &backend.device);
             data.train.len()
         } else {
-            run.train_epoch(epoch, &mut |_| {}).map(|(_, steps)| steps).ok().unwrap_or(0)
+            run.train_epoch(epoch, &mut |_| {})
+                .map(|(_, steps)| steps)
+                .ok()
+                .unwrap_or(0)
                 * stage.training.batch_size
         }
     };

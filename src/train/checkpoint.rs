@@ -38,7 +38,11 @@ fn failed(path: &Path, e: impl std::fmt::Debug) -> TrainError {
 }
 
 fn epoch_of(path: &Path) -> Option<usize> {
-    path.file_name()?.to_str()?.strip_prefix("epoch-")?.parse().ok()
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("epoch-")?
+        .parse()
+        .ok()
 }
 
 /// The committed checkpoints under `dir`, latest first.
@@ -51,7 +55,7 @@ fn committed(dir: &Path) -> Vec<(usize, PathBuf)> {
         .filter(|p| p.join("state.json").exists())
         .filter_map(|p| Some((epoch_of(&p)?, p)))
         .collect();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.sort_by_key(|c| std::cmp::Reverse(c.0));
     v
 }
 
@@ -61,14 +65,23 @@ pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), Train
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| failed(&tmp, e))?;
     let model = tmp.join("model.bpk");
-    run.model().clone().save_file(&model).map_err(|e| failed(&model, e))?;
+    run.model()
+        .clone()
+        .save_file(&model)
+        .map_err(|e| failed(&model, e))?;
     let optim = tmp.join("optim.bpk");
-    run.optim.to_record().save(&optim).map_err(|e| failed(&optim, e))?;
+    run.optim
+        .to_record()
+        .save(&optim)
+        .map_err(|e| failed(&optim, e))?;
     if let Some((best, _, weights)) = &run.best
         && *best != epoch
     {
         let path = tmp.join("best.bpk");
-        weights.clone().save_file(&path).map_err(|e| failed(&path, e))?;
+        weights
+            .clone()
+            .save_file(&path)
+            .map_err(|e| failed(&path, e))?;
     }
     let state = State {
         epoch,
@@ -79,8 +92,11 @@ pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), Train
         best: run.best.as_ref().map(|b| (b.0, b.1)),
     };
     let path = tmp.join("state.json");
-    crate::store::write_atomic(&path, &serde_json::to_vec(&state).expect("states serialize"))
-        .map_err(|e| failed(&path, e))?;
+    crate::store::write_atomic(
+        &path,
+        &serde_json::to_vec(&state).expect("states serialize"),
+    )
+    .map_err(|e| failed(&path, e))?;
     let target = dir.join(format!("epoch-{epoch}"));
     let _ = std::fs::remove_dir_all(&target);
     std::fs::rename(&tmp, &target).map_err(|e| failed(&target, e))?;
@@ -103,9 +119,8 @@ pub(super) fn resume(dir: &Path, run: &mut StageRun) -> Result<Option<usize>, Tr
     let state: State = serde_json::from_slice(&text).map_err(|e| failed(&state_path, e))?;
     let (stage, data) = (run.stage, run.data);
     let shape = [data.channels, data.height, data.width];
-    let blank = |device: &burn::tensor::Device| {
-        Cnn::new(&stage.spec, shape, data.classes, None, device)
-    };
+    let blank =
+        |device: &burn::tensor::Device| Cnn::new(&stage.spec, shape, data.classes, None, device);
     let model_path = path.join("model.bpk");
     let autodiff = run.plain.clone().autodiff();
     let model = blank(&autodiff)
@@ -125,7 +140,11 @@ pub(super) fn resume(dir: &Path, run: &mut StageRun) -> Result<Option<usize>, Tr
         None => None,
     };
     let mut positions = state.streams.iter().map(|p| p.parse::<u128>());
-    for rng in [&mut run.order_rng, &mut run.augment_rng, &mut run.dropout_rng] {
+    for rng in [
+        &mut run.order_rng,
+        &mut run.augment_rng,
+        &mut run.dropout_rng,
+    ] {
         let pos = positions
             .next()
             .and_then(Result::ok)

@@ -341,7 +341,8 @@ pub fn train(
     let start = Instant::now();
     let mut run = StageRun::new(stage, data, teacher, backend);
     // A checkpoint that cannot be read costs time, not results: the stage starts over.
-    let resumed_from = checkpoints.and_then(|(dir, _)| checkpoint::resume(dir, &mut run).ok().flatten());
+    let resumed_from =
+        checkpoints.and_then(|(dir, _)| checkpoint::resume(dir, &mut run).ok().flatten());
     let first = resumed_from.map_or(1, |e| e + 1);
     for epoch in first..=stage.training.epochs {
         let metrics = run.epoch(epoch, on_progress)?;
@@ -381,7 +382,12 @@ pub(crate) struct StageRun<'a> {
 }
 
 impl<'a> StageRun<'a> {
-    fn new(stage: &'a Stage, data: &'a Dataset, teacher: Option<&'a Cnn>, backend: &Backend) -> Self {
+    fn new(
+        stage: &'a Stage,
+        data: &'a Dataset,
+        teacher: Option<&'a Cnn>,
+        backend: &Backend,
+    ) -> Self {
         let plain = backend.device.clone();
         let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
         let model = Cnn::new(
@@ -425,7 +431,10 @@ impl<'a> StageRun<'a> {
     fn loss(&mut self, batch: &[usize], pixels: Vec<f32>) -> Tensor<1> {
         let (data, plain) = (self.data, &self.plain);
         let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [batch.len(), data.channels, data.height, data.width]),
+            TensorData::new(
+                pixels,
+                [batch.len(), data.channels, data.height, data.width],
+            ),
             plain,
         );
         let labels = labels_tensor(&data.train, batch, plain).autodiff();
@@ -524,7 +533,10 @@ impl<'a> StageRun<'a> {
         let t = &stage.training;
         let current = self.model().valid();
         let (test_loss, test_accuracy) = evaluate(&current, data, &data.test, &self.plain);
-        let val = data.val.as_ref().map(|v| evaluate(&current, data, v, &self.plain));
+        let val = data
+            .val
+            .as_ref()
+            .map(|v| evaluate(&current, data, v, &self.plain));
         // The epoch's last step can break the weights after its own loss was finite.
         if let Some(loss) = [Some(test_loss), val.map(|v| v.0)]
             .into_iter()

@@ -55,7 +55,12 @@ fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
         "chain,model,temperature,alpha,source,metric,n,failed,mean,std,sem,ci_low,ci_high"
     ));
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
-    let cells = |l: &str| l.split('|').map(str::trim).map(String::from).collect::<Vec<_>>();
+    let cells = |l: &str| {
+        l.split('|')
+            .map(str::trim)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     assert!(
         md.lines().map(cells).any(|c| c.len() > 6
             && c[1..6] == ["teacher > assistant > student", "student", "4", "0.5", "2"]),
@@ -343,7 +348,10 @@ fn adamw_with_a_cosine_schedule_learns() {
 #[test]
 fn pools_that_empty_the_map_and_a_whole_validation_split_are_refused() {
     let text = TINY
-        .replace("[models.student]\nconv = [4]", "[models.student]\nconv = [8, 8, 8, 8, 8, 8]")
+        .replace(
+            "[models.student]\nconv = [4]",
+            "[models.student]\nconv = [8, 8, 8, 8, 8, 8]",
+        )
         .replace("lr = 0.01", "lr = 0.01\nvalidation = 1.0");
     let ws = Workspace::new(&text);
     let err = stderr(&ws.kdgrid(&["validate"]).code(2));
@@ -359,6 +367,129 @@ fn pools_that_empty_the_map_and_a_whole_validation_split_are_refused() {
         assert!(err.contains(part), "{part}: {err}");
     }
     // Pools only where asked are fine.
-    let ok = TINY.replace("[models.student]\nconv = [4]", "[models.student]\nconv = [8, 8, 8, 8, 8, 8]\npool = [1, 2]");
+    let ok = TINY.replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nconv = [8, 8, 8, 8, 8, 8]\npool = [1, 2]",
+    );
     Workspace::new(&ok).kdgrid(&["validate"]).success();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let target = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn kdgrid_diff(args: &[&str]) -> assert_cmd::assert::Assert {
+    assert_cmd::Command::cargo_bin("kdgrid")
+        .unwrap()
+        .arg("diff")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .assert()
+}
+
+#[test]
+fn diff_names_the_changed_row_and_column_and_report_check_catches_an_edit() {
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let dir = ws.results().join("tiny");
+    // Regenerated from the store, the tables are bit-identical.
+    let ok = stdout(&ws.kdgrid(&["report", "--check"]).success());
+    assert!(ok.contains("up to date"), "{ok}");
+
+    let copy = ws.dir.path().join("copy");
+    copy_dir(&dir, &copy);
+    kdgrid_diff(&[dir.to_str().unwrap(), copy.to_str().unwrap()]).success();
+
+    // Edit one committed number.
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let line = summary.lines().nth(1).unwrap().to_string();
+    let mut cells: Vec<String> = line.split(',').map(String::from).collect();
+    let mean: f64 = cells[8].parse().unwrap();
+    cells[8] = format!("{}", mean - 0.01);
+    std::fs::write(
+        dir.join("summary.csv"),
+        summary.replace(&line, &cells.join(",")),
+    )
+    .unwrap();
+    let out = stdout(&kdgrid_diff(&[copy.to_str().unwrap(), dir.to_str().unwrap()]).code(1));
+    assert!(out.contains("summary.csv: 1 changed"), "{out}");
+    assert!(out.contains("~ student | student"), "{out}");
+    assert!(out.contains(&format!("mean: {mean} -> ")), "{out}");
+    let check = ws.kdgrid(&["report", "--check"]).code(1);
+    assert!(
+        stdout(&check).contains("summary.csv: 1 changed"),
+        "{}",
+        stdout(&check)
+    );
+    assert!(
+        stderr(&check).contains("differ from the ones regenerated"),
+        "{}",
+        stderr(&check)
+    );
+    // Rewriting them from the store is the fix.
+    ws.kdgrid(&["report"]).success();
+    ws.kdgrid(&["report", "--check"]).success();
+}
+
+#[test]
+fn diff_across_processor_kinds_uses_the_tolerance_and_says_why() {
+    use polars::prelude::*;
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let dir = ws.results().join("tiny");
+    let other = ws.dir.path().join("other");
+    copy_dir(&dir, &other);
+    // The same study from another machine: another processor, accuracies off in the 4th digit.
+    let mut runs = read_parquet(&other.join("runs.parquet"));
+    let n = runs.height();
+    runs.replace(
+        "processor",
+        Column::new("processor".into(), vec!["x86_64-other"; n]),
+    )
+    .unwrap();
+    let acc: Vec<f64> = floats(&runs, "test_accuracy")
+        .iter()
+        .map(|a| a + 0.0007)
+        .collect();
+    runs.replace("test_accuracy", Column::new("test_accuracy".into(), acc))
+        .unwrap();
+    let digests = vec!["0".repeat(64); n];
+    runs.replace(
+        "weights_sha256",
+        Column::new("weights_sha256".into(), digests),
+    )
+    .unwrap();
+    let file = std::fs::File::create(other.join("runs.parquet")).unwrap();
+    ParquetWriter::new(file).finish(&mut runs).unwrap();
+
+    let (a, b) = (dir.to_str().unwrap(), other.to_str().unwrap());
+    let strict = stdout(&kdgrid_diff(&[a, b]).code(1));
+    assert!(strict.contains("x86_64-other"), "{strict}");
+    assert!(strict.contains("test_accuracy"), "{strict}");
+    let loose = stdout(&kdgrid_diff(&[a, b, "--across", "0.002"]).success());
+    assert!(loose.contains("computed on flex/"), "{loose}");
+    assert!(loose.contains("differ within the tolerance"), "{loose}");
+    // The same kind is still compared bit for bit.
+    let same = ws.dir.path().join("same");
+    copy_dir(&dir, &same);
+    let summary = std::fs::read_to_string(same.join("summary.csv")).unwrap();
+    let line = summary.lines().nth(1).unwrap().to_string();
+    let mut cells: Vec<String> = line.split(',').map(String::from).collect();
+    cells[8] = format!("{}", cells[8].parse::<f64>().unwrap() + 0.0001);
+    std::fs::write(
+        same.join("summary.csv"),
+        summary.replace(&line, &cells.join(",")),
+    )
+    .unwrap();
+    kdgrid_diff(&[a, same.to_str().unwrap(), "--across", "0.002"]).code(1);
 }

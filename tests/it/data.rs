@@ -264,15 +264,18 @@ fn reads_image_folders_in_sorted_class_order() {
 #[test]
 fn augmentation_is_seeded_and_off_means_identity() {
     use rand::SeedableRng;
-    let ds = data::load(&DatasetSpec::Synthetic(kdgrid::manifest::SyntheticSpec {
-        seed: 1,
-        classes: 2,
-        train_size: 8,
-        test_size: 2,
-        image_size: 6,
-        channels: 3,
-        noise: 0.5,
-    }), None)
+    let ds = data::load(
+        &DatasetSpec::Synthetic(kdgrid::manifest::SyntheticSpec {
+            seed: 1,
+            classes: 2,
+            train_size: 8,
+            test_size: 2,
+            image_size: 6,
+            channels: 3,
+            noise: 0.5,
+        }),
+        None,
+    )
     .unwrap();
     let idx = [0, 3, 5];
     let gather = |aug, seed| {
@@ -304,7 +307,12 @@ fn image_folder_limits_keep_every_class() {
     for split in ["train", "test"] {
         for (class, shade) in [("a", 10), ("b", 20), ("c", 30)] {
             for i in 0..4 {
-                png(&root.join(split).join(class).join(format!("{i}.png")), 4, 4, shade);
+                png(
+                    &root.join(split).join(class).join(format!("{i}.png")),
+                    4,
+                    4,
+                    shade,
+                );
             }
         }
     }
@@ -352,9 +360,18 @@ fn validation_splits_are_stratified_and_left_out_of_normalization() {
     let again = data::load(&synthetic(4, 400), Some(Holdout::Count(20))).unwrap();
     assert_eq!(again.val, ds.val);
     // Normalization describes the images trained on, not the validation ones.
-    let mean = ds.train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>()
+    let mean = ds
+        .train
+        .images
+        .iter()
+        .map(|&p| p as f64 / 255.0)
+        .sum::<f64>()
         / ds.train.images.len() as f64;
-    assert!((ds.mean[0] as f64 - mean).abs() < 1e-6, "{} vs {mean}", ds.mean[0]);
+    assert!(
+        (ds.mean[0] as f64 - mean).abs() < 1e-6,
+        "{} vs {mean}",
+        ds.mean[0]
+    );
     assert_ne!(ds.mean, full.mean);
     // Even a tiny split holds every class.
     let tiny = data::load(&synthetic(4, 400), Some(Holdout::Count(4))).unwrap();
@@ -370,7 +387,12 @@ fn the_data_fingerprint_sees_content_not_location() {
     for split in ["train", "test"] {
         for (class, shade) in [("a", 10), ("b", 20)] {
             for i in 0..2 {
-                png(&root.join(split).join(class).join(format!("{i}.png")), 4, 4, shade);
+                png(
+                    &root.join(split).join(class).join(format!("{i}.png")),
+                    4,
+                    4,
+                    shade,
+                );
             }
         }
     }

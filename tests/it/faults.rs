@@ -11,6 +11,33 @@ fn kdgrid_bin() -> std::path::PathBuf {
     assert_cmd::cargo::cargo_bin("kdgrid")
 }
 
+/// `kdgrid run --quiet` on `ws`, in the background, output discarded.
+fn spawn_run(ws: &Workspace) -> std::process::Child {
+    Command::new(kdgrid_bin())
+        .arg("--results")
+        .arg(ws.results())
+        .args(["run", "--quiet"])
+        .arg(ws.manifest())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `kdgrid run --quiet` on `ws` with fault `fault` injected, to completion.
+fn run_with_fault(ws: &Workspace, fault: &str, args: &[&str]) -> std::process::Output {
+    Command::new(kdgrid_bin())
+        .arg("--results")
+        .arg(ws.results())
+        .args(["run", "--quiet"])
+        .args(args)
+        .arg(ws.manifest())
+        .env("KDGRID_FAULT", fault)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
 /// Temporary files left in `dir` (recursively): none may survive a finished run.
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     walkdir::WalkDir::new(dir)
@@ -35,15 +62,7 @@ fn sweeps_killed_at_random_moments_resume_to_the_same_tables() {
     let (mut kills, mut mid_stage) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let mut child = Command::new(kdgrid_bin())
-            .arg("--results")
-            .arg(ws.results())
-            .args(["run", "--quiet"])
-            .arg(ws.manifest())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&ws);
         let wait = Duration::from_millis(rng.random_range(40..400));
         std::thread::sleep(wait);
         if child.try_wait().unwrap().is_some() || kills >= 12 {
@@ -79,23 +98,28 @@ fn sweeps_killed_at_random_moments_resume_to_the_same_tables() {
         "{kills} kills ({mid_stage} mid-stage): {}",
         String::from_utf8_lossy(&diff.stdout)
     );
-    assert!(leftovers(&b).iter().all(|p| p.contains("/stages/")), "{:?}", leftovers(&b));
+    assert!(
+        leftovers(&b).iter().all(|p| p.contains("/stages/")),
+        "{:?}",
+        leftovers(&b)
+    );
 }
 
 #[test]
 fn a_panicking_worker_fails_its_stage_and_the_sweep_ends() {
     let ws = Workspace::new(TINY);
-    let out = Command::new(kdgrid_bin())
-        .arg("--results")
-        .arg(ws.results())
-        .args(["run", "--quiet", "--jobs", "2"])
-        .arg(ws.manifest())
-        .env("KDGRID_FAULT", "panic:assistant")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_with_fault(&ws, "panic:assistant", &["--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let runs = ws.parquet("tiny", "runs.parquet");
-    let (models, status, errors) = (strings(&runs, "model"), strings(&runs, "status"), strings(&runs, "error"));
+    let (models, status, errors) = (
+        strings(&runs, "model"),
+        strings(&runs, "status"),
+        strings(&runs, "error"),
+    );
     for i in 0..runs.height() {
         let chain_has_assistant = strings(&runs, "chain")[i].contains("assistant");
         let expected = match (models[i].as_str(), chain_has_assistant) {
@@ -105,12 +129,19 @@ fn a_panicking_worker_fails_its_stage_and_the_sweep_ends() {
         };
         assert_eq!(status[i], expected, "{runs}");
         if expected == "failed" {
-            assert!(errors[i].contains("training crashed: injected fault"), "{}", errors[i]);
+            assert!(
+                errors[i].contains("training crashed: injected fault"),
+                "{}",
+                errors[i]
+            );
         }
     }
     // The failure is kept, and retried on request.
     let plan = stdout(&ws.kdgrid(&["plan"]).success());
-    assert!(plan.contains("2 failed (kept; `run --retry-failed`"), "{plan}");
+    assert!(
+        plan.contains("2 failed (kept; `run --retry-failed`"),
+        "{plan}"
+    );
     let again = stdout(&ws.kdgrid(&["run", "--quiet", "--retry-failed"]).success());
     assert!(again.contains("4 trained, 6 reused, 0 failed"), "{again}");
 }
@@ -122,18 +153,13 @@ fn a_failed_table_write_names_the_file_and_keeps_the_previous_one() {
     let dir = ws.results().join("tiny");
     let before = std::fs::read(dir.join("runs.parquet")).unwrap();
     std::fs::remove_file(dir.join("summary.csv")).unwrap();
-    let out = Command::new(kdgrid_bin())
-        .arg("--results")
-        .arg(ws.results())
-        .args(["run", "--quiet"])
-        .arg(ws.manifest())
-        .env("KDGRID_FAULT", "write:runs.parquet")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = run_with_fault(&ws, "write:runs.parquet", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("runs.parquet") && err.contains("injected write failure"), "{err}");
+    assert!(
+        err.contains("runs.parquet") && err.contains("injected write failure"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(dir.join("runs.parquet")).unwrap(), before);
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
     // Without the fault the tables come back.
@@ -144,14 +170,7 @@ fn a_failed_table_write_names_the_file_and_keeps_the_previous_one() {
 #[test]
 fn a_failed_model_write_fails_the_run_and_leaves_no_partial_stage() {
     let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
-    let out = Command::new(kdgrid_bin())
-        .arg("--results")
-        .arg(ws.results())
-        .args(["run", "--quiet"])
-        .arg(ws.manifest())
-        .env("KDGRID_FAULT", "write:model.bpk")
-        .output()
-        .unwrap();
+    let out = run_with_fault(&ws, "write:model.bpk", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("injected write failure"), "{err}");
@@ -163,7 +182,10 @@ fn a_failed_model_write_fails_the_run_and_leaves_no_partial_stage() {
         .filter_map(Result::ok)
         .filter(|e| e.file_name() == "record.json" || e.file_name() == "model.bpk")
         .count();
-    assert_eq!(records, 0, "nothing is committed for a stage whose weights were not saved");
+    assert_eq!(
+        records, 0,
+        "nothing is committed for a stage whose weights were not saved"
+    );
     assert!(leftovers(&stages).is_empty(), "{:?}", leftovers(&stages));
 }
 
@@ -189,30 +211,35 @@ fn corrupt_weights_and_records_are_detected_and_retrained() {
     assert!(plan.contains("corrupt"), "{plan}");
     let run = ws.kdgrid(&["run", "--quiet"]).success();
     let err = stderr(&run);
-    assert!(err.contains(&format!("stage `{}` is corrupt", ids[0])), "{err}");
+    assert!(
+        err.contains(&format!("stage `{}` is corrupt", ids[0])),
+        "{err}"
+    );
     assert!(err.contains("weights do not match their checksum"), "{err}");
-    assert!(err.contains(&format!("stage `{}` is corrupt", ids[1])), "{err}");
+    assert!(
+        err.contains(&format!("stage `{}` is corrupt", ids[1])),
+        "{err}"
+    );
     assert!(err.contains("record does not match its checksum"), "{err}");
-    assert!(stdout(&run).contains("2 trained, 8 reused"), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains("2 trained, 8 reused"),
+        "{}",
+        stdout(&run)
+    );
     assert_eq!(std::fs::read(dir.join("runs.parquet")).unwrap(), before);
 }
 
 #[test]
 fn a_second_run_on_the_same_store_is_refused_with_the_holder_named() {
     let ws = Workspace::new(TINY);
-    let mut first = Command::new(kdgrid_bin())
-        .arg("--results")
-        .arg(ws.results())
-        .args(["run", "--quiet"])
-        .arg(ws.manifest())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_run(&ws);
     let lock = ws.results().join("tiny/.lock");
     let start = Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("pid")) {
-        assert!(start.elapsed() < Duration::from_secs(30), "the first run never locked");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first run never locked"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = ws.kdgrid(&["run", "--quiet"]).code(1);
@@ -242,7 +269,10 @@ fn a_nan_from_the_last_step_fails_the_stage() {
     let runs = ws.parquet("tiny", "runs.parquet");
     assert_eq!(strings(&runs, "status"), vec!["failed"], "{runs}");
     assert!(strings(&runs, "error")[0].contains("diverged"), "{runs}");
-    assert!(floats(&runs, "test_loss")[0].is_nan(), "no loss is reported for a failed stage");
+    assert!(
+        floats(&runs, "test_loss")[0].is_nan(),
+        "no loss is reported for a failed stage"
+    );
 }
 
 #[test]
@@ -287,12 +317,27 @@ fn a_teacher_killed_mid_training_resumes_from_its_last_epoch_bit_identically() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no resume in: {err}"));
     assert!(epoch >= 2, "resumed from epoch {epoch}: {err}");
-    assert!(!err.contains("epoch 1/8"), "epochs before the checkpoint are not trained again: {err}");
-    let (a, b) = (straight.parquet("tiny", "runs.parquet"), ws.parquet("tiny", "runs.parquet"));
+    assert!(
+        !err.contains("epoch 1/8"),
+        "epochs before the checkpoint are not trained again: {err}"
+    );
+    let (a, b) = (
+        straight.parquet("tiny", "runs.parquet"),
+        ws.parquet("tiny", "runs.parquet"),
+    );
     assert_eq!(strings(&a, "weights_sha256"), strings(&b, "weights_sha256"));
-    let (ea, eb) = (straight.parquet("tiny", "epochs.parquet"), ws.parquet("tiny", "epochs.parquet"));
+    let (ea, eb) = (
+        straight.parquet("tiny", "epochs.parquet"),
+        ws.parquet("tiny", "epochs.parquet"),
+    );
     assert_eq!(floats(&ea, "train_loss"), floats(&eb, "train_loss"));
     // The checkpoints are gone once the stage is committed.
     let id = &strings(&b, "stage_id")[0];
-    assert!(!ws.results().join("tiny/stages").join(id).join("checkpoints").exists());
+    assert!(
+        !ws.results()
+            .join("tiny/stages")
+            .join(id)
+            .join("checkpoints")
+            .exists()
+    );
 }

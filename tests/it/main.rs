@@ -5,5 +5,6 @@ mod data;
 mod faults;
 mod manifests;
 mod pinned;
+mod report;
 mod support;
 mod training;

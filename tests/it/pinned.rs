@@ -60,11 +60,15 @@ fn the_weights_of_a_small_study_are_pinned() {
     let digests = strings(&runs, "weights_sha256");
     assert_eq!(digests.len(), 2);
     assert_eq!(
-        kdgrid::train::TRAINER_VERSION, PINNED_WITH.0,
+        kdgrid::train::TRAINER_VERSION,
+        PINNED_WITH.0,
         "the trainer version moved: rerun this test and pin the new digests {digests:?}"
     );
     if processor != PINNED_WITH.1 {
-        eprintln!("pinned on {}, this is {processor}: digests not compared", PINNED_WITH.1);
+        eprintln!(
+            "pinned on {}, this is {processor}: digests not compared",
+            PINNED_WITH.1
+        );
         return;
     }
     assert_eq!(

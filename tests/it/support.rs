@@ -76,6 +76,13 @@ impl Workspace {
     pub fn parquet(&self, experiment: &str, name: &str) -> DataFrame {
         read_parquet(&self.results().join(experiment).join(name))
     }
+
+    pub fn parquet_csv(&self, experiment: &str, name: &str) -> DataFrame {
+        let path = self.results().join(experiment).join(name);
+        CsvReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap()
+    }
 }
 
 pub fn read_parquet(path: &Path) -> DataFrame {
@@ -102,9 +109,11 @@ pub fn strings(df: &DataFrame, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The values of a float column (nulls as NaN).
+/// The values of a numeric column as floats (nulls as NaN).
 pub fn floats(df: &DataFrame, name: &str) -> Vec<f64> {
     df.column(name)
+        .unwrap()
+        .cast(&DataType::Float64)
         .unwrap()
         .f64()
         .unwrap()

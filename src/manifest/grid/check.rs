@@ -3,7 +3,7 @@
 use super::{
     AxisName, Field, Grid, Include, Predicate, RoleSeedAxes, TeacherSeed, Test, Value, product,
 };
-use crate::manifest::axis::Axis;
+use crate::manifest::axis::{Adaptive, Axis, SeedAxis};
 use crate::manifest::error::Problems;
 use crate::manifest::values::{Alpha, Count, Temperature};
 use crate::manifest::{DEFAULT_MAX_CELLS, ModelSpec, ROLE_AXES, backticked, cost, suggest};
@@ -17,7 +17,7 @@ type Entry = Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawGrid {
-    seed: Spanned<Axis<u64>>,
+    seed: Spanned<SeedAxis>,
     init_seed: Option<Spanned<Axis<u64>>>,
     order_seed: Option<Spanned<Axis<u64>>>,
     augment_seed: Option<Spanned<Axis<u64>>>,
@@ -46,6 +46,30 @@ fn unique<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
     out
 }
 
+/// Refuses adaptive rules that cannot work.
+fn check_adaptive(a: &Adaptive, span: std::ops::Range<usize>, problems: &mut Problems) {
+    if a.min < 2 || a.min > a.max || a.max > 1000 {
+        problems.push(
+            Some(span.clone()),
+            format!(
+                "`grid.seed.adaptive` needs 2 <= min <= max <= 1000, found min = {}, max = {}",
+                a.min, a.max
+            ),
+            Some("one seed has no interval: start from `min = 3`".into()),
+        );
+    }
+    if !(a.ci_half_width.is_finite() && a.ci_half_width > 0.0) {
+        problems.push(
+            Some(span),
+            format!(
+                "`grid.seed.adaptive.ci-half-width` must be > 0, found {}",
+                a.ci_half_width
+            ),
+            Some("e.g. `ci-half-width = 0.005` (half a point of accuracy)".into()),
+        );
+    }
+}
+
 /// Checks `[grid]` against the models; `whole` is the span of the table, for problems of the
 /// grid as a whole.
 pub(crate) fn check_grid(
@@ -56,13 +80,22 @@ pub(crate) fn check_grid(
     problems: &mut Problems,
     warnings: &mut Problems,
 ) -> Grid {
+    if let SeedAxis::Adaptive(a) = g.seed.get_ref() {
+        check_adaptive(a, g.seed.span(), problems);
+    }
     let mut seed_axis = |axis: &Spanned<Axis<u64>>, key: &str| {
         if axis.get_ref().0.is_empty() {
             problems.push(Some(axis.span()), format!("`grid.{key}` is empty"), None);
         }
         unique(&axis.get_ref().0)
     };
-    let seeds = seed_axis(&g.seed, "seed");
+    let (seeds, adaptive) = match g.seed.get_ref() {
+        SeedAxis::Values(axis) => (
+            seed_axis(&Spanned::new(g.seed.span(), axis.clone()), "seed"),
+            None,
+        ),
+        SeedAxis::Adaptive(a) => ((0..a.max.max(1) as u64).collect(), Some(*a)),
+    };
     let role_seeds = RoleSeedAxes {
         init: g.init_seed.as_ref().map(|a| seed_axis(a, "init-seed")),
         order: g.order_seed.as_ref().map(|a| seed_axis(a, "order-seed")),
@@ -195,6 +228,7 @@ pub(crate) fn check_grid(
 
     let mut grid = Grid {
         seeds,
+        adaptive,
         role_seeds,
         teacher_seed: g.teacher_seed,
         temperatures,

@@ -6,6 +6,7 @@
 
 mod check;
 
+pub use crate::manifest::axis::Adaptive;
 pub(crate) use check::{RawGrid, check_grid};
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,10 @@ use std::collections::{BTreeMap, HashSet};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     /// Seeds, in the order written; each drives weight init, data order and augmentation.
+    /// With an adaptive rule, every seed a group may need (0 to `max - 1`).
     pub seeds: Vec<u64>,
+    /// The rule that decides how many of `seeds` each group runs, if any.
+    pub adaptive: Option<Adaptive>,
     /// Optional per-role seed axes that replace `seed` for one source of randomness, so that
     /// variance can be attributed to each: `init-seed`, `order-seed`, `augment-seed`.
     pub role_seeds: RoleSeedAxes,

@@ -32,9 +32,8 @@ pub fn mean(xs: &[f64]) -> Option<f64> {
 /// Sample standard deviation, `n - 1` in the denominator (`None` below 2 values).
 pub fn std(xs: &[f64]) -> Option<f64> {
     let m = mean(xs)?;
-    (xs.len() >= 2).then(|| {
-        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
-    })
+    (xs.len() >= 2)
+        .then(|| (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt())
 }
 
 /// The `q` quantile with linear interpolation between order statistics (numpy's default).
@@ -126,6 +125,12 @@ pub fn describe(xs: &[f64], label: &str) -> Option<Describe> {
         min: s[0],
         max: s[n - 1],
     })
+}
+
+/// Half-width of the Student t interval of the mean of `xs` (`None` below 2 values).
+pub fn t_half_width(xs: &[f64]) -> Option<f64> {
+    let s = std(xs)?;
+    Some(t_critical((xs.len() - 1) as f64) * s / (xs.len() as f64).sqrt())
 }
 
 /// Chi-square interval of a standard deviation from `n` values (normal data assumed).
@@ -296,8 +301,12 @@ pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
     let (mut diffs, mut probs) = (Vec::new(), Vec::new());
     if a.len() >= 2 && b.len() >= 2 {
         for _ in 0..RESAMPLES {
-            let ra: Vec<f64> = (0..a.len()).map(|_| a[r.random_range(0..a.len())]).collect();
-            let rb: Vec<f64> = (0..b.len()).map(|_| b[r.random_range(0..b.len())]).collect();
+            let ra: Vec<f64> = (0..a.len())
+                .map(|_| a[r.random_range(0..a.len())])
+                .collect();
+            let rb: Vec<f64> = (0..b.len())
+                .map(|_| b[r.random_range(0..b.len())])
+                .collect();
             diffs.push(ra.iter().sum::<f64>() / na - rb.iter().sum::<f64>() / nb);
             probs.push(probability_of_improvement(&ra, &rb));
         }

@@ -1,0 +1,178 @@
+//! The report: comparisons paired or not, plots, and what it says when it cannot compute.
+
+use crate::support::*;
+
+#[test]
+fn kd_comparisons_pair_by_seed_and_fall_back_to_unpaired_with_independent_teachers() {
+    let paired = Workspace::new(&TINY.replace(
+        "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+        "chains = [[\"student\"], [\"teacher\", \"student\"]]",
+    ));
+    paired.kdgrid(&["run", "--quiet"]).success();
+    let c = paired.parquet("tiny", "comparisons.parquet");
+    assert_eq!(strings(&c, "kind"), vec!["kd-vs-nokd"], "{c}");
+    assert_eq!(strings(&c, "method"), vec!["paired"], "{c}");
+    assert!(
+        !floats(&c, "p_t")[0].is_nan() && !floats(&c, "p_wilcoxon")[0].is_nan(),
+        "{c}"
+    );
+
+    let text = TINY
+        .replace("seed = [0, 1]", "seed = [0, 1]\nteacher-seed = \"independent\"")
+        .replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+            "chains = [[\"student\"], [\"teacher\", \"student\"]]",
+        );
+    let ws = Workspace::new(&text);
+    let out = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    let c = ws.parquet("tiny", "comparisons.parquet");
+    assert_eq!(strings(&c, "method"), vec!["unpaired"], "{c}");
+    let p = floats(&c, "p_improve")[0];
+    assert!((0.0..=1.0).contains(&p), "{c}");
+    assert!(
+        floats(&c, "p_t")[0].is_nan(),
+        "no paired test for unpaired runs: {c}"
+    );
+    assert!(
+        out.contains("(unpaired, Welch)") && out.contains("P(KD better) ="),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_plot_is_a_valid_svg_and_png_with_rendered_text() {
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let plots = ws.results().join("tiny/plots");
+    for name in ["accuracy", "seeds", "curves", "size"] {
+        let svg = std::fs::read_to_string(plots.join(format!("{name}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{name}.svg"
+        );
+        assert!(
+            svg.contains("<text") && svg.contains("accuracy"),
+            "{name}.svg has no text"
+        );
+        let png = image::open(plots.join(format!("{name}.png")))
+            .unwrap()
+            .to_luma8();
+        let (w, h) = png.dimensions();
+        assert!(w >= 400 && h >= 150, "{name}.png is {w}x{h}");
+        // The caption band: glyphs leave dark and anti-aliased grey pixels, in many columns.
+        let band: Vec<(u32, u8)> = (0..w)
+            .flat_map(|x| (0..30.min(h)).map(move |y| (x, y)))
+            .map(|(x, y)| (x, png.get_pixel(x, y).0[0]))
+            .collect();
+        let dark: std::collections::BTreeSet<u32> =
+            band.iter().filter(|p| p.1 < 100).map(|p| p.0).collect();
+        let grey = band.iter().filter(|p| p.1 > 60 && p.1 < 200).count();
+        assert!(
+            dark.len() > 50,
+            "{name}.png: caption text not rendered ({} columns)",
+            dark.len()
+        );
+        assert!(grey > 20, "{name}.png: no anti-aliased glyph edges");
+    }
+    let report = std::fs::read_to_string(ws.results().join("tiny/report.md")).unwrap();
+    assert!(
+        report.contains("![Mean test accuracy per chain"),
+        "{report}"
+    );
+    assert!(report.contains("(plots/accuracy.png)"), "{report}");
+}
+
+#[test]
+fn the_report_says_what_it_cannot_compute() {
+    // Nothing trained yet: an empty report, and a success.
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["report"]).success();
+    let report = std::fs::read_to_string(ws.results().join("tiny/report.md")).unwrap();
+    assert!(report.contains("0 stages"), "{report}");
+    assert!(report.contains("no distilled chain"), "{report}");
+
+    // One seed, and teachers that diverge: notes instead of NaN.
+    let text = TINY.replace("seed = [0, 1]", "seed = [0]").replace(
+        "[models.teacher]\nconv = [8, 16]\ndense = [32]",
+        "[models.teacher]\nconv = [8, 16]\ndense = [32]\nlr = 1e12",
+    );
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let summary = std::fs::read_to_string(ws.results().join("tiny/summary.csv")).unwrap();
+    assert!(!summary.contains("NaN"), "{summary}");
+    assert!(
+        summary.contains("one seed: no spread or interval"),
+        "{summary}"
+    );
+    assert!(summary.contains("no finished run"), "{summary}");
+    let c = std::fs::read_to_string(ws.results().join("tiny/comparisons.csv")).unwrap();
+    assert!(!c.contains("NaN"), "{c}");
+    assert!(c.contains("no finished run on one side"), "{c}");
+    let runs = ws.parquet("tiny", "runs.parquet");
+    assert!(
+        strings(&runs, "status").contains(&"failed".to_string()),
+        "{runs}"
+    );
+}
+
+fn adaptive(rule: &str) -> String {
+    TINY.replace("seed = [0, 1]", &format!("seed = {{ adaptive = {{ {rule} }} }}"))
+        .replace("epochs = 4", "epochs = 1")
+        .replace("noise = 0.5", "noise = 0.9")
+        .replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+            "chains = [[\"student\"], [\"teacher\"]]",
+        )
+}
+
+#[test]
+fn adaptive_seeds_stop_at_the_target_or_at_max_with_the_ids_of_listed_seeds() {
+    // A loose target: every group stops at `min`.
+    let loose = Workspace::new(&adaptive("min = 2, max = 5, ci-half-width = 0.5"));
+    let plan = stdout(&loose.kdgrid(&["plan"]).success());
+    assert!(plan.contains("adaptive seeds: 4 to 10 stages"), "{plan}");
+    loose.kdgrid(&["run", "--quiet"]).success();
+    let runs = loose.parquet("tiny", "runs.parquet");
+    assert_eq!(runs.height(), 4, "{runs}");
+
+    // An unreachable target: every group runs `max` seeds, unless its runs agree exactly.
+    let tight = Workspace::new(&adaptive("min = 2, max = 5, ci-half-width = 0.000001"));
+    tight.kdgrid(&["run", "--quiet"]).success();
+    let runs = tight.parquet("tiny", "runs.parquet");
+    let summary = tight.parquet_csv("tiny", "summary.csv");
+    let n = floats(&summary, "n");
+    let std = floats(&summary, "std");
+    assert!(n.contains(&5.0), "{summary}");
+    for (n, s) in n.iter().zip(&std) {
+        assert!(
+            *n == 5.0 || *s == 0.0,
+            "stopped early at n = {n} with std {s}"
+        );
+    }
+    let report = std::fs::read_to_string(tight.results().join("tiny/report.md")).unwrap();
+    assert!(
+        report.contains("Seeds were added to each group"),
+        "{report}"
+    );
+
+    // The same seeds listed give the same stage ids.
+    let listed = Workspace::new(&adaptive("min = 2, max = 5, ci-half-width = 0.5").replace(
+        "seed = { adaptive = { min = 2, max = 5, ci-half-width = 0.5 } }",
+        "seed = [0, 1, 2, 3, 4]",
+    ));
+    let ids = |ws: &Workspace| -> Vec<String> {
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
+        json["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = ids(&listed);
+    for id in strings(&runs, "stage_id") {
+        assert!(all.contains(&id), "{id} is not a listed seed's stage");
+    }
+    assert_eq!(ids(&tight).len(), all.len());
+}
