@@ -8,13 +8,14 @@ MANIFEST ?= experiments/default.toml
 TORCH_VENV ?= $(HOME)/.cache/kdgrid/torch-2.9.0
 TCH_ENV = PATH="$(TORCH_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1
 
-# `make TCH=1 <target>` builds and runs kdgrid with LibTorch compiled in (as `make test` does),
-# so CI reuses the test build instead of compiling the heavy crates a second time.
+# `make TCH=1 <target>` runs the kdgrid binary that `make test` built (LibTorch compiled in), so
+# CI does not compile the heavy crates a second time (`cargo run` would: dev-dependencies change
+# the feature set of shared crates).
 ifeq ($(TCH),1)
-RUN_ENV = $(TCH_ENV)
-FEATURES = --features tch
+KDGRID = $(TCH_ENV) $(or $(CARGO_TARGET_DIR),target)/release/kdgrid
+else
+KDGRID = $(CARGO) run --release --quiet --
 endif
-KDGRID = $(RUN_ENV) $(CARGO) run --release --quiet $(FEATURES) --
 
 # Studies whose `ci` profile CI trains and checks against the committed `results/<name>-ci/`.
 CI_STUDIES ?= default seed-variance kd-sweep

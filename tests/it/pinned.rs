@@ -7,7 +7,8 @@
 use crate::support::*;
 
 /// The study: SGD with momentum and a step schedule, batch norm, dropout, augmentation, a
-/// validation split with best-val selection, and a distilled student.
+/// validation split with best-val selection, and a distilled student. It pins numerics, not
+/// learning (three short epochs), so it exercises every path in a second.
 const PINNED: &str = r#"
 name = "pinned"
 
@@ -48,8 +49,13 @@ chains = [["teacher", "student"]]
 "#;
 
 /// (trainer version, processor kind) the digests were pinned with, then digests in plan order.
-const PINNED_WITH: (u32, &str) = (2, "x86_64-avx512");
-const DIGESTS: [&str; 2] = ["PIN", "PIN"];
+/// Other processor kinds round differently (see docs/reproducibility.md): the test compares
+/// only on the kind the digests were taken on, and says so elsewhere.
+const PINNED_WITH: (u32, &str) = (2, "x86_64-avx2");
+const DIGESTS: [&str; 2] = [
+    "fdb8f30564fd24a66206710349ff538af2d6893dedeb60bffcb69903673687a9",
+    "cebe86674239a142dfeb2f08d4bf6ccdc212787961415d8e3e4ec2341ac836bc",
+];
 
 #[test]
 fn the_weights_of_a_small_study_are_pinned() {
