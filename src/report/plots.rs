@@ -118,9 +118,11 @@ struct Heatmap {
     setting: String,
     teachers: Vec<String>,
     students: Vec<String>,
-    /// (teacher, student) -> gain in points and its interval.
-    cells: Vec<(usize, usize, f64, Option<(f64, f64)>)>,
+    cells: Vec<HeatCell>,
 }
+
+/// Teacher index, student index, gain in points and its interval.
+type HeatCell = (usize, usize, f64, Option<(f64, f64)>);
 
 impl Heatmap {
     fn of(tables: &Tables) -> Vec<Heatmap> {
