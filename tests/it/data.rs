@@ -408,3 +408,61 @@ fn the_data_fingerprint_sees_content_not_location() {
     png(&moved.join("train/b/1.png"), 4, 4, 21);
     assert_ne!(first, data::fingerprint(&spec(&moved), &mut cache).unwrap());
 }
+
+#[test]
+fn stage_ids_follow_the_images_content_not_their_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("imgs");
+    for split in ["train", "test"] {
+        for (class, shade) in [("a", 10), ("b", 200)] {
+            for i in 0..3 {
+                png(
+                    &root.join(split).join(class).join(format!("{i}.png")),
+                    6,
+                    6,
+                    shade,
+                );
+            }
+        }
+    }
+    let manifest = |folder: &str| {
+        format!(
+            "name = \"f\"\n[dataset]\nkind = \"image-folder\"\npath = \"{folder}\"\n\
+             [models.s]\nconv = [4]\n[training]\nepochs = 1\nbatch-size = 4\noptimizer = \"sgd\"\n\
+             lr = 0.1\n[grid]\nseed = [0, 1]\nchains = [[\"s\"]]\n"
+        )
+    };
+    let ids = |folder: &str| -> Vec<String> {
+        std::fs::write(dir.path().join("m.toml"), manifest(folder)).unwrap();
+        let out = assert_cmd::Command::cargo_bin("kdgrid")
+            .unwrap()
+            .arg("--results")
+            .arg(dir.path().join("results"))
+            .args(["plan", "--json"])
+            .arg(dir.path().join("m.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().into())
+            .collect()
+    };
+    let first = ids("imgs");
+    std::fs::rename(&root, dir.path().join("moved")).unwrap();
+    assert_eq!(ids("moved"), first, "a moved folder keeps its stages");
+    png(&dir.path().join("moved/train/b/2.png"), 6, 6, 201);
+    let changed = ids("moved");
+    assert_eq!(changed.len(), first.len());
+    assert!(
+        changed.iter().all(|id| !first.contains(id)),
+        "every stage reads the changed image"
+    );
+}

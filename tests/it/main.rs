@@ -3,6 +3,7 @@
 mod cli;
 mod data;
 mod faults;
+mod fuzz;
 mod manifests;
 mod pinned;
 mod report;
