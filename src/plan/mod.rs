@@ -174,12 +174,14 @@ pub struct Plan {
     pub data: String,
     /// How many of the seeds each group runs, when decided while running.
     pub adaptive: Option<Adaptive>,
+    /// Position of each stage in `stages`, for lookups by id.
+    index: HashMap<StageId, usize>,
 }
 
 impl Plan {
     /// Looks a stage up by id.
     pub fn stage(&self, id: &StageId) -> Option<&Stage> {
-        self.stages.iter().find(|s| &s.id == id)
+        self.index.get(id).map(|&i| &self.stages[i])
     }
 
     /// Cost of a stage's model, when the dataset's shape is known without reading it.
@@ -382,6 +384,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
         validation: manifest.training.validation,
         data: data.to_string(),
         adaptive: manifest.grid.adaptive,
+        index,
     }
 }
 
