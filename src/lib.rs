@@ -3,11 +3,13 @@
 //! The data flow is visible in the module layout:
 //! [`manifest`] (TOML → validated settings) → [`plan`] (grid → DAG of content-addressed
 //! stages) → [`train`] (Burn training of one stage) → [`store`] (atomic per-stage records) →
-//! [`report`] (Polars tables and Markdown). [`sweep`] drives a plan through the other phases and
+//! [`report`] (Polars tables and Markdown). [`execute`] holds the ways stages get trained (local threads, tasks sharing a store, Slurm
+//! job arrays); [`sweep`] drives a plan through the other phases and
 //! [`cli`] is the command-line edge that renders errors for people.
 
 pub mod cli;
 pub mod data;
+pub mod execute;
 pub mod fault;
 pub mod manifest;
 pub mod plan;

@@ -6,11 +6,12 @@
 //! resumed sweep ends with the same tables as an uninterrupted one.
 
 use crate::data::{self, DataError, Dataset};
+use crate::execute::{self, tasks::Tally, tasks::Teachers};
 use crate::plan::{Cell, Plan, Stage, StageId};
 use crate::report::{self, Provenance, ReportError, Tables};
 use crate::store::{Lookup, StageRecord, Status, Store, StoreError};
-use crate::train::{self, Backend, Cnn, EpochMetrics, Progress, TrainError, Trained};
-use std::collections::{BTreeMap, HashMap};
+use crate::train::{self, Backend, EpochMetrics, TrainError};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -42,6 +43,42 @@ pub enum SweepError {
         /// What does not fit.
         message: String,
     },
+    /// A stage task found its teacher neither trained nor being trained.
+    #[error(
+        "stage `{stage}` cannot train: its teacher stage `{teacher}` is not in the store and no task is training it"
+    )]
+    #[diagnostic(
+        code(kdgrid::sweep::teacher_missing),
+        help(
+            "the teacher's task must have failed: `kdgrid status` shows it; `kdgrid slurm submit` again resubmits what is not done"
+        )
+    )]
+    TeacherMissing {
+        /// The stage that was to train.
+        stage: String,
+        /// Its teacher.
+        teacher: String,
+    },
+    /// A stage named on the command line is not in the plan.
+    #[error("stage `{stage}` is not a stage of this plan")]
+    #[diagnostic(
+        code(kdgrid::sweep::unknown_stage),
+        help(
+            "the same manifest, `--profile` and compute options give the same stage ids; `kdgrid plan --json` lists them"
+        )
+    )]
+    UnknownStage {
+        /// The id given.
+        stage: String,
+    },
+    /// Adaptive seeds decide after each round what to train next, which independent tasks
+    /// cannot.
+    #[error("adaptive seeds need the local runner (`kdgrid run` without `--shard`)")]
+    #[diagnostic(
+        code(kdgrid::sweep::adaptive_tasks),
+        help("list the seeds (`seed = [0, 1, 2, 3, 4]`) to run the study as independent tasks")
+    )]
+    AdaptiveTasks,
 }
 
 /// What a sweep did.
@@ -104,13 +141,6 @@ impl Default for Options {
     }
 }
 
-/// Messages from training workers to the sweep's thread.
-enum Msg {
-    Step(usize, usize, usize, usize),
-    Epoch(usize, EpochMetrics),
-    Done(usize, Box<Result<Trained, TrainError>>),
-}
-
 /// Runs every stage of `plan` not yet in the store under `results`, up to `options.jobs` at a
 /// time, then writes the tables.
 pub fn run(
@@ -158,17 +188,16 @@ pub fn run(
                     .sum(),
             });
             trained += pending.len();
-            Scheduler {
-                store: &store,
+            execute::local::run(
+                &store,
                 backend,
                 data,
                 plan,
-                records: &mut records,
-                models: HashMap::new(),
-                waiting: HashMap::new(),
-                notes: Vec::new(),
-            }
-            .run(&pending, options.jobs.max(1), on_event)?;
+                &mut records,
+                &pending,
+                options.jobs.max(1),
+                on_event,
+            )?;
         }
         let Some(rule) = plan.adaptive else {
             break;
@@ -280,254 +309,63 @@ pub fn report(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<(Tables, Vec<PathBuf>), SweepError> {
     let store = Store::open(results, &plan.name)?;
-    let records = committed(plan, &store, false, on_event)?;
+    let mut records = committed(plan, &store, false, on_event)?;
+    execute::stage::settle_skipped(plan, &mut records);
     write_report(plan, &records, provenance, into.unwrap_or(store.root()))
 }
 
-/// Runs pending stages on worker threads in dependency order.
-struct Scheduler<'a> {
-    store: &'a Store,
-    backend: &'a Backend,
-    data: &'a Dataset,
-    plan: &'a Plan,
-    records: &'a mut BTreeMap<StageId, StageRecord>,
-    /// Trained weights still needed by a pending child.
-    models: HashMap<StageId, Cnn>,
-    /// Pending children per teacher.
-    waiting: HashMap<StageId, usize>,
-    /// Things to tell the user once a stage is done.
-    notes: Vec<String>,
+/// What a batch of stage tasks did, and the tables if they were the last to finish the plan.
+#[derive(Debug)]
+pub struct TasksOutcome {
+    /// Counts of this process's stages.
+    pub tally: Tally,
+    /// Stages of the plan not settled yet (trained by other tasks).
+    pub unsettled: usize,
+    /// The tables, when every stage of the plan was settled and `report` was asked.
+    pub report: Option<(Tables, Vec<PathBuf>)>,
+    /// The experiment's results folder.
+    pub dir: PathBuf,
 }
 
-impl Scheduler<'_> {
-    fn run(
-        mut self,
-        pending: &[&Stage],
-        jobs: usize,
-        on_event: &mut dyn FnMut(Event),
-    ) -> Result<(), SweepError> {
-        for s in pending {
-            if let Some(p) = &s.parent {
-                *self.waiting.entry(p.clone()).or_insert(0) += 1;
-            }
-        }
-        let mut todo: Vec<usize> = (0..pending.len()).collect();
-        let mut running = 0;
-        let mut started = 0;
-        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
-        std::thread::scope(|scope| -> Result<(), SweepError> {
-            loop {
-                // Start every stage whose teacher is settled, in plan order, while slots are free.
-                let mut i = 0;
-                while i < todo.len() && running < jobs {
-                    let stage = pending[todo[i]];
-                    let parent = stage.parent.as_ref().map(|p| self.records.get(p));
-                    match parent {
-                        Some(None) => i += 1, // teacher still training
-                        Some(Some(r)) if r.status != Status::Ok => {
-                            let record = base_record(stage, self.backend);
-                            self.release_parent(stage);
-                            on_event(Event::Done(stage, &record));
-                            self.records.insert(stage.id.clone(), record);
-                            todo.remove(i);
-                        }
-                        _ => {
-                            let teacher = self.teacher(stage)?;
-                            self.store.claim(&stage.id)?;
-                            let idx = todo.remove(i);
-                            started += 1;
-                            running += 1;
-                            on_event(Event::Start(stage, started, pending.len()));
-                            let tx = tx.clone();
-                            let (data, backend) = (self.data, self.backend);
-                            let checkpoints = self.store.checkpoint_dir(&stage.id);
-                            scope.spawn(move || {
-                                // A panicking worker (a shape error, an out-of-memory) fails its
-                                // stage; it must still report, or the sweep would wait forever.
-                                let result =
-                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                        train::train(
-                                            stage,
-                                            data,
-                                            teacher.as_ref(),
-                                            backend,
-                                            Some((&checkpoints, stage.training.checkpoint_every)),
-                                            &mut |p| {
-                                                let _ = tx.send(match p {
-                                                    Progress::Step { epoch, step, steps } => {
-                                                        Msg::Step(idx, epoch, step, steps)
-                                                    }
-                                                    Progress::Epoch(m) => {
-                                                        Msg::Epoch(idx, m.clone())
-                                                    }
-                                                });
-                                            },
-                                        )
-                                    }))
-                                    .unwrap_or_else(
-                                        |panic| {
-                                            Err(TrainError::Panicked {
-                                                message: panic_message(panic.as_ref()),
-                                            })
-                                        },
-                                    );
-                                let _ = tx.send(Msg::Done(idx, Box::new(result)));
-                            });
-                        }
-                    }
-                }
-                if running == 0 {
-                    if todo.is_empty() {
-                        return Ok(());
-                    }
-                    continue; // skipped stages may have unblocked others
-                }
-                match rx.recv().expect("workers hold a sender while running") {
-                    Msg::Step(idx, e, s, n) => on_event(Event::Step(pending[idx], e, s, n)),
-                    Msg::Epoch(idx, m) => on_event(Event::Epoch(pending[idx], &m)),
-                    Msg::Done(idx, result) => {
-                        running -= 1;
-                        let stage = pending[idx];
-                        self.release_parent(stage);
-                        let record = self.finish(stage, *result)?;
-                        for note in self.notes.drain(..) {
-                            on_event(Event::Note(note));
-                        }
-                        on_event(Event::Done(stage, &record));
-                        self.records.insert(stage.id.clone(), record);
-                    }
-                }
-            }
-        })
+/// Trains `stages` of `plan` as tasks sharing the store under `results` with other processes
+/// (see [`execute::tasks`]). With `report`, writes the tables once every stage of the plan is
+/// settled (whichever task finishes the plan writes them, all with the same bytes).
+#[allow(clippy::too_many_arguments)]
+pub fn run_tasks(
+    plan: &Plan,
+    results: &Path,
+    backend: &Backend,
+    stages: &[&Stage],
+    teachers: Teachers,
+    report: bool,
+    provenance: &Provenance,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<TasksOutcome, SweepError> {
+    if plan.adaptive.is_some() {
+        return Err(SweepError::AdaptiveTasks);
     }
-
-    /// The weights of `stage`'s teacher, from memory or from the store.
-    fn teacher(&mut self, stage: &Stage) -> Result<Option<Cnn>, SweepError> {
-        let Some(p) = &stage.parent else {
-            return Ok(None);
-        };
-        if !self.models.contains_key(p) {
-            let parent = self.plan.stage(p).expect("parents are in the plan");
-            let model =
-                train::load_model(parent, self.data, self.backend, &self.store.model_path(p))
-                    .map_err(SweepError::Model)?;
-            self.models.insert(p.clone(), model);
-        }
-        Ok(self.models.get(p).cloned())
-    }
-
-    /// One fewer child waits for `stage`'s teacher; drop its weights after the last.
-    fn release_parent(&mut self, stage: &Stage) {
-        if let Some(p) = &stage.parent {
-            let left = self.waiting.get_mut(p).expect("counted");
-            *left -= 1;
-            if *left == 0 {
-                self.models.remove(p);
-            }
-        }
-    }
-
-    /// Saves a finished stage's weights and commits its record.
-    fn finish(
-        &mut self,
-        stage: &Stage,
-        result: Result<Trained, TrainError>,
-    ) -> Result<StageRecord, SweepError> {
-        let record = match result {
-            Ok(t) => {
-                if let Some(epoch) = t.resumed_from {
-                    self.notes.push(format!(
-                        "stage `{}` resumed from its epoch-{epoch} checkpoint",
-                        stage.id
-                    ));
-                }
-                let model_sha256 = self
-                    .store
-                    .save_model(&stage.id, |path| train::save_model(&t.model, path))?
-                    .map_err(SweepError::Model)?;
-                let selected = t.epochs.get(t.selected_epoch.wrapping_sub(1));
-                let record = StageRecord {
-                    status: Status::Ok,
-                    error: None,
-                    params: t.params,
-                    test_accuracy: selected.map(|e| e.test_accuracy),
-                    test_loss: selected.map(|e| e.test_loss),
-                    selected_epoch: selected.map(|e| e.epoch),
-                    val_accuracy: selected.and_then(|e| e.val_accuracy),
-                    weights_sha256: Some(train::weights_digest(&t.model)),
-                    init_sha256: Some(t.initial_digest),
-                    model_bytes: std::fs::metadata(self.store.model_path(&stage.id))
-                        .ok()
-                        .map(|m| m.len()),
-                    model_sha256: Some(model_sha256),
-                    ece: Some(t.quality.ece),
-                    agreement: t.quality.agreement,
-                    kl_teacher: t.quality.kl_teacher,
-                    latency_ms: Some(t.latency_ms),
-                    train_seconds: t.seconds,
-                    epochs: t.epochs,
-                    ..base_record(stage, self.backend)
-                };
-                if self.waiting.get(&stage.id).is_some_and(|&n| n > 0) {
-                    self.models.insert(stage.id.clone(), t.model);
-                }
-                record
-            }
-            Err(e @ (TrainError::Diverged { .. } | TrainError::Panicked { .. })) => {
-                let message = e.to_string();
-                let epochs = match e {
-                    TrainError::Diverged { epochs, .. } => epochs,
-                    _ => Vec::new(),
-                };
-                StageRecord {
-                    error: Some(message),
-                    epochs,
-                    status: Status::Failed,
-                    ..base_record(stage, self.backend)
-                }
-            }
-            Err(e) => return Err(SweepError::Model(e)),
-        };
-        self.store.commit(&record)?;
-        Ok(record)
-    }
-}
-
-/// The record of a stage that was not trained because its teacher did not train; trained and
-/// failed records start from it and fill in what they measured.
-fn base_record(stage: &Stage, backend: &Backend) -> StageRecord {
-    StageRecord {
-        id: stage.id.clone(),
-        status: Status::Skipped,
-        error: Some("teacher stage did not train".into()),
-        params: 0,
-        test_accuracy: None,
-        test_loss: None,
-        selected_epoch: None,
-        val_accuracy: None,
-        weights_sha256: None,
-        init_sha256: None,
-        model_sha256: None,
-        ece: None,
-        agreement: None,
-        kl_teacher: None,
-        model_bytes: None,
-        latency_ms: None,
-        train_seconds: 0.0,
-        epochs: Vec::new(),
-        backend: backend.name().into(),
-        device: backend.device_label(),
-        threads: backend.threads(),
-        processor: backend.processor(),
-        kdgrid_version: env!("CARGO_PKG_VERSION").into(),
-    }
-}
-
-/// The text of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+    let store = Store::open_shared(results, &plan.name)?;
+    let tally = execute::tasks::run(
+        plan,
+        &store,
+        backend,
+        stages,
+        teachers,
+        &mut || load_data(plan),
+        on_event,
+    )?;
+    let mut records = committed(plan, &store, false, &mut |_| {})?;
+    execute::stage::settle_skipped(plan, &mut records);
+    let unsettled = plan.stages.len() - records.len();
+    let report = if report && unsettled == 0 {
+        Some(write_report(plan, &records, provenance, store.root())?)
+    } else {
+        None
+    };
+    Ok(TasksOutcome {
+        tally,
+        unsettled,
+        report,
+        dir: store.root().to_path_buf(),
+    })
 }

@@ -4,6 +4,7 @@
 //! Exit codes: `0` success; `1` a runtime failure (I/O, results store, model files);
 //! `2` invalid input (manifest, missing or corrupt dataset, bad arguments).
 
+mod cluster;
 mod plan_view;
 mod progress;
 mod status_view;
@@ -75,6 +76,30 @@ enum Command {
         /// diverging setting is not retried on every rerun).
         #[arg(long)]
         retry_failed: bool,
+        /// Train only shard M of N (0-based): the stages whose id falls in it, waiting for
+        /// teachers that other shards train. Run N processes (on one machine or many sharing the
+        /// results folder) to train the study; the last to finish writes the tables.
+        #[arg(long, value_name = "M/N", conflicts_with_all = ["jobs", "retry_failed"])]
+        shard: Option<cluster::Shard>,
+    },
+    /// Train one stage of a manifest into a results folder shared with other tasks (what each
+    /// Slurm array task runs); its teacher must be in the store or being trained.
+    RunStage {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// The stage's id (`kdgrid plan --json` lists them).
+        #[arg(long, value_name = "ID")]
+        stage: String,
+        /// Print only the outcome, not per-epoch progress.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run a study on a Slurm cluster: one job array per level of the stage DAG.
+    Slurm {
+        #[command(subcommand)]
+        command: cluster::SlurmCommand,
     },
     /// Show each stage as done, failed (with its error), running (and who runs it) or
     /// pending.
@@ -132,7 +157,7 @@ enum Command {
 }
 
 /// Overrides of the manifest's `[compute]` table.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct ComputeArgs {
     /// Backend: `flex` (pure Rust) or `tch` (LibTorch).
     #[arg(long, value_parser = ["flex", "tch"])]
@@ -211,7 +236,13 @@ impl From<ManifestError> for Failure {
 
 impl From<SweepError> for Failure {
     fn from(e: SweepError) -> Self {
-        let code = if matches!(e, SweepError::Data(_) | SweepError::Shape { .. }) {
+        let code = if matches!(
+            e,
+            SweepError::Data(_)
+                | SweepError::Shape { .. }
+                | SweepError::UnknownStage { .. }
+                | SweepError::AdaptiveTasks
+        ) {
             2
         } else {
             1
@@ -280,7 +311,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Status { manifest, compute } => {
             let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
-            status_view::print_status(&plan, &cli.results)
+            status_view::print_status(&plan, &cli.results, None)
         }
         Command::Report {
             manifest,
@@ -303,12 +334,27 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             seconds,
             only,
         } => bench_command(compute, *seconds, only.as_deref()),
+        Command::RunStage {
+            manifest,
+            compute,
+            stage,
+            quiet,
+        } => cluster::run_stage(cli, manifest, compute, stage, *quiet),
+        Command::Slurm { command } => cluster::slurm(cli, command),
+        Command::Run {
+            manifest,
+            compute,
+            shard: Some(shard),
+            quiet,
+            ..
+        } => cluster::run_shard(cli, manifest, compute, *shard, *quiet),
         Command::Run {
             manifest,
             compute,
             jobs,
             quiet,
             retry_failed,
+            shard: None,
         } => {
             let (plan, provenance) =
                 load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
@@ -372,15 +418,35 @@ fn load_plan(
     compute: &ComputeArgs,
     results: &Path,
 ) -> Result<(Plan, Provenance), Failure> {
+    load_plan_with(manifest, profile, compute, results, false)
+}
+
+/// [`load_plan`]; with `data_optional`, a dataset that cannot be read gives a warning and
+/// provisional stage ids instead of an error (for `slurm submit --dry-run` away from the data).
+fn load_plan_with(
+    manifest: &Path,
+    profile: Option<&str>,
+    compute: &ComputeArgs,
+    results: &Path,
+    data_optional: bool,
+) -> Result<(Plan, Provenance), Failure> {
     let mut m = load_manifest(manifest, profile)?;
     compute.apply(&mut m)?;
-    let data =
-        data::fingerprint(&m.dataset, &mut data::DigestCache::open(results)).map_err(|e| {
-            Failure {
+    let data = match data::fingerprint(&m.dataset, &mut data::DigestCache::open(results)) {
+        Ok(d) => d,
+        Err(e) if data_optional => {
+            eprintln!(
+                "warning: {e}; stage ids below are provisional (they name the data by content)"
+            );
+            String::new()
+        }
+        Err(e) => {
+            return Err(Failure {
                 report: e.into(),
                 code: 2,
-            }
-        })?;
+            });
+        }
+    };
     let plan = plan::expand(&m, &data);
     let provenance = Provenance {
         experiment: plan.name.clone(),

@@ -2,12 +2,19 @@
 //! who runs it) or pending, and the totals.
 
 use super::{Failure, kd_text};
-use crate::plan::Plan;
-use crate::store::{self, Lookup, Status};
+use crate::execute::slurm::StageJob;
+use crate::plan::{Plan, StageId};
+use crate::store::{self, ClaimState, Lookup, Status};
+use std::collections::HashMap;
 use std::path::Path;
 
-/// Prints the state of every stage of `plan` in the store under `results`.
-pub(super) fn print_status(plan: &Plan, results: &Path) -> Result<(), Failure> {
+/// Prints the state of every stage of `plan` in the store under `results`; with `jobs` (from
+/// `kdgrid slurm status`), each unfinished stage's Slurm job too.
+pub(super) fn print_status(
+    plan: &Plan,
+    results: &Path,
+    jobs: Option<&HashMap<StageId, StageJob>>,
+) -> Result<(), Failure> {
     let root = results.join(&plan.name);
     let holder = store::holder(&root);
     let mut counts = [0usize; 5]; // done, failed, corrupt, running, pending
@@ -30,12 +37,19 @@ pub(super) fn print_status(plan: &Plan, results: &Path) -> Result<(), Failure> {
             Lookup::Corrupt { path, message } => {
                 ("corrupt", format!("`{}`: {message}", path.display()), 2)
             }
-            Lookup::Missing => match (&holder, store::claim(&root, &s.id)) {
-                (Some(_), Some(who)) => ("running", who, 3),
+            // A claim counts while a sweep holds the store, or while its holder is alive.
+            Lookup::Missing => match (&holder, store::claim_state(&root, &s.id)) {
+                (_, Some(ClaimState::Live(who))) | (Some(_), Some(ClaimState::Stale(who))) => {
+                    ("running", who, 3)
+                }
                 _ => ("pending", s.chain_label(), 4),
             },
         };
         counts[i] += 1;
+        let detail = match jobs.and_then(|j| j.get(&s.id)) {
+            Some(job) if i != 0 => format!("{detail}; {}", job_text(job)),
+            _ => detail,
+        };
         println!(
             "{:<16}  {:<9}  {:>4}  {:<22}  {:<8}  {detail}",
             s.id,
@@ -62,4 +76,15 @@ pub(super) fn print_status(plan: &Plan, results: &Path) -> Result<(), Failure> {
         None => {}
     }
     Ok(())
+}
+
+/// A stage's Slurm job as `status` shows it: id, state, where or why, and the log.
+fn job_text(job: &StageJob) -> String {
+    let state = job.state.as_deref().unwrap_or("unknown to Slurm now");
+    let detail = job
+        .detail
+        .as_deref()
+        .map(|d| format!(" {d}"))
+        .unwrap_or_default();
+    format!("job {} {state}{detail}, log {}", job.job, job.log.display())
 }

@@ -30,6 +30,13 @@ impl StageId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The shard (of `n`) this stage belongs to in `run --shard M/N`: its id read as a number,
+    /// modulo `n`, so shards are balanced and every process agrees on them.
+    pub fn shard(&self, n: usize) -> usize {
+        let head = self.0.get(..16).unwrap_or(&self.0);
+        (u64::from_str_radix(head, 16).unwrap_or(0) % n.max(1) as u64) as usize
+    }
 }
 
 impl fmt::Display for StageId {

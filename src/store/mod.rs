@@ -3,17 +3,27 @@
 //!
 //! ```text
 //! results/<experiment>/
-//!   .lock                     held while a sweep runs
+//!   .lock                     held while a sweep runs (exclusive), or by stage tasks (shared)
 //!   stages/FORMAT             store layout version
+//!   stages/<id>/claim         `pid N on host` of the process training the stage (heartbeat: mtime)
 //!   stages/<id>/model.bpk     trained weights (written first)
 //!   stages/<id>/record.json   metrics; its presence marks the stage done
 //! ```
 //!
 //! Every file is written to a temporary file in the same folder and renamed into place, so a
 //! killed sweep leaves either a whole stage or none, and resumes where it stopped.
+//!
+//! A local sweep holds the store alone. Stage tasks (Slurm array tasks, `run --shard`) share it,
+//! possibly from several machines over a network filesystem: each claims a stage by creating its
+//! `claim` file (which fails if it exists), keeps the claim alive by touching it, and a claim
+//! whose holder is gone (a dead pid on this host, or no heartbeat for [`CLAIM_STALE`]) is taken
+//! over. Should two tasks ever train one stage, nothing breaks: training is deterministic and the
+//! commit is an atomic rename, so the second commit writes the same bytes.
 
+mod claim;
 mod record;
 
+pub use claim::{CLAIM_STALE, Claim, ClaimState, claim_state};
 pub use record::{StageRecord, Status};
 
 use crate::plan::StageId;
@@ -72,6 +82,7 @@ pub enum StoreError {
 pub struct Store {
     root: PathBuf,
     _lock: File,
+    shared: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -82,8 +93,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 impl Store {
-    /// Opens (creating if needed) and locks `results/<experiment>`.
+    /// Opens (creating if needed) and locks `results/<experiment>` for this process alone (a
+    /// local sweep).
     pub fn open(results: &Path, experiment: &str) -> Result<Self, StoreError> {
+        Self::open_with(results, experiment, false)
+    }
+
+    /// Opens `results/<experiment>` shared with other stage tasks (Slurm array tasks, `run
+    /// --shard`), which coordinate through per-stage claims; refused while a local sweep holds
+    /// it.
+    pub fn open_shared(results: &Path, experiment: &str) -> Result<Self, StoreError> {
+        Self::open_with(results, experiment, true)
+    }
+
+    fn open_with(results: &Path, experiment: &str, shared: bool) -> Result<Self, StoreError> {
         let root = results.join(experiment);
         let stages = root.join("stages");
         std::fs::create_dir_all(&stages).map_err(io(&stages))?;
@@ -96,16 +119,29 @@ impl Store {
             .truncate(false)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        if lock.try_lock_exclusive().is_err() {
-            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+        let locked = if shared {
+            FileExt::try_lock_shared(&lock)
+        } else {
+            lock.try_lock_exclusive()
+        };
+        if locked.is_err() {
+            let holder = match File::open(&lock_path).map(|f| FileExt::try_lock_shared(&f)) {
+                Ok(Ok(())) => "stage tasks (`run-stage`, `run --shard`) share it".to_string(),
+                _ => std::fs::read_to_string(&lock_path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
             return Err(StoreError::Locked {
                 path: lock_path,
-                holder: holder.trim().to_string(),
+                holder,
             });
         }
-        lock.set_len(0)
-            .and_then(|_| writeln!(lock, "pid {} on {}", std::process::id(), hostname()))
-            .map_err(io(&lock_path))?;
+        if !shared {
+            lock.set_len(0)
+                .and_then(|_| writeln!(lock, "pid {} on {}", std::process::id(), hostname()))
+                .map_err(io(&lock_path))?;
+        }
         let format_path = stages.join("FORMAT");
         match std::fs::read_to_string(&format_path) {
             Ok(text) if text.trim() == FORMAT.to_string() => {}
@@ -123,7 +159,11 @@ impl Store {
             }
             Err(e) => return Err(io(&format_path)(e)),
         }
-        Ok(Self { root, _lock: lock })
+        Ok(Self {
+            root,
+            _lock: lock,
+            shared,
+        })
     }
 
     /// The experiment folder.
@@ -174,29 +214,27 @@ impl Store {
         self.stage_dir(id).join("checkpoints")
     }
 
-    /// Marks a stage as being trained by this process (for `kdgrid status`); the claim goes
-    /// away when the record is committed, and a claim left by a killed run is ignored once
-    /// nobody holds the store.
-    pub fn claim(&self, id: &StageId) -> Result<(), StoreError> {
+    /// Claims a stage for this process to train. A local sweep holds the whole store, so its
+    /// claim always succeeds (and only tells `kdgrid status` what runs); a shared store returns
+    /// `None` while another live process holds the claim.
+    pub fn claim(&self, id: &StageId) -> Result<Option<Claim>, StoreError> {
         let dir = self.stage_dir(id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        write_atomic(
-            &dir.join("claim"),
-            format!("pid {} on {}\n", std::process::id(), hostname()).as_bytes(),
-        )
+        Claim::acquire(&dir.join("claim"), self.shared)
     }
 
     /// Commits a stage's record; from now on the stage counts as done.
     pub fn commit(&self, record: &StageRecord) -> Result<(), StoreError> {
         let dir = self.stage_dir(&record.id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let _ = std::fs::remove_file(dir.join("claim"));
         let sealed = Sealed {
             sha256: seal(record),
             record: record.clone(),
         };
         let json = serde_json::to_vec_pretty(&sealed).expect("records serialize");
         write_atomic(&dir.join("record.json"), &json)?;
+        // Released after the record exists, so no task sees the stage unclaimed and undone.
+        let _ = std::fs::remove_file(dir.join("claim"));
         // Checkpoints are only for an unfinished stage.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
         Ok(())
@@ -213,15 +251,8 @@ pub fn holder(root: &Path) -> Option<String> {
     Some(std::fs::read_to_string(&path).ok()?.trim().to_string())
 }
 
-/// The claim on stage `id` under `root`, if a run marked it as training.
-pub fn claim(root: &Path, id: &StageId) -> Option<String> {
-    std::fs::read_to_string(root.join("stages").join(id.as_str()).join("claim"))
-        .ok()
-        .map(|t| t.trim().to_string())
-}
-
-/// This machine's name, for lock files.
-fn hostname() -> String {
+/// This machine's name, for lock and claim files.
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())

@@ -1,0 +1,178 @@
+//! The local executor: one process trains a plan's pending stages on worker threads, each as
+//! soon as its teacher is done (`kdgrid run`, `--jobs N`).
+
+use super::stage::{self, Finished};
+use crate::data::Dataset;
+use crate::plan::{Plan, Stage, StageId};
+use crate::store::{Claim, StageRecord, Status, Store};
+use crate::sweep::{Event, SweepError};
+use crate::train::{Backend, Cnn, EpochMetrics, Progress};
+use std::collections::{BTreeMap, HashMap};
+
+/// Messages from training workers to the sweep's thread.
+enum Msg {
+    Step(usize, usize, usize, usize),
+    Epoch(usize, EpochMetrics),
+    Done(usize, Box<Result<Finished, SweepError>>),
+}
+
+/// Trains `pending` (in plan order) up to `jobs` at a time, adding each stage's record to
+/// `records` as it ends.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    store: &Store,
+    backend: &Backend,
+    data: &Dataset,
+    plan: &Plan,
+    records: &mut BTreeMap<StageId, StageRecord>,
+    pending: &[&Stage],
+    jobs: usize,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(), SweepError> {
+    Scheduler {
+        store,
+        backend,
+        data,
+        plan,
+        records,
+        models: HashMap::new(),
+        waiting: HashMap::new(),
+    }
+    .run(pending, jobs, on_event)
+}
+
+/// Runs pending stages on worker threads in dependency order.
+struct Scheduler<'a> {
+    store: &'a Store,
+    backend: &'a Backend,
+    data: &'a Dataset,
+    plan: &'a Plan,
+    records: &'a mut BTreeMap<StageId, StageRecord>,
+    /// Trained weights still needed by a pending child.
+    models: HashMap<StageId, Cnn>,
+    /// Pending children per teacher.
+    waiting: HashMap<StageId, usize>,
+}
+
+impl Scheduler<'_> {
+    fn run(
+        mut self,
+        pending: &[&Stage],
+        jobs: usize,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(), SweepError> {
+        for s in pending {
+            if let Some(p) = &s.parent {
+                *self.waiting.entry(p.clone()).or_insert(0) += 1;
+            }
+        }
+        let mut todo: Vec<usize> = (0..pending.len()).collect();
+        let mut claims: HashMap<usize, Claim> = HashMap::new();
+        let mut started = 0;
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        std::thread::scope(|scope| -> Result<(), SweepError> {
+            loop {
+                // Start every stage whose teacher is settled, in plan order, while slots are free.
+                let mut i = 0;
+                while i < todo.len() && claims.len() < jobs {
+                    let stage = pending[todo[i]];
+                    let parent = stage.parent.as_ref().map(|p| self.records.get(p));
+                    match parent {
+                        Some(None) => i += 1, // teacher still training
+                        Some(Some(r)) if r.status != Status::Ok => {
+                            let record = stage::skipped_record(stage, r);
+                            self.release_parent(stage);
+                            on_event(Event::Done(stage, &record));
+                            self.records.insert(stage.id.clone(), record);
+                            todo.remove(i);
+                        }
+                        _ => {
+                            let teacher = self.teacher(stage)?;
+                            let claim = self
+                                .store
+                                .claim(&stage.id)?
+                                .expect("a sweep holds its store");
+                            let idx = todo.remove(i);
+                            claims.insert(idx, claim);
+                            started += 1;
+                            on_event(Event::Start(stage, started, pending.len()));
+                            let tx = tx.clone();
+                            let (store, data, backend) = (self.store, self.data, self.backend);
+                            scope.spawn(move || {
+                                let result = stage::train_and_commit(
+                                    store,
+                                    stage,
+                                    data,
+                                    teacher.as_ref(),
+                                    backend,
+                                    &mut |p| {
+                                        let _ = tx.send(match p {
+                                            Progress::Step { epoch, step, steps } => {
+                                                Msg::Step(idx, epoch, step, steps)
+                                            }
+                                            Progress::Epoch(m) => Msg::Epoch(idx, m.clone()),
+                                        });
+                                    },
+                                );
+                                let _ = tx.send(Msg::Done(idx, Box::new(result)));
+                            });
+                        }
+                    }
+                }
+                if claims.is_empty() {
+                    if todo.is_empty() {
+                        return Ok(());
+                    }
+                    continue; // skipped stages may have unblocked others
+                }
+                match rx.recv().expect("workers hold a sender while running") {
+                    Msg::Step(idx, e, s, n) => on_event(Event::Step(pending[idx], e, s, n)),
+                    Msg::Epoch(idx, m) => on_event(Event::Epoch(pending[idx], &m)),
+                    Msg::Done(idx, result) => {
+                        claims.remove(&idx);
+                        let stage = pending[idx];
+                        self.release_parent(stage);
+                        let finished = (*result)?;
+                        if let Some(epoch) = finished.resumed_from {
+                            on_event(Event::Note(format!(
+                                "stage `{}` resumed from its epoch-{epoch} checkpoint",
+                                stage.id
+                            )));
+                        }
+                        if let Some(model) = finished.model
+                            && self.waiting.get(&stage.id).is_some_and(|&n| n > 0)
+                        {
+                            self.models.insert(stage.id.clone(), model);
+                        }
+                        on_event(Event::Done(stage, &finished.record));
+                        self.records.insert(stage.id.clone(), finished.record);
+                    }
+                }
+            }
+        })
+    }
+
+    /// The weights of `stage`'s teacher, from memory or from the store.
+    fn teacher(&mut self, stage: &Stage) -> Result<Option<Cnn>, SweepError> {
+        let Some(p) = &stage.parent else {
+            return Ok(None);
+        };
+        if !self.models.contains_key(p) {
+            let model = stage::load_teacher(self.plan, self.store, self.data, self.backend, stage)?
+                .expect("the stage has a parent");
+            self.models.insert(p.clone(), model);
+        }
+        Ok(self.models.get(p).cloned())
+    }
+
+    /// One fewer child waits for `stage`'s teacher; drop its weights after the last.
+    fn release_parent(&mut self, stage: &Stage) {
+        if let Some(p) = &stage.parent {
+            let left = self.waiting.get_mut(p).expect("counted");
+            *left -= 1;
+            if *left == 0 {
+                self.models.remove(p);
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Training one stage against the store: what every executor does per stage.
+
+use crate::data::Dataset;
+use crate::plan::{Plan, Stage, StageId};
+use crate::store::{StageRecord, Status, Store};
+use crate::sweep::SweepError;
+use crate::train::{self, Backend, Cnn, Progress, TrainError, Trained};
+use std::collections::BTreeMap;
+
+/// A stage trained (or failed) and committed.
+pub struct Finished {
+    /// The committed record.
+    pub record: StageRecord,
+    /// The trained weights, for children trained next in this process.
+    pub model: Option<Cnn>,
+    /// The epoch a checkpoint resumed the stage from.
+    pub resumed_from: Option<usize>,
+}
+
+/// Trains `stage` (a panic in training fails the stage rather than the process), saves its
+/// weights and commits its record. A diverged or crashed stage is committed as failed.
+pub fn train_and_commit(
+    store: &Store,
+    stage: &Stage,
+    data: &Dataset,
+    teacher: Option<&Cnn>,
+    backend: &Backend,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Finished, SweepError> {
+    let checkpoints = store.checkpoint_dir(&stage.id);
+    // A panicking worker (a shape error, an out-of-memory) fails its stage; it must still
+    // report, or a sweep waiting for it would wait forever.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train::train(
+            stage,
+            data,
+            teacher,
+            backend,
+            Some((&checkpoints, stage.training.checkpoint_every)),
+            on_progress,
+        )
+    }))
+    .unwrap_or_else(|panic| {
+        Err(TrainError::Panicked {
+            message: panic_message(panic.as_ref()),
+        })
+    });
+    commit(store, stage, backend, result)
+}
+
+/// Saves a finished stage's weights and commits its record.
+fn commit(
+    store: &Store,
+    stage: &Stage,
+    backend: &Backend,
+    result: Result<Trained, TrainError>,
+) -> Result<Finished, SweepError> {
+    let finished = match result {
+        Ok(t) => {
+            let model_sha256 = store
+                .save_model(&stage.id, |path| train::save_model(&t.model, path))?
+                .map_err(SweepError::Model)?;
+            let selected = t.epochs.get(t.selected_epoch.wrapping_sub(1));
+            let record = StageRecord {
+                status: Status::Ok,
+                error: None,
+                params: t.params,
+                test_accuracy: selected.map(|e| e.test_accuracy),
+                test_loss: selected.map(|e| e.test_loss),
+                selected_epoch: selected.map(|e| e.epoch),
+                val_accuracy: selected.and_then(|e| e.val_accuracy),
+                weights_sha256: Some(train::weights_digest(&t.model)),
+                init_sha256: Some(t.initial_digest),
+                model_bytes: std::fs::metadata(store.model_path(&stage.id))
+                    .ok()
+                    .map(|m| m.len()),
+                model_sha256: Some(model_sha256),
+                ece: Some(t.quality.ece),
+                agreement: t.quality.agreement,
+                kl_teacher: t.quality.kl_teacher,
+                latency_ms: Some(t.latency_ms),
+                train_seconds: t.seconds,
+                epochs: t.epochs,
+                ..base_record(stage, backend)
+            };
+            Finished {
+                record,
+                model: Some(t.model),
+                resumed_from: t.resumed_from,
+            }
+        }
+        Err(e @ (TrainError::Diverged { .. } | TrainError::Panicked { .. })) => {
+            let message = e.to_string();
+            let epochs = match e {
+                TrainError::Diverged { epochs, .. } => epochs,
+                _ => Vec::new(),
+            };
+            Finished {
+                record: StageRecord {
+                    error: Some(message),
+                    epochs,
+                    status: Status::Failed,
+                    ..base_record(stage, backend)
+                },
+                model: None,
+                resumed_from: None,
+            }
+        }
+        Err(e) => return Err(SweepError::Model(e)),
+    };
+    store.commit(&finished.record)?;
+    Ok(finished)
+}
+
+/// Loads the weights of `stage`'s teacher from the store.
+pub fn load_teacher(
+    plan: &Plan,
+    store: &Store,
+    data: &Dataset,
+    backend: &Backend,
+    stage: &Stage,
+) -> Result<Option<Cnn>, SweepError> {
+    let Some(p) = &stage.parent else {
+        return Ok(None);
+    };
+    let parent = plan.stage(p).expect("parents are in the plan");
+    train::load_model(parent, data, backend, &store.model_path(p))
+        .map(Some)
+        .map_err(SweepError::Model)
+}
+
+/// The record of a stage that was not trained because its teacher (`parent`) did not train;
+/// it runs where its teacher ran. Such records are reported, never stored: they follow from the
+/// teacher's.
+pub fn skipped_record(stage: &Stage, parent: &StageRecord) -> StageRecord {
+    StageRecord {
+        id: stage.id.clone(),
+        backend: parent.backend.clone(),
+        device: parent.device.clone(),
+        threads: parent.threads,
+        processor: parent.processor.clone(),
+        kdgrid_version: parent.kdgrid_version.clone(),
+        ..empty_record(stage)
+    }
+}
+
+/// Adds the skipped record of every stage of `plan` below a failed (or skipped) stage that has
+/// no record of its own, as a sweep that ran them all would have.
+pub fn settle_skipped(plan: &Plan, records: &mut BTreeMap<StageId, StageRecord>) {
+    // Plan order puts parents first, so a chain of skips settles in one pass.
+    for stage in &plan.stages {
+        let Some(p) = &stage.parent else { continue };
+        if records.contains_key(&stage.id) {
+            continue;
+        }
+        if let Some(parent) = records.get(p).filter(|r| r.status != Status::Ok) {
+            let record = skipped_record(stage, parent);
+            records.insert(stage.id.clone(), record);
+        }
+    }
+}
+
+/// A record of `stage` on `backend`, before anything is measured.
+fn base_record(stage: &Stage, backend: &Backend) -> StageRecord {
+    StageRecord {
+        backend: backend.name().into(),
+        device: backend.device_label(),
+        threads: backend.threads(),
+        processor: backend.processor(),
+        ..empty_record(stage)
+    }
+}
+
+fn empty_record(stage: &Stage) -> StageRecord {
+    StageRecord {
+        id: stage.id.clone(),
+        status: Status::Skipped,
+        error: Some("teacher stage did not train".into()),
+        params: 0,
+        test_accuracy: None,
+        test_loss: None,
+        selected_epoch: None,
+        val_accuracy: None,
+        weights_sha256: None,
+        init_sha256: None,
+        model_sha256: None,
+        ece: None,
+        agreement: None,
+        kl_teacher: None,
+        model_bytes: None,
+        latency_ms: None,
+        train_seconds: 0.0,
+        epochs: Vec::new(),
+        backend: String::new(),
+        device: String::new(),
+        threads: 0,
+        processor: String::new(),
+        kdgrid_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
