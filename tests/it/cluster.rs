@@ -1,0 +1,387 @@
+//! Running a study as independent tasks sharing a results folder: `run --shard M/N` processes,
+//! `run-stage`, and `slurm submit` against a stand-in `sbatch` (tests/fixtures/fake-slurm) that
+//! runs each array task in turn. Every way must end with the tables of one local `kdgrid run`,
+//! bit for bit. (`make test-slurm` does the same against a real slurmctld.)
+
+use crate::support::*;
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+fn kdgrid_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("kdgrid")
+}
+
+/// Asserts that two experiment folders hold the same tables (`kdgrid diff`, tolerance 0).
+fn assert_same_tables(a: &Path, b: &Path) {
+    let out = Command::new(kdgrid_bin())
+        .arg("diff")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// TINY where every teacher diverges: students below them are skipped, in every executor.
+fn with_failing_teachers() -> String {
+    TINY.replace(
+        "[models.teacher]\n",
+        "[models.teacher]\nlr = 1e30\n",
+    )
+}
+
+/// `kdgrid` with the stand-in `sbatch` first on PATH, logging its calls to `log`.
+fn with_fake_slurm(ws: &Workspace, log: &Path, args: &[&str]) -> Command {
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-slurm");
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let mut cmd = Command::cargo_bin("kdgrid").unwrap();
+    cmd.current_dir(ws.dir.path())
+        .arg("--results")
+        .arg(ws.results())
+        .args(args)
+        .arg(ws.manifest())
+        .env("PATH", path)
+        .env("FAKE_SLURM_LOG", log)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+#[test]
+fn two_shards_at_once_end_with_the_tables_of_one_run() {
+    for text in [TINY.to_string(), with_failing_teachers()] {
+        let local = Workspace::new(&text);
+        local.kdgrid(&["run", "--quiet"]).success();
+        let ws = Workspace::new(&text);
+        let shards: Vec<_> = ["0/2", "1/2"]
+            .iter()
+            .map(|s| {
+                std::process::Command::new(kdgrid_bin())
+                    .arg("--results")
+                    .arg(ws.results())
+                    .args(["run", "--quiet", "--shard", s])
+                    .arg(ws.manifest())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<String> = shards
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "{text}");
+                text
+            })
+            .collect();
+        // Each shard trains its own stages: together all 10, none twice.
+        let trained: usize = outputs
+            .iter()
+            .map(|o| {
+                let line = o.lines().find(|l| l.contains(" trained, ")).unwrap();
+                line.split(' ').next().unwrap().parse::<usize>().unwrap()
+            })
+            .sum();
+        let failing = text != TINY;
+        assert_eq!(trained, if failing { 2 } else { 10 }, "{outputs:?}");
+        assert_same_tables(&local.results().join("tiny"), &ws.results().join("tiny"));
+        let runs = ws.parquet("tiny", "runs.parquet");
+        let skipped = strings(&runs, "status")
+            .iter()
+            .filter(|s| *s == "skipped")
+            .count();
+        assert_eq!(skipped, if failing { 6 } else { 0 }, "{runs}");
+    }
+}
+
+#[test]
+fn run_stage_trains_one_stage_and_refuses_what_it_cannot_train() {
+    let ws = Workspace::new(TINY);
+    let plan: serde_json::Value =
+        serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
+    let stages = plan["stages"].as_array().unwrap();
+    let id_of = |chain: &str| {
+        stages
+            .iter()
+            .find(|s| s["chain"] == chain && s["seed"] == 0)
+            .unwrap_or_else(|| panic!("{chain} in {stages:?}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (teacher, student) = (id_of("teacher"), id_of("teacher > student"));
+
+    let unknown = ws
+        .kdgrid(&["run-stage", "--stage", "0123456789abcdef"])
+        .code(2);
+    assert!(
+        stderr(&unknown).contains("not a stage of this plan"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // A student before its teacher: named, nothing written for it.
+    let early = ws
+        .kdgrid(&["run-stage", "--quiet", "--stage", &student])
+        .code(1);
+    let err = stderr(&early);
+    assert!(
+        err.contains(&teacher) && err.contains("no task is training it"),
+        "{err}"
+    );
+    assert!(
+        !ws.results()
+            .join("tiny/stages")
+            .join(&student)
+            .join("record.json")
+            .exists()
+    );
+
+    let out = stdout(
+        &ws.kdgrid(&["run-stage", "--quiet", "--stage", &teacher])
+            .success(),
+    );
+    assert!(out.contains("trained"), "{out}");
+    let out = stdout(
+        &ws.kdgrid(&["run-stage", "--quiet", "--stage", &student])
+            .success(),
+    );
+    assert!(out.contains("trained"), "{out}");
+    let again = stdout(
+        &ws.kdgrid(&["run-stage", "--quiet", "--stage", &student])
+            .success(),
+    );
+    assert!(again.contains("already done"), "{again}");
+    // The local runner reuses what the tasks trained.
+    let run = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    assert!(run.contains("8 trained, 2 reused"), "{run}");
+}
+
+#[test]
+fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    let plan: serde_json::Value =
+        serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
+    let ids: Vec<String> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stages = ws.results().join("tiny/stages");
+    // A dead pid on this host: stale at once.
+    std::fs::create_dir_all(stages.join(&ids[0])).unwrap();
+    std::fs::write(
+        stages.join(&ids[0]).join("claim"),
+        format!("pid 999999999 on {}", host.trim()),
+    )
+    .unwrap();
+    // Another machine's task, heard from just now: live.
+    std::fs::create_dir_all(stages.join(&ids[1])).unwrap();
+    std::fs::write(stages.join(&ids[1]).join("claim"), "pid 4242 on node-17").unwrap();
+    let status = stdout(&ws.kdgrid(&["status"]).success());
+    let line = |id: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line(&ids[1]).contains("running") && line(&ids[1]).contains("node-17"),
+        "{status}"
+    );
+    assert!(line(&ids[0]).contains("pending"), "{status}");
+    let out = stdout(
+        &ws.kdgrid(&["run-stage", "--quiet", "--stage", &ids[0]])
+            .success(),
+    );
+    assert!(out.contains("trained"), "{out}");
+    assert!(
+        !stages.join(&ids[0]).join("claim").exists(),
+        "the claim is released"
+    );
+}
+
+#[test]
+fn slurm_submit_runs_the_levels_in_dag_order_and_ends_with_the_local_tables() {
+    let local = Workspace::new(TINY);
+    local.kdgrid(&["run", "--quiet"]).success();
+    let ws = Workspace::new(TINY);
+    let log = ws.dir.path().join("sbatch.log");
+    let out = stdout(
+        &with_fake_slurm(
+            &ws,
+            &log,
+            &[
+                "slurm",
+                "submit",
+                "--cpus-per-task",
+                "1",
+                "--partition",
+                "cpu",
+            ],
+        )
+        .assert()
+        .success(),
+    );
+    assert!(
+        out.contains("level 2: job 1003 (2 tasks)") && out.contains("report: job 1004"),
+        "{out}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let dir = ws.results().join("tiny/slurm/1");
+    let expected = format!(
+        "sbatch --parsable {d}/level-0.sh\nsbatch --parsable --dependency=afterany:1001 {d}/level-1.sh\n\
+         sbatch --parsable --dependency=afterany:1002 {d}/level-2.sh\nsbatch --parsable --dependency=afterany:1003 {d}/report.sh\n",
+        d = dir.display()
+    );
+    assert_eq!(calls, expected, "every task succeeded and the jobs chain");
+    let level0 = std::fs::read_to_string(dir.join("level-0.sh")).unwrap();
+    assert!(
+        level0.contains("#SBATCH --array=0-3") && level0.contains("#SBATCH --partition=cpu"),
+        "{level0}"
+    );
+    // The tables the report job wrote equal a local run's (threads are recorded: 1 each).
+    let runs = ws.parquet("tiny", "runs.parquet");
+    assert_eq!(floats(&runs, "threads"), vec![1.0; 10]);
+    let local_one = Workspace::new(TINY);
+    local_one
+        .kdgrid(&["run", "--quiet", "--threads", "1"])
+        .success();
+    assert_same_tables(
+        &local_one.results().join("tiny"),
+        &ws.results().join("tiny"),
+    );
+    // Each task logged under its stage folder; status joins the jobs.
+    let logs = walkdir::WalkDir::new(ws.results().join("tiny/stages"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("slurm-100"))
+        .count();
+    assert_eq!(logs, 10);
+    // Nothing left: a second submit submits nothing.
+    let again = stdout(
+        &with_fake_slurm(&ws, &log, &["slurm", "submit"])
+            .assert()
+            .success(),
+    );
+    assert!(again.contains("nothing to submit"), "{again}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
+    drop(local);
+}
+
+#[test]
+fn slurm_submit_leaves_out_done_stages_and_names_a_refusing_sbatch() {
+    let ws = Workspace::new(TINY);
+    let log = ws.dir.path().join("sbatch.log");
+    // Train the seed-0 teacher first: its students move up to level 0.
+    let plan: serde_json::Value = serde_json::from_str(&stdout(
+        &ws.kdgrid(&["plan", "--json", "--threads", "1"]).success(),
+    ))
+    .unwrap();
+    let teacher = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["chain"] == "teacher" && s["seed"] == 0)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ws.kdgrid(&[
+        "run-stage",
+        "--quiet",
+        "--threads",
+        "1",
+        "--stage",
+        &teacher,
+    ])
+    .success();
+    let dry = stdout(
+        &with_fake_slurm(&ws, &log, &["slurm", "submit", "--dry-run"])
+            .assert()
+            .success(),
+    );
+    assert!(dry.contains("1 done, 9 to submit"), "{dry}");
+    let level0: Vec<&str> = dry
+        .split("level 1:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(
+        level0.len(),
+        5,
+        "3 roots left + 2 students of the done teacher: {dry}"
+    );
+    assert!(!log.exists(), "a dry run submits nothing");
+    assert!(
+        !ws.results().join("tiny/slurm/1").exists(),
+        "a dry run writes nothing"
+    );
+
+    let refused = with_fake_slurm(&ws, &log, &["slurm", "submit"])
+        .env("FAKE_SLURM_FAIL", "2")
+        .assert()
+        .code(1);
+    let err = stderr(&refused);
+    assert!(
+        err.contains("level-1.sh") && err.contains("Invalid partition"),
+        "{err}"
+    );
+    let jobs = std::fs::read_to_string(ws.results().join("tiny/slurm/1/jobs.json")).unwrap();
+    assert!(
+        jobs.contains("\"job\": \"1001\""),
+        "what was submitted is on record: {jobs}"
+    );
+}
+
+#[test]
+fn slurm_dry_run_of_the_takd_study_puts_each_stage_after_its_teacher() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/takd-cifar10.toml");
+    let results = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("kdgrid")
+        .unwrap()
+        .arg("--results")
+        .arg(results.path())
+        .args(["slurm", "submit", "--dry-run"])
+        .arg(&manifest)
+        .assert()
+        .success();
+    let text = stdout(&out);
+    // The chain of each line, by level.
+    let mut level = 0;
+    let mut levels: Vec<(usize, String)> = Vec::new();
+    // The structure comes before the scripts (`--- path ---`).
+    for line in text.lines().take_while(|l| !l.starts_with("--- ")) {
+        if let Some(rest) = line.strip_prefix("level ") {
+            level = rest.split(':').next().unwrap().parse().unwrap();
+        } else if line.starts_with("  ") && line.len() > 20 {
+            levels.push((level, line.split("  ").last().unwrap().trim().to_string()));
+        }
+    }
+    assert!(!levels.is_empty(), "{text}");
+    for (level, chain) in &levels {
+        let depth = chain.split(" > ").count() - 1;
+        assert_eq!(*level, depth, "`{chain}` in level {level}:\n{text}");
+    }
+    assert!(levels.iter().any(|(l, c)| *l == 0 && c == "t10"), "{text}");
+    assert!(
+        levels.iter().any(|(l, c)| *l == 1 && c == "t10 > ta4"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("provisional"),
+        "no CIFAR-10 here: ids are provisional"
+    );
+}
