@@ -22,7 +22,7 @@ CI_STUDIES ?= default seed-variance kd-sweep
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 
-.PHONY: run data build build-tch torch test test-flex test-tch lint fmt clean results-ci check-results bench
+.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
@@ -43,6 +43,13 @@ check-results: data
 	  $(KDGRID) --results "$(CHECK_DIR)" --profile ci run --quiet experiments/$$s.toml >/dev/null || exit 1; \
 	  $(KDGRID) diff --across $(CHECK_ACROSS) results/$$s-ci "$(CHECK_DIR)/$$s-ci" || exit 1; \
 	done
+
+## A real single-node Slurm cluster (installed from Debian and started as root, with a private
+## configuration) runs the default study's `ci` profile as job arrays; its tables must equal a
+## local run's bit for bit. Compares with what check-results trained when it is there.
+test-slurm: data $(if $(filter 1,$(TCH)),,build)
+	scripts/test-slurm.sh "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" experiments/default.toml \
+	  $(wildcard $(CHECK_DIR)/default-ci)
 
 ## Fetch Fashion-MNIST into data/ (from Debian's package; once).
 data:
