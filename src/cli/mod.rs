@@ -5,6 +5,7 @@
 //! `2` invalid input (manifest, missing or corrupt dataset, bad arguments).
 
 mod cluster;
+mod gc;
 mod plan_view;
 mod progress;
 mod status_view;
@@ -95,6 +96,17 @@ enum Command {
         /// Print only the outcome, not per-epoch progress.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Remove stage folders under the results folder that no manifest under `experiments/`
+    /// references any more (an edited manifest, a new trainer version), listing each with its
+    /// size; stages trained with other `--backend`/`--threads` settings count as referenced.
+    Gc {
+        /// Folder of the manifests that are still in use.
+        #[arg(long, default_value = "experiments", value_name = "DIR")]
+        experiments: PathBuf,
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run a study on a Slurm cluster: one job array per level of the stage DAG.
     Slurm {
@@ -341,6 +353,10 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             quiet,
         } => cluster::run_stage(cli, manifest, compute, stage, *quiet),
         Command::Slurm { command } => cluster::slurm(cli, command),
+        Command::Gc {
+            experiments,
+            dry_run,
+        } => gc::gc(&cli.results, experiments, *dry_run),
         Command::Run {
             manifest,
             compute,

@@ -21,6 +21,7 @@
 //! commit is an atomic rename, so the second commit writes the same bytes.
 
 mod claim;
+pub mod gc;
 mod record;
 
 pub use claim::{CLAIM_STALE, Claim, ClaimState, claim_state};

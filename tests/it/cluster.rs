@@ -29,10 +29,7 @@ fn assert_same_tables(a: &Path, b: &Path) {
 
 /// TINY where every teacher diverges: students below them are skipped, in every executor.
 fn with_failing_teachers() -> String {
-    TINY.replace(
-        "[models.teacher]\n",
-        "[models.teacher]\nlr = 1e30\n",
-    )
+    TINY.replace("[models.teacher]\n", "[models.teacher]\nlr = 1e30\n")
 }
 
 /// `kdgrid` with the stand-in `sbatch` first on PATH, logging its calls to `log`.

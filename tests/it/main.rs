@@ -5,6 +5,7 @@ mod cluster;
 mod data;
 mod faults;
 mod fuzz;
+mod gc;
 mod manifests;
 mod pinned;
 mod report;

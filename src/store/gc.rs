@@ -1,0 +1,87 @@
+//! What `kdgrid gc` looks at: the stage folders of every experiment under a results folder, their
+//! sizes, and the compute settings that trained them (whose stage ids a manifest's own
+//! `[compute]` table does not give).
+
+use super::{Lookup, StageRecord, lookup};
+use crate::plan::StageId;
+use std::path::{Path, PathBuf};
+
+/// A stage folder of an experiment.
+#[derive(Debug)]
+pub struct StageDir {
+    /// The stage's id (the folder's name).
+    pub id: StageId,
+    /// The folder.
+    pub path: PathBuf,
+    /// Bytes of every file in it.
+    pub bytes: u64,
+    /// Its committed record, when it has one that checks out.
+    pub record: Option<StageRecord>,
+    /// Whether it has a `record.json` (checked or not): an unfinished stage has none.
+    pub finished: bool,
+}
+
+/// Experiment folders (those with a `stages/` folder) under `results`, by name.
+pub fn experiments(results: &Path) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(results)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("stages").is_dir())
+        .filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path())))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The stage folders of the experiment folder `root`, by id.
+pub fn stage_dirs(root: &Path) -> Vec<StageDir> {
+    let mut dirs: Vec<StageDir> = std::fs::read_dir(root.join("stages"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            // Stage ids are 16 hex digits; anything else is not a stage.
+            if name.len() != 16 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            let id: StageId = serde_json::from_value(serde_json::Value::String(name)).ok()?;
+            let record = match lookup(root, &id) {
+                Ok(Lookup::Found(r)) => Some(*r),
+                _ => None,
+            };
+            Some(StageDir {
+                finished: e.path().join("record.json").exists(),
+                bytes: bytes(&e.path()),
+                path: e.path(),
+                id,
+                record,
+            })
+        })
+        .collect();
+    dirs.sort_by(|a, b| a.id.cmp(&b.id));
+    dirs
+}
+
+/// Bytes of the files under `path`.
+pub fn bytes(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Removes a stage folder: the record first, so that a removal cut short leaves a stage that
+/// reads as not trained rather than a record without its weights.
+pub fn remove(dir: &StageDir) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.path.join("record.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::remove_dir_all(&dir.path)
+}

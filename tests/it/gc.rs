@@ -1,0 +1,122 @@
+//! `kdgrid gc`: removes only stage folders no manifest references, under any compute setting
+//! the store holds, and nothing under a running sweep or next to an invalid manifest.
+
+use crate::support::*;
+use assert_cmd::Command;
+use std::path::Path;
+
+/// `kdgrid --results <ws>/results <args>` run in the workspace, whose manifests are in
+/// `experiments/`.
+fn kdgrid(ws: &Workspace, args: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("kdgrid")
+        .unwrap()
+        .current_dir(ws.dir.path())
+        .arg("--results")
+        .arg(ws.results())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .assert()
+}
+
+fn stage_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("stages"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .count()
+}
+
+#[test]
+fn gc_removes_the_stages_an_edited_manifest_left_behind_and_keeps_the_rest() {
+    let ws = Workspace::new("");
+    let experiments = ws.dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let manifest = experiments.join("tiny.toml");
+    let small = TINY.replace("seed = [0, 1]", "seed = [0]");
+    std::fs::write(&manifest, &small).unwrap();
+    let m = manifest.to_str().unwrap();
+    kdgrid(&ws, &["run", "--quiet", m]).success();
+    // Another experiment, whose manifest is gone.
+    let orphan = ws.dir.path().join("orphan.toml");
+    std::fs::write(
+        &orphan,
+        small.replace("name = \"tiny\"", "name = \"orphan\""),
+    )
+    .unwrap();
+    kdgrid(&ws, &["run", "--quiet", orphan.to_str().unwrap()]).success();
+    // Edit the manifest: every stage gets a new id.
+    std::fs::write(&manifest, small.replace("epochs = 4", "epochs = 3")).unwrap();
+    kdgrid(&ws, &["run", "--quiet", m]).success();
+    let tiny = ws.results().join("tiny");
+    assert_eq!(stage_count(&tiny), 10);
+
+    let dry = stdout(&kdgrid(&ws, &["gc", "--dry-run"]).success());
+    assert!(
+        dry.contains("10 stage folders") && dry.contains("would be removed"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("no manifest under experiments writes `orphan`"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("not a stage of its manifest any more"),
+        "{dry}"
+    );
+    assert_eq!(stage_count(&tiny), 10, "a dry run removes nothing");
+
+    // An invalid manifest under experiments/ stops gc before anything is removed.
+    std::fs::write(experiments.join("broken.toml"), "name = [").unwrap();
+    let refused = kdgrid(&ws, &["gc"]).code(2);
+    assert!(
+        stderr(&refused).contains("broken.toml"),
+        "{}",
+        stderr(&refused)
+    );
+    std::fs::remove_file(experiments.join("broken.toml")).unwrap();
+    assert_eq!(stage_count(&tiny), 10);
+
+    let done = stdout(&kdgrid(&ws, &["gc"]).success());
+    assert!(
+        done.contains("10 stage folders") && done.contains("removed"),
+        "{done}"
+    );
+    assert_eq!(stage_count(&tiny), 5);
+    assert_eq!(stage_count(&ws.results().join("orphan")), 0);
+    // What is left is the current study, whole.
+    let again = stdout(&kdgrid(&ws, &["run", "--quiet", m]).success());
+    assert!(again.contains("0 trained, 5 reused"), "{again}");
+    let none = stdout(&kdgrid(&ws, &["gc", "--dry-run"]).success());
+    assert!(none.contains("every stage folder"), "{none}");
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn gc_keeps_stages_trained_with_other_compute_settings() {
+    let ws = Workspace::new("");
+    let experiments = ws.dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let manifest = experiments.join("tiny.toml");
+    std::fs::write(
+        &manifest,
+        TINY.replace("seed = [0, 1]", "seed = [0]")
+            .replace("epochs = 4", "epochs = 1"),
+    )
+    .unwrap();
+    let m = manifest.to_str().unwrap();
+    kdgrid(&ws, &["run", "--quiet", m]).success();
+    kdgrid(
+        &ws,
+        &["run", "--quiet", "--backend", "tch", "--threads", "1", m],
+    )
+    .success();
+    let tiny = ws.results().join("tiny");
+    assert_eq!(
+        stage_count(&tiny),
+        10,
+        "tch on 1 thread has its own stage ids"
+    );
+    let out = stdout(&kdgrid(&ws, &["gc"]).success());
+    assert!(out.contains("every stage folder"), "{out}");
+    assert_eq!(stage_count(&tiny), 10);
+}
