@@ -369,3 +369,30 @@ pub fn run_tasks(
         dir: store.root().to_path_buf(),
     })
 }
+
+/// Trains stage `id` of `plan` from scratch, recording every step (see [`train::trace`]); its
+/// teacher comes from the store under `results`. Nothing is written to the store.
+pub fn trace(
+    plan: &Plan,
+    results: &Path,
+    backend: &Backend,
+    id: &str,
+) -> Result<train::trace::Trace, SweepError> {
+    let stage = plan
+        .stages
+        .iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or_else(|| SweepError::UnknownStage { stage: id.into() })?;
+    let store = Store::open_shared(results, &plan.name)?;
+    if let Some(p) = &stage.parent
+        && !matches!(store.lookup(p)?, Lookup::Found(ref r) if r.status == Status::Ok)
+    {
+        return Err(SweepError::TeacherMissing {
+            stage: id.into(),
+            teacher: p.to_string(),
+        });
+    }
+    let data = load_data(plan)?;
+    let teacher = execute::stage::load_teacher(plan, &store, &data, backend, stage)?;
+    train::trace::trace(stage, &data, teacher.as_ref(), backend).map_err(SweepError::Model)
+}

@@ -108,6 +108,21 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Train one stage from scratch and write every step (initial weights, batches, learning
+    /// rates, losses, final weights) as JSON, for `scripts/parity/replay.py` to replay in
+    /// PyTorch; a distilled stage's teacher must be in the store. Writes nothing to the store.
+    Trace {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// The stage's id (`kdgrid plan --json` lists them).
+        #[arg(long, value_name = "ID")]
+        stage: String,
+        /// Where to write the trace.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Run a study on a Slurm cluster: one job array per level of the stage DAG.
     Slurm {
         #[command(subcommand)]
@@ -353,6 +368,27 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             quiet,
         } => cluster::run_stage(cli, manifest, compute, stage, *quiet),
         Command::Slurm { command } => cluster::slurm(cli, command),
+        Command::Trace {
+            manifest,
+            compute,
+            stage,
+            out,
+        } => {
+            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            let backend = Backend::new(plan.compute).map_err(|e| Failure {
+                report: e.into(),
+                code: 2,
+            })?;
+            let trace = sweep::trace(&plan, &cli.results, &backend, stage)?;
+            let json = serde_json::to_vec(&trace).expect("traces serialize");
+            crate::store::write_atomic(out, &json)?;
+            println!(
+                "{} steps of stage {stage} traced into {}",
+                trace.steps.len(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Gc {
             experiments,
             dry_run,

@@ -20,14 +20,17 @@ impl Cost {
 }
 
 /// The cost of `spec` on `[channels, height, width]` inputs with `classes` outputs, mirroring
-/// the layers `train::Cnn` builds (same-padded convs, 2x2 pooling where the spec says and the
+/// the layers `train::Cnn` builds (same- or valid-padded convs, 2x2 pooling where the spec says and the
 /// map allows; batch norm adds a scale and a shift per channel).
 pub fn cost(spec: &ModelSpec, [channels, height, width]: [usize; 3], classes: usize) -> Cost {
     let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
     let k = spec.kernel as u64;
     let (mut params, mut flops) = (0u64, 0u64);
+    let shrink = k - 1 - 2 * spec.padding.amount(spec.kernel) as u64;
     for (i, &out) in spec.conv.iter().enumerate() {
         let out = out as u64;
+        h = h.saturating_sub(shrink);
+        w = w.saturating_sub(shrink);
         params += out * c * k * k + out;
         flops += 2 * out * c * k * k * h * w;
         if spec.batch_norm {
@@ -62,6 +65,7 @@ mod tests {
             conv: vec![4],
             dense: vec![8],
             kernel: 3,
+            padding: Default::default(),
             pool: None,
             batch_norm: false,
             dropout: None,

@@ -24,7 +24,7 @@ pub use grid::{
     Adaptive, AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds,
     TeacherSeed, Test, Value,
 };
-pub use model::{FeatureMaps, ModelSpec, PLAIN_CNN_SIZES, feature_map_problem};
+pub use model::{FeatureMaps, ModelSpec, PLAIN_CNN_SIZES, Padding, feature_map_problem};
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
     Optimizer, Schedule, Selection, TrainingOverride, TrainingSpec,

@@ -9,6 +9,34 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
+/// How a conv layer pads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// `k / 2` zeros on each side: the map keeps its size (PyTorch `padding=k//2`, Keras
+    /// `"same"`).
+    #[default]
+    Same,
+    /// No padding: a `k x k` kernel shrinks the map by `k - 1` (PyTorch `padding=0`, Keras
+    /// `"valid"`).
+    Valid,
+}
+
+impl Padding {
+    /// Whether this is the default (`same`), which stage ids leave out.
+    pub fn is_same(&self) -> bool {
+        *self == Padding::Same
+    }
+
+    /// Zeros added on each side for a `kernel`-wide kernel.
+    pub fn amount(self, kernel: usize) -> usize {
+        match self {
+            Padding::Same => kernel / 2,
+            Padding::Valid => 0,
+        }
+    }
+}
+
 /// A network architecture. Conv layers (3x3 by default, same padding) are each followed by
 /// batch norm (when on), ReLU, and a 2x2 max-pool where `pool` says; then hidden dense ReLU
 /// layers (with dropout after each, when set) and a linear classifier. No conv layers makes an
@@ -25,8 +53,11 @@ pub struct ModelSpec {
     pub conv: Vec<usize>,
     /// Widths of hidden dense layers.
     pub dense: Vec<usize>,
-    /// Square conv kernel size (odd; padding keeps the spatial size).
+    /// Square conv kernel size (odd).
     pub kernel: usize,
+    /// Conv padding: `same` (default) keeps the map's size, `valid` shrinks it by `kernel - 1`.
+    #[serde(default, skip_serializing_if = "Padding::is_same")]
+    pub padding: Padding,
     /// 1-based conv layers followed by a 2x2 max-pool; `None`: every conv layer. A pool that
     /// would find a map smaller than 2x2 is refused when the manifest is checked.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,15 +80,21 @@ impl ModelSpec {
     }
 
     /// The feature maps after each conv layer (and its pool) for `[channels, height, width]`
-    /// inputs; `Err` names the 1-based conv layer whose pool finds a map smaller than 2x2, with
-    /// the maps up to it.
+    /// inputs; `Err` names the 1-based conv layer whose kernel (valid padding) or pool finds a
+    /// map too small, with the maps up to it.
     pub fn feature_maps(
         &self,
         [_, height, width]: [usize; 3],
     ) -> Result<FeatureMaps, (usize, FeatureMaps)> {
         let (mut h, mut w) = (height, width);
         let mut maps = Vec::new();
+        let shrink = self.kernel - 1 - 2 * self.padding.amount(self.kernel);
         for (i, &out) in self.conv.iter().enumerate() {
+            if h <= shrink || w <= shrink {
+                return Err((i + 1, maps));
+            }
+            h -= shrink;
+            w -= shrink;
             if self.pools_after(i) {
                 if h < 2 || w < 2 {
                     return Err((i + 1, maps));
@@ -88,6 +125,7 @@ impl ModelSpec {
             conv: conv.to_vec(),
             dense: dense.to_vec(),
             kernel: 3,
+            padding: Padding::Same,
             pool: Some(pool.to_vec()),
             batch_norm: true,
             dropout: None,
@@ -120,6 +158,7 @@ pub(crate) struct RawModel {
     #[serde(default)]
     dense: Vec<Count>,
     kernel: Option<Spanned<Count>>,
+    padding: Option<Spanned<Padding>>,
     pool: Option<Spanned<Vec<Count>>>,
     batch_norm: Option<bool>,
     dropout: Option<Spanned<Fraction>>,
@@ -140,6 +179,7 @@ impl RawModel {
             conv: Some(Spanned::new(0..0, vec![Count::try_from(1).expect("1 > 0")])),
             dense: Vec::new(),
             kernel: None,
+            padding: None,
             pool: None,
             batch_norm: None,
             dropout: None,
@@ -198,6 +238,7 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
             not_for("conv", m.conv.as_ref().map(Spanned::span), problems);
             not_for("pool", m.pool.as_ref().map(Spanned::span), problems);
             not_for("kernel", m.kernel.as_ref().map(Spanned::span), problems);
+            not_for("padding", m.padding.as_ref().map(Spanned::span), problems);
             let size = m.size.as_ref().map(|s| s.get_ref().get());
             let spec = size.and_then(ModelSpec::plain_cnn);
             if spec.is_none() {
@@ -227,6 +268,7 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
                     not_for("conv", c.as_ref().map(Spanned::span), problems);
                     not_for("pool", m.pool.as_ref().map(Spanned::span), problems);
                     not_for("kernel", m.kernel.as_ref().map(Spanned::span), problems);
+                    not_for("padding", m.padding.as_ref().map(Spanned::span), problems);
                     if m.batch_norm == Some(true) {
                         problems.push(
                             family_span.clone(),
@@ -279,6 +321,7 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
                 conv,
                 dense: dense.clone(),
                 kernel,
+                padding: m.padding.as_ref().map_or(Padding::Same, |p| *p.get_ref()),
                 pool,
                 batch_norm: m.batch_norm.unwrap_or(false),
                 dropout: None,
@@ -357,9 +400,25 @@ pub fn feature_map_problem(name: &str, spec: &ModelSpec, input: [usize; 3]) -> R
     let path: Vec<String> = std::iter::once(format!("{}x{}", input[1], input[2]))
         .chain(maps.iter().map(|m| format!("{}x{}", m[1], m[2])))
         .collect();
-    Err(format!(
-        "`models.{name}`: conv layer {layer} would max-pool a {} feature map to nothing ({})",
-        path.last().expect("the input is first"),
-        path.join(" -> ")
-    ))
+    let last = path.last().expect("the input is first");
+    Err(
+        if spec.padding == Padding::Valid && maps.len() + 1 == layer && {
+            let [h, w] = [
+                maps.last().map_or(input[1], |m| m[1]),
+                maps.last().map_or(input[2], |m| m[2]),
+            ];
+            h < spec.kernel || w < spec.kernel
+        } {
+            format!(
+                "`models.{name}`: conv layer {layer}'s {k}x{k} kernel does not fit a {last} feature map without padding ({})",
+                path.join(" -> "),
+                k = spec.kernel
+            )
+        } else {
+            format!(
+                "`models.{name}`: conv layer {layer} would max-pool a {last} feature map to nothing ({})",
+                path.join(" -> ")
+            )
+        },
+    )
 }

@@ -10,6 +10,7 @@ mod checkpoint;
 mod loss;
 mod model;
 mod quality;
+pub mod trace;
 
 pub use model::Cnn;
 pub use quality::{ECE_BINS, Quality};
@@ -37,7 +38,7 @@ use thiserror::Error;
 /// any change here that moves a number (a loss, an initializer, an optimizer default, batch
 /// order), so stale stages are never reused; the pinned digests in `tests/it/pinned.rs` fail
 /// until it is bumped and they are updated.
-pub const TRAINER_VERSION: u32 = 2;
+pub const TRAINER_VERSION: u32 = 3;
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
@@ -379,6 +380,10 @@ pub(crate) struct StageRun<'a> {
     best: Option<(usize, f64, Cnn)>,
     params: usize,
     initial_digest: String,
+    /// Every step's inputs and loss, when tracing for a parity check (see [`trace`]).
+    trace: Option<Vec<trace::Step>>,
+    /// The teacher logits of the last batch, kept while tracing.
+    traced_teacher: Option<Vec<f32>>,
 }
 
 impl<'a> StageRun<'a> {
@@ -420,6 +425,8 @@ impl<'a> StageRun<'a> {
             epochs: Vec::new(),
             best: None,
             plain,
+            trace: None,
+            traced_teacher: None,
         }
     }
 
@@ -442,21 +449,27 @@ impl<'a> StageRun<'a> {
         let model = self.model.as_ref().expect("present between steps");
         let logits = model.forward_with(images.clone().autodiff(), dropout);
         match (self.teacher, self.stage.kd) {
-            (Some(teacher), Some(kd)) => loss::distillation(
-                logits,
-                match &self.cached_teacher {
+            (Some(teacher), Some(kd)) => {
+                let teacher_logits = match &self.cached_teacher {
                     Some(all) => rows(all, batch, data.classes, plain),
                     None => teacher.forward(images),
+                };
+                if self.trace.is_some() {
+                    self.traced_teacher =
+                        Some(teacher_logits.clone().into_data().iter::<f32>().collect());
                 }
-                .autodiff(),
-                labels,
-                kd.temperature,
-                kd.alpha,
-                match kd.reduction {
-                    KlReduction::PerSample => 1.0,
-                    KlReduction::ElementMean => 1.0 / data.classes as f64,
-                },
-            ),
+                loss::distillation(
+                    logits,
+                    teacher_logits.autodiff(),
+                    labels,
+                    kd.temperature,
+                    kd.alpha,
+                    match kd.reduction {
+                        KlReduction::PerSample => 1.0,
+                        KlReduction::ElementMean => 1.0 / data.classes as f64,
+                    },
+                )
+            }
             _ => loss::cross_entropy(logits, labels),
         }
     }
@@ -497,8 +510,20 @@ impl<'a> StageRun<'a> {
                 }
                 None => data.gather(&data.train, batch, &mut pixels),
             }
+            let traced = self.trace.is_some().then(|| pixels.clone());
             let loss = self.loss(batch, pixels);
             let value = loss.clone().into_scalar::<f32>();
+            if let (Some(inputs), Some(steps)) = (traced, self.trace.as_mut()) {
+                steps.push(trace::Step {
+                    epoch,
+                    lr,
+                    labels: batch.iter().map(|&i| data.train.labels[i] as i64).collect(),
+                    indices: batch.to_vec(),
+                    inputs,
+                    teacher_logits: self.traced_teacher.take(),
+                    loss: value,
+                });
+            }
             if !value.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,

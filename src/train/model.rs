@@ -79,8 +79,14 @@ impl Cnn {
                 kernel_size: [k, k],
                 dilation: [1, 1],
                 groups: 1,
-                padding: PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2),
+                padding: {
+                    let p = spec.padding.amount(k);
+                    PaddingConfig2d::Explicit(p, p, p, p)
+                },
             });
+            let shrink = k - 1 - 2 * spec.padding.amount(k);
+            h -= shrink;
+            w -= shrink;
             if spec.batch_norm {
                 // Scale 1, shift 0, like PyTorch: nothing random to draw.
                 norms.push(BatchNormConfig::new(out).init(init.device));
@@ -134,7 +140,7 @@ impl Cnn {
         for (i, (conv, &pool)) in self.convs.iter().zip(&self.pools).enumerate() {
             x = conv.forward(x);
             if let Some(norm) = self.norms.get(i) {
-                x = norm.forward(x);
+                x = batch_norm(norm, x);
             }
             x = relu(x);
             if pool {
@@ -150,6 +156,88 @@ impl Cnn {
         }
         self.head.forward(x)
     }
+}
+
+/// A tensor of a model under its PyTorch name, in PyTorch's layout (see [`Cnn::export`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NamedTensor {
+    /// `conv.0.weight`, `bn.0.running_var`, `dense.0.weight`, `head.bias`, ...
+    pub name: String,
+    /// PyTorch's shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+impl Cnn {
+    /// Every tensor of the model, named and laid out as in the equivalent PyTorch module
+    /// (`conv`, `bn`, `dense` as `nn.ModuleList`s, then `head`): convolution weights are
+    /// `[out, in, k, k]` in both; Burn's linear weights are `[in, out]` and are transposed.
+    pub fn export(&self) -> Vec<NamedTensor> {
+        fn named<const D: usize>(name: String, t: Tensor<D>) -> NamedTensor {
+            NamedTensor {
+                name,
+                shape: t.dims().to_vec(),
+                values: t.into_data().iter::<f32>().collect(),
+            }
+        }
+        let mut out = Vec::new();
+        for (i, conv) in self.convs.iter().enumerate() {
+            out.push(named(format!("conv.{i}.weight"), conv.weight.val()));
+            if let Some(b) = &conv.bias {
+                out.push(named(format!("conv.{i}.bias"), b.val()));
+            }
+        }
+        for (i, bn) in self.norms.iter().enumerate() {
+            out.push(named(format!("bn.{i}.weight"), bn.gamma.val()));
+            out.push(named(format!("bn.{i}.bias"), bn.beta.val()));
+            out.push(named(
+                format!("bn.{i}.running_mean"),
+                bn.running_mean.value(),
+            ));
+            out.push(named(format!("bn.{i}.running_var"), bn.running_var.value()));
+        }
+        let linears = self
+            .dense
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("dense.{i}"), l));
+        for (name, layer) in linears.chain(std::iter::once(("head".to_string(), &self.head))) {
+            out.push(named(
+                format!("{name}.weight"),
+                layer.weight.val().transpose(),
+            ));
+            if let Some(b) = &layer.bias {
+                out.push(named(format!("{name}.bias"), b.val()));
+            }
+        }
+        out
+    }
+
+    /// Whether a 2x2 max-pool follows each conv layer.
+    pub fn pools(&self) -> &[bool] {
+        &self.pools
+    }
+}
+
+/// Burn's batch norm with PyTorch's running variance. In training, Burn folds the batch's
+/// biased variance into `running_var`, PyTorch the unbiased one (times `n / (n - 1)`, with `n` =
+/// batch x height x width); evaluation-mode outputs would differ by up to `1 / (n - 1)`
+/// (0.16% on a batch of 16 4x4 maps). The step's unbiased share is added back from the update
+/// Burn made.
+fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let [batch, _, height, width] = x.dims();
+    let n = batch * height * width;
+    if !x.device().is_autodiff() || n < 2 {
+        return norm.forward(x);
+    }
+    let before = norm.running_var.value_sync();
+    let y = norm.forward(x);
+    let after = norm.running_var.value_sync();
+    // after = (1 - m) before + m v  =>  m v / (n - 1) = (after - (1 - m) before) / (n - 1)
+    let share = (after.clone() - before.mul_scalar(1.0 - norm.momentum)).div_scalar((n - 1) as f64);
+    norm.running_var.update((after + share).detach());
+    y
 }
 
 /// Inverted dropout: zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`.

@@ -374,6 +374,53 @@ fn pools_that_empty_the_map_and_a_whole_validation_split_are_refused() {
     Workspace::new(&ok).kdgrid(&["validate"]).success();
 }
 
+#[test]
+fn valid_padding_shrinks_the_map_trains_and_is_refused_where_the_kernel_does_not_fit() {
+    // 10x10 -> conv 3x3 valid 8x8 -> pool 4x4 -> conv 2x2 -> pool 1x1.
+    let valid = TINY.replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nconv = [4, 4]\npadding = \"valid\"",
+    );
+    let ws = Workspace::new(&valid.replace("seed = [0, 1]", "seed = [0]"));
+    let plan: serde_json::Value =
+        serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
+    let student = plan["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "student")
+        .unwrap();
+    // Two valid 3x3 convs (4*1*9+4, 4*4*9+4) and a head on a 1x1x4 map: 4*4+4.
+    assert_eq!(student["params"], 40 + 148 + 20, "{student}");
+    ws.kdgrid(&["run", "--quiet"]).success();
+    assert_plan_params_match(&ws, "tiny");
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let acc = floats(&runs, "test_accuracy");
+    assert!(acc.iter().all(|&a| a > 0.5), "{acc:?}");
+
+    let too_deep = TINY.replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nconv = [4, 4, 4]\npadding = \"valid\"",
+    );
+    let err = stderr(&Workspace::new(&too_deep).kdgrid(&["validate"]).code(2));
+    for part in [
+        "conv layer 3's 3x3 kernel does not fit a 1x1 feature map",
+        "(10x10 -> 4x4 -> 1x1)",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    // A padding on a family without conv layers is named.
+    let mlp = TINY.replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nfamily = \"mlp\"\ndense = [8]\npadding = \"valid\"",
+    );
+    let err = stderr(&Workspace::new(&mlp).kdgrid(&["validate"]).code(2));
+    assert!(
+        err.contains("`models.student.padding` does not apply"),
+        "{err}"
+    );
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for e in walkdir::WalkDir::new(from)
         .into_iter()

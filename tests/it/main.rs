@@ -7,6 +7,8 @@ mod faults;
 mod fuzz;
 mod gc;
 mod manifests;
+#[cfg(feature = "tch")]
+mod parity;
 mod pinned;
 mod report;
 mod support;
