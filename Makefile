@@ -22,7 +22,7 @@ CI_STUDIES ?= default seed-variance kd-sweep
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 
-.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench
+.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench parity
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
@@ -50,6 +50,17 @@ check-results: data
 test-slurm: data $(if $(filter 1,$(TCH)),,build)
 	scripts/test-slurm.sh "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" experiments/default.toml \
 	  $(wildcard $(CHECK_DIR)/default-ci)
+
+## The seed CNN trained by kdgrid and by the same recipe in PyTorch (scripts/parity/study.py),
+## 8 seeds each on synthetic CIFAR-shaped data the script writes to data/parity-cifar; prints
+## both means and the difference with its 95% intervals (`kdgrid stats`).
+PARITY_DIR ?= $(CURDIR)/target/parity
+parity: torch
+	"$(TORCH_VENV)/bin/python" scripts/parity/study.py --data data/parity-cifar --write-data \
+	  --seeds 8 --epochs 2 --out "$(PARITY_DIR)/pytorch.csv"
+	$(KDGRID) --results "$(PARITY_DIR)" run --quiet experiments/parity-cifar.toml
+	$(KDGRID) stats "$(PARITY_DIR)/parity-cifar/runs.csv:test_accuracy" \
+	  "$(PARITY_DIR)/pytorch.csv:test_accuracy" --labels kdgrid,pytorch
 
 ## Fetch Fashion-MNIST into data/ (from Debian's package; once).
 data:

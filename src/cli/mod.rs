@@ -8,6 +8,7 @@ mod cluster;
 mod gc;
 mod plan_view;
 mod progress;
+mod stats_view;
 mod status_view;
 
 use crate::data;
@@ -122,6 +123,19 @@ enum Command {
         /// Where to write the trace.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Compare two samples of a metric (e.g. kdgrid's test accuracies and another framework's):
+    /// each sample's mean, spread and interval, the difference of means with Welch and
+    /// bootstrap 95% intervals, and P(A > B). A sample is `FILE.csv:COLUMN` or a file of
+    /// numbers, one per line.
+    Stats {
+        /// The first sample.
+        a: String,
+        /// The second sample.
+        b: String,
+        /// Names for the two samples, `A,B`.
+        #[arg(long, value_name = "A,B")]
+        labels: Option<String>,
     },
     /// Run a study on a Slurm cluster: one job array per level of the stage DAG.
     Slurm {
@@ -368,6 +382,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             quiet,
         } => cluster::run_stage(cli, manifest, compute, stage, *quiet),
         Command::Slurm { command } => cluster::slurm(cli, command),
+        Command::Stats { a, b, labels } => stats_view::stats(a, b, labels.as_deref()),
         Command::Trace {
             manifest,
             compute,

@@ -176,3 +176,39 @@ fn adaptive_seeds_stop_at_the_target_or_at_max_with_the_ids_of_listed_seeds() {
     }
     assert_eq!(ids(&tight).len(), all.len());
 }
+
+#[test]
+fn stats_compares_two_samples_from_a_table_and_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("runs.csv");
+    std::fs::write(&csv, "seed,test_accuracy\n0,0.70\n1,0.72\n2,0.71\n3,0.69\n").unwrap();
+    let list = dir.path().join("peer.txt");
+    std::fs::write(&list, "0.60\n0.62\n\n0.61\n").unwrap();
+    let kdgrid = || assert_cmd::Command::cargo_bin("kdgrid").unwrap();
+    let out = kdgrid()
+        .arg("stats")
+        .arg(format!("{}:test_accuracy", csv.display()))
+        .arg(&list)
+        .args(["--labels", "kdgrid,peer"])
+        .assert()
+        .success();
+    let text = stdout(&out);
+    assert!(text.contains("kdgrid: n 4, mean 0.7050"), "{text}");
+    assert!(text.contains("peer: n 3, mean 0.6100"), "{text}");
+    assert!(text.contains("kdgrid - peer: +0.0950"), "{text}");
+    assert!(text.contains("P(kdgrid > peer) = 1.00"), "{text}");
+    assert!(text.contains("the interval excludes 0"), "{text}");
+    // Bad input is named.
+    let err = stderr(
+        &kdgrid()
+            .arg("stats")
+            .arg(format!("{}:accuracy", csv.display()))
+            .arg(&list)
+            .assert()
+            .code(2),
+    );
+    assert!(err.contains("no column `accuracy`"), "{err}");
+    std::fs::write(&list, "0.6\nabc\n").unwrap();
+    let err = stderr(&kdgrid().arg("stats").arg(&list).arg(&list).assert().code(2));
+    assert!(err.contains("line 2: `abc` is not a number"), "{err}");
+}
