@@ -68,9 +68,10 @@ enum Command {
         #[command(flatten)]
         compute: ComputeArgs,
         /// Train up to N independent stages at once (a stage starts once its teacher is done);
-        /// results are bit-identical to `--jobs 1`.
-        #[arg(long, short, default_value_t = 1, value_name = "N")]
-        jobs: usize,
+        /// results are bit-identical to `--jobs 1`. `auto`: one per core (measured faster than
+        /// one stage on all cores for small models; recorded in `timings`).
+        #[arg(long, short, default_value = "1", value_name = "N|auto")]
+        jobs: Jobs,
         /// Print only the summary, not per-epoch progress.
         #[arg(long, short)]
         quiet: bool,
@@ -195,6 +196,43 @@ enum Command {
         #[arg(long, value_name = "X")]
         across: Option<f64>,
     },
+}
+
+/// `--jobs N` or `--jobs auto`.
+#[derive(Debug, Clone, Copy)]
+enum Jobs {
+    Auto,
+    N(usize),
+}
+
+impl std::str::FromStr for Jobs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Jobs::Auto),
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .map(Jobs::N)
+                .ok_or_else(|| {
+                    format!("`{n}` is not a number of jobs: write a positive number or `auto`")
+                }),
+        }
+    }
+}
+
+impl Jobs {
+    /// Stages at once on this machine: `auto` is one per core, as small models leave a core
+    /// idle between their ops (measured: `--jobs 2` trains the default study's `ci` profile in
+    /// 0.87x the time of `--jobs 1` on flex and 0.83x on LibTorch, 2 cores).
+    fn resolve(self) -> usize {
+        match self {
+            Jobs::N(n) => n,
+            Jobs::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
 }
 
 /// Overrides of the manifest's `[compute]` table.
@@ -430,10 +468,17 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
                 code: 2,
             })?;
             let options = sweep::Options {
-                jobs: *jobs,
+                jobs: jobs.resolve(),
                 retry_failed: *retry_failed,
             };
             let mut display = progress::Display::new(*quiet);
+            if matches!(jobs, Jobs::Auto) && !*quiet {
+                println!(
+                    "--jobs auto: up to {} stages at once ({} threads each)",
+                    options.jobs,
+                    backend.threads()
+                );
+            }
             let outcome = sweep::run(
                 &plan,
                 &cli.results,

@@ -105,6 +105,7 @@ impl Scheduler<'_> {
                                     data,
                                     teacher.as_ref(),
                                     backend,
+                                    jobs,
                                     &mut |p| {
                                         let _ = tx.send(match p {
                                             Progress::Step { epoch, step, steps } => {

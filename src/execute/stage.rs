@@ -18,13 +18,15 @@ pub struct Finished {
 }
 
 /// Trains `stage` (a panic in training fails the stage rather than the process), saves its
-/// weights and commits its record. A diverged or crashed stage is committed as failed.
+/// weights and commits its record, noting that `jobs` stages trained at once. A diverged or
+/// crashed stage is committed as failed.
 pub fn train_and_commit(
     store: &Store,
     stage: &Stage,
     data: &Dataset,
     teacher: Option<&Cnn>,
     backend: &Backend,
+    jobs: usize,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, SweepError> {
     let checkpoints = store.checkpoint_dir(&stage.id);
@@ -45,7 +47,7 @@ pub fn train_and_commit(
             message: panic_message(panic.as_ref()),
         })
     });
-    commit(store, stage, backend, result)
+    commit(store, stage, backend, jobs, result)
 }
 
 /// Saves a finished stage's weights and commits its record.
@@ -53,6 +55,7 @@ fn commit(
     store: &Store,
     stage: &Stage,
     backend: &Backend,
+    jobs: usize,
     result: Result<Trained, TrainError>,
 ) -> Result<Finished, SweepError> {
     let finished = match result {
@@ -81,6 +84,7 @@ fn commit(
                 latency_ms: Some(t.latency_ms),
                 train_seconds: t.seconds,
                 epochs: t.epochs,
+                jobs: Some(jobs),
                 ..base_record(stage, backend)
             };
             Finished {
@@ -100,6 +104,7 @@ fn commit(
                     error: Some(message),
                     epochs,
                     status: Status::Failed,
+                    jobs: Some(jobs),
                     ..base_record(stage, backend)
                 },
                 model: None,
@@ -196,6 +201,7 @@ fn empty_record(stage: &Stage) -> StageRecord {
         threads: 0,
         processor: String::new(),
         kdgrid_version: env!("CARGO_PKG_VERSION").into(),
+        jobs: None,
     }
 }
 

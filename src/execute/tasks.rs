@@ -115,15 +115,20 @@ pub fn run(
             let data = data.as_ref().expect("loaded");
             let teacher = stage::load_teacher(plan, store, data, backend, stage)?;
             on_event(Event::Start(stage, i + 1, total));
-            let finished =
-                stage::train_and_commit(store, stage, data, teacher.as_ref(), backend, &mut |p| {
-                    match p {
-                        Progress::Step { epoch, step, steps } => {
-                            on_event(Event::Step(stage, epoch, step, steps))
-                        }
-                        Progress::Epoch(m) => on_event(Event::Epoch(stage, m)),
+            let finished = stage::train_and_commit(
+                store,
+                stage,
+                data,
+                teacher.as_ref(),
+                backend,
+                1,
+                &mut |p| match p {
+                    Progress::Step { epoch, step, steps } => {
+                        on_event(Event::Step(stage, epoch, step, steps))
                     }
-                })?;
+                    Progress::Epoch(m) => on_event(Event::Epoch(stage, m)),
+                },
+            )?;
             drop(claim);
             if let Some(epoch) = finished.resumed_from {
                 on_event(Event::Note(format!(

@@ -137,6 +137,7 @@ pub fn timings_frame(
         "latency_ms_batch256" => rows.iter().map(|(_, r)| r.latency_ms.map(|l| l[1])).collect::<Vec<_>>(),
         "backend" => rows.iter().map(|(_, r)| r.backend.as_str()).collect::<Vec<_>>(),
         "threads" => rows.iter().map(|(_, r)| r.threads as u32).collect::<Vec<_>>(),
+        "jobs" => rows.iter().map(|(_, r)| r.jobs.map(|j| j as u32)).collect::<Vec<_>>(),
         "processor" => rows.iter().map(|(_, r)| r.processor.as_str()).collect::<Vec<_>>(),
     ]
 }

@@ -95,4 +95,7 @@ pub struct StageRecord {
     pub processor: String,
     /// kdgrid version that trained it.
     pub kdgrid_version: String,
+    /// Stages the run that trained it trained at once (`--jobs`; a measurement, in `timings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<usize>,
 }

@@ -204,6 +204,30 @@ fn parallel_jobs_give_bit_identical_weights() {
     assert!(digests.iter().all(|d| d.len() == 64));
     assert_eq!(digests, strings(&b, "weights_sha256"));
     assert_eq!(strings(&a, "backend"), vec!["flex"; 10]);
+    // How many ran at once is a measurement: in `timings`, never in the results.
+    let jobs = |ws: &Workspace| floats(&ws.parquet("tiny", "timings.parquet"), "jobs");
+    assert_eq!(jobs(&one), vec![1.0; 10]);
+    assert_eq!(jobs(&four), vec![4.0; 10]);
+
+    // `auto`: one stage per core, said and recorded; the same weights.
+    let auto = Workspace::new(TINY);
+    let out = stdout(&auto.kdgrid(&["run", "--jobs", "auto"]).success());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        out.contains(&format!("--jobs auto: up to {cores} stages at once")),
+        "{out}"
+    );
+    assert_eq!(jobs(&auto), vec![cores as f64; 10]);
+    assert_eq!(
+        strings(&auto.parquet("tiny", "runs.parquet"), "weights_sha256"),
+        digests
+    );
+    let bad = one.kdgrid(&["run", "--jobs", "0"]).code(2);
+    assert!(
+        stderr(&bad).contains("write a positive number or `auto`"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]
