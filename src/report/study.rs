@@ -4,6 +4,7 @@
 
 use crate::plan::{Kd, Plan, Stage, StageId};
 use crate::store::{StageRecord, Status};
+use polars::prelude::*;
 use std::collections::BTreeMap;
 
 /// One stage and its record.
@@ -60,7 +61,46 @@ pub struct Group<'a> {
     pub runs: Vec<Run<'a>>,
 }
 
+/// What names one row of the summary and variance tables: the group and a source of randomness.
+#[derive(Debug, Clone)]
+pub struct RowKey {
+    /// Chain label.
+    pub chain: String,
+    /// Model.
+    pub model: String,
+    /// Temperature.
+    pub temperature: Option<f64>,
+    /// Alpha.
+    pub alpha: Option<f64>,
+    /// Source of randomness.
+    pub source: &'static str,
+}
+
+/// The key columns (`chain`, `model`, `temperature`, `alpha`, `source`) of `keys`, followed by
+/// the columns of `rest`.
+pub fn with_key_columns(keys: &[&RowKey], rest: DataFrame) -> PolarsResult<DataFrame> {
+    df![
+        "chain" => keys.iter().map(|k| k.chain.as_str()).collect::<Vec<_>>(),
+        "model" => keys.iter().map(|k| k.model.as_str()).collect::<Vec<_>>(),
+        "temperature" => keys.iter().map(|k| k.temperature).collect::<Vec<_>>(),
+        "alpha" => keys.iter().map(|k| k.alpha).collect::<Vec<_>>(),
+        "source" => keys.iter().map(|k| k.source).collect::<Vec<_>>(),
+    ]?
+    .hstack(rest.columns())
+}
+
 impl Group<'_> {
+    /// The key of this group's row for `source`.
+    pub fn row_key(&self, source: &'static str) -> RowKey {
+        RowKey {
+            chain: self.chain.clone(),
+            model: self.model.clone(),
+            temperature: self.kd.map(|k| k.temperature),
+            alpha: self.kd.map(|k| k.alpha),
+            source,
+        }
+    }
+
     /// A stable text key, for seeding resamples and for messages.
     pub fn key(&self) -> String {
         match self.kd {

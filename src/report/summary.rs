@@ -1,7 +1,7 @@
 //! The `summary` table: seed statistics per group, source of randomness and metric.
 
 use super::stats::{self, Describe};
-use super::study::{Group, Run, samples};
+use super::study::{Group, RowKey, Run, samples, with_key_columns};
 use polars::prelude::*;
 
 /// A metric the summary describes.
@@ -55,16 +55,8 @@ fn metrics(group: &Group) -> Vec<Metric> {
 /// One row of the summary.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Chain label.
-    pub chain: String,
-    /// Model.
-    pub model: String,
-    /// Temperature.
-    pub temperature: Option<f64>,
-    /// Alpha.
-    pub alpha: Option<f64>,
-    /// Source of randomness.
-    pub source: &'static str,
+    /// Group and source of randomness.
+    pub key: RowKey,
     /// Metric.
     pub metric: &'static str,
     /// Runs that did not finish.
@@ -91,11 +83,7 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
                     _ => None,
                 };
                 out.push(Row {
-                    chain: g.chain.clone(),
-                    model: g.model.clone(),
-                    temperature: g.kd.map(|k| k.temperature),
-                    alpha: g.kd.map(|k| k.alpha),
-                    source: source.as_str(),
+                    key: g.row_key(source.as_str()),
                     metric: metric.as_str(),
                     failed,
                     stats,
@@ -112,12 +100,8 @@ pub fn frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     let s = |f: fn(&Describe) -> Option<f64>| -> Vec<Option<f64>> {
         rows.iter().map(|r| r.stats.as_ref().and_then(f)).collect()
     };
-    df![
-        "chain" => rows.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>(),
-        "model" => rows.iter().map(|r| r.model.as_str()).collect::<Vec<_>>(),
-        "temperature" => rows.iter().map(|r| r.temperature).collect::<Vec<_>>(),
-        "alpha" => rows.iter().map(|r| r.alpha).collect::<Vec<_>>(),
-        "source" => rows.iter().map(|r| r.source).collect::<Vec<_>>(),
+    let keys: Vec<&RowKey> = rows.iter().map(|r| &r.key).collect();
+    let rest = df![
         "metric" => rows.iter().map(|r| r.metric).collect::<Vec<_>>(),
         "n" => rows.iter().map(|r| r.stats.as_ref().map_or(0, |s| s.n as u32)).collect::<Vec<_>>(),
         "failed" => rows.iter().map(|r| r.failed).collect::<Vec<_>>(),
@@ -133,5 +117,6 @@ pub fn frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         "max" => s(|d| Some(d.max)),
         "range" => s(|d| Some(d.max - d.min)),
         "note" => rows.iter().map(|r| r.note.as_deref()).collect::<Vec<_>>(),
-    ]
+    ]?;
+    with_key_columns(&keys, rest)
 }

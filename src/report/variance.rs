@@ -3,22 +3,14 @@
 //! view), and the chance that two seeds differ by at least 0.5 and 1 point.
 
 use super::stats;
-use super::study::{Group, samples};
+use super::study::{Group, RowKey, samples, with_key_columns};
 use polars::prelude::*;
 
 /// One row: one group and one source.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Chain label.
-    pub chain: String,
-    /// Model.
-    pub model: String,
-    /// Temperature.
-    pub temperature: Option<f64>,
-    /// Alpha.
-    pub alpha: Option<f64>,
-    /// Source of randomness.
-    pub source: &'static str,
+    /// Group and source of randomness.
+    pub key: RowKey,
     /// Finished runs.
     pub n: usize,
     /// Standard deviation of test accuracy.
@@ -55,11 +47,7 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
                 }
             }
             out.push(Row {
-                chain: g.chain.clone(),
-                model: g.model.clone(),
-                temperature: g.kd.map(|k| k.temperature),
-                alpha: g.kd.map(|k| k.alpha),
-                source: source.as_str(),
+                key: g.row_key(source.as_str()),
                 n: acc.len(),
                 std,
                 std_ci: stats::std_interval(std, acc.len()),
@@ -74,12 +62,8 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
 
 /// The rows as a frame.
 pub fn frame(rows: &[Row]) -> PolarsResult<DataFrame> {
-    df![
-        "chain" => rows.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>(),
-        "model" => rows.iter().map(|r| r.model.as_str()).collect::<Vec<_>>(),
-        "temperature" => rows.iter().map(|r| r.temperature).collect::<Vec<_>>(),
-        "alpha" => rows.iter().map(|r| r.alpha).collect::<Vec<_>>(),
-        "source" => rows.iter().map(|r| r.source).collect::<Vec<_>>(),
+    let keys: Vec<&RowKey> = rows.iter().map(|r| &r.key).collect();
+    let rest = df![
         "n" => rows.iter().map(|r| r.n as u32).collect::<Vec<_>>(),
         "std" => rows.iter().map(|r| r.std).collect::<Vec<_>>(),
         "std_low" => rows.iter().map(|r| r.std_ci.map(|c| c.0)).collect::<Vec<_>>(),
@@ -88,5 +72,6 @@ pub fn frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         "p_gap_half_point" => rows.iter().map(|r| r.p_gap[0]).collect::<Vec<_>>(),
         "p_gap_1_point" => rows.iter().map(|r| r.p_gap[1]).collect::<Vec<_>>(),
         "pairs_gap_1_point" => rows.iter().map(|r| r.pairs_gap_1pt).collect::<Vec<_>>(),
-    ]
+    ]?;
+    with_key_columns(&keys, rest)
 }
