@@ -6,6 +6,7 @@
 //! rather than the first classes only; files beyond a limit are never decoded.
 
 use super::{DataError, Split};
+use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
@@ -24,7 +25,11 @@ pub struct Folder {
 }
 
 /// Loads `dir/train` and `dir/test`, at most `limits` images of each.
-pub fn load(dir: &Path, limits: [Option<usize>; 2]) -> Result<Folder, DataError> {
+pub fn load(
+    dir: &Path,
+    limits: [Option<usize>; 2],
+    resize: Option<usize>,
+) -> Result<Folder, DataError> {
     let train_dir = dir.join("train");
     let classes = class_folders(&train_dir)?;
     if classes.is_empty() {
@@ -53,8 +58,8 @@ pub fn load(dir: &Path, limits: [Option<usize>; 2]) -> Result<Folder, DataError>
         });
     }
     let mut size = None;
-    let train = read_split(&list(&train_dir, &classes, limits[0])?, &mut size)?;
-    let test = read_split(&list(&test_dir, &classes, limits[1])?, &mut size)?;
+    let train = read_split(&list(&train_dir, &classes, limits[0])?, resize, &mut size)?;
+    let test = read_split(&list(&test_dir, &classes, limits[1])?, resize, &mut size)?;
     Ok(Folder {
         train,
         test,
@@ -128,7 +133,13 @@ pub fn list(
     Ok(out)
 }
 
-fn read_split(files: &[(PathBuf, u8)], size: &mut Option<[usize; 2]>) -> Result<Split, DataError> {
+/// Decodes `files` to RGB, resized to `resize` x `resize` when set (a triangle filter: the same
+/// bytes on every machine; only the resized bytes are kept, so memory follows the target size).
+fn read_split(
+    files: &[(PathBuf, u8)],
+    resize: Option<usize>,
+    size: &mut Option<[usize; 2]>,
+) -> Result<Split, DataError> {
     let mut split = Split {
         images: Vec::new(),
         labels: Vec::new(),
@@ -140,6 +151,12 @@ fn read_split(files: &[(PathBuf, u8)], size: &mut Option<[usize; 2]>) -> Result<
                 what: format!("unreadable image: {e}"),
             })?
             .to_rgb8();
+        let img = match resize {
+            Some(side) if img.dimensions() != (side as u32, side as u32) => {
+                image::imageops::resize(&img, side as u32, side as u32, FilterType::Triangle)
+            }
+            _ => img,
+        };
         let this = [img.height() as usize, img.width() as usize];
         match size {
             None => *size = Some(this),

@@ -283,6 +283,7 @@ fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
         train_limit,
         test_limit,
         normalize,
+        resize,
     } = spec
     else {
         let DatasetSpec::Synthetic(s) = spec else {
@@ -306,7 +307,7 @@ fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
             (train, test, [3, 32, 32], release.classes())
         }
         FileFormat::ImageFolder => {
-            let f = folder::load(path, [*train_limit, *test_limit])?;
+            let f = folder::load(path, [*train_limit, *test_limit], *resize)?;
             (f.train, f.test, [3, f.size[0], f.size[1]], f.classes.len())
         }
     };

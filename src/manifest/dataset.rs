@@ -35,6 +35,10 @@ pub enum DatasetSpec {
         /// when absent.
         #[serde(skip_serializing_if = "Option::is_none")]
         normalize: Option<Normalize>,
+        /// Side every image of an image folder is resized to at load (`image-size`), with a
+        /// triangle (bilinear) filter; `None` keeps the files' size, which must then agree.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resize: Option<usize>,
     },
     /// Seeded synthetic images: noisy class prototypes, for tests and demos.
     Synthetic(SyntheticSpec),
@@ -197,12 +201,12 @@ pub(crate) fn check_dataset(
     problems: &mut Problems,
 ) -> Option<DatasetSpec> {
     let d = raw.get_ref();
-    let synthetic_keys: [(&str, Option<Range<usize>>); 7] = [
+    // `image-size` also resizes image folders (checked below).
+    let synthetic_keys: [(&str, Option<Range<usize>>); 6] = [
         ("seed", d.seed.as_ref().map(Spanned::span)),
         ("classes", d.classes.as_ref().map(Spanned::span)),
         ("train-size", d.train_size.as_ref().map(Spanned::span)),
         ("test-size", d.test_size.as_ref().map(Spanned::span)),
-        ("image-size", d.image_size.as_ref().map(Spanned::span)),
         ("channels", d.channels.as_ref().map(Spanned::span)),
         ("noise", d.noise.as_ref().map(Spanned::span)),
     ];
@@ -238,12 +242,28 @@ pub(crate) fn check_dataset(
                 );
                 return None;
             };
+            let resize = d.image_size.as_ref().map(|s| (s.span(), s.get_ref().get()));
+            match resize.clone() {
+                Some((span, _)) if format != FileFormat::ImageFolder => problems.push(
+                    Some(span),
+                    format!(
+                        "`dataset.image-size` applies to `kind = \"synthetic\"` and `kind = \"image-folder\"`, not `{}` (whose size is fixed)",
+                        format.name()
+                    ),
+                    None,
+                ),
+                Some((span, size)) if size < 4 => {
+                    problems.push(Some(span), "`dataset.image-size` must be at least 4", None)
+                }
+                _ => {}
+            }
             Some(DatasetSpec::Files {
                 format,
                 path: base.join(path.get_ref()),
                 train_limit: d.train_limit.map(Count::get),
                 test_limit: d.test_limit.map(Count::get),
                 normalize,
+                resize: resize.map(|(_, size)| size),
             })
         }
         None => {

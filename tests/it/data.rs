@@ -1,5 +1,6 @@
 //! Dataset loaders on small files the tests write themselves.
 
+use crate::support::{TINY, Workspace, stderr};
 use flate2::{Compression, write::GzEncoder};
 use kdgrid::data::{self, DataError, idx};
 use kdgrid::manifest::{DatasetSpec, FileFormat};
@@ -41,6 +42,7 @@ fn spec(dir: &Path, train_limit: Option<usize>) -> DatasetSpec {
         train_limit,
         test_limit: None,
         normalize: None,
+        resize: None,
     }
 }
 
@@ -127,6 +129,7 @@ fn files_spec(format: FileFormat, dir: &Path) -> DatasetSpec {
         train_limit: None,
         test_limit: None,
         normalize: None,
+        resize: None,
     }
 }
 
@@ -322,6 +325,7 @@ fn image_folder_limits_keep_every_class() {
         train_limit: Some(3),
         test_limit: Some(6),
         normalize: None,
+        resize: None,
     };
     let ds = data::load(&spec, None).unwrap();
     assert_eq!(ds.train.labels, vec![0, 1, 2]);
@@ -465,4 +469,74 @@ fn stage_ids_follow_the_images_content_not_their_folder() {
         changed.iter().all(|id| !first.contains(id)),
         "every stage reads the changed image"
     );
+}
+
+#[test]
+fn image_folders_resize_to_the_manifest_image_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Photos of different sizes, as real folders have.
+    for (split, class, size) in [
+        ("train", "apple", (20, 16)),
+        ("train", "pear", (9, 12)),
+        ("test", "apple", (8, 8)),
+        ("test", "pear", (30, 10)),
+    ] {
+        png(
+            &root.join(split).join(class).join("0.png"),
+            size.0,
+            size.1,
+            150,
+        );
+    }
+    let spec = DatasetSpec::Files {
+        format: FileFormat::ImageFolder,
+        path: root.to_path_buf(),
+        train_limit: None,
+        test_limit: None,
+        normalize: None,
+        resize: Some(8),
+    };
+    let ds = data::load(&spec, None).unwrap();
+    assert_eq!((ds.channels, ds.height, ds.width), (3, 8, 8));
+    assert_eq!(
+        ds.train.images.len(),
+        2 * 3 * 8 * 8,
+        "only the resized bytes are kept"
+    );
+    // The red plane is uniform in the source, so in the resized image too; the filter is fixed,
+    // so a second load gives the same bytes.
+    assert_eq!(&ds.train.images[..64], &[150; 64]);
+    assert_eq!(
+        data::load(&spec, None).unwrap().train.images,
+        ds.train.images
+    );
+    // Without a size, the first mismatch is named.
+    let keep = DatasetSpec::Files {
+        format: FileFormat::ImageFolder,
+        path: root.to_path_buf(),
+        train_limit: None,
+        test_limit: None,
+        normalize: None,
+        resize: None,
+    };
+    let err = data::load(&keep, None).unwrap_err();
+    assert!(err.to_string().contains("wrong image size"), "{err}");
+
+    // In a manifest: accepted for image folders, refused with its location for fixed-size data.
+    let ws = Workspace::new(
+        &TINY.replace(
+            "kind = \"synthetic\"\nseed = 11\nclasses = 4\ntrain-size = 1024\ntest-size = 256\nimage-size = 10\nnoise = 0.5",
+            "kind = \"cifar10\"\npath = \"cifar\"\nimage-size = 16",
+        ),
+    );
+    let err = stderr(&ws.kdgrid(&["validate"]).code(2));
+    // miette wraps long lines: look for the parts.
+    for part in [
+        "`dataset.image-size` applies to",
+        "not `cifar10` (whose size is fixed)",
+        "m.toml:7:14",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
 }
