@@ -101,19 +101,10 @@ fn two_shards_at_once_end_with_the_tables_of_one_run() {
 #[test]
 fn run_stage_trains_one_stage_and_refuses_what_it_cannot_train() {
     let ws = Workspace::new(TINY);
-    let plan: serde_json::Value =
-        serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
-    let stages = plan["stages"].as_array().unwrap();
-    let id_of = |chain: &str| {
-        stages
-            .iter()
-            .find(|s| s["chain"] == chain && s["seed"] == 0)
-            .unwrap_or_else(|| panic!("{chain} in {stages:?}"))["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (teacher, student) = (id_of("teacher"), id_of("teacher > student"));
+    let (teacher, student) = (
+        stage_id(&ws, &[], "teacher", 0),
+        stage_id(&ws, &[], "teacher > student", 0),
+    );
 
     let unknown = ws
         .kdgrid(&["run-stage", "--stage", "0123456789abcdef"])
@@ -164,13 +155,9 @@ fn run_stage_trains_one_stage_and_refuses_what_it_cannot_train() {
 #[test]
 fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
     let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
-    let plan: serde_json::Value =
-        serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
-    let ids: Vec<String> = plan["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
+    let ids: Vec<String> = plan_stages(&ws, &[])
+        .into_iter()
+        .map(|(_, _, id)| id)
         .collect();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let stages = ws.results().join("tiny/stages");
@@ -281,19 +268,7 @@ fn slurm_submit_leaves_out_done_stages_and_names_a_refusing_sbatch() {
     let ws = Workspace::new(TINY);
     let log = ws.dir.path().join("sbatch.log");
     // Train the seed-0 teacher first: its students move up to level 0.
-    let plan: serde_json::Value = serde_json::from_str(&stdout(
-        &ws.kdgrid(&["plan", "--json", "--threads", "1"]).success(),
-    ))
-    .unwrap();
-    let teacher = plan["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["chain"] == "teacher" && s["seed"] == 0)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let teacher = stage_id(&ws, &["--threads", "1"], "teacher", 0);
     ws.kdgrid(&[
         "run-stage",
         "--quiet",

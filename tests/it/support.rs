@@ -122,6 +122,37 @@ pub fn floats(df: &DataFrame, name: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The stages `kdgrid plan --json <args>` lists for `ws`, as `(chain, seed, id)`, in plan order.
+pub fn plan_stages(ws: &Workspace, args: &[&str]) -> Vec<(String, u64, String)> {
+    let mut cmd = vec!["plan", "--json"];
+    cmd.extend(args);
+    let plan: serde_json::Value =
+        serde_json::from_str(&stdout(&ws.kdgrid(&cmd).success())).unwrap();
+    plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["chain"].as_str().unwrap().to_string(),
+                s["seed"].as_u64().unwrap(),
+                s["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The id of the stage of `chain` and `seed` in `ws`'s plan under `args`.
+pub fn stage_id(ws: &Workspace, args: &[&str], chain: &str, seed: u64) -> String {
+    let stages = plan_stages(ws, args);
+    stages
+        .iter()
+        .find(|(c, s, _)| c == chain && *s == seed)
+        .unwrap_or_else(|| panic!("no `{chain}` seed {seed} in {stages:?}"))
+        .2
+        .clone()
+}
+
 /// Asserts that `plan --json`'s analytic parameter counts equal those Burn counted when training
 /// `experiment` (which must have run).
 pub fn assert_plan_params_match(ws: &Workspace, experiment: &str) {
