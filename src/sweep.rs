@@ -309,9 +309,28 @@ pub fn report(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<(Tables, Vec<PathBuf>), SweepError> {
     let store = Store::open(results, &plan.name)?;
-    let mut records = committed(plan, &store, false, on_event)?;
-    execute::stage::settle_skipped(plan, &mut records);
+    let records = settled(plan, &store, on_event)?;
     write_report(plan, &records, provenance, into.unwrap_or(store.root()))
+}
+
+/// Every stage of `plan` the store settles: its committed record, or skipped below a failed
+/// teacher, as a sweep that ran them all would report it.
+fn settled(
+    plan: &Plan,
+    store: &Store,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
+    let mut records = committed(plan, store, false, on_event)?;
+    execute::stage::settle_skipped(plan, &mut records);
+    Ok(records)
+}
+
+/// The stage of `plan` with id `id` (as typed on a command line).
+pub fn find_stage<'a>(plan: &'a Plan, id: &str) -> Result<&'a Stage, SweepError> {
+    plan.stages
+        .iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or_else(|| SweepError::UnknownStage { stage: id.into() })
 }
 
 /// What a batch of stage tasks did, and the tables if they were the last to finish the plan.
@@ -354,8 +373,7 @@ pub fn run_tasks(
         &mut || load_data(plan),
         on_event,
     )?;
-    let mut records = committed(plan, &store, false, &mut |_| {})?;
-    execute::stage::settle_skipped(plan, &mut records);
+    let records = settled(plan, &store, &mut |_| {})?;
     let unsettled = plan.stages.len() - records.len();
     let report = if report && unsettled == 0 {
         Some(write_report(plan, &records, provenance, store.root())?)
@@ -378,11 +396,7 @@ pub fn trace(
     backend: &Backend,
     id: &str,
 ) -> Result<train::trace::Trace, SweepError> {
-    let stage = plan
-        .stages
-        .iter()
-        .find(|s| s.id.as_str() == id)
-        .ok_or_else(|| SweepError::UnknownStage { stage: id.into() })?;
+    let stage = find_stage(plan, id)?;
     let store = Store::open_shared(results, &plan.name)?;
     if let Some(p) = &stage.parent
         && !matches!(store.lookup(p)?, Lookup::Found(ref r) if r.status == Status::Ok)

@@ -89,11 +89,7 @@ pub(super) fn run_stage(
     quiet: bool,
 ) -> Result<(), Failure> {
     let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
-    let stage = plan
-        .stages
-        .iter()
-        .find(|s| s.id.as_str() == id)
-        .ok_or_else(|| SweepError::UnknownStage { stage: id.into() })?;
+    let stage = sweep::find_stage(&plan, id)?;
     let outcome = run_tasks(
         cli,
         &plan,

@@ -143,16 +143,23 @@ fn referenced(
     dirs: &[StageDir],
     results: &Path,
 ) -> Result<HashSet<StageId>, String> {
+    // Each distinct setting once (records share them run by run); flex's thread count does
+    // not name stages, so settings are told apart by what does.
+    let mut trained: Vec<ComputeSpec> = Vec::new();
+    for r in dirs.iter().filter_map(|d| d.record.as_ref()) {
+        let c = compute_of(&r.backend, &r.device, r.threads);
+        if trained.iter().all(|t| t.result_key() != c.result_key()) {
+            trained.push(c);
+        }
+    }
     let mut ids = HashSet::new();
     let mut cache = data::DigestCache::open(results);
     for m in manifests {
         let digest = data::fingerprint(&m.dataset, &mut cache)
             .map_err(|e| format!("{e}; its stages' ids name the data by content"))?;
-        let computes = std::iter::once(m.compute).chain(dirs.iter().filter_map(|d| {
-            d.record
-                .as_ref()
-                .map(|r| compute_of(&r.backend, &r.device, r.threads))
-        }));
+        let own = m.compute.result_key();
+        let computes = std::iter::once(m.compute)
+            .chain(trained.iter().copied().filter(|c| c.result_key() != own));
         for compute in computes {
             let m = Manifest {
                 compute,

@@ -225,8 +225,7 @@ impl std::str::FromStr for Jobs {
 
 impl Jobs {
     /// Stages at once on this machine: `auto` is one per core, as small models leave a core
-    /// idle between their ops (measured: `--jobs 2` trains the default study's `ci` profile in
-    /// 0.87x the time of `--jobs 1` on flex and 0.83x on LibTorch, 2 cores).
+    /// idle between their ops (docs/performance.md has the timings behind it).
     fn resolve(self) -> usize {
         match self {
             Jobs::N(n) => n,

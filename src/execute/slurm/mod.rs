@@ -169,7 +169,7 @@ pub fn scripts(
             text.push_str(&format!(
                 "  {}  # {}, seed {}\n",
                 s.id,
-                s.chain_label().replace('\n', " "),
+                s.chain_label(),
                 s.seed
             ));
         }
