@@ -73,11 +73,17 @@ build:
 build-tch: torch
 	$(TCH_ENV) $(CARGO) build --release --features tch
 
-torch: $(TORCH_VENV)/.installed
+torch: $(TORCH_VENV)/.installed-io
 
 $(TORCH_VENV)/.installed:
 	python3 -m venv "$(TORCH_VENV)"
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check torch==2.9.0
+	touch "$@"
+
+# What the teacher-export script needs next to torch: safetensors files (which go through numpy)
+# and image folders.
+$(TORCH_VENV)/.installed-io: $(TORCH_VENV)/.installed
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check safetensors==0.8.0 numpy==2.3.4 pillow==11.3.0
 	touch "$@"
 
 ## The full test suite on both backends (release mode: the tests train real, tiny models).

@@ -59,6 +59,16 @@ pub enum SweepError {
         /// Its teacher.
         teacher: String,
     },
+    /// A stage asked for its outputs has not trained (or failed).
+    #[error("stage `{stage}` has no trained weights in the store")]
+    #[diagnostic(
+        code(kdgrid::sweep::not_trained),
+        help("`kdgrid run` trains it; `kdgrid status` shows whether it failed")
+    )]
+    NotTrained {
+        /// The stage.
+        stage: String,
+    },
     /// A stage named on the command line is not in the plan.
     #[error("stage `{stage}` is not a stage of this plan")]
     #[diagnostic(
@@ -256,6 +266,12 @@ fn load_data(plan: &Plan) -> Result<Dataset, SweepError> {
         )
         .map_err(|message| SweepError::Shape { message })?;
     }
+    let mut checked = std::collections::BTreeSet::new();
+    for s in plan.stages.iter().filter(|s| s.spec.weights.is_some()) {
+        if checked.insert(&s.model) {
+            train::check_import(&s.spec, &data).map_err(SweepError::Model)?;
+        }
+    }
     Ok(data)
 }
 
@@ -409,4 +425,26 @@ pub fn trace(
     let data = load_data(plan)?;
     let teacher = execute::stage::load_teacher(plan, &store, &data, backend, stage)?;
     train::trace::trace(stage, &data, teacher.as_ref(), backend).map_err(SweepError::Model)
+}
+
+/// The logits of a trained stage on the first `limit` test images (`kdgrid predict`).
+pub fn predict(
+    plan: &Plan,
+    results: &Path,
+    backend: &Backend,
+    id: &str,
+    limit: usize,
+    with_inputs: bool,
+) -> Result<train::Predictions, SweepError> {
+    let stage = find_stage(plan, id)?;
+    let store = Store::open_shared(results, &plan.name)?;
+    if !matches!(store.lookup(&stage.id)?, Lookup::Found(ref r) if r.status == Status::Ok) {
+        return Err(SweepError::NotTrained {
+            stage: stage.id.to_string(),
+        });
+    }
+    let data = load_data(plan)?;
+    let model = train::load_model(stage, &data, backend, &store.model_path(&stage.id))
+        .map_err(SweepError::Model)?;
+    Ok(train::predict(&model, &data, limit, with_inputs, backend))
 }

@@ -125,6 +125,27 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write a trained stage's logits on the first test images as JSON (`labels`, `logits`
+    /// row-major `[n, classes]`, `classes`, and with `--inputs` the normalized images the model
+    /// saw), e.g. to check an imported teacher against the framework that trained it.
+    Predict {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// The stage's id (`kdgrid plan --json` lists them).
+        #[arg(long, value_name = "ID")]
+        stage: String,
+        /// Test images to predict, from the first.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        limit: usize,
+        /// Include the normalized input images.
+        #[arg(long)]
+        inputs: bool,
+        /// Where to write the JSON.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Compare two samples of a metric (e.g. kdgrid's test accuracies and another framework's):
     /// each sample's mean, spread and interval, the difference of means with Welch and
     /// bootstrap 95% intervals, and P(A > B). A sample is `FILE.csv:COLUMN` or a file of
@@ -437,6 +458,30 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             println!(
                 "{} steps of stage {stage} traced into {}",
                 trace.steps.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Predict {
+            manifest,
+            compute,
+            stage,
+            limit,
+            inputs,
+            out,
+        } => {
+            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            let backend = Backend::new(plan.compute).map_err(|e| Failure {
+                report: e.into(),
+                code: 2,
+            })?;
+            let predictions =
+                sweep::predict(&plan, &cli.results, &backend, stage, *limit, *inputs)?;
+            let json = serde_json::to_vec(&predictions).expect("predictions serialize");
+            crate::store::write_atomic(out, &json)?;
+            println!(
+                "logits of stage {stage} on {} test images written to {}",
+                predictions.labels.len(),
                 out.display()
             );
             Ok(())

@@ -6,7 +6,7 @@ use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{Claim, StageRecord, Status, Store};
 use crate::sweep::{Event, SweepError};
-use crate::train::{Backend, Cnn, EpochMetrics, Progress};
+use crate::train::{Backend, EpochMetrics, Net, Progress};
 use std::collections::{BTreeMap, HashMap};
 
 /// Messages from training workers to the sweep's thread.
@@ -49,7 +49,7 @@ struct Scheduler<'a> {
     plan: &'a Plan,
     records: &'a mut BTreeMap<StageId, StageRecord>,
     /// Trained weights still needed by a pending child.
-    models: HashMap<StageId, Cnn>,
+    models: HashMap<StageId, Net>,
     /// Pending children per teacher.
     waiting: HashMap<StageId, usize>,
 }
@@ -154,7 +154,7 @@ impl Scheduler<'_> {
     }
 
     /// The weights of `stage`'s teacher, from memory or from the store.
-    fn teacher(&mut self, stage: &Stage) -> Result<Option<Cnn>, SweepError> {
+    fn teacher(&mut self, stage: &Stage) -> Result<Option<Net>, SweepError> {
         let Some(p) = &stage.parent else {
             return Ok(None);
         };

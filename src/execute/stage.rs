@@ -4,7 +4,7 @@ use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{StageRecord, Status, Store};
 use crate::sweep::SweepError;
-use crate::train::{self, Backend, Cnn, Progress, TrainError, Trained};
+use crate::train::{self, Backend, Net, Progress, TrainError, Trained};
 use std::collections::BTreeMap;
 
 /// A stage trained (or failed) and committed.
@@ -12,7 +12,7 @@ pub struct Finished {
     /// The committed record.
     pub record: StageRecord,
     /// The trained weights, for children trained next in this process.
-    pub model: Option<Cnn>,
+    pub model: Option<Net>,
     /// The epoch a checkpoint resumed the stage from.
     pub resumed_from: Option<usize>,
 }
@@ -24,7 +24,7 @@ pub fn train_and_commit(
     store: &Store,
     stage: &Stage,
     data: &Dataset,
-    teacher: Option<&Cnn>,
+    teacher: Option<&Net>,
     backend: &Backend,
     jobs: usize,
     on_progress: &mut dyn FnMut(Progress),
@@ -63,7 +63,7 @@ fn commit(
             let model_sha256 = store
                 .save_model(&stage.id, |path| train::save_model(&t.model, path))?
                 .map_err(SweepError::Model)?;
-            let selected = t.epochs.get(t.selected_epoch.wrapping_sub(1));
+            let selected = t.epochs.iter().find(|e| e.epoch == t.selected_epoch);
             let record = StageRecord {
                 status: Status::Ok,
                 error: None,
@@ -124,7 +124,7 @@ pub fn load_teacher(
     data: &Dataset,
     backend: &Backend,
     stage: &Stage,
-) -> Result<Option<Cnn>, SweepError> {
+) -> Result<Option<Net>, SweepError> {
     let Some(p) = &stage.parent else {
         return Ok(None);
     };

@@ -1,6 +1,6 @@
 //! Analytic size and compute of a model, for `kdgrid plan` (no tensors involved).
 
-use super::ModelSpec;
+use super::{ModelSpec, ResNetSpec, ResNetStem};
 use serde::Serialize;
 
 /// Parameters and forward FLOPs of one model on one input.
@@ -22,7 +22,11 @@ impl Cost {
 /// The cost of `spec` on `[channels, height, width]` inputs with `classes` outputs, mirroring
 /// the layers `train::Cnn` builds (same- or valid-padded convs, 2x2 pooling where the spec says and the
 /// map allows; batch norm adds a scale and a shift per channel).
-pub fn cost(spec: &ModelSpec, [channels, height, width]: [usize; 3], classes: usize) -> Cost {
+pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
+    if let Some(r) = &spec.resnet {
+        return resnet_cost(r, input, classes);
+    }
+    let [channels, height, width] = input;
     let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
     let k = spec.kernel as u64;
     let (mut params, mut flops) = (0u64, 0u64);
@@ -55,6 +59,48 @@ pub fn cost(spec: &ModelSpec, [channels, height, width]: [usize; 3], classes: us
     }
 }
 
+/// Parameters and FLOPs of a bias-free conv on an `h x w` input (padding `k / 2`), adding
+/// its batch norm; returns the output's size.
+fn conv_bn(cost: &mut Cost, [c_in, c_out, k, stride]: [u64; 4], [h, w]: [u64; 2]) -> [u64; 2] {
+    let out = [(h - 1) / stride + 1, (w - 1) / stride + 1];
+    cost.params += c_out * c_in * k * k + 2 * c_out;
+    cost.forward_flops += 2 * c_out * c_in * k * k * out[0] * out[1];
+    out
+}
+
+/// The cost of a ResNet as `train::ResNet` builds it.
+fn resnet_cost(spec: &ResNetSpec, [channels, height, width]: [usize; 3], classes: usize) -> Cost {
+    let mut cost = Cost {
+        params: 0,
+        forward_flops: 0,
+    };
+    let first = spec.widths[0] as u64;
+    let mut size = [height as u64, width as u64];
+    size = match spec.stem {
+        ResNetStem::Cifar => conv_bn(&mut cost, [channels as u64, first, 3, 1], size),
+        ResNetStem::Imagenet => {
+            let [h, w] = conv_bn(&mut cost, [channels as u64, first, 7, 2], size);
+            [(h - 1) / 2 + 1, (w - 1) / 2 + 1]
+        }
+    };
+    let mut c = first;
+    for (i, (&n, &width)) in spec.blocks.iter().zip(&spec.widths).enumerate() {
+        let width = width as u64;
+        for b in 0..n {
+            let stride = if i > 0 && b == 0 { 2 } else { 1 };
+            if stride != 1 || c != width {
+                conv_bn(&mut cost, [c, width, 1, stride], size);
+            }
+            size = conv_bn(&mut cost, [c, width, 3, stride], size);
+            conv_bn(&mut cost, [width, width, 3, 1], size);
+            c = width;
+        }
+    }
+    cost.params += c * classes as u64 + classes as u64;
+    cost.forward_flops += 2 * c * classes as u64;
+    cost
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +115,8 @@ mod tests {
             pool: None,
             batch_norm: false,
             dropout: None,
+            resnet: None,
+            weights: None,
             family: "cnn".into(),
         };
         // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.
@@ -90,5 +138,22 @@ mod tests {
         // Size 2: conv 3->16 (432 + 16) + BN 32, conv 16->16 (2304 + 16) + BN 32,
         // 32x32 pooled twice to 8x8: head 16*8*8*10 + 10.
         assert_eq!(params[0], 448 + 32 + 2320 + 32 + 10250);
+    }
+
+    #[test]
+    fn resnet_counts_match_torchvision_and_the_cifar_paper() {
+        let resnet = |depth| ModelSpec {
+            resnet: ResNetSpec::of_depth(depth),
+            ..ModelSpec::plain_cnn(2).unwrap()
+        };
+        // torchvision.models.resnet18().parameters(): 11,689,512.
+        assert_eq!(cost(&resnet(18), [3, 224, 224], 1000).params, 11_689_512);
+        // He et al.: ResNet-20 on CIFAR-10 has 0.27M parameters (with 1x1 projection shortcuts
+        // at the two stage changes, as this family builds them: 0.272M).
+        let p20 = cost(&resnet(20), [3, 32, 32], 10).params;
+        assert!((270_000..275_000).contains(&p20), "{p20}");
+        // torchvision's ResNet-18 forward: 1.82 GMACs at 224x224.
+        let flops = cost(&resnet(18), [3, 224, 224], 1000).forward_flops;
+        assert!((3.6e9..3.7e9).contains(&(flops as f64)), "{flops}");
     }
 }

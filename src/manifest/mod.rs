@@ -24,7 +24,10 @@ pub use grid::{
     Adaptive, AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds,
     TeacherSeed, Test, Value,
 };
-pub use model::{FeatureMaps, ModelSpec, PLAIN_CNN_SIZES, Padding, feature_map_problem};
+pub use model::{
+    FeatureMaps, ImportedWeights, ModelSpec, PLAIN_CNN_SIZES, Padding, ResNetSpec, ResNetStem,
+    feature_map_problem,
+};
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
     Optimizer, Schedule, Selection, TrainingOverride, TrainingSpec,
@@ -272,7 +275,7 @@ fn check(
     let models = raw
         .models
         .as_ref()
-        .map(|m| model::check_models(m.get_ref(), problems))
+        .map(|m| model::check_models(m.get_ref(), base, problems))
         .unwrap_or_default();
     if let (Some(raw_models), Some(shape)) = (&raw.models, shape) {
         model::check_feature_maps(raw_models.get_ref(), &models, shape.input, problems);

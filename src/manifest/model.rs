@@ -7,6 +7,7 @@ use super::values::{Count, Fraction, Positive};
 use super::{TrainingOverride, backticked};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 use toml::Spanned;
 
 /// How a conv layer pads its input.
@@ -68,9 +69,77 @@ pub struct ModelSpec {
     /// Dropout probability after each hidden dense layer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f64>,
-    /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`).
+    /// A residual network instead of the conv/dense stack above (which is then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resnet: Option<ResNetSpec>,
+    /// Weights trained elsewhere that the model starts from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<ImportedWeights>,
+    /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`, `resnet-20`).
     #[serde(skip)]
     pub family: String,
+}
+
+/// A ResNet of basic blocks (He et al. 2016), as torchvision and the TAKD paper's code build it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResNetSpec {
+    /// Basic blocks in each stage.
+    pub blocks: Vec<usize>,
+    /// Channels of each stage.
+    pub widths: Vec<usize>,
+    /// The layers before the first stage.
+    pub stem: ResNetStem,
+}
+
+/// The first layers of a ResNet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResNetStem {
+    /// A 3x3 conv at full resolution (CIFAR ResNets: depth `6n + 2`).
+    Cifar,
+    /// A 7x7 stride-2 conv and a 3x3 stride-2 max-pool (ImageNet ResNet-18/34).
+    Imagenet,
+}
+
+impl ResNetSpec {
+    /// ResNet of `depth` layers: `6n + 2` for the CIFAR family (20, 56, 110, ...), 18 or 34
+    /// for the ImageNet family.
+    pub fn of_depth(depth: usize) -> Option<Self> {
+        let (blocks, widths, stem) = match depth {
+            18 => (vec![2; 4], vec![64, 128, 256, 512], ResNetStem::Imagenet),
+            34 => (
+                vec![3, 4, 6, 3],
+                vec![64, 128, 256, 512],
+                ResNetStem::Imagenet,
+            ),
+            d if d >= 8 && (d - 2) % 6 == 0 => {
+                (vec![(d - 2) / 6; 3], vec![16, 32, 64], ResNetStem::Cifar)
+            }
+            _ => return None,
+        };
+        Some(Self {
+            blocks,
+            widths,
+            stem,
+        })
+    }
+}
+
+/// A weights file a model is loaded from (see [`RawModel`]'s `weights`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportedWeights {
+    /// The file (resolved against the manifest's folder); its digest, not its path, is part
+    /// of stage ids.
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Renames applied to the file's tensor names: (regex, replacement), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_map: Vec<(String, String)>,
+    /// Whether the model trains further (`fine-tune`), which lets a classifier of another
+    /// class count be replaced; without it the model is used as it is.
+    pub fine_tune: bool,
 }
 
 impl ModelSpec {
@@ -129,6 +198,8 @@ impl ModelSpec {
             pool: Some(pool.to_vec()),
             batch_norm: true,
             dropout: None,
+            resnet: None,
+            weights: None,
             family: format!("plain-cnn-{size}"),
         })
     }
@@ -147,6 +218,26 @@ enum Family {
     Cnn,
     PlainCnn,
     Mlp,
+    Resnet,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Cnn => "cnn",
+            Family::PlainCnn => "plain-cnn",
+            Family::Mlp => "mlp",
+            Family::Resnet => "resnet",
+        }
+    }
+}
+
+/// `fine-tune = { epochs = .., lr = .. }` of an imported model.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FineTune {
+    epochs: Count,
+    lr: Option<Positive>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +259,9 @@ pub(crate) struct RawModel {
     weight_decay: Option<Fraction>,
     betas: Option<[Fraction; 2]>,
     epsilon: Option<Positive>,
+    weights: Option<Spanned<String>>,
+    key_map: Option<Spanned<Vec<[String; 2]>>>,
+    fine_tune: Option<Spanned<FineTune>>,
 }
 
 impl RawModel {
@@ -189,13 +283,23 @@ impl RawModel {
             weight_decay: None,
             betas: None,
             epsilon: None,
+            weights: None,
+            key_map: None,
+            fine_tune: None,
         }
     }
 
     pub(crate) fn overrides(&self) -> Option<TrainingOverride> {
+        // An imported model trains only when fine-tuned; its own `epochs`/`lr` are refused.
+        let fine_tune = self.fine_tune.as_ref().map(|f| *f.get_ref());
+        let imported = self.weights.is_some();
         let o = TrainingOverride {
-            epochs: self.epochs.map(Count::get),
-            lr: self.lr.map(Positive::get),
+            epochs: match fine_tune {
+                Some(f) if imported => Some(f.epochs.get()),
+                _ if imported => Some(0),
+                _ => self.epochs.map(Count::get),
+            },
+            lr: fine_tune.and_then(|f| f.lr).or(self.lr).map(Positive::get),
             batch_size: self.batch_size.map(Count::get),
             weight_decay: self.weight_decay.map(Fraction::get),
             betas: self.betas.map(|b| b.map(Fraction::get)),
@@ -206,16 +310,17 @@ impl RawModel {
 }
 
 /// Resolves one `[models.<name>]` table to its architecture.
-pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> ModelSpec {
+pub(crate) fn check_model(
+    name: &str,
+    m: &RawModel,
+    base: &Path,
+    problems: &mut Problems,
+) -> ModelSpec {
     let family = m.family.as_ref().map_or(Family::Cnn, |f| *f.get_ref());
     let family_span = m.family.as_ref().map(Spanned::span);
     let not_for = |key: &str, span: Option<std::ops::Range<usize>>, problems: &mut Problems| {
         if let Some(span) = span {
-            let family = match family {
-                Family::Cnn => "cnn",
-                Family::PlainCnn => "plain-cnn",
-                Family::Mlp => "mlp",
-            };
+            let family = family.name();
             problems.push(
                 Some(span),
                 format!("`models.{name}.{key}` does not apply to `family = \"{family}\"`"),
@@ -234,6 +339,49 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
     let dense: Vec<usize> = m.dense.iter().map(|c| c.get()).collect();
     let dropout = m.dropout.as_ref().map(|d| d.get_ref().get());
     let mut spec = match family {
+        Family::Resnet => {
+            for (key, span) in [
+                ("conv", m.conv.as_ref().map(Spanned::span)),
+                ("pool", m.pool.as_ref().map(Spanned::span)),
+                ("kernel", m.kernel.as_ref().map(Spanned::span)),
+                ("padding", m.padding.as_ref().map(Spanned::span)),
+            ] {
+                not_for(key, span, problems);
+            }
+            if !m.dense.is_empty() || m.batch_norm.is_some() {
+                problems.push(
+                    family_span.clone(),
+                    format!("`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"resnet\"` (its blocks always use batch norm; `fc` is its only dense layer)"),
+                    None,
+                );
+            }
+            let size = m.size.as_ref().map(|s| s.get_ref().get());
+            let resnet = size.and_then(ResNetSpec::of_depth);
+            if resnet.is_none() {
+                problems.push(
+                    m.size.as_ref().map(Spanned::span).or(family_span.clone()),
+                    match size {
+                        Some(s) => format!("`models.{name}.size` = {s} is not a ResNet depth"),
+                        None => format!("`models.{name}.size` (the depth) is required for `resnet`"),
+                    },
+                    Some("CIFAR ResNets have depth 6n + 2 (20, 32, 44, 56, 110); ImageNet ones 18 or 34".into()),
+                );
+            }
+            ModelSpec {
+                conv: Vec::new(),
+                dense: Vec::new(),
+                kernel: 3,
+                padding: Padding::Same,
+                pool: None,
+                batch_norm: true,
+                dropout: None,
+                resnet: Some(
+                    resnet.unwrap_or_else(|| ResNetSpec::of_depth(20).expect("20 = 6 * 3 + 2")),
+                ),
+                weights: None,
+                family: format!("resnet-{}", size.unwrap_or(20)),
+            }
+        }
         Family::PlainCnn => {
             not_for("conv", m.conv.as_ref().map(Spanned::span), problems);
             not_for("pool", m.pool.as_ref().map(Spanned::span), problems);
@@ -325,6 +473,8 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
                 pool,
                 batch_norm: m.batch_norm.unwrap_or(false),
                 dropout: None,
+                resnet: None,
+                weights: None,
             }
         }
     };
@@ -338,12 +488,85 @@ pub(crate) fn check_model(name: &str, m: &RawModel, problems: &mut Problems) -> 
         );
     }
     spec.dropout = dropout.filter(|&p| p > 0.0);
+    spec.weights = check_weights(name, m, base, problems);
     spec
+}
+
+/// Resolves `weights`, `key-map` and `fine-tune` of an imported model.
+fn check_weights(
+    name: &str,
+    m: &RawModel,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<ImportedWeights> {
+    let Some(weights) = &m.weights else {
+        for (key, span) in [
+            ("key-map", m.key_map.as_ref().map(Spanned::span)),
+            ("fine-tune", m.fine_tune.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                problems.push(
+                    Some(span),
+                    format!("`models.{name}.{key}` applies to imported models only"),
+                    Some("add `weights = \"path/to/file.safetensors\"`".into()),
+                );
+            }
+        }
+        return None;
+    };
+    if m.epochs.is_some() || m.lr.is_some() {
+        problems.push(
+            Some(weights.span()),
+            format!("`models.{name}` is imported: its `epochs` and `lr` go in `fine-tune`"),
+            Some("`fine-tune = { epochs = 2, lr = 0.001 }` trains it further; without it the model is used as it is".into()),
+        );
+    }
+    let key_map: Vec<(String, String)> = m
+        .key_map
+        .as_ref()
+        .map(|k| {
+            k.get_ref()
+                .iter()
+                .map(|[a, b]| (a.clone(), b.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (from, _) in &key_map {
+        if let Err(e) = regex::Regex::new(from) {
+            problems.push(
+                m.key_map.as_ref().map(Spanned::span),
+                format!("`models.{name}.key-map`: `{from}` is not a regular expression: {e}"),
+                None,
+            );
+        }
+    }
+    let path = base.join(weights.get_ref());
+    let sha256 = match std::fs::read(&path) {
+        Ok(bytes) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        Err(e) => {
+            problems.push(
+                Some(weights.span()),
+                format!(
+                    "`models.{name}.weights`: cannot read `{}`: {e}",
+                    path.display()
+                ),
+                Some("the path is relative to the manifest's folder".into()),
+            );
+            String::new()
+        }
+    };
+    Some(ImportedWeights {
+        path,
+        sha256,
+        key_map,
+        fine_tune: m.fine_tune.is_some(),
+    })
 }
 
 /// Checks every `[models.*]` table.
 pub(crate) fn check_models(
     raw: &BTreeMap<Spanned<String>, RawModel>,
+    base: &Path,
     problems: &mut Problems,
 ) -> BTreeMap<String, ModelSpec> {
     let mut models = BTreeMap::new();
@@ -357,7 +580,7 @@ pub(crate) fn check_models(
         }
         models.insert(
             name.get_ref().clone(),
-            check_model(name.get_ref(), m, problems),
+            check_model(name.get_ref(), m, base, problems),
         );
     }
     models

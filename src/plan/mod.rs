@@ -334,6 +334,11 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                 }
             };
             let spec = &manifest.models[model];
+            // A model used as imported draws nothing random: one stage serves every seed.
+            let (seed, seeds) = match &spec.weights {
+                Some(w) if !w.fine_tune => (0, RoleSeeds::uniform(0)),
+                _ => (seed, seeds),
+            };
             let stage_kd = if depth == 0 { None } else { kd };
             let training = manifest.training_for(model);
             let id = StageId(hex::encode(

@@ -2,7 +2,7 @@
 //! (which runs the PyTorch peer `bench/peer.py` on the same workloads). Each workload is a
 //! small synthetic study built from a manifest, so the timed code is exactly what a study runs.
 
-use super::{Backend, Cnn, StageRun, evaluate};
+use super::{Backend, Net, StageRun, evaluate};
 use crate::data;
 use crate::manifest;
 use crate::plan::{self, Role};
@@ -81,7 +81,7 @@ pub fn images_per_second(workload: &str, backend: &Backend, seconds: f64) -> Opt
     // A teacher with initial weights costs what a trained one costs.
     let teacher = stage.parent.as_ref().map(|p| {
         let t = plan.stage(p).expect("parents are in the plan");
-        Cnn::new(
+        Net::new(
             &t.spec,
             [data.channels, data.height, data.width],
             data.classes,
@@ -89,7 +89,7 @@ pub fn images_per_second(workload: &str, backend: &Backend, seconds: f64) -> Opt
             &backend.device,
         )
     });
-    let mut run = StageRun::new(stage, &data, teacher.as_ref(), backend);
+    let mut run = StageRun::new(stage, &data, teacher.as_ref(), backend).ok()?;
     let eval = workload.ends_with("/eval");
     let mut work = |epoch: usize| -> usize {
         if eval {

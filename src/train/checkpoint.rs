@@ -12,7 +12,7 @@
 //! previous one whole; older ones are removed, and the sweep removes the folder once the stage's
 //! record is committed.
 
-use super::{Cnn, EpochMetrics, StageRun, TrainError, optimizer};
+use super::{EpochMetrics, Net, StageRun, TrainError, optimizer};
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use serde::{Deserialize, Serialize};
@@ -65,10 +65,7 @@ pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), Train
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| failed(&tmp, e))?;
     let model = tmp.join("model.bpk");
-    run.model()
-        .clone()
-        .save_file(&model)
-        .map_err(|e| failed(&model, e))?;
+    run.model().save(&model)?;
     let optim = tmp.join("optim.bpk");
     run.optim
         .to_record()
@@ -78,10 +75,7 @@ pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), Train
         && *best != epoch
     {
         let path = tmp.join("best.bpk");
-        weights
-            .clone()
-            .save_file(&path)
-            .map_err(|e| failed(&path, e))?;
+        weights.save(&path)?;
     }
     let state = State {
         epoch,
@@ -120,21 +114,17 @@ pub(super) fn resume(dir: &Path, run: &mut StageRun) -> Result<Option<usize>, Tr
     let (stage, data) = (run.stage, run.data);
     let shape = [data.channels, data.height, data.width];
     let blank =
-        |device: &burn::tensor::Device| Cnn::new(&stage.spec, shape, data.classes, None, device);
+        |device: &burn::tensor::Device| Net::new(&stage.spec, shape, data.classes, None, device);
     let model_path = path.join("model.bpk");
     let autodiff = run.plain.clone().autodiff();
-    let model = blank(&autodiff)
-        .try_load_file(&model_path)
-        .map_err(|e| failed(&model_path, e))?;
+    let model = blank(&autodiff).load(&model_path)?;
     let optim_path = path.join("optim.bpk");
     let record = OptimizerRecord::load(&optim_path).map_err(|e| failed(&optim_path, e))?;
     let best = match state.best {
         Some((e, score)) if e == epoch => Some((e, score, model.valid())),
         Some((e, score)) => {
             let best_path = path.join("best.bpk");
-            let weights = blank(&run.plain)
-                .try_load_file(&best_path)
-                .map_err(|err| failed(&best_path, err))?;
+            let weights = blank(&run.plain).load(&best_path)?;
             Some((e, score, weights))
         }
         None => None,

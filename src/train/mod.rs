@@ -7,17 +7,23 @@
 
 pub mod bench;
 mod checkpoint;
+mod import;
 mod loss;
 mod model;
+mod named;
+mod net;
 mod quality;
+mod resnet;
 pub mod trace;
 
-pub use model::Cnn;
+pub use named::NamedTensor;
+pub use net::Net;
 pub use quality::{ECE_BINS, Quality};
 
 use crate::data::{Augment, Dataset, Split};
 use crate::manifest::{
-    BackendKind, ComputeSpec, DEFAULT_ADAMW_DECAY, DeviceSpec, KlReduction, Optimizer, Selection,
+    BackendKind, ComputeSpec, DEFAULT_ADAMW_DECAY, DeviceSpec, ImportedWeights, KlReduction,
+    ModelSpec, Optimizer, Selection,
 };
 use crate::plan::Stage;
 use burn::module::{Module, ModuleVisitor, Param};
@@ -66,7 +72,7 @@ pub struct EpochMetrics {
 
 /// SHA-256 of every parameter's `f32` bits, in module order: equal digests mean bit-identical
 /// weights, whatever the file encoding.
-pub fn weights_digest(model: &Cnn) -> String {
+pub fn weights_digest(model: &Net) -> String {
     struct Digest(Sha256);
     impl ModuleVisitor for Digest {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -85,7 +91,7 @@ pub fn weights_digest(model: &Cnn) -> String {
 #[derive(Debug)]
 pub struct Trained {
     /// The model in evaluation mode.
-    pub model: Cnn,
+    pub model: Net,
     /// Per-epoch history.
     pub epochs: Vec<EpochMetrics>,
     /// 1-based epoch whose weights `model` holds (see [`crate::manifest::Selection`]).
@@ -268,9 +274,31 @@ fn tch_device(_: DeviceSpec, _: usize) -> Result<Device, BackendError> {
     Err(BackendError::NotBuilt)
 }
 
+/// Loads an imported model's file into `model`.
+fn import_into(model: &mut Net, w: &ImportedWeights) -> Result<(), TrainError> {
+    let weights = import::read(&w.path, &w.key_map)?;
+    model
+        .import(&weights, w.fine_tune)
+        .map_err(|message| TrainError::ModelFile {
+            path: w.path.clone(),
+            message,
+        })
+}
+
+/// Checks that an imported model's file loads into its architecture on `data`'s images and
+/// classes, so a mismatch stops a sweep before anything trains.
+pub fn check_import(spec: &ModelSpec, data: &Dataset) -> Result<(), TrainError> {
+    let Some(w) = &spec.weights else {
+        return Ok(());
+    };
+    let input = [data.channels, data.height, data.width];
+    let mut model = Net::new(spec, input, data.classes, None, &Backend::flex().device);
+    import_into(&mut model, w)
+}
+
 /// Builds an untrained model of `stage`'s architecture for `data` (zeros, ready to load).
-fn blank(stage: &Stage, data: &Dataset, backend: &Backend) -> Cnn {
-    Cnn::new(
+fn blank(stage: &Stage, data: &Dataset, backend: &Backend) -> Net {
+    Net::new(
         &stage.spec,
         [data.channels, data.height, data.width],
         data.classes,
@@ -285,24 +313,13 @@ pub fn load_model(
     data: &Dataset,
     backend: &Backend,
     path: &Path,
-) -> Result<Cnn, TrainError> {
-    blank(stage, data, backend)
-        .try_load_file(path)
-        .map_err(|e| TrainError::ModelFile {
-            path: path.to_path_buf(),
-            message: format!("{e:?}"),
-        })
+) -> Result<Net, TrainError> {
+    blank(stage, data, backend).load(path)
 }
 
 /// Saves `model` to `path` (the caller makes the write atomic).
-pub fn save_model(model: &Cnn, path: &Path) -> Result<(), TrainError> {
-    model
-        .clone()
-        .save_file(path)
-        .map_err(|e| TrainError::ModelFile {
-            path: path.to_path_buf(),
-            message: format!("{e:?}"),
-        })
+pub fn save_model(model: &Net, path: &Path) -> Result<(), TrainError> {
+    model.save(path)
 }
 
 /// What a training stage reports while it runs.
@@ -333,14 +350,18 @@ pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
 pub fn train(
     stage: &Stage,
     data: &Dataset,
-    teacher: Option<&Cnn>,
+    teacher: Option<&Net>,
     backend: &Backend,
     checkpoints: Option<(&Path, usize)>,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained, TrainError> {
     crate::fault::check_panic(&stage.model);
     let start = Instant::now();
-    let mut run = StageRun::new(stage, data, teacher, backend);
+    let mut run = StageRun::new(stage, data, teacher, backend)?;
+    if stage.training.epochs == 0 {
+        let metrics = run.evaluate_as_is()?;
+        on_progress(Progress::Epoch(&metrics));
+    }
     // A checkpoint that cannot be read costs time, not results: the stage starts over.
     let resumed_from =
         checkpoints.and_then(|(dir, _)| checkpoint::resume(dir, &mut run).ok().flatten());
@@ -364,10 +385,10 @@ pub fn train(
 pub(crate) struct StageRun<'a> {
     stage: &'a Stage,
     data: &'a Dataset,
-    teacher: Option<&'a Cnn>,
+    teacher: Option<&'a Net>,
     plain: Device,
     /// The model being trained (taken out only during an optimizer step).
-    model: Option<Cnn>,
+    model: Option<Net>,
     optim: ModuleOptimizer,
     order: Vec<usize>,
     order_rng: ChaCha8Rng,
@@ -377,7 +398,7 @@ pub(crate) struct StageRun<'a> {
     cached_teacher: Option<Vec<f32>>,
     epochs: Vec<EpochMetrics>,
     /// Selected epoch so far, its score and weights.
-    best: Option<(usize, f64, Cnn)>,
+    best: Option<(usize, f64, Net)>,
     params: usize,
     initial_digest: String,
     /// Every step's inputs and loss, when tracing for a parity check (see [`trace`]).
@@ -390,18 +411,21 @@ impl<'a> StageRun<'a> {
     fn new(
         stage: &'a Stage,
         data: &'a Dataset,
-        teacher: Option<&'a Cnn>,
+        teacher: Option<&'a Net>,
         backend: &Backend,
-    ) -> Self {
+    ) -> Result<Self, TrainError> {
         let plain = backend.device.clone();
         let mut init_rng = ChaCha8Rng::from_seed(stage.init_stream());
-        let model = Cnn::new(
+        let mut model = Net::new(
             &stage.spec,
             [data.channels, data.height, data.width],
             data.classes,
             Some(&mut init_rng),
             &plain.clone().autodiff(),
         );
+        if let Some(w) = &stage.spec.weights {
+            import_into(&mut model, w)?;
+        }
         // Without augmentation the teacher sees the same images every epoch: run it once.
         let cached_teacher = match (teacher, stage.training.augment) {
             (Some(t), None) if stage.training.epochs > 1 => {
@@ -409,7 +433,7 @@ impl<'a> StageRun<'a> {
             }
             _ => None,
         };
-        Self {
+        Ok(Self {
             stage,
             data,
             teacher,
@@ -427,10 +451,19 @@ impl<'a> StageRun<'a> {
             plain,
             trace: None,
             traced_teacher: None,
-        }
+        })
     }
 
-    fn model(&self) -> &Cnn {
+    /// Evaluates the model before any training, as epoch 0 (an imported model used as it is);
+    /// its training loss is measured on the training split.
+    fn evaluate_as_is(&mut self) -> Result<EpochMetrics, TrainError> {
+        let start = Instant::now();
+        let model = self.model().valid();
+        let (train_loss, _) = evaluate(&model, self.data, &self.data.train, &self.plain);
+        self.evaluate_epoch(0, start, train_loss, 0)
+    }
+
+    fn model(&self) -> &Net {
         self.model.as_ref().expect("present between steps")
     }
 
@@ -680,12 +713,50 @@ fn for_each_batch(
 }
 
 /// `model`'s logits for every image of `split`, row-major `[len, classes]`.
-fn logits(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> Vec<f32> {
+fn logits(model: &Net, data: &Dataset, split: &Split, device: &Device) -> Vec<f32> {
     let mut out = Vec::with_capacity(split.len() * data.classes);
     for_each_batch(data, split, device, |_, images| {
         out.extend(model.forward(images).into_data().iter::<f32>());
     });
     out
+}
+
+/// What a trained model outputs on the first `limit` test images of `data`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Predictions {
+    /// Images `[n, channels, height, width]`, normalized as the model saw them (when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<f32>>,
+    /// Their labels.
+    pub labels: Vec<u8>,
+    /// Logits, row-major `[n, classes]`.
+    pub logits: Vec<f32>,
+    /// Classes per row.
+    pub classes: usize,
+}
+
+/// `model`'s logits on the first `limit` test images, in evaluation mode.
+pub fn predict(
+    model: &Net,
+    data: &Dataset,
+    limit: usize,
+    with_inputs: bool,
+    backend: &Backend,
+) -> Predictions {
+    let n = limit.min(data.test.len());
+    let indices: Vec<usize> = (0..n).collect();
+    let mut inputs = Vec::new();
+    data.gather(&data.test, &indices, &mut inputs);
+    let images = Tensor::<4>::from_data(
+        TensorData::new(inputs.clone(), [n, data.channels, data.height, data.width]),
+        &backend.device,
+    );
+    Predictions {
+        logits: model.forward(images).into_data().iter::<f32>().collect(),
+        labels: data.test.labels[..n].to_vec(),
+        inputs: with_inputs.then_some(inputs),
+        classes: data.classes,
+    }
 }
 
 /// The rows `indices` of a row-major `[n, classes]` matrix, as a tensor.
@@ -699,7 +770,7 @@ fn rows(all: &[f32], indices: &[usize], classes: usize, device: &Device) -> Tens
 
 /// Median milliseconds per image of inference at batch 1 and batch 256 (test images, after a
 /// warm-up; the output is copied to the host so asynchronous devices are timed too).
-fn latency(model: &Cnn, data: &Dataset, device: &Device) -> [f64; 2] {
+fn latency(model: &Net, data: &Dataset, device: &Device) -> [f64; 2] {
     [(1, 30), (256, 5)].map(|(batch, repeats)| {
         let n = batch.min(data.test.len()).max(1);
         let indices: Vec<usize> = (0..n).map(|i| i % data.test.len().max(1)).collect();
@@ -721,7 +792,7 @@ fn latency(model: &Cnn, data: &Dataset, device: &Device) -> [f64; 2] {
 }
 
 /// Mean cross-entropy and accuracy of `model` on `split`.
-fn evaluate(model: &Cnn, data: &Dataset, split: &Split, device: &Device) -> (f64, f64) {
+fn evaluate(model: &Net, data: &Dataset, split: &Split, device: &Device) -> (f64, f64) {
     let (mut loss_sum, mut correct) = (0f64, 0usize);
     for_each_batch(data, split, device, |batch, images| {
         let labels = labels_tensor(split, batch, device);

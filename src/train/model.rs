@@ -1,6 +1,7 @@
 //! The CNN family of the manifest's `[models.*]`, with weights drawn from a per-stage
 //! `rand_chacha` stream instead of Burn's process-global RNG (see NOTES: Burn seeding is global).
 
+use super::named::Slots;
 use crate::manifest::ModelSpec;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
@@ -27,13 +28,17 @@ pub struct Cnn {
 /// Draws tensors in PyTorch's default layout of initial values: `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`
 /// for weights and biases (Kaiming-uniform with `a = sqrt(5)`), so runs compare with the
 /// PyTorch peer. `None` gives zeros, for models about to be loaded from disk.
-struct Init<'a> {
-    rng: Option<&'a mut ChaCha8Rng>,
-    device: &'a Device,
+pub(super) struct Init<'a> {
+    pub(super) rng: Option<&'a mut ChaCha8Rng>,
+    pub(super) device: &'a Device,
 }
 
 impl Init<'_> {
-    fn uniform<const D: usize>(&mut self, shape: [usize; D], fan_in: usize) -> Param<Tensor<D>> {
+    pub(super) fn uniform<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        fan_in: usize,
+    ) -> Param<Tensor<D>> {
         let n: usize = shape.iter().product();
         let bound = 1.0 / (fan_in as f32).sqrt();
         let values: Vec<f32> = match self.rng.as_deref_mut() {
@@ -46,7 +51,7 @@ impl Init<'_> {
         ))
     }
 
-    fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
+    pub(super) fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
         Linear {
             weight: self.uniform([d_in, d_out], d_in),
             bias: Some(self.uniform([d_out], d_in)),
@@ -158,60 +163,20 @@ impl Cnn {
     }
 }
 
-/// A tensor of a model under its PyTorch name, in PyTorch's layout (see [`Cnn::export`]).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NamedTensor {
-    /// `conv.0.weight`, `bn.0.running_var`, `dense.0.weight`, `head.bias`, ...
-    pub name: String,
-    /// PyTorch's shape.
-    pub shape: Vec<usize>,
-    /// Row-major values.
-    pub values: Vec<f32>,
-}
-
 impl Cnn {
-    /// Every tensor of the model, named and laid out as in the equivalent PyTorch module
-    /// (`conv`, `bn`, `dense` as `nn.ModuleList`s, then `head`): convolution weights are
-    /// `[out, in, k, k]` in both; Burn's linear weights are `[in, out]` and are transposed.
-    pub fn export(&self) -> Vec<NamedTensor> {
-        fn named<const D: usize>(name: String, t: Tensor<D>) -> NamedTensor {
-            NamedTensor {
-                name,
-                shape: t.dims().to_vec(),
-                values: t.into_data().iter::<f32>().collect(),
-            }
+    /// Every tensor under its PyTorch name (`conv`, `bn`, `dense` as `nn.ModuleList`s, then
+    /// `head`), in PyTorch's layout.
+    pub(super) fn slots<'a>(&'a mut self, out: &mut Slots<'a>) {
+        for (i, conv) in self.convs.iter_mut().enumerate() {
+            out.conv(&format!("conv.{i}"), conv);
         }
-        let mut out = Vec::new();
-        for (i, conv) in self.convs.iter().enumerate() {
-            out.push(named(format!("conv.{i}.weight"), conv.weight.val()));
-            if let Some(b) = &conv.bias {
-                out.push(named(format!("conv.{i}.bias"), b.val()));
-            }
+        for (i, bn) in self.norms.iter_mut().enumerate() {
+            out.norm(&format!("bn.{i}"), bn);
         }
-        for (i, bn) in self.norms.iter().enumerate() {
-            out.push(named(format!("bn.{i}.weight"), bn.gamma.val()));
-            out.push(named(format!("bn.{i}.bias"), bn.beta.val()));
-            out.push(named(
-                format!("bn.{i}.running_mean"),
-                bn.running_mean.value(),
-            ));
-            out.push(named(format!("bn.{i}.running_var"), bn.running_var.value()));
+        for (i, layer) in self.dense.iter_mut().enumerate() {
+            out.linear(&format!("dense.{i}"), layer);
         }
-        let linears = self
-            .dense
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (format!("dense.{i}"), l));
-        for (name, layer) in linears.chain(std::iter::once(("head".to_string(), &self.head))) {
-            out.push(named(
-                format!("{name}.weight"),
-                layer.weight.val().transpose(),
-            ));
-            if let Some(b) = &layer.bias {
-                out.push(named(format!("{name}.bias"), b.val()));
-            }
-        }
-        out
+        out.linear("head", &mut self.head);
     }
 
     /// Whether a 2x2 max-pool follows each conv layer.
@@ -225,7 +190,7 @@ impl Cnn {
 /// batch x height x width); evaluation-mode outputs would differ by up to `1 / (n - 1)`
 /// (0.16% on a batch of 16 4x4 maps). The step's unbiased share is added back from the update
 /// Burn made.
-fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+pub(super) fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let [batch, _, height, width] = x.dims();
     let n = batch * height * width;
     if !x.device().is_autodiff() || n < 2 {

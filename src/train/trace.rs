@@ -5,8 +5,8 @@
 //! mode. A replay that starts from the same weights and sees the same batches must reproduce the
 //! losses and the weights within floating-point tolerance.
 
-use super::model::NamedTensor;
-use super::{Backend, Cnn, StageRun, TrainError};
+use super::named::NamedTensor;
+use super::{Backend, Net, StageRun, TrainError};
 use crate::data::Dataset;
 use crate::plan::{Kd, Stage};
 use burn::module::Module;
@@ -68,10 +68,10 @@ pub struct Trace {
 pub fn trace(
     stage: &Stage,
     data: &Dataset,
-    teacher: Option<&Cnn>,
+    teacher: Option<&Net>,
     backend: &Backend,
 ) -> Result<Trace, TrainError> {
-    let mut run = StageRun::new(stage, data, teacher, backend);
+    let mut run = StageRun::new(stage, data, teacher, backend)?;
     run.trace = Some(Vec::new());
     let initial = run.model().export();
     for epoch in 1..=stage.training.epochs {

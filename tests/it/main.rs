@@ -6,6 +6,7 @@ mod data;
 mod faults;
 mod fuzz;
 mod gc;
+mod imported;
 mod manifests;
 #[cfg(feature = "tch")]
 mod parity;

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""A teacher trained elsewhere: trains a torchvision-style ResNet in PyTorch on an image folder
+and saves its `state_dict` (safetensors and/or `torch.save`), or checks that kdgrid computes
+the same logits from such a file.
+
+    # train: writes the weights kdgrid imports with `weights = "..."`
+    python pytorch-teacher.py train --data experiments/data/fruit --depth 8 --epochs 40 \
+        --out experiments/data/fruit-resnet8.safetensors [--pt teacher.pt]
+    # check: kdgrid's logits (from `kdgrid predict --inputs`) against PyTorch's on the same images
+    python pytorch-teacher.py check --weights teacher.pt --depth 8 --classes 5 \
+        --predictions predictions.json
+
+The network is the `resnet` family of docs/manifest.md: torchvision's BasicBlock ResNet (1x1
+conv + batch norm shortcuts), with the CIFAR stem (3x3 conv, depth 6n + 2) or the ImageNet stem
+(7x7 stride-2 conv and max-pool, depth 18 or 34). Images are normalized per channel with the
+training split's mean and standard deviation, as kdgrid does. Needs torch, pillow and
+safetensors (`make torch` installs them into the venv).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + shortcut)
+
+
+class ResNet(nn.Module):
+    def __init__(self, depth, channels, classes):
+        super().__init__()
+        if depth in (18, 34):
+            blocks = [2, 2, 2, 2] if depth == 18 else [3, 4, 6, 3]
+            widths = [64, 128, 256, 512]
+            self.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
+            self.pool = nn.MaxPool2d(3, 2, 1)
+        else:
+            assert depth >= 8 and (depth - 2) % 6 == 0, "CIFAR ResNets have depth 6n + 2"
+            blocks = [(depth - 2) // 6] * 3
+            widths = [16, 32, 64]
+            self.conv1 = nn.Conv2d(channels, 16, 3, 1, 1, bias=False)
+            self.pool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        c = widths[0]
+        for i, (n, w) in enumerate(zip(blocks, widths)):
+            layer = []
+            for b in range(n):
+                layer.append(BasicBlock(c, w, 2 if i > 0 and b == 0 else 1))
+                c = w
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+        self.stages = len(blocks)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.bn1(self.conv1(x))))
+        for i in range(self.stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def load_folder(root, split):
+    from PIL import Image
+    classes = sorted(d for d in os.listdir(os.path.join(root, "train"))
+                     if os.path.isdir(os.path.join(root, "train", d)))
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, split, name)
+        for f in sorted(os.listdir(folder)):
+            if f.lower().endswith((".png", ".jpg", ".jpeg")):
+                img = Image.open(os.path.join(folder, f)).convert("RGB")
+                t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+                images.append(t.view(img.height, img.width, 3).permute(2, 0, 1))
+                labels.append(label)
+    return torch.stack(images).float() / 255.0, torch.tensor(labels), classes
+
+
+def train(args):
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)
+    x, y, classes = load_folder(args.data, "train")
+    tx, ty, _ = load_folder(args.data, "test")
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = (x.pow(2).mean(dim=(0, 2, 3), keepdim=True) - mean.pow(2)).sqrt()
+    x, tx = (x - mean) / std, (tx - mean) / std
+    model = ResNet(args.depth, x.shape[1], len(classes))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    for epoch in range(args.epochs):
+        model.train()
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), 32):
+            batch = order[i:i + 32]
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            acc = (model(tx).argmax(1) == ty).float().mean().item()
+        print(f"epoch {epoch + 1}: loss {loss.item():.4f} test accuracy {acc:.4f}")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if args.out:
+        from safetensors.torch import save_file
+        save_file(state, args.out)
+        print(f"saved {args.out}")
+    if args.pt:
+        torch.save(state, args.pt)
+        print(f"saved {args.pt}")
+
+
+def check(args):
+    p = json.load(open(args.predictions))
+    n, classes = len(p["labels"]), p["classes"]
+    if args.weights.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(args.weights)
+    else:
+        state = torch.load(args.weights, map_location="cpu")
+        state = state.get("state_dict", state)
+    inputs = torch.tensor(p["inputs"], dtype=torch.float32)
+    channels = 3 if inputs.numel() % 3 == 0 and args.channels is None else (args.channels or 1)
+    side = int(round((inputs.numel() / n / channels) ** 0.5))
+    model = ResNet(args.depth, channels, classes)
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        ours = model(inputs.view(n, channels, side, side))
+    theirs = torch.tensor(p["logits"], dtype=torch.float32).view(n, classes)
+    diff = (ours - theirs).abs().max().item()
+    agree = (ours.argmax(1) == theirs.argmax(1)).float().mean().item()
+    print(f"max |logit difference| over {n} images: {diff:.3g} (predictions agree on {agree:.1%})")
+    if diff > args.tolerance:
+        print(f"FAIL: above the tolerance {args.tolerance:g}")
+        sys.exit(1)
+    print("OK: kdgrid computes PyTorch's logits")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", required=True)
+    t.add_argument("--depth", type=int, default=8)
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--lr", type=float, default=0.001)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="safetensors file to write")
+    t.add_argument("--pt", help="torch.save file to write")
+    c = sub.add_parser("check")
+    c.add_argument("--weights", required=True)
+    c.add_argument("--depth", type=int, default=8)
+    c.add_argument("--channels", type=int)
+    c.add_argument("--predictions", required=True)
+    c.add_argument("--tolerance", type=float, default=1e-4)
+    args = ap.parse_args()
+    train(args) if args.command == "train" else check(args)
+
+
+if __name__ == "__main__":
+    main()
