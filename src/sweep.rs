@@ -59,6 +59,17 @@ pub enum SweepError {
         /// Its teacher.
         teacher: String,
     },
+    /// `kdgrid trace` replays the `cnn` families only.
+    #[error(
+        "stage `{stage}` is a `{family}`: only `cnn`, `plain-cnn` and `mlp` stages can be traced"
+    )]
+    #[diagnostic(code(kdgrid::sweep::not_traceable))]
+    NotTraceable {
+        /// The stage.
+        stage: String,
+        /// Its model family.
+        family: String,
+    },
     /// A stage asked for its outputs has not trained (or failed).
     #[error("stage `{stage}` has no trained weights in the store")]
     #[diagnostic(
@@ -413,6 +424,12 @@ pub fn trace(
     id: &str,
 ) -> Result<train::trace::Trace, SweepError> {
     let stage = find_stage(plan, id)?;
+    if stage.is_ensemble() || stage.spec.resnet.is_some() {
+        return Err(SweepError::NotTraceable {
+            stage: id.into(),
+            family: stage.spec.family.clone(),
+        });
+    }
     let store = Store::open_shared(results, &plan.name)?;
     if let Some(p) = &stage.parent
         && !matches!(store.lookup(p)?, Lookup::Found(ref r) if r.status == Status::Ok)
@@ -438,7 +455,9 @@ pub fn predict(
 ) -> Result<train::Predictions, SweepError> {
     let stage = find_stage(plan, id)?;
     let store = Store::open_shared(results, &plan.name)?;
-    if !matches!(store.lookup(&stage.id)?, Lookup::Found(ref r) if r.status == Status::Ok) {
+    if stage.is_ensemble()
+        || !matches!(store.lookup(&stage.id)?, Lookup::Found(ref r) if r.status == Status::Ok)
+    {
         return Err(SweepError::NotTrained {
             stage: stage.id.to_string(),
         });

@@ -26,6 +26,9 @@ struct PlanStage<'a> {
     temperature: Option<f64>,
     alpha: Option<f64>,
     parent: Option<&'a str>,
+    /// An ensemble's member stages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    members: Vec<&'a str>,
     done: bool,
     /// `done`, `failed`, `corrupt` or `pending`.
     status: &'static str,
@@ -116,6 +119,7 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
             temperature: s.kd.map(|k| k.temperature),
             alpha: s.kd.map(|k| k.alpha),
             parent: s.parent.as_ref().map(|p| p.as_str()),
+            members: s.members.iter().map(|m| m.as_str()).collect(),
             done: r.is_some_and(|r| r.status == Status::Ok),
             status: match (l, r) {
                 (Lookup::Corrupt { .. }, _) => "corrupt",

@@ -4,9 +4,9 @@
 use super::stage::{self, Finished};
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
-use crate::store::{Claim, StageRecord, Status, Store};
+use crate::store::{Claim, StageRecord, Store};
 use crate::sweep::{Event, SweepError};
-use crate::train::{Backend, EpochMetrics, Net, Progress};
+use crate::train::{Backend, EpochMetrics, Progress, Teacher};
 use std::collections::{BTreeMap, HashMap};
 
 /// Messages from training workers to the sweep's thread.
@@ -48,8 +48,8 @@ struct Scheduler<'a> {
     data: &'a Dataset,
     plan: &'a Plan,
     records: &'a mut BTreeMap<StageId, StageRecord>,
-    /// Trained weights still needed by a pending child.
-    models: HashMap<StageId, Net>,
+    /// Teachers still needed by a pending child, by the child's parent id.
+    models: HashMap<StageId, Teacher>,
     /// Pending children per teacher.
     waiting: HashMap<StageId, usize>,
 }
@@ -62,7 +62,7 @@ impl Scheduler<'_> {
         on_event: &mut dyn FnMut(Event),
     ) -> Result<(), SweepError> {
         for s in pending {
-            if let Some(p) = &s.parent {
+            for p in s.needs() {
                 *self.waiting.entry(p.clone()).or_insert(0) += 1;
             }
         }
@@ -76,17 +76,17 @@ impl Scheduler<'_> {
                 let mut i = 0;
                 while i < todo.len() && claims.len() < jobs {
                     let stage = pending[todo[i]];
-                    let parent = stage.parent.as_ref().map(|p| self.records.get(p));
-                    match parent {
-                        Some(None) => i += 1, // teacher still training
-                        Some(Some(r)) if r.status != Status::Ok => {
+                    let unsettled = stage.needs().any(|n| !self.records.contains_key(n));
+                    match stage::failed_need(stage, self.records) {
+                        _ if unsettled => i += 1, // teacher (or a member) still training
+                        Some(r) => {
                             let record = stage::skipped_record(stage, r);
                             self.release_parent(stage);
                             on_event(Event::Done(stage, &record));
                             self.records.insert(stage.id.clone(), record);
                             todo.remove(i);
                         }
-                        _ => {
+                        None => {
                             let teacher = self.teacher(stage)?;
                             let claim = self
                                 .store
@@ -140,10 +140,13 @@ impl Scheduler<'_> {
                                 stage.id
                             )));
                         }
+                        // Kept for children distilling from it; an ensemble's members are
+                        // loaded from the store when needed.
                         if let Some(model) = finished.model
                             && self.waiting.get(&stage.id).is_some_and(|&n| n > 0)
                         {
-                            self.models.insert(stage.id.clone(), model);
+                            self.models
+                                .insert(stage.id.clone(), Teacher::One(Box::new(model)));
                         }
                         on_event(Event::Done(stage, &finished.record));
                         self.records.insert(stage.id.clone(), finished.record);
@@ -153,10 +156,15 @@ impl Scheduler<'_> {
         })
     }
 
-    /// The weights of `stage`'s teacher, from memory or from the store.
-    fn teacher(&mut self, stage: &Stage) -> Result<Option<Net>, SweepError> {
-        let Some(p) = &stage.parent else {
-            return Ok(None);
+    /// What `stage` learns from (an ensemble stage: its members), from memory or from the
+    /// store.
+    fn teacher(&mut self, stage: &Stage) -> Result<Option<Teacher>, SweepError> {
+        let p = match &stage.parent {
+            _ if stage.is_ensemble() => {
+                return stage::load_teacher(self.plan, self.store, self.data, self.backend, stage);
+            }
+            Some(p) => p,
+            None => return Ok(None),
         };
         if !self.models.contains_key(p) {
             let model = stage::load_teacher(self.plan, self.store, self.data, self.backend, stage)?
@@ -166,9 +174,9 @@ impl Scheduler<'_> {
         Ok(self.models.get(p).cloned())
     }
 
-    /// One fewer child waits for `stage`'s teacher; drop its weights after the last.
+    /// One fewer child waits for what `stage` needs; drop weights after the last.
     fn release_parent(&mut self, stage: &Stage) {
-        if let Some(p) = &stage.parent {
+        for p in stage.needs() {
             let left = self.waiting.get_mut(p).expect("counted");
             *left -= 1;
             if *left == 0 {

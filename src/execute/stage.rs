@@ -4,7 +4,7 @@ use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{StageRecord, Status, Store};
 use crate::sweep::SweepError;
-use crate::train::{self, Backend, Net, Progress, TrainError, Trained};
+use crate::train::{self, Backend, Net, Progress, Teacher, TrainError, Trained};
 use std::collections::BTreeMap;
 
 /// A stage trained (or failed) and committed.
@@ -24,11 +24,15 @@ pub fn train_and_commit(
     store: &Store,
     stage: &Stage,
     data: &Dataset,
-    teacher: Option<&Net>,
+    teacher: Option<&Teacher>,
     backend: &Backend,
     jobs: usize,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, SweepError> {
+    if stage.is_ensemble() {
+        let members = teacher.expect("an ensemble's members are loaded for it");
+        return commit_ensemble(store, stage, data, members, backend, jobs);
+    }
     let checkpoints = store.checkpoint_dir(&stage.id);
     // A panicking worker (a shape error, an out-of-memory) fails its stage; it must still
     // report, or a sweep waiting for it would wait forever.
@@ -48,6 +52,41 @@ pub fn train_and_commit(
         })
     });
     commit(store, stage, backend, jobs, result)
+}
+
+/// Evaluates an ensemble stage from its members and commits its record (it has no weights of
+/// its own: students load the members).
+fn commit_ensemble(
+    store: &Store,
+    stage: &Stage,
+    data: &Dataset,
+    members: &Teacher,
+    backend: &Backend,
+    jobs: usize,
+) -> Result<Finished, SweepError> {
+    let e = train::evaluate_ensemble(members, data, backend);
+    let m = &e.metrics;
+    let record = StageRecord {
+        status: Status::Ok,
+        error: None,
+        params: e.params,
+        test_accuracy: Some(m.test_accuracy),
+        test_loss: Some(m.test_loss),
+        selected_epoch: Some(0),
+        val_accuracy: m.val_accuracy,
+        ece: Some(e.quality.ece),
+        latency_ms: Some(e.latency_ms),
+        train_seconds: m.seconds,
+        epochs: vec![e.metrics.clone()],
+        jobs: Some(jobs),
+        ..base_record(stage, backend)
+    };
+    store.commit(&record)?;
+    Ok(Finished {
+        record,
+        model: None,
+        resumed_from: None,
+    })
 }
 
 /// Saves a finished stage's weights and commits its record.
@@ -117,21 +156,34 @@ fn commit(
     Ok(finished)
 }
 
-/// Loads the weights of `stage`'s teacher from the store.
+/// Loads what `stage` learns from out of the store: its teacher (an ensemble teacher's
+/// members), or, for an ensemble stage, its own members.
 pub fn load_teacher(
     plan: &Plan,
     store: &Store,
     data: &Dataset,
     backend: &Backend,
     stage: &Stage,
-) -> Result<Option<Net>, SweepError> {
-    let Some(p) = &stage.parent else {
-        return Ok(None);
+) -> Result<Option<Teacher>, SweepError> {
+    let source = match &stage.parent {
+        _ if stage.is_ensemble() => stage,
+        Some(p) => plan.stage(p).expect("parents are in the plan"),
+        None => return Ok(None),
     };
-    let parent = plan.stage(p).expect("parents are in the plan");
-    train::load_model(parent, data, backend, &store.model_path(p))
-        .map(Some)
-        .map_err(SweepError::Model)
+    let load = |s: &Stage| {
+        train::load_model(s, data, backend, &store.model_path(&s.id)).map_err(SweepError::Model)
+    };
+    Ok(Some(match &source.spec.ensemble {
+        Some(e) => Teacher::Ensemble(
+            source
+                .members
+                .iter()
+                .map(|m| load(plan.stage(m).expect("members are in the plan")))
+                .collect::<Result<_, _>>()?,
+            e.combine,
+        ),
+        None => Teacher::One(Box::new(load(source)?)),
+    }))
 }
 
 /// The record of a stage that was not trained because its teacher (`parent`) did not train;
@@ -152,17 +204,27 @@ pub fn skipped_record(stage: &Stage, parent: &StageRecord) -> StageRecord {
 /// Adds the skipped record of every stage of `plan` below a failed (or skipped) stage that has
 /// no record of its own, as a sweep that ran them all would have.
 pub fn settle_skipped(plan: &Plan, records: &mut BTreeMap<StageId, StageRecord>) {
-    // Plan order puts parents first, so a chain of skips settles in one pass.
+    // Plan order puts what a stage needs first, so a chain of skips settles in one pass.
     for stage in &plan.stages {
-        let Some(p) = &stage.parent else { continue };
         if records.contains_key(&stage.id) {
             continue;
         }
-        if let Some(parent) = records.get(p).filter(|r| r.status != Status::Ok) {
-            let record = skipped_record(stage, parent);
+        if let Some(failed) = failed_need(stage, records) {
+            let record = skipped_record(stage, failed);
             records.insert(stage.id.clone(), record);
         }
     }
+}
+
+/// The record of a stage `stage` needs (its teacher, an ensemble's member) that did not train.
+pub fn failed_need<'a>(
+    stage: &Stage,
+    records: &'a BTreeMap<StageId, StageRecord>,
+) -> Option<&'a StageRecord> {
+    stage
+        .needs()
+        .filter_map(|n| records.get(n))
+        .find(|r| r.status != Status::Ok)
 }
 
 /// A record of `stage` on `backend`, before anything is measured.

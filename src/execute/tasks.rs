@@ -178,22 +178,40 @@ enum Teacher {
 }
 
 fn teacher(plan: &Plan, store: &Store, stage: &Stage) -> Result<Teacher, SweepError> {
-    let Some(parent) = &stage.parent else {
-        return Ok(Teacher::Ready);
-    };
-    // A teacher below a failed stage is never trained: look up the whole chain.
-    let mut next = Some(parent);
-    while let Some(id) = next {
-        if let Lookup::Found(r) = store.lookup(id)? {
-            if r.status != Status::Ok {
-                return Ok(Teacher::Failed(r));
-            }
-            if id == parent {
-                return Ok(Teacher::Ready);
-            }
-            break; // an ancestor is fine: the teacher is merely pending
+    let mut pending = None;
+    for need in stage.needs() {
+        match store.lookup(need)? {
+            Lookup::Found(r) if r.status == Status::Ok => {}
+            Lookup::Found(r) => return Ok(Teacher::Failed(r)),
+            // A stage below a failed one is never trained: look above it.
+            _ => match failed_above(plan, store, need)? {
+                Some(r) => return Ok(Teacher::Failed(r)),
+                None => pending = pending.or(Some(need.clone())),
+            },
         }
-        next = plan.stage(id).and_then(|s| s.parent.as_ref());
     }
-    Ok(Teacher::Pending(parent.clone()))
+    Ok(pending.map_or(Teacher::Ready, Teacher::Pending))
+}
+
+/// A failed record among the stages `id` needs, directly or further up.
+fn failed_above(
+    plan: &Plan,
+    store: &Store,
+    id: &crate::plan::StageId,
+) -> Result<Option<Box<StageRecord>>, SweepError> {
+    let Some(stage) = plan.stage(id) else {
+        return Ok(None);
+    };
+    for need in stage.needs() {
+        match store.lookup(need)? {
+            Lookup::Found(r) if r.status == Status::Ok => {}
+            Lookup::Found(r) => return Ok(Some(r)),
+            _ => {
+                if let Some(r) = failed_above(plan, store, need)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+    }
+    Ok(None)
 }

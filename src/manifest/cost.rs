@@ -23,6 +23,22 @@ impl Cost {
 /// the layers `train::Cnn` builds (same- or valid-padded convs, 2x2 pooling where the spec says and the
 /// map allows; batch norm adds a scale and a shift per channel).
 pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
+    if let Some(e) = &spec.ensemble {
+        // Every member runs: an ensemble costs the sum of its members.
+        let member = cost(
+            &ModelSpec {
+                ensemble: None,
+                ..spec.clone()
+            },
+            input,
+            classes,
+        );
+        let n = e.seeds.len() as u64;
+        return Cost {
+            params: member.params * n,
+            forward_flops: member.forward_flops * n,
+        };
+    }
     if let Some(r) = &spec.resnet {
         return resnet_cost(r, input, classes);
     }
@@ -117,6 +133,7 @@ mod tests {
             dropout: None,
             resnet: None,
             weights: None,
+            ensemble: None,
             family: "cnn".into(),
         };
         // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.

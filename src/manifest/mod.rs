@@ -25,8 +25,8 @@ pub use grid::{
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    FeatureMaps, ImportedWeights, ModelSpec, PLAIN_CNN_SIZES, Padding, ResNetSpec, ResNetStem,
-    feature_map_problem,
+    Combine, EnsembleSpec, FeatureMaps, ImportedWeights, ModelSpec, PLAIN_CNN_SIZES, Padding,
+    ResNetSpec, ResNetStem, feature_map_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
@@ -296,6 +296,9 @@ fn check(
             warnings,
         )
     });
+    if let (Some(g), Some(raw_grid)) = (&grid, &raw.grid) {
+        check_ensembles_lead(g, &models, raw_grid.span(), problems);
+    }
     let compute = check_compute(raw.compute.as_ref(), problems);
     if !problems.is_empty() {
         return None;
@@ -315,6 +318,32 @@ fn check(
         warnings: Vec::new(),
         text: String::new(),
     })
+}
+
+/// Refuses an ensemble anywhere but at the head of a chain: it is a teacher, never trained.
+fn check_ensembles_lead(
+    grid: &Grid,
+    models: &BTreeMap<String, ModelSpec>,
+    span: std::ops::Range<usize>,
+    problems: &mut Problems,
+) {
+    let late = grid.cells().into_iter().find_map(|c| {
+        c.chain
+            .iter()
+            .skip(1)
+            .find(|m| models.get(*m).is_some_and(|s| s.ensemble.is_some()))
+            .map(|m| (m.clone(), c.chain.join(" > ")))
+    });
+    if let Some((model, chain)) = late {
+        problems.push(
+            Some(span),
+            format!("ensemble `{model}` is not the first model of chain `{chain}`"),
+            Some(
+                "an ensemble averages trained stages: it can only teach, at the head of a chain"
+                    .into(),
+            ),
+        );
+    }
 }
 
 fn backticked<S: AsRef<str>>(items: &[S]) -> String {

@@ -75,9 +75,36 @@ pub struct ModelSpec {
     /// Weights trained elsewhere that the model starts from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<ImportedWeights>,
+    /// An ensemble of this architecture's stages (the fields above are its members').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleSpec>,
     /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`, `resnet-20`).
     #[serde(skip)]
     pub family: String,
+}
+
+/// A teacher that is the average of several trained stages of one model (`[models.<name>]`
+/// with `ensemble = "<member model>"` and `seeds`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnsembleSpec {
+    /// The members' model.
+    pub model: String,
+    /// The seeds its members are trained with, one member each.
+    pub seeds: Vec<u64>,
+    /// How members' outputs are averaged.
+    pub combine: Combine,
+}
+
+/// How an ensemble averages its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Combine {
+    /// The mean of the members' logits (a student at temperature T sees softmax(mean / T)).
+    #[default]
+    MeanLogits,
+    /// The mean of the members' probabilities at the distillation temperature (and at T = 1 for
+    /// the ensemble's own accuracy).
+    MeanProbabilities,
 }
 
 /// A ResNet of basic blocks (He et al. 2016), as torchvision and the TAKD paper's code build it.
@@ -200,6 +227,7 @@ impl ModelSpec {
             dropout: None,
             resnet: None,
             weights: None,
+            ensemble: None,
             family: format!("plain-cnn-{size}"),
         })
     }
@@ -262,6 +290,9 @@ pub(crate) struct RawModel {
     weights: Option<Spanned<String>>,
     key_map: Option<Spanned<Vec<[String; 2]>>>,
     fine_tune: Option<Spanned<FineTune>>,
+    ensemble: Option<Spanned<String>>,
+    seeds: Option<Spanned<Vec<u64>>>,
+    combine: Option<Combine>,
 }
 
 impl RawModel {
@@ -286,6 +317,9 @@ impl RawModel {
             weights: None,
             key_map: None,
             fine_tune: None,
+            ensemble: None,
+            seeds: None,
+            combine: None,
         }
     }
 
@@ -379,6 +413,7 @@ pub(crate) fn check_model(
                     resnet.unwrap_or_else(|| ResNetSpec::of_depth(20).expect("20 = 6 * 3 + 2")),
                 ),
                 weights: None,
+                ensemble: None,
                 family: format!("resnet-{}", size.unwrap_or(20)),
             }
         }
@@ -475,6 +510,7 @@ pub(crate) fn check_model(
                 dropout: None,
                 resnet: None,
                 weights: None,
+                ensemble: None,
             }
         }
     };
@@ -578,12 +614,90 @@ pub(crate) fn check_models(
                 Some("`@` marks role placeholders in chains".into()),
             );
         }
-        models.insert(
-            name.get_ref().clone(),
-            check_model(name.get_ref(), m, base, problems),
-        );
+        if m.ensemble.is_none() {
+            models.insert(
+                name.get_ref().clone(),
+                check_model(name.get_ref(), m, base, problems),
+            );
+        }
+    }
+    for (name, m) in raw {
+        if let Some(member) = &m.ensemble {
+            let spec = check_ensemble(name.get_ref(), member, m, &models, problems);
+            models.insert(name.get_ref().clone(), spec);
+        }
     }
     models
+}
+
+/// Resolves an ensemble model: its members' architecture, seeds and averaging.
+fn check_ensemble(
+    name: &str,
+    member: &Spanned<String>,
+    m: &RawModel,
+    models: &BTreeMap<String, ModelSpec>,
+    problems: &mut Problems,
+) -> ModelSpec {
+    let other_keys = m.family.is_some()
+        || m.size.is_some()
+        || m.conv.is_some()
+        || !m.dense.is_empty()
+        || m.kernel.is_some()
+        || m.padding.is_some()
+        || m.pool.is_some()
+        || m.batch_norm.is_some()
+        || m.dropout.is_some()
+        || m.weights.is_some()
+        || m.overrides().is_some();
+    if other_keys {
+        problems.push(
+            Some(member.span()),
+            format!("`models.{name}` is an ensemble: its members' model `{}` sets the architecture and training", member.get_ref()),
+            Some("an ensemble takes `ensemble`, `seeds` and `combine` only".into()),
+        );
+    }
+    let seeds: Vec<u64> = m
+        .seeds
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default();
+    let mut unique = seeds.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if seeds.len() < 2 || unique.len() != seeds.len() {
+        problems.push(
+            m.seeds.as_ref().map(Spanned::span).or(Some(member.span())),
+            format!("`models.{name}.seeds` must list at least two different seeds, one per member"),
+            Some("e.g. `seeds = [0, 1, 2]`".into()),
+        );
+    }
+    let spec = match models.get(member.get_ref()) {
+        Some(spec) => spec.clone(),
+        None => {
+            let names: Vec<&str> = models.keys().map(String::as_str).collect();
+            problems.push(
+                Some(member.span()),
+                format!(
+                    "`models.{name}.ensemble` names `{}`, which is not a model",
+                    member.get_ref()
+                ),
+                Some(format!(
+                    "members are stages of one of: {}",
+                    backticked(&names)
+                )),
+            );
+            ModelSpec::plain_cnn(2).expect("size 2 exists")
+        }
+    };
+    ModelSpec {
+        family: format!("ensemble of {} {}", seeds.len(), spec.family),
+        ensemble: Some(EnsembleSpec {
+            model: member.get_ref().clone(),
+            seeds,
+            combine: m.combine.unwrap_or_default(),
+        }),
+        ..spec
+    }
 }
 
 /// Refuses models whose pools shrink the input to nothing (a layer asked to pool a map smaller
@@ -595,7 +709,7 @@ pub(crate) fn check_feature_maps(
     problems: &mut Problems,
 ) {
     for (name, m) in raw {
-        let Some(spec) = models.get(name.get_ref()) else {
+        let Some(spec) = models.get(name.get_ref()).filter(|s| s.ensemble.is_none()) else {
             continue;
         };
         if let Err(message) = feature_map_problem(name.get_ref(), spec, input) {

@@ -99,6 +99,8 @@ pub struct Stage {
     pub kd: Option<Kd>,
     /// The teacher stage, if any.
     pub parent: Option<StageId>,
+    /// The stages an ensemble averages (empty for every other stage).
+    pub members: Vec<StageId>,
     /// Model names from the chain's root to this stage.
     pub chain: Vec<String>,
     /// Role in the grid.
@@ -106,6 +108,17 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// The stages this one needs settled before it can run: its teacher, or an ensemble's
+    /// members.
+    pub fn needs(&self) -> impl Iterator<Item = &StageId> {
+        self.parent.iter().chain(&self.members)
+    }
+
+    /// Whether this stage averages trained stages instead of training.
+    pub fn is_ensemble(&self) -> bool {
+        self.spec.ensemble.is_some()
+    }
+
     /// Chain as shown in tables: `teacher > assistant > student`.
     pub fn chain_label(&self) -> String {
         self.chain.join(" > ")
@@ -235,13 +248,12 @@ impl Plan {
     /// The stages the cells `cells` need, parents first, in plan order.
     pub fn stages_of<'a>(&'a self, cells: &[&Cell]) -> Vec<&'a Stage> {
         let mut wanted: std::collections::HashSet<&StageId> = std::collections::HashSet::new();
-        for c in cells {
-            let mut id = Some(&c.stage);
-            while let Some(i) = id {
-                if !wanted.insert(i) {
-                    break;
-                }
-                id = self.stage(i).and_then(|s| s.parent.as_ref());
+        let mut todo: Vec<&StageId> = cells.iter().map(|c| &c.stage).collect();
+        while let Some(i) = todo.pop() {
+            if wanted.insert(i)
+                && let Some(s) = self.stage(i)
+            {
+                todo.extend(s.needs());
             }
         }
         self.stages
@@ -275,6 +287,9 @@ struct StageKey<'a> {
     seeds: Option<RoleSeeds>,
     kd: Option<Kd>,
     parent: Option<&'a StageId>,
+    /// Only for ensembles, so other ids stay as they were.
+    #[serde(skip_serializing_if = "<[StageId]>::is_empty")]
+    members: &'a [StageId],
 }
 
 fn digest(value: &impl Serialize) -> [u8; 32] {
@@ -304,6 +319,44 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
     let mut cells = Vec::new();
 
     let first_seed = grid.seeds[0];
+    // Completes a stage with its id and adds it unless an equal one is there.
+    let add = |stages: &mut Vec<Stage>, index: &mut HashMap<StageId, usize>, mut stage: Stage| {
+        stage.id = StageId(hex::encode(
+            &digest(&StageKey {
+                format: KEY_FORMAT,
+                trainer: crate::train::TRAINER_VERSION,
+                dataset: &manifest.dataset,
+                data,
+                model: &stage.spec,
+                training: &stage.training,
+                compute: manifest.compute.result_key(),
+                seed: stage.seed,
+                seeds: (stage.seeds != RoleSeeds::uniform(stage.seed)).then_some(stage.seeds),
+                kd: stage.kd,
+                parent: stage.parent.as_ref(),
+                members: &stage.members,
+            })[..8],
+        ));
+        let id = stage.id.clone();
+        if !index.contains_key(&id) {
+            index.insert(id.clone(), stages.len());
+            stages.push(stage);
+        }
+        id
+    };
+    let blank = Stage {
+        id: StageId(String::new()),
+        model: String::new(),
+        spec: crate::manifest::ModelSpec::plain_cnn(2).expect("size 2 exists"),
+        training: manifest.training.clone(),
+        seed: 0,
+        seeds: RoleSeeds::uniform(0),
+        kd: None,
+        parent: None,
+        members: Vec::new(),
+        chain: Vec::new(),
+        role: Role::Teacher,
+    };
     for cell in grid.cells() {
         let CellSpec {
             chain,
@@ -334,47 +387,50 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                 }
             };
             let spec = &manifest.models[model];
-            // A model used as imported draws nothing random: one stage serves every seed.
+            let members: Vec<StageId> = match &spec.ensemble {
+                Some(e) => e
+                    .seeds
+                    .iter()
+                    .map(|&s| {
+                        let member = Stage {
+                            model: e.model.clone(),
+                            spec: manifest.models[&e.model].clone(),
+                            training: manifest.training_for(&e.model),
+                            seed: s,
+                            seeds: RoleSeeds::uniform(s),
+                            chain: vec![e.model.clone()],
+                            ..blank.clone()
+                        };
+                        add(&mut stages, &mut index, member)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            // A model used as imported, or an ensemble of trained stages, draws nothing random:
+            // one stage serves every seed.
             let (seed, seeds) = match &spec.weights {
                 Some(w) if !w.fine_tune => (0, RoleSeeds::uniform(0)),
+                _ if !members.is_empty() => (0, RoleSeeds::uniform(0)),
                 _ => (seed, seeds),
             };
-            let stage_kd = if depth == 0 { None } else { kd };
-            let training = manifest.training_for(model);
-            let id = StageId(hex::encode(
-                &digest(&StageKey {
-                    format: KEY_FORMAT,
-                    trainer: crate::train::TRAINER_VERSION,
-                    dataset: &manifest.dataset,
-                    data,
-                    model: spec,
-                    training: &training,
-                    compute: manifest.compute.result_key(),
-                    seed,
-                    seeds: (seeds != RoleSeeds::uniform(seed)).then_some(seeds),
-                    kd: stage_kd,
-                    parent: parent.as_ref(),
-                })[..8],
-            ));
-            if !index.contains_key(&id) {
-                index.insert(id.clone(), stages.len());
-                stages.push(Stage {
-                    id: id.clone(),
-                    model: model.clone(),
-                    spec: spec.clone(),
-                    training: training.clone(),
-                    seed,
-                    seeds,
-                    kd: stage_kd,
-                    parent: parent.clone(),
-                    chain: chain[..=depth].to_vec(),
-                    role: if depth == 0 {
-                        Role::Teacher
-                    } else {
-                        Role::Assistant
-                    },
-                });
-            }
+            let stage = Stage {
+                model: model.clone(),
+                spec: spec.clone(),
+                training: manifest.training_for(model),
+                seed,
+                seeds,
+                kd: if depth == 0 { None } else { kd },
+                parent: parent.clone(),
+                members,
+                chain: chain[..=depth].to_vec(),
+                role: if depth == 0 {
+                    Role::Teacher
+                } else {
+                    Role::Assistant
+                },
+                ..blank.clone()
+            };
+            let id = add(&mut stages, &mut index, stage);
             parent = Some(id);
         }
         let stage = parent.expect("chains are non-empty");

@@ -81,13 +81,13 @@ pub fn images_per_second(workload: &str, backend: &Backend, seconds: f64) -> Opt
     // A teacher with initial weights costs what a trained one costs.
     let teacher = stage.parent.as_ref().map(|p| {
         let t = plan.stage(p).expect("parents are in the plan");
-        Net::new(
+        super::Teacher::One(Box::new(Net::new(
             &t.spec,
             [data.channels, data.height, data.width],
             data.classes,
             Some(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)),
             &backend.device,
-        )
+        )))
     });
     let mut run = StageRun::new(stage, &data, teacher.as_ref(), backend).ok()?;
     let eval = workload.ends_with("/eval");

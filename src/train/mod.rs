@@ -14,11 +14,13 @@ mod named;
 mod net;
 mod quality;
 mod resnet;
+mod teacher;
 pub mod trace;
 
 pub use named::NamedTensor;
 pub use net::Net;
 pub use quality::{ECE_BINS, Quality};
+pub use teacher::Teacher;
 
 use crate::data::{Augment, Dataset, Split};
 use crate::manifest::{
@@ -350,7 +352,7 @@ pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
 pub fn train(
     stage: &Stage,
     data: &Dataset,
-    teacher: Option<&Net>,
+    teacher: Option<&Teacher>,
     backend: &Backend,
     checkpoints: Option<(&Path, usize)>,
     on_progress: &mut dyn FnMut(Progress),
@@ -381,11 +383,53 @@ pub fn train(
     Ok(trained)
 }
 
+/// An ensemble stage's measurements: its members averaged as `stage`'s ensemble says, at
+/// T = 1, on the test (and validation) split.
+#[derive(Debug)]
+pub struct EnsembleMetrics {
+    /// Test (and validation) loss and accuracy, as epoch 0.
+    pub metrics: EpochMetrics,
+    /// Calibration on the test split.
+    pub quality: Quality,
+    /// Median inference milliseconds per image at batch 1 and 256 (every member runs).
+    pub latency_ms: [f64; 2],
+    /// Parameters of all members.
+    pub params: usize,
+}
+
+/// Evaluates an ensemble (`members`, from [`Teacher::Ensemble`]) as a model of its own.
+pub fn evaluate_ensemble(members: &Teacher, data: &Dataset, backend: &Backend) -> EnsembleMetrics {
+    let start = Instant::now();
+    let device = &backend.device;
+    let forward = |x| members.logits(x, 1.0);
+    let (test_loss, test_accuracy) = evaluate_with(&forward, data, &data.test, device);
+    let (train_loss, _) = evaluate_with(&forward, data, &data.train, device);
+    let val = data
+        .val
+        .as_ref()
+        .map(|v| evaluate_with(&forward, data, v, device));
+    let test_logits = logits(&forward, data, &data.test, device);
+    EnsembleMetrics {
+        quality: quality::quality(&test_logits, None, &data.test.labels, data.classes),
+        latency_ms: latency_of(&forward, data, device),
+        params: members.params(),
+        metrics: EpochMetrics {
+            epoch: 0,
+            train_loss,
+            test_loss,
+            test_accuracy,
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
+            seconds: start.elapsed().as_secs_f64(),
+        },
+    }
+}
+
 /// The state of one stage's training between steps.
 pub(crate) struct StageRun<'a> {
     stage: &'a Stage,
     data: &'a Dataset,
-    teacher: Option<&'a Net>,
+    teacher: Option<&'a Teacher>,
     plain: Device,
     /// The model being trained (taken out only during an optimizer step).
     model: Option<Net>,
@@ -411,7 +455,7 @@ impl<'a> StageRun<'a> {
     fn new(
         stage: &'a Stage,
         data: &'a Dataset,
-        teacher: Option<&'a Net>,
+        teacher: Option<&'a Teacher>,
         backend: &Backend,
     ) -> Result<Self, TrainError> {
         let plain = backend.device.clone();
@@ -427,10 +471,14 @@ impl<'a> StageRun<'a> {
             import_into(&mut model, w)?;
         }
         // Without augmentation the teacher sees the same images every epoch: run it once.
+        let temperature = stage.kd.map_or(1.0, |k| k.temperature);
         let cached_teacher = match (teacher, stage.training.augment) {
-            (Some(t), None) if stage.training.epochs > 1 => {
-                Some(logits(t, data, &data.train, &plain))
-            }
+            (Some(t), None) if stage.training.epochs > 1 => Some(logits(
+                &|x| t.logits(x, temperature),
+                data,
+                &data.train,
+                &plain,
+            )),
             _ => None,
         };
         Ok(Self {
@@ -485,7 +533,7 @@ impl<'a> StageRun<'a> {
             (Some(teacher), Some(kd)) => {
                 let teacher_logits = match &self.cached_teacher {
                     Some(all) => rows(all, batch, data.classes, plain),
-                    None => teacher.forward(images),
+                    None => teacher.logits(images, kd.temperature),
                 };
                 if self.trace.is_some() {
                     self.traced_teacher =
@@ -636,9 +684,9 @@ impl<'a> StageRun<'a> {
         let last = self.model().valid();
         let (selected_epoch, _, model) = self.best.unwrap_or((0, 0.0, last));
         let quality = quality::quality(
-            &logits(&model, data, &data.test, plain),
+            &logits(&|x| model.forward(x), data, &data.test, plain),
             self.teacher
-                .map(|t| logits(t, data, &data.test, plain))
+                .map(|t| logits(&|x| t.logits(x, 1.0), data, &data.test, plain))
                 .as_deref(),
             &data.test.labels,
             data.classes,
@@ -712,11 +760,16 @@ fn for_each_batch(
     }
 }
 
-/// `model`'s logits for every image of `split`, row-major `[len, classes]`.
-fn logits(model: &Net, data: &Dataset, split: &Split, device: &Device) -> Vec<f32> {
+/// A model's (`forward`'s) logits for every image of `split`, row-major `[len, classes]`.
+fn logits(
+    forward: &dyn Fn(Tensor<4>) -> Tensor<2>,
+    data: &Dataset,
+    split: &Split,
+    device: &Device,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(split.len() * data.classes);
     for_each_batch(data, split, device, |_, images| {
-        out.extend(model.forward(images).into_data().iter::<f32>());
+        out.extend(forward(images).into_data().iter::<f32>());
     });
     out
 }
@@ -771,6 +824,14 @@ fn rows(all: &[f32], indices: &[usize], classes: usize, device: &Device) -> Tens
 /// Median milliseconds per image of inference at batch 1 and batch 256 (test images, after a
 /// warm-up; the output is copied to the host so asynchronous devices are timed too).
 fn latency(model: &Net, data: &Dataset, device: &Device) -> [f64; 2] {
+    latency_of(&|x| model.forward(x), data, device)
+}
+
+fn latency_of(
+    forward: &dyn Fn(Tensor<4>) -> Tensor<2>,
+    data: &Dataset,
+    device: &Device,
+) -> [f64; 2] {
     [(1, 30), (256, 5)].map(|(batch, repeats)| {
         let n = batch.min(data.test.len()).max(1);
         let indices: Vec<usize> = (0..n).map(|i| i % data.test.len().max(1)).collect();
@@ -778,11 +839,11 @@ fn latency(model: &Net, data: &Dataset, device: &Device) -> [f64; 2] {
         data.gather(&data.test, &indices, &mut pixels);
         let shape = [n, data.channels, data.height, data.width];
         let input = Tensor::<4>::from_data(TensorData::new(pixels, shape), device);
-        let _ = model.forward(input.clone()).into_data();
+        let _ = forward(input.clone()).into_data();
         let mut times: Vec<f64> = (0..repeats)
             .map(|_| {
                 let t = Instant::now();
-                let _ = model.forward(input.clone()).into_data();
+                let _ = forward(input.clone()).into_data();
                 t.elapsed().as_secs_f64() * 1e3 / n as f64
             })
             .collect();
@@ -793,10 +854,20 @@ fn latency(model: &Net, data: &Dataset, device: &Device) -> [f64; 2] {
 
 /// Mean cross-entropy and accuracy of `model` on `split`.
 fn evaluate(model: &Net, data: &Dataset, split: &Split, device: &Device) -> (f64, f64) {
+    evaluate_with(&|x| model.forward(x), data, split, device)
+}
+
+/// Mean cross-entropy and accuracy of the logits `forward` gives on `split`.
+fn evaluate_with(
+    forward: &dyn Fn(Tensor<4>) -> Tensor<2>,
+    data: &Dataset,
+    split: &Split,
+    device: &Device,
+) -> (f64, f64) {
     let (mut loss_sum, mut correct) = (0f64, 0usize);
     for_each_batch(data, split, device, |batch, images| {
         let labels = labels_tensor(split, batch, device);
-        let logits = model.forward(images);
+        let logits = forward(images);
         let loss = loss::cross_entropy(logits.clone(), labels.clone()).into_scalar::<f32>();
         loss_sum += loss as f64 * batch.len() as f64;
         correct += loss::correct(logits, labels);

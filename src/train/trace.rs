@@ -6,7 +6,7 @@
 //! losses and the weights within floating-point tolerance.
 
 use super::named::NamedTensor;
-use super::{Backend, Net, StageRun, TrainError};
+use super::{Backend, StageRun, TrainError};
 use crate::data::Dataset;
 use crate::plan::{Kd, Stage};
 use burn::module::Module;
@@ -68,7 +68,7 @@ pub struct Trace {
 pub fn trace(
     stage: &Stage,
     data: &Dataset,
-    teacher: Option<&Net>,
+    teacher: Option<&super::Teacher>,
     backend: &Backend,
 ) -> Result<Trace, TrainError> {
     let mut run = StageRun::new(stage, data, teacher, backend)?;

@@ -261,3 +261,112 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
         );
     }
 }
+
+/// Three seeds of a teacher, their ensemble, and students of each.
+const ENSEMBLE: &str = r#"
+name = "ensemble"
+
+[dataset]
+kind = "synthetic"
+seed = 11
+classes = 4
+train-size = 512
+test-size = 256
+image-size = 10
+noise = 0.5
+
+[models.teacher]
+conv = [8]
+dense = [16]
+
+[models.student]
+conv = [4]
+
+[models.trio]
+ensemble = "teacher"
+seeds = [0, 1, 2]
+COMBINE
+
+[training]
+epochs = 3
+batch-size = 32
+optimizer = "adam"
+lr = 0.01
+
+[grid]
+seed = [0, 1, 2]
+temperature = [4.0]
+alpha = [0.5]
+chains = [["teacher"], ["student"], ["teacher", "student"], ["trio", "student"]]
+"#;
+
+#[test]
+fn an_ensemble_teacher_reuses_its_members_and_reports_its_own_row() {
+    for combine in ["", "combine = \"mean-probabilities\""] {
+        let ws = Workspace::new(&ENSEMBLE.replace("COMBINE", combine));
+        let stages = plan_stages(&ws, &[]);
+        // 3 teachers (also the ensemble's members), 3 students, 3 KD students, 1 ensemble
+        // (for every seed), 3 students of the ensemble: nothing twice.
+        assert_eq!(stages.len(), 13, "{stages:?}");
+        assert_eq!(stages.iter().filter(|s| s.0 == "trio").count(), 1);
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&ws.kdgrid(&["plan", "--json"]).success())).unwrap();
+        let trio = json["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["chain"] == "trio")
+            .unwrap();
+        let teachers: Vec<&str> = stages
+            .iter()
+            .filter(|s| s.0 == "teacher")
+            .map(|s| s.2.as_str())
+            .collect();
+        let members: Vec<&str> = trio["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            members, teachers,
+            "the members are the seed grid's teachers"
+        );
+        ws.kdgrid(&["run", "--quiet"]).success();
+        let runs = ws.parquet("ensemble", "runs.parquet");
+        let chains = strings(&runs, "chain");
+        let accuracy = floats(&runs, "test_accuracy");
+        let params = floats(&runs, "params");
+        let row = |c: &str| chains.iter().position(|x| x == c).unwrap();
+        let of = |c: &str| -> Vec<f64> {
+            chains
+                .iter()
+                .zip(&accuracy)
+                .filter(|(x, _)| *x == c)
+                .map(|(_, a)| *a)
+                .collect()
+        };
+        let (ensemble, members) = (accuracy[row("trio")], of("teacher"));
+        // Averaging three teachers beats them on average (here by ~7 points).
+        let mean = members.iter().sum::<f64>() / 3.0;
+        assert!(
+            ensemble > mean,
+            "{combine}: ensemble {ensemble} vs members {members:?}"
+        );
+        assert_eq!(params[row("trio")], 3.0 * params[row("teacher")]);
+        for a in of("trio > student") {
+            assert!(
+                a > 0.6,
+                "{combine}: student of the ensemble at {a} (chance 0.25)"
+            );
+        }
+        let summary = std::fs::read_to_string(ws.results().join("ensemble/summary.csv")).unwrap();
+        assert!(
+            summary.contains("trio > student") && summary.contains("\ntrio,"),
+            "{summary}"
+        );
+        // A rerun trains nothing.
+        let again = stdout(&ws.kdgrid(&["run"]).success());
+        assert!(again.contains("0 trained, 13 reused"), "{again}");
+    }
+}

@@ -119,9 +119,9 @@ pub fn levels<'a>(plan: &'a Plan, done: &dyn Fn(&StageId) -> bool) -> Vec<Vec<&'
     // Plan order puts teachers first.
     for stage in plan.stages.iter().filter(|s| !done(&s.id)) {
         let level = stage
-            .parent
-            .as_ref()
-            .and_then(|p| level_of.get(p))
+            .needs()
+            .filter_map(|p| level_of.get(p))
+            .max()
             .map_or(0, |l| l + 1);
         level_of.insert(&stage.id, level);
         if levels.len() <= level {

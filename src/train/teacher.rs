@@ -1,0 +1,102 @@
+//! What a distilled stage learns from: one trained model, or an ensemble of them.
+
+use super::Net;
+use crate::manifest::Combine;
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+
+/// A teacher: one model, or the members of an ensemble and how they are averaged.
+#[derive(Debug, Clone)]
+pub enum Teacher {
+    /// A trained (or imported) model.
+    One(Box<Net>),
+    /// Trained stages whose outputs are averaged.
+    Ensemble(Vec<Net>, Combine),
+}
+
+impl Teacher {
+    /// The logits a student matches at `temperature` (softmax(logits / T) are the soft
+    /// targets): a model's own; an ensemble's mean logits, or, averaging probabilities,
+    /// `T * ln(mean_i softmax(z_i / T))`, whose tempered softmax is exactly that mean.
+    pub fn logits(&self, x: Tensor<4>, temperature: f64) -> Tensor<2> {
+        match self {
+            Teacher::One(m) => m.forward(x),
+            Teacher::Ensemble(members, combine) => {
+                let n = members.len() as f64;
+                let mut outputs = members.iter().map(|m| m.forward(x.clone()));
+                let first = outputs.next().expect("ensembles have members");
+                match combine {
+                    Combine::MeanLogits => outputs.fold(first, |a, b| a + b).div_scalar(n),
+                    Combine::MeanProbabilities => {
+                        let p = |z: Tensor<2>| softmax(z.div_scalar(temperature), 1);
+                        let mean = outputs.fold(p(first), |a, z| a + p(z)).div_scalar(n);
+                        // ln of a probability of 0 would be -inf: clamp at the smallest normal f32.
+                        mean.clamp_min(f32::MIN_POSITIVE)
+                            .log()
+                            .mul_scalar(temperature)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Trainable parameters of every model involved.
+    pub fn params(&self) -> usize {
+        match self {
+            Teacher::One(m) => m.trainable_params(),
+            Teacher::Ensemble(members, _) => members.iter().map(Net::trainable_params).sum(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ModelSpec;
+    use burn::tensor::activation::log_softmax;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn averaged_probabilities_come_back_through_the_tempered_softmax() {
+        let device = super::super::Backend::flex().device;
+        let spec = ModelSpec::plain_cnn(2).unwrap();
+        let members: Vec<Net> = (0..3)
+            .map(|s| {
+                let mut rng = ChaCha8Rng::seed_from_u64(s);
+                Net::new(&spec, [1, 8, 8], 4, Some(&mut rng), &device)
+            })
+            .collect();
+        let x = Tensor::<4>::random([5, 1, 8, 8], burn::tensor::Distribution::Default, &device);
+        let t = 3.0;
+        let expected = members
+            .iter()
+            .map(|m| softmax(m.forward(x.clone()).div_scalar(t), 1))
+            .reduce(|a, b| a + b)
+            .unwrap()
+            .div_scalar(3.0);
+        let ensemble = Teacher::Ensemble(members.clone(), Combine::MeanProbabilities);
+        let got = log_softmax(ensemble.logits(x.clone(), t).div_scalar(t), 1).exp();
+        for (a, b) in got
+            .into_data()
+            .iter::<f32>()
+            .zip(expected.into_data().iter::<f32>())
+        {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        let mean = Teacher::Ensemble(members.clone(), Combine::MeanLogits).logits(x.clone(), t);
+        let by_hand = members
+            .iter()
+            .map(|m| m.forward(x.clone()))
+            .reduce(|a, b| a + b)
+            .unwrap()
+            .div_scalar(3.0);
+        for (a, b) in mean
+            .into_data()
+            .iter::<f32>()
+            .zip(by_hand.into_data().iter::<f32>())
+        {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+}
