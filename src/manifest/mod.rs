@@ -296,7 +296,11 @@ fn check(
             warnings,
         )
     });
-    if let (Some(g), Some(raw_grid)) = (&grid, &raw.grid) {
+    // Expanding cells needs a grid without problems.
+    if let (Some(g), Some(raw_grid)) = (&grid, &raw.grid)
+        && problems.is_empty()
+        && models.values().any(|m| m.ensemble.is_some())
+    {
         check_ensembles_lead(g, &models, raw_grid.span(), problems);
     }
     let compute = check_compute(raw.compute.as_ref(), problems);

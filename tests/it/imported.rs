@@ -370,3 +370,33 @@ fn an_ensemble_teacher_reuses_its_members_and_reports_its_own_row() {
         assert!(again.contains("0 trained, 13 reused"), "{again}");
     }
 }
+
+#[test]
+fn ensembles_are_refused_where_they_cannot_work() {
+    let ws = Workspace::new(&ENSEMBLE.replace("COMBINE", "").replace(
+        "[\"trio\", \"student\"]]",
+        "[\"trio\", \"student\"], [\"teacher\", \"trio\"]]",
+    ));
+    let err = stderr(&ws.kdgrid(&["validate"]).failure());
+    assert!(
+        err.contains("ensemble `trio` is not the first model of chain `teacher > trio`"),
+        "{err}"
+    );
+    let ws = Workspace::new(&ENSEMBLE.replace("seeds = [0, 1, 2]\nCOMBINE", "seeds = [4]"));
+    let err = stderr(&ws.kdgrid(&["validate"]).failure());
+    assert!(
+        err.contains("`models.trio.seeds` must list at least two different seeds"),
+        "{err}"
+    );
+    assert!(err.contains("m.toml:"), "{err}");
+    let ws = Workspace::new(
+        &ENSEMBLE
+            .replace("COMBINE", "")
+            .replace("ensemble = \"teacher\"", "ensemble = \"teachr\""),
+    );
+    let err = stderr(&ws.kdgrid(&["validate"]).failure());
+    assert!(
+        err.contains("`models.trio.ensemble` names `teachr`, which is not a model"),
+        "{err}"
+    );
+}
