@@ -18,7 +18,7 @@ KDGRID = $(CARGO) run --release --quiet --
 endif
 
 # Studies whose `ci` profile CI trains and checks against the committed `results/<name>-ci/`.
-CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher
+CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 

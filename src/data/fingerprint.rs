@@ -144,6 +144,7 @@ fn files(spec: &DatasetSpec) -> Result<Vec<(String, PathBuf)>, DataError> {
             };
             release.all_files()
         }
+        FileFormat::Text => vec!["train.tsv".into(), "test.tsv".into()],
         FileFormat::ImageFolder => {
             let classes = folder::class_folders(&path.join("train"))?;
             let mut out = Vec::new();

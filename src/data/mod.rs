@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod folder;
 pub mod idx;
 pub mod synthetic;
+pub mod text;
 
 pub use error::DataError;
 pub use fingerprint::{DigestCache, Fingerprint, fingerprint};
@@ -284,6 +285,7 @@ fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
         test_limit,
         normalize,
         resize,
+        text,
     } = spec
     else {
         let DatasetSpec::Synthetic(s) = spec else {
@@ -309,6 +311,11 @@ fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
         FileFormat::ImageFolder => {
             let f = folder::load(path, [*train_limit, *test_limit], *resize)?;
             (f.train, f.test, [3, f.size[0], f.size[1]], f.classes.len())
+        }
+        FileFormat::Text => {
+            let spec = text.expect("text datasets have a text spec");
+            let t = text::load(path, spec, [*train_limit, *test_limit])?;
+            (t.train, t.test, [2, 1, spec.max_length], t.classes.len())
         }
     };
     let len = shape.iter().product();

@@ -42,6 +42,9 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
     if let Some(r) = &spec.resnet {
         return resnet_cost(r, input, classes);
     }
+    if let Some(l) = &spec.lstm {
+        return lstm_cost(spec, l, input[2], classes);
+    }
     let [channels, height, width] = input;
     let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
     let k = spec.kernel as u64;
@@ -82,6 +85,30 @@ fn conv_bn(cost: &mut Cost, [c_in, c_out, k, stride]: [u64; 4], [h, w]: [u64; 2]
     cost.params += c_out * c_in * k * k + 2 * c_out;
     cost.forward_flops += 2 * c_out * c_in * k * k * out[0] * out[1];
     out
+}
+
+/// The cost of an LSTM classifier over `length` tokens: the embedding table, four gates of an
+/// input and a hidden affine map per layer (two biases each, as PyTorch), and the dense layers.
+fn lstm_cost(spec: &ModelSpec, l: &super::LstmSpec, length: usize, classes: usize) -> Cost {
+    let mut params = (l.vocab * l.embedding) as u64;
+    let mut flops = 0u64;
+    let mut d = l.embedding as u64;
+    for &h in &l.hidden {
+        let h = h as u64;
+        params += 4 * (d * h + h * h + 2 * h);
+        flops += 2 * 4 * (d * h + h * h) * length as u64;
+        d = h;
+    }
+    for &width in spec.dense.iter().chain(std::iter::once(&classes)) {
+        let width = width as u64;
+        params += d * width + width;
+        flops += 2 * d * width;
+        d = width;
+    }
+    Cost {
+        params,
+        forward_flops: flops,
+    }
 }
 
 /// The cost of a ResNet as `train::ResNet` builds it.
@@ -132,6 +159,7 @@ mod tests {
             batch_norm: false,
             dropout: None,
             resnet: None,
+            lstm: None,
             weights: None,
             ensemble: None,
             family: "cnn".into(),

@@ -39,9 +39,30 @@ pub enum DatasetSpec {
         /// triangle (bilinear) filter; `None` keeps the files' size, which must then agree.
         #[serde(skip_serializing_if = "Option::is_none")]
         resize: Option<usize>,
+        /// Vocabulary and length of a `text` dataset.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<TextSpec>,
     },
     /// Seeded synthetic images: noisy class prototypes, for tests and demos.
     Synthetic(SyntheticSpec),
+}
+
+/// How a `text` dataset becomes model inputs: a word-level vocabulary of the `vocab_size` most
+/// frequent words of the training split, and every text cut or left-padded to `max_length`
+/// tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TextSpec {
+    /// Words kept (ids 2..; 0 pads, 1 is an unknown word).
+    pub vocab_size: usize,
+    /// Tokens per text.
+    pub max_length: usize,
+}
+
+impl TextSpec {
+    /// Rows of the embedding table: the words, padding and unknown.
+    pub fn vocab_rows(&self) -> usize {
+        self.vocab_size + 2
+    }
 }
 
 /// What a dataset looks like, as far as it is known from the manifest alone.
@@ -77,7 +98,7 @@ impl DatasetSpec {
                     FileFormat::FashionMnist | FileFormat::Mnist => ([1, 28, 28], 10, 60_000),
                     FileFormat::Cifar10 => ([3, 32, 32], 10, 50_000),
                     FileFormat::Cifar100 => ([3, 32, 32], 100, 50_000),
-                    FileFormat::ImageFolder => return None,
+                    FileFormat::ImageFolder | FileFormat::Text => return None,
                 };
                 Some(DataShape {
                     input,
@@ -104,6 +125,8 @@ pub enum FileFormat {
     Cifar100,
     /// `train/<class>/*.png|jpg` and `test/<class>/*` (ImageFolder layout), read as RGB.
     ImageFolder,
+    /// `train.tsv` and `test.tsv`, one `label<TAB>text` per line.
+    Text,
 }
 
 impl FileFormat {
@@ -115,6 +138,7 @@ impl FileFormat {
             FileFormat::Cifar10 => "cifar10",
             FileFormat::Cifar100 => "cifar100",
             FileFormat::ImageFolder => "image-folder",
+            FileFormat::Text => "text",
         }
     }
 
@@ -122,6 +146,8 @@ impl FileFormat {
     pub fn channels(self) -> usize {
         match self {
             FileFormat::FashionMnist | FileFormat::Mnist => 1,
+            // A token id's low and high byte (see `data::text`).
+            FileFormat::Text => 2,
             _ => 3,
         }
     }
@@ -174,6 +200,7 @@ pub(crate) enum DatasetKind {
     Cifar10,
     Cifar100,
     ImageFolder,
+    Text,
     Synthetic,
 }
 
@@ -193,6 +220,8 @@ pub(crate) struct RawDataset {
     noise: Option<Spanned<Fraction>>,
     mean: Option<Spanned<Vec<f64>>>,
     std: Option<Spanned<Vec<f64>>>,
+    vocab_size: Option<Spanned<Count>>,
+    max_length: Option<Spanned<Count>>,
 }
 
 pub(crate) fn check_dataset(
@@ -216,13 +245,18 @@ pub(crate) fn check_dataset(
         DatasetKind::Cifar10 => Some(FileFormat::Cifar10),
         DatasetKind::Cifar100 => Some(FileFormat::Cifar100),
         DatasetKind::ImageFolder => Some(FileFormat::ImageFolder),
+        DatasetKind::Text => Some(FileFormat::Text),
         DatasetKind::Synthetic => None,
     };
+    let text = check_text(d, format, problems);
     let channels = format.map_or_else(
         || d.channels.as_ref().map_or(1, |c| c.get_ref().get()),
         FileFormat::channels,
     );
-    let normalize = check_normalize(d, channels, problems);
+    let normalize = match text {
+        Some(_) => text_normalization(d, problems),
+        None => check_normalize(d, channels, problems),
+    };
     match format {
         Some(format) => {
             for (key, span) in synthetic_keys {
@@ -264,6 +298,7 @@ pub(crate) fn check_dataset(
                 test_limit: d.test_limit.map(Count::get),
                 normalize,
                 resize: resize.map(|(_, size)| size),
+                text,
             })
         }
         None => {
@@ -311,6 +346,54 @@ pub(crate) fn check_dataset(
             }))
         }
     }
+}
+
+/// `vocab-size` and `max-length`, for `text` datasets only.
+fn check_text(
+    d: &RawDataset,
+    format: Option<FileFormat>,
+    problems: &mut Problems,
+) -> Option<TextSpec> {
+    let keys = [("vocab-size", &d.vocab_size), ("max-length", &d.max_length)];
+    if format != Some(FileFormat::Text) {
+        for (key, v) in keys {
+            if let Some(v) = v {
+                problems.push(
+                    Some(v.span()),
+                    format!("`dataset.{key}` applies only to `kind = \"text\"`"),
+                    None,
+                );
+            }
+        }
+        return None;
+    }
+    let vocab_size = d.vocab_size.as_ref().map_or(5000, |v| v.get_ref().get());
+    if vocab_size > usize::from(u16::MAX) - 2 {
+        problems.push(
+            d.vocab_size.as_ref().map(Spanned::span),
+            format!("`dataset.vocab-size` is at most {}", u16::MAX - 2),
+            None,
+        );
+    }
+    Some(TextSpec {
+        vocab_size,
+        max_length: d.max_length.as_ref().map_or(64, |v| v.get_ref().get()),
+    })
+}
+
+/// Token bytes reach the model as they are: no normalization, and none may be given.
+fn text_normalization(d: &RawDataset, problems: &mut Problems) -> Option<Normalize> {
+    if let Some(v) = d.mean.as_ref().or(d.std.as_ref()) {
+        problems.push(
+            Some(v.span()),
+            "`dataset.mean` and `dataset.std` do not apply to `kind = \"text\"`",
+            None,
+        );
+    }
+    Some(Normalize {
+        mean: vec![0.0; 2],
+        std: vec![1.0 / 255.0; 2],
+    })
 }
 
 fn check_normalize(d: &RawDataset, channels: usize, problems: &mut Problems) -> Option<Normalize> {

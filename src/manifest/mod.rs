@@ -18,15 +18,15 @@ mod values;
 
 pub use compute::{BackendKind, ComputeSpec, DeviceSpec};
 pub use cost::{Cost, cost};
-pub use dataset::{DataShape, DatasetSpec, FileFormat, Normalize, SyntheticSpec};
+pub use dataset::{DataShape, DatasetSpec, FileFormat, Normalize, SyntheticSpec, TextSpec};
 pub use error::{ManifestError, ManifestWarnings, Problem, Warning};
 pub use grid::{
     Adaptive, AxisName, CellSpec, Field, Grid, Include, Predicate, RoleSeedAxes, RoleSeeds,
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    Combine, EnsembleSpec, FeatureMaps, ImportedWeights, ModelSpec, PLAIN_CNN_SIZES, Padding,
-    ResNetSpec, ResNetStem, feature_map_problem,
+    Combine, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, ModelSpec, PLAIN_CNN_SIZES,
+    Padding, ResNetSpec, ResNetStem, feature_map_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
@@ -272,11 +272,14 @@ fn check(
         .training
         .as_ref()
         .map(|t| check_training(t, shape, problems));
-    let models = raw
+    let mut models = raw
         .models
         .as_ref()
         .map(|m| model::check_models(m.get_ref(), base, problems))
         .unwrap_or_default();
+    if let (Some(raw_models), Some(d)) = (&raw.models, &dataset) {
+        fit_models_to_text(raw_models.get_ref(), &mut models, d, problems);
+    }
     if let (Some(raw_models), Some(shape)) = (&raw.models, shape) {
         model::check_feature_maps(raw_models.get_ref(), &models, shape.input, problems);
     }
@@ -322,6 +325,46 @@ fn check(
         warnings: Vec::new(),
         text: String::new(),
     })
+}
+
+/// Gives `lstm` models the dataset's vocabulary; refuses an `lstm` on images and an image model
+/// on text.
+fn fit_models_to_text(
+    raw: &BTreeMap<Spanned<String>, RawModel>,
+    models: &mut BTreeMap<String, ModelSpec>,
+    dataset: &DatasetSpec,
+    problems: &mut Problems,
+) {
+    let text = match dataset {
+        DatasetSpec::Files { text, .. } => *text,
+        DatasetSpec::Synthetic(_) => None,
+    };
+    for name in raw.keys() {
+        let Some(spec) = models.get_mut(name.get_ref()) else {
+            continue;
+        };
+        match (&mut spec.lstm, text) {
+            (Some(l), Some(t)) => l.vocab = t.vocab_rows(),
+            (Some(_), None) => problems.push(
+                Some(name.span()),
+                format!(
+                    "`models.{}` is an `lstm`: it reads text (`dataset.kind = \"text\"`)",
+                    name.get_ref()
+                ),
+                None,
+            ),
+            (None, Some(_)) => problems.push(
+                Some(name.span()),
+                format!(
+                    "`models.{}` is a `{}`, but the dataset is text",
+                    name.get_ref(),
+                    spec.family
+                ),
+                Some("text datasets take `family = \"lstm\"` models".into()),
+            ),
+            (None, None) => {}
+        }
+    }
 }
 
 /// Refuses an ensemble anywhere but at the head of a chain: it is a teacher, never trained.

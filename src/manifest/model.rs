@@ -75,12 +75,29 @@ pub struct ModelSpec {
     /// Weights trained elsewhere that the model starts from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<ImportedWeights>,
+    /// A recurrent text classifier instead of the conv stack (`dense` and `dropout` still apply
+    /// after it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lstm: Option<LstmSpec>,
     /// An ensemble of this architecture's stages (the fields above are its members').
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleSpec>,
     /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`, `resnet-20`).
     #[serde(skip)]
     pub family: String,
+}
+
+/// An LSTM text classifier: token embedding, stacked LSTM layers (the last one's final hidden
+/// state goes on), then the model's dense layers and classifier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LstmSpec {
+    /// Embedding width.
+    pub embedding: usize,
+    /// Hidden width of each LSTM layer.
+    pub hidden: Vec<usize>,
+    /// Rows of the embedding table (the dataset's vocabulary, padding and unknown), set from
+    /// `[dataset]`.
+    pub vocab: usize,
 }
 
 /// A teacher that is the average of several trained stages of one model (`[models.<name>]`
@@ -226,6 +243,7 @@ impl ModelSpec {
             batch_norm: true,
             dropout: None,
             resnet: None,
+            lstm: None,
             weights: None,
             ensemble: None,
             family: format!("plain-cnn-{size}"),
@@ -247,6 +265,7 @@ enum Family {
     PlainCnn,
     Mlp,
     Resnet,
+    Lstm,
 }
 
 impl Family {
@@ -256,6 +275,7 @@ impl Family {
             Family::PlainCnn => "plain-cnn",
             Family::Mlp => "mlp",
             Family::Resnet => "resnet",
+            Family::Lstm => "lstm",
         }
     }
 }
@@ -293,6 +313,8 @@ pub(crate) struct RawModel {
     ensemble: Option<Spanned<String>>,
     seeds: Option<Spanned<Vec<u64>>>,
     combine: Option<Combine>,
+    embedding: Option<Spanned<Count>>,
+    hidden: Option<Spanned<Vec<Count>>>,
 }
 
 impl RawModel {
@@ -320,6 +342,8 @@ impl RawModel {
             ensemble: None,
             seeds: None,
             combine: None,
+            embedding: None,
+            hidden: None,
         }
     }
 
@@ -372,7 +396,55 @@ pub(crate) fn check_model(
     }
     let dense: Vec<usize> = m.dense.iter().map(|c| c.get()).collect();
     let dropout = m.dropout.as_ref().map(|d| d.get_ref().get());
+    if family != Family::Lstm {
+        for (key, span) in [
+            ("embedding", m.embedding.as_ref().map(Spanned::span)),
+            ("hidden", m.hidden.as_ref().map(Spanned::span)),
+        ] {
+            not_for(key, span, problems);
+        }
+    }
     let mut spec = match family {
+        Family::Lstm => {
+            for (key, span) in [
+                ("conv", m.conv.as_ref().map(Spanned::span)),
+                ("pool", m.pool.as_ref().map(Spanned::span)),
+                ("kernel", m.kernel.as_ref().map(Spanned::span)),
+                ("padding", m.padding.as_ref().map(Spanned::span)),
+                ("size", m.size.as_ref().map(Spanned::span)),
+            ] {
+                not_for(key, span, problems);
+            }
+            let hidden: Vec<usize> = match &m.hidden {
+                Some(h) if !h.get_ref().is_empty() => h.get_ref().iter().map(|c| c.get()).collect(),
+                h => {
+                    problems.push(
+                        h.as_ref().map(Spanned::span).or(family_span.clone()),
+                        format!("`models.{name}.hidden` (the LSTM layers' widths) is required for `lstm`"),
+                        Some("e.g. `hidden = [128]`, or `[128, 128]` for two stacked layers".into()),
+                    );
+                    vec![1]
+                }
+            };
+            ModelSpec {
+                conv: Vec::new(),
+                dense: dense.clone(),
+                kernel: 3,
+                padding: Padding::Same,
+                pool: None,
+                batch_norm: false,
+                dropout: None,
+                resnet: None,
+                lstm: Some(LstmSpec {
+                    embedding: m.embedding.as_ref().map_or(64, |e| e.get_ref().get()),
+                    hidden,
+                    vocab: 0,
+                }),
+                weights: None,
+                ensemble: None,
+                family: "lstm".into(),
+            }
+        }
         Family::Resnet => {
             for (key, span) in [
                 ("conv", m.conv.as_ref().map(Spanned::span)),
@@ -409,6 +481,7 @@ pub(crate) fn check_model(
                 pool: None,
                 batch_norm: true,
                 dropout: None,
+                lstm: None,
                 resnet: Some(
                     resnet.unwrap_or_else(|| ResNetSpec::of_depth(20).expect("20 = 6 * 3 + 2")),
                 ),
@@ -509,6 +582,7 @@ pub(crate) fn check_model(
                 batch_norm: m.batch_norm.unwrap_or(false),
                 dropout: None,
                 resnet: None,
+                lstm: None,
                 weights: None,
                 ensemble: None,
             }
@@ -639,6 +713,8 @@ fn check_ensemble(
     problems: &mut Problems,
 ) -> ModelSpec {
     let other_keys = m.family.is_some()
+        || m.embedding.is_some()
+        || m.hidden.is_some()
         || m.size.is_some()
         || m.conv.is_some()
         || !m.dense.is_empty()

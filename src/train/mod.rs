@@ -9,6 +9,7 @@ pub mod bench;
 mod checkpoint;
 mod import;
 mod loss;
+mod lstm;
 mod model;
 mod named;
 mod net;

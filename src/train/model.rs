@@ -39,8 +39,16 @@ impl Init<'_> {
         shape: [usize; D],
         fan_in: usize,
     ) -> Param<Tensor<D>> {
+        self.uniform_bound(shape, 1.0 / (fan_in as f32).sqrt())
+    }
+
+    /// `U(-bound, bound)` values (zeros without a stream).
+    pub(super) fn uniform_bound<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        bound: f32,
+    ) -> Param<Tensor<D>> {
         let n: usize = shape.iter().product();
-        let bound = 1.0 / (fan_in as f32).sqrt();
         let values: Vec<f32> = match self.rng.as_deref_mut() {
             Some(rng) => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
             None => vec![0.0; n],
@@ -206,7 +214,7 @@ pub(super) fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Inverted dropout: zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`.
-fn drop(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
+pub(super) fn drop(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
     let shape = x.dims();
     let keep = (1.0 - p) as f32;
     let mask: Vec<f32> = (0..shape[0] * shape[1])

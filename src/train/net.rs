@@ -2,6 +2,7 @@
 
 use super::TrainError;
 use super::import::Weights;
+use super::lstm::LstmNet;
 use super::model::Cnn;
 use super::named::{NamedTensor, Slots};
 use super::resnet::ResNet;
@@ -21,6 +22,8 @@ pub enum Net {
     Cnn(Cnn),
     /// `resnet`.
     ResNet(ResNet),
+    /// `lstm`.
+    Lstm(LstmNet),
 }
 
 impl Net {
@@ -33,9 +36,10 @@ impl Net {
         rng: Option<&mut ChaCha8Rng>,
         device: &Device,
     ) -> Self {
-        match &spec.resnet {
-            Some(r) => Net::ResNet(ResNet::new(r, input[0], classes, rng, device)),
-            None => Net::Cnn(Cnn::new(spec, input, classes, rng, device)),
+        match (&spec.resnet, &spec.lstm) {
+            (Some(r), _) => Net::ResNet(ResNet::new(r, input[0], classes, rng, device)),
+            (_, Some(l)) => Net::Lstm(LstmNet::new(spec, l, classes, rng, device)),
+            _ => Net::Cnn(Cnn::new(spec, input, classes, rng, device)),
         }
     }
 
@@ -50,6 +54,7 @@ impl Net {
         match self {
             Net::Cnn(m) => m.forward_with(x, dropout),
             Net::ResNet(m) => m.forward(x),
+            Net::Lstm(m) => m.forward_with(x, dropout),
         }
     }
 
@@ -58,6 +63,8 @@ impl Net {
         match self {
             Net::Cnn(m) => m.trainable_params(),
             Net::ResNet(m) => m.trainable_params(),
+            // No running statistics: every parameter trains.
+            Net::Lstm(m) => m.num_params(),
         }
     }
 
@@ -65,6 +72,8 @@ impl Net {
         match self {
             Net::Cnn(m) => m.slots(out),
             Net::ResNet(m) => m.slots(out),
+            // Not named yet: an lstm cannot be traced or imported.
+            Net::Lstm(_) => {}
         }
     }
 
@@ -73,6 +82,7 @@ impl Net {
         match self {
             Net::Cnn(_) => "head.",
             Net::ResNet(_) => "fc.",
+            Net::Lstm(_) => "head.",
         }
     }
 
@@ -147,6 +157,7 @@ impl Net {
         let loaded = match self {
             Net::Cnn(m) => m.try_load_file(path).map(Net::Cnn),
             Net::ResNet(m) => m.try_load_file(path).map(Net::ResNet),
+            Net::Lstm(m) => m.try_load_file(path).map(Net::Lstm),
         };
         loaded.map_err(|e| TrainError::ModelFile {
             path: path.to_path_buf(),
@@ -159,6 +170,7 @@ impl Net {
         let saved = match self.clone() {
             Net::Cnn(m) => m.save_file(path),
             Net::ResNet(m) => m.save_file(path),
+            Net::Lstm(m) => m.save_file(path),
         };
         saved.map_err(|e| TrainError::ModelFile {
             path: path.to_path_buf(),
@@ -170,7 +182,7 @@ impl Net {
     pub fn pools(&self) -> &[bool] {
         match self {
             Net::Cnn(m) => m.pools(),
-            Net::ResNet(_) => &[],
+            Net::ResNet(_) | Net::Lstm(_) => &[],
         }
     }
 }

@@ -43,6 +43,7 @@ fn spec(dir: &Path, train_limit: Option<usize>) -> DatasetSpec {
         test_limit: None,
         normalize: None,
         resize: None,
+        text: None,
     }
 }
 
@@ -130,6 +131,7 @@ fn files_spec(format: FileFormat, dir: &Path) -> DatasetSpec {
         test_limit: None,
         normalize: None,
         resize: None,
+        text: None,
     }
 }
 
@@ -326,6 +328,7 @@ fn image_folder_limits_keep_every_class() {
         test_limit: Some(6),
         normalize: None,
         resize: None,
+        text: None,
     };
     let ds = data::load(&spec, None).unwrap();
     assert_eq!(ds.train.labels, vec![0, 1, 2]);
@@ -496,6 +499,7 @@ fn image_folders_resize_to_the_manifest_image_size() {
         test_limit: None,
         normalize: None,
         resize: Some(8),
+        text: None,
     };
     let ds = data::load(&spec, None).unwrap();
     assert_eq!((ds.channels, ds.height, ds.width), (3, 8, 8));
@@ -519,6 +523,7 @@ fn image_folders_resize_to_the_manifest_image_size() {
         test_limit: None,
         normalize: None,
         resize: None,
+        text: None,
     };
     let err = data::load(&keep, None).unwrap_err();
     assert!(err.to_string().contains("wrong image size"), "{err}");

@@ -13,4 +13,5 @@ mod parity;
 mod pinned;
 mod report;
 mod support;
+mod text;
 mod training;

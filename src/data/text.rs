@@ -1,0 +1,159 @@
+//! Text classification files: `train.tsv` and `test.tsv`, one `label<TAB>text` per line.
+//!
+//! Words are lowercased runs of letters, digits and apostrophes. The vocabulary is the
+//! training split's `vocab_size` most frequent words (ties in alphabetical order, so it is the
+//! same on every machine); id 0 pads, id 1 stands for any other word. A text becomes its first
+//! `max_length` ids, left-padded, so a recurrent model's last step follows the last word.
+//!
+//! Every id is stored as two byte planes, `[2, 1, max_length]` (low byte, then high byte), so a
+//! text travels through batching, hold-out and digests exactly as an image does; the `lstm`
+//! family reads the id back as `low + 256 * high`.
+
+use super::{DataError, Split};
+use crate::manifest::TextSpec;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Loaded splits and class names (sorted labels of the training file).
+pub struct Text {
+    /// Training split.
+    pub train: Split,
+    /// Test split.
+    pub test: Split,
+    /// Class names; a label is an index into this.
+    pub classes: Vec<String>,
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// `(label, text)` lines of `path`, at most `limit`.
+fn read(path: &Path, limit: Option<usize>) -> Result<Vec<(String, String)>, DataError> {
+    let content = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DataError::Missing {
+            path: path.to_path_buf(),
+        },
+        _ => DataError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in content.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((label, text)) = line.split_once('\t') else {
+            return Err(DataError::Corrupt {
+                path: path.to_path_buf(),
+                what: format!("line {}: expected `label<TAB>text`", i + 1),
+            });
+        };
+        out.push((label.trim().to_string(), text.to_string()));
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::Corrupt {
+            path: path.to_path_buf(),
+            what: "no `label<TAB>text` lines".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Loads `dir/train.tsv` and `dir/test.tsv`, at most `limits` lines of each.
+pub fn load(dir: &Path, spec: TextSpec, limits: [Option<usize>; 2]) -> Result<Text, DataError> {
+    let train = read(&dir.join("train.tsv"), limits[0])?;
+    let test_path = dir.join("test.tsv");
+    let test = read(&test_path, limits[1])?;
+    let mut classes: Vec<String> = train.iter().map(|(l, _)| l.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() > 256 {
+        return Err(DataError::Corrupt {
+            path: dir.join("train.tsv"),
+            what: format!("{} labels; at most 256 are supported", classes.len()),
+        });
+    }
+    if let Some((label, _)) = test.iter().find(|(l, _)| !classes.contains(l)) {
+        return Err(DataError::Corrupt {
+            path: test_path,
+            what: format!("label `{label}` does not occur in train.tsv"),
+        });
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for (_, text) in &train {
+        for w in words(text) {
+            *counts.entry(w).or_insert(0) += 1;
+        }
+    }
+    let mut ranked: Vec<(String, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let vocab: HashMap<String, u16> = ranked
+        .into_iter()
+        .take(spec.vocab_size)
+        .enumerate()
+        .map(|(i, (w, _))| (w, i as u16 + 2))
+        .collect();
+    let encode = |lines: &[(String, String)]| {
+        let mut split = Split {
+            images: Vec::with_capacity(lines.len() * 2 * spec.max_length),
+            labels: Vec::with_capacity(lines.len()),
+        };
+        for (label, text) in lines {
+            let ids: Vec<u16> = words(text)
+                .take(spec.max_length)
+                .map(|w| vocab.get(&w).copied().unwrap_or(1))
+                .collect();
+            let mut row = vec![0u16; spec.max_length - ids.len()];
+            row.extend(ids);
+            split.images.extend(row.iter().map(|id| (id & 0xff) as u8));
+            split.images.extend(row.iter().map(|id| (id >> 8) as u8));
+            split
+                .labels
+                .push(classes.binary_search(label).expect("checked above") as u8);
+        }
+        split
+    };
+    Ok(Text {
+        train: encode(&train),
+        test: encode(&test),
+        classes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_become_left_padded_ids_of_the_most_frequent_words() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("train.tsv"),
+            "pos\tGreat film, great cast!\nneg\tdull film\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("test.tsv"),
+            "neg\tGreat unknown words here\n",
+        )
+        .unwrap();
+        let spec = TextSpec {
+            vocab_size: 2,
+            max_length: 3,
+        };
+        let t = load(dir.path(), spec, [None, None]).unwrap();
+        assert_eq!(t.classes, ["neg", "pos"]);
+        // Vocabulary: film (2), great (2) by count then alphabet; cast and dull are unknown.
+        // "great film great" (cut at 3): ids 3 2 3; "dull film": pad, 1, 2.
+        assert_eq!(t.train.images, [3, 2, 3, 0, 0, 0, 0, 1, 2, 0, 0, 0]);
+        assert_eq!(t.train.labels, [1, 0]);
+        assert_eq!(t.test.images, [3, 1, 1, 0, 0, 0]);
+    }
+}

@@ -1,0 +1,107 @@
+//! The `lstm` family: a text classifier over the token ids `data::text` lays out as two byte
+//! planes.
+
+use super::model::{Init, drop};
+use crate::manifest::{LstmSpec, ModelSpec};
+use burn::module::Module;
+use burn::nn::{Embedding, Initializer, Linear, Lstm, LstmConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+/// Token embedding, stacked LSTM layers (batch first), the last layer's final hidden state,
+/// hidden dense ReLU layers and a linear classifier.
+#[derive(Module, Debug)]
+pub struct LstmNet {
+    embedding: Embedding,
+    layers: Vec<Lstm>,
+    dense: Vec<Linear>,
+    head: Linear,
+}
+
+impl LstmNet {
+    /// Builds the network for `classes` outputs, drawing initial weights from `rng` (zeros when
+    /// `None`) as PyTorch initializes them: embeddings with unit variance (uniform here, not
+    /// normal), LSTM weights and biases `U(-1/sqrt(hidden), 1/sqrt(hidden))`, linear layers as
+    /// in the other families.
+    pub fn new(
+        spec: &ModelSpec,
+        l: &LstmSpec,
+        classes: usize,
+        rng: Option<&mut ChaCha8Rng>,
+        device: &Device,
+    ) -> Self {
+        let mut init = Init { rng, device };
+        let embedding = Embedding {
+            weight: init.uniform_bound([l.vocab, l.embedding], 3f32.sqrt()),
+        };
+        let mut d = l.embedding;
+        let mut layers = Vec::new();
+        for &h in &l.hidden {
+            // Zeros from Burn (no draw from its global RNG), then every weight from the stream.
+            let mut lstm = LstmConfig::new(d, h, true)
+                .with_initializer(Initializer::Zeros)
+                .init(device);
+            let gate = |init: &mut Init| {
+                let bound = 1.0 / (h as f32).sqrt();
+                let linear = |init: &mut Init, d_in: usize| Linear {
+                    weight: init.uniform_bound([d_in, h], bound),
+                    bias: Some(init.uniform_bound([h], bound)),
+                };
+                (linear(init, d), linear(init, h))
+            };
+            for g in [
+                Some(&mut lstm.input_gate),
+                lstm.forget_gate.as_mut(),
+                Some(&mut lstm.cell_gate),
+                Some(&mut lstm.output_gate),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                (g.input_transform, g.hidden_transform) = gate(&mut init);
+            }
+            layers.push(lstm);
+            d = h;
+        }
+        let mut dense = Vec::new();
+        for &width in &spec.dense {
+            dense.push(init.linear(d, width));
+            d = width;
+        }
+        Self {
+            embedding,
+            layers,
+            dense,
+            head: init.linear(d, classes),
+        }
+    }
+
+    /// Logits for token planes `[batch, 2, 1, length]`, with dropout after each hidden dense
+    /// layer when given.
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        mut dropout: Option<(f64, &mut ChaCha8Rng)>,
+    ) -> Tensor<2> {
+        let [batch, _, _, length] = x.dims();
+        let low = x.clone().narrow(1, 0, 1);
+        let high = x.narrow(1, 1, 1);
+        let ids = (low + high.mul_scalar(256.0))
+            .reshape([batch, length])
+            .int();
+        let mut h = self.embedding.forward(ids);
+        for layer in &self.layers {
+            h = layer.forward(h, None).0;
+        }
+        let width = h.dims()[2];
+        let mut x: Tensor<2> = h.narrow(1, length - 1, 1).reshape([batch, width]);
+        for layer in &self.dense {
+            x = relu(layer.forward(x));
+            if let Some((p, rng)) = dropout.as_mut() {
+                x = drop(x, *p, rng);
+            }
+        }
+        self.head.forward(x)
+    }
+}
