@@ -47,6 +47,54 @@ pub fn to_markdown(df: &DataFrame) -> String {
     table(&header, rows)
 }
 
+/// `timings.md`: each chain's model, its size and its measured speed (medians over the seeds
+/// that trained), so a study's KD and no-KD students compare on accuracy (report.md), size and
+/// latency. Measurements: written next to the tables, never checked.
+pub fn timings(p: &Provenance, tables: &Tables) -> PolarsResult<String> {
+    let sizes =
+        tables
+            .runs
+            .clone()
+            .lazy()
+            .select([col("stage_id"), col("params"), col("model_bytes")]);
+    let df = tables
+        .timings
+        .clone()
+        .lazy()
+        .join(
+            sizes,
+            [col("stage_id")],
+            [col("stage_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .group_by_stable([col("chain"), col("model")])
+        .agg([
+            len().alias("runs"),
+            col("params").first(),
+            (col("model_bytes").first().cast(DataType::Float64) / lit(1024.0)).alias("weights_kib"),
+            col("latency_ms_batch1").median().alias("latency_ms_batch1"),
+            col("latency_ms_batch256")
+                .median()
+                .alias("latency_ms_batch256"),
+            col("train_seconds").median().alias("train_seconds"),
+        ])
+        .collect()?;
+    Ok(format!(
+        "# {}: size and speed\n\nPer chain and model, over the runs that trained: parameters, \
+         weights file, median inference milliseconds per image at batch 1 and 256, median \
+         training seconds. Wall-clock measurements on `{}` (from `timings.csv`): they vary \
+         between runs and machines, unlike report.md.\n\n{}",
+        p.experiment,
+        tables
+            .timings
+            .column("processor")
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .map_or_else(String::new, |v| v.to_string().trim_matches('"').to_string()),
+        to_markdown(&df)
+    ))
+}
+
 fn f4(v: Option<f64>) -> String {
     v.map_or_else(String::new, |v| format!("{v:.4}"))
 }

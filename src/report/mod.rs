@@ -222,5 +222,12 @@ pub fn write(
         write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
+    let path = dir.join("timings.md");
+    let text = markdown::timings(provenance, tables).map_err(|source| ReportError::Polars {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, text.as_bytes())?;
+    written.push(path);
     Ok(written)
 }

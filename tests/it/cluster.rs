@@ -357,3 +357,41 @@ fn slurm_dry_run_of_the_takd_study_puts_each_stage_after_its_teacher() {
         "no CIFAR-10 here: ids are provisional"
     );
 }
+
+#[test]
+fn shards_wait_for_an_ensembles_members_and_skip_it_when_one_fails() {
+    let plain = crate::imported::ENSEMBLE.replace("COMBINE", "");
+    let failing = plain.replace("[models.teacher]\n", "[models.teacher]\nlr = 1e30\n");
+    for text in [plain, failing] {
+        let local = Workspace::new(&text);
+        local.kdgrid(&["run", "--quiet"]).success();
+        let ws = Workspace::new(&text);
+        let shards: Vec<_> = ["0/2", "1/2"]
+            .iter()
+            .map(|s| {
+                std::process::Command::new(kdgrid_bin())
+                    .arg("--results")
+                    .arg(ws.results())
+                    .args(["run", "--quiet", "--shard", s])
+                    .arg(ws.manifest())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in shards {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ws.kdgrid(&["report"]).success();
+        assert_same_tables(
+            &local.results().join("ensemble"),
+            &ws.results().join("ensemble"),
+        );
+    }
+}

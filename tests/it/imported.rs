@@ -263,7 +263,7 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
 }
 
 /// Three seeds of a teacher, their ensemble, and students of each.
-const ENSEMBLE: &str = r#"
+pub(crate) const ENSEMBLE: &str = r#"
 name = "ensemble"
 
 [dataset]
