@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A teacher trained elsewhere: trains a torchvision-style ResNet in PyTorch on an image folder
+"""A teacher trained elsewhere: trains a torchvision-style ResNet (or MobileNetV2) in PyTorch on an image folder
 and saves its `state_dict` (safetensors and/or `torch.save`), or checks that kdgrid computes
 the same logits from such a file.
 
@@ -76,6 +76,56 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class ConvBN(nn.Sequential):
+    def __init__(self, c_in, c_out, k=3, stride=1, groups=1, act=True):
+        layers = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
+                  nn.BatchNorm2d(c_out)]
+        if act:
+            layers.append(nn.ReLU6(inplace=True))
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in, c_out, stride, t):
+        super().__init__()
+        hidden = c_in * t
+        self.residual = stride == 1 and c_in == c_out
+        layers = [ConvBN(c_in, hidden, 1)] if t != 1 else []
+        layers += [ConvBN(hidden, hidden, 3, stride, hidden),
+                   nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's mobilenet_v2 (width 1.0): the same modules under the same names."""
+
+    def __init__(self, channels, classes):
+        super().__init__()
+        features = [ConvBN(channels, 32, 3, 2)]
+        c = 32
+        for t, out, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                             (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+            for i in range(n):
+                features.append(InvertedResidual(c, out, s if i == 0 else 1, t))
+                c = out
+        features.append(ConvBN(c, 1280, 1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+def network(args, channels, classes):
+    if args.arch == "mobilenet-v2":
+        return MobileNetV2(channels, classes)
+    return ResNet(args.depth, channels, classes)
+
+
 def load_folder(root, split):
     from PIL import Image
     classes = sorted(d for d in os.listdir(os.path.join(root, "train"))
@@ -100,7 +150,7 @@ def train(args):
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = (x.pow(2).mean(dim=(0, 2, 3), keepdim=True) - mean.pow(2)).sqrt()
     x, tx = (x - mean) / std, (tx - mean) / std
-    model = ResNet(args.depth, x.shape[1], len(classes))
+    model = network(args, x.shape[1], len(classes))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     for epoch in range(args.epochs):
         model.train()
@@ -137,7 +187,7 @@ def check(args):
     inputs = torch.tensor(p["inputs"], dtype=torch.float32)
     channels = 3 if inputs.numel() % 3 == 0 and args.channels is None else (args.channels or 1)
     side = int(round((inputs.numel() / n / channels) ** 0.5))
-    model = ResNet(args.depth, channels, classes)
+    model = network(args, channels, classes)
     model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
@@ -157,7 +207,8 @@ def main():
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
     t.add_argument("--data", required=True)
-    t.add_argument("--depth", type=int, default=8)
+    t.add_argument("--arch", choices=["resnet", "mobilenet-v2"], default="resnet")
+    t.add_argument("--depth", type=int, default=8, help="ResNet depth")
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--lr", type=float, default=0.001)
     t.add_argument("--seed", type=int, default=0)
@@ -165,7 +216,8 @@ def main():
     t.add_argument("--pt", help="torch.save file to write")
     c = sub.add_parser("check")
     c.add_argument("--weights", required=True)
-    c.add_argument("--depth", type=int, default=8)
+    c.add_argument("--arch", choices=["resnet", "mobilenet-v2"], default="resnet")
+    c.add_argument("--depth", type=int, default=8, help="ResNet depth")
     c.add_argument("--channels", type=int)
     c.add_argument("--predictions", required=True)
     c.add_argument("--tolerance", type=float, default=1e-4)
