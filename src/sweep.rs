@@ -424,7 +424,11 @@ pub fn trace(
     id: &str,
 ) -> Result<train::trace::Trace, SweepError> {
     let stage = find_stage(plan, id)?;
-    if stage.is_ensemble() || stage.spec.resnet.is_some() || stage.spec.lstm.is_some() {
+    if stage.is_ensemble()
+        || stage.spec.resnet.is_some()
+        || stage.spec.lstm.is_some()
+        || stage.spec.mobilenet_v2
+    {
         return Err(SweepError::NotTraceable {
             stage: id.into(),
             family: stage.spec.family.clone(),

@@ -45,6 +45,9 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
     if let Some(l) = &spec.lstm {
         return lstm_cost(spec, l, input[2], classes);
     }
+    if spec.mobilenet_v2 {
+        return mobilenet_cost(input, classes);
+    }
     let [channels, height, width] = input;
     let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
     let k = spec.kernel as u64;
@@ -80,11 +83,62 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
 
 /// Parameters and FLOPs of a bias-free conv on an `h x w` input (padding `k / 2`), adding
 /// its batch norm; returns the output's size.
-fn conv_bn(cost: &mut Cost, [c_in, c_out, k, stride]: [u64; 4], [h, w]: [u64; 2]) -> [u64; 2] {
+fn conv_bn(cost: &mut Cost, [c_in, c_out, k, stride]: [u64; 4], size: [u64; 2]) -> [u64; 2] {
+    grouped_conv_bn(cost, [c_in, c_out, k, stride, 1], size)
+}
+
+/// [`conv_bn`] for a conv of `groups` groups (depthwise when `groups = c_in`).
+fn grouped_conv_bn(
+    cost: &mut Cost,
+    [c_in, c_out, k, stride, groups]: [u64; 5],
+    [h, w]: [u64; 2],
+) -> [u64; 2] {
     let out = [(h - 1) / stride + 1, (w - 1) / stride + 1];
-    cost.params += c_out * c_in * k * k + 2 * c_out;
-    cost.forward_flops += 2 * c_out * c_in * k * k * out[0] * out[1];
+    cost.params += c_out * c_in / groups * k * k + 2 * c_out;
+    cost.forward_flops += 2 * c_out * c_in / groups * k * k * out[0] * out[1];
     out
+}
+
+/// The cost of torchvision's MobileNetV2 (width 1.0) as `train::MobileNetV2` builds it.
+fn mobilenet_cost([channels, height, width]: [usize; 3], classes: usize) -> Cost {
+    const STAGES: [[u64; 4]; 7] = [
+        [1, 16, 1, 1],
+        [6, 24, 2, 2],
+        [6, 32, 3, 2],
+        [6, 64, 4, 2],
+        [6, 96, 3, 1],
+        [6, 160, 3, 2],
+        [6, 320, 1, 1],
+    ];
+    let mut cost = Cost {
+        params: 0,
+        forward_flops: 0,
+    };
+    let mut size = conv_bn(
+        &mut cost,
+        [channels as u64, 32, 3, 2],
+        [height as u64, width as u64],
+    );
+    let mut c = 32;
+    for [t, out, n, s] in STAGES {
+        for i in 0..n {
+            let hidden = c * t;
+            if t != 1 {
+                conv_bn(&mut cost, [c, hidden, 1, 1], size);
+            }
+            size = grouped_conv_bn(
+                &mut cost,
+                [hidden, hidden, 3, if i == 0 { s } else { 1 }, hidden],
+                size,
+            );
+            conv_bn(&mut cost, [hidden, out, 1, 1], size);
+            c = out;
+        }
+    }
+    conv_bn(&mut cost, [c, 1280, 1, 1], size);
+    cost.params += 1280 * classes as u64 + classes as u64;
+    cost.forward_flops += 2 * 1280 * classes as u64;
+    cost
 }
 
 /// The cost of an LSTM classifier over `length` tokens: the embedding table, four gates of an
@@ -160,6 +214,7 @@ mod tests {
             dropout: None,
             resnet: None,
             lstm: None,
+            mobilenet_v2: false,
             weights: None,
             ensemble: None,
             family: "cnn".into(),
@@ -197,6 +252,18 @@ mod tests {
         // at the two stage changes, as this family builds them: 0.272M).
         let p20 = cost(&resnet(20), [3, 32, 32], 10).params;
         assert!((270_000..275_000).contains(&p20), "{p20}");
+        // torchvision.models.mobilenet_v2().parameters(): 3,504,872; 300 MMACs at 224x224.
+        let mobilenet = ModelSpec {
+            mobilenet_v2: true,
+            ..ModelSpec::plain_cnn(2).unwrap()
+        };
+        let m = cost(&mobilenet, [3, 224, 224], 1000);
+        assert_eq!(m.params, 3_504_872);
+        assert!(
+            (5.9e8..6.2e8).contains(&(m.forward_flops as f64)),
+            "{}",
+            m.forward_flops
+        );
         // torchvision's ResNet-18 forward: 1.82 GMACs at 224x224.
         let flops = cost(&resnet(18), [3, 224, 224], 1000).forward_flops;
         assert!((3.6e9..3.7e9).contains(&(flops as f64)), "{flops}");

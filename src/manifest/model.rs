@@ -75,6 +75,9 @@ pub struct ModelSpec {
     /// Weights trained elsewhere that the model starts from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<ImportedWeights>,
+    /// torchvision's MobileNetV2 (width 1.0) instead of the conv stack.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mobilenet_v2: bool,
     /// A recurrent text classifier instead of the conv stack (`dense` and `dropout` still apply
     /// after it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,6 +247,7 @@ impl ModelSpec {
             dropout: None,
             resnet: None,
             lstm: None,
+            mobilenet_v2: false,
             weights: None,
             ensemble: None,
             family: format!("plain-cnn-{size}"),
@@ -265,6 +269,7 @@ enum Family {
     PlainCnn,
     Mlp,
     Resnet,
+    MobilenetV2,
     Lstm,
 }
 
@@ -275,6 +280,7 @@ impl Family {
             Family::PlainCnn => "plain-cnn",
             Family::Mlp => "mlp",
             Family::Resnet => "resnet",
+            Family::MobilenetV2 => "mobilenet-v2",
             Family::Lstm => "lstm",
         }
     }
@@ -405,6 +411,39 @@ pub(crate) fn check_model(
         }
     }
     let mut spec = match family {
+        Family::MobilenetV2 => {
+            for (key, span) in [
+                ("conv", m.conv.as_ref().map(Spanned::span)),
+                ("pool", m.pool.as_ref().map(Spanned::span)),
+                ("kernel", m.kernel.as_ref().map(Spanned::span)),
+                ("padding", m.padding.as_ref().map(Spanned::span)),
+                ("size", m.size.as_ref().map(Spanned::span)),
+            ] {
+                not_for(key, span, problems);
+            }
+            if !m.dense.is_empty() || m.batch_norm.is_some() {
+                problems.push(
+                    family_span.clone(),
+                    format!("`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"mobilenet-v2\"` (its blocks always use batch norm; `classifier.1` is its only dense layer)"),
+                    None,
+                );
+            }
+            ModelSpec {
+                conv: Vec::new(),
+                dense: Vec::new(),
+                kernel: 3,
+                padding: Padding::Same,
+                pool: None,
+                batch_norm: true,
+                dropout: None,
+                resnet: None,
+                lstm: None,
+                mobilenet_v2: true,
+                weights: None,
+                ensemble: None,
+                family: "mobilenet-v2".into(),
+            }
+        }
         Family::Lstm => {
             for (key, span) in [
                 ("conv", m.conv.as_ref().map(Spanned::span)),
@@ -435,6 +474,7 @@ pub(crate) fn check_model(
                 batch_norm: false,
                 dropout: None,
                 resnet: None,
+                mobilenet_v2: false,
                 lstm: Some(LstmSpec {
                     embedding: m.embedding.as_ref().map_or(64, |e| e.get_ref().get()),
                     hidden,
@@ -482,6 +522,7 @@ pub(crate) fn check_model(
                 batch_norm: true,
                 dropout: None,
                 lstm: None,
+                mobilenet_v2: false,
                 resnet: Some(
                     resnet.unwrap_or_else(|| ResNetSpec::of_depth(20).expect("20 = 6 * 3 + 2")),
                 ),
@@ -583,6 +624,7 @@ pub(crate) fn check_model(
                 dropout: None,
                 resnet: None,
                 lstm: None,
+                mobilenet_v2: false,
                 weights: None,
                 ensemble: None,
             }
@@ -590,6 +632,7 @@ pub(crate) fn check_model(
     };
     if let Some(d) = &m.dropout
         && spec.dense.is_empty()
+        && !spec.mobilenet_v2
     {
         problems.push(
             Some(d.span()),

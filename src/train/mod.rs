@@ -10,6 +10,7 @@ mod checkpoint;
 mod import;
 mod loss;
 mod lstm;
+mod mobilenet;
 mod model;
 mod named;
 mod net;

@@ -3,6 +3,7 @@
 use super::TrainError;
 use super::import::Weights;
 use super::lstm::LstmNet;
+use super::mobilenet::MobileNetV2;
 use super::model::Cnn;
 use super::named::{NamedTensor, Slots};
 use super::resnet::ResNet;
@@ -24,6 +25,8 @@ pub enum Net {
     ResNet(ResNet),
     /// `lstm`.
     Lstm(LstmNet),
+    /// `mobilenet-v2`.
+    MobileNet(MobileNetV2),
 }
 
 impl Net {
@@ -39,6 +42,9 @@ impl Net {
         match (&spec.resnet, &spec.lstm) {
             (Some(r), _) => Net::ResNet(ResNet::new(r, input[0], classes, rng, device)),
             (_, Some(l)) => Net::Lstm(LstmNet::new(spec, l, classes, rng, device)),
+            _ if spec.mobilenet_v2 => {
+                Net::MobileNet(MobileNetV2::new(input[0], classes, rng, device))
+            }
             _ => Net::Cnn(Cnn::new(spec, input, classes, rng, device)),
         }
     }
@@ -55,6 +61,7 @@ impl Net {
             Net::Cnn(m) => m.forward_with(x, dropout),
             Net::ResNet(m) => m.forward(x),
             Net::Lstm(m) => m.forward_with(x, dropout),
+            Net::MobileNet(m) => m.forward_with(x, dropout),
         }
     }
 
@@ -65,6 +72,7 @@ impl Net {
             Net::ResNet(m) => m.trainable_params(),
             // No running statistics: every parameter trains.
             Net::Lstm(m) => m.num_params(),
+            Net::MobileNet(m) => m.trainable_params(),
         }
     }
 
@@ -74,6 +82,7 @@ impl Net {
             Net::ResNet(m) => m.slots(out),
             // Not named yet: an lstm cannot be traced or imported.
             Net::Lstm(_) => {}
+            Net::MobileNet(m) => m.slots(out),
         }
     }
 
@@ -83,6 +92,7 @@ impl Net {
             Net::Cnn(_) => "head.",
             Net::ResNet(_) => "fc.",
             Net::Lstm(_) => "head.",
+            Net::MobileNet(_) => "classifier.1.",
         }
     }
 
@@ -158,6 +168,7 @@ impl Net {
             Net::Cnn(m) => m.try_load_file(path).map(Net::Cnn),
             Net::ResNet(m) => m.try_load_file(path).map(Net::ResNet),
             Net::Lstm(m) => m.try_load_file(path).map(Net::Lstm),
+            Net::MobileNet(m) => m.try_load_file(path).map(Net::MobileNet),
         };
         loaded.map_err(|e| TrainError::ModelFile {
             path: path.to_path_buf(),
@@ -171,6 +182,7 @@ impl Net {
             Net::Cnn(m) => m.save_file(path),
             Net::ResNet(m) => m.save_file(path),
             Net::Lstm(m) => m.save_file(path),
+            Net::MobileNet(m) => m.save_file(path),
         };
         saved.map_err(|e| TrainError::ModelFile {
             path: path.to_path_buf(),
@@ -182,7 +194,7 @@ impl Net {
     pub fn pools(&self) -> &[bool] {
         match self {
             Net::Cnn(m) => m.pools(),
-            Net::ResNet(_) | Net::Lstm(_) => &[],
+            Net::ResNet(_) | Net::Lstm(_) | Net::MobileNet(_) => &[],
         }
     }
 }
@@ -249,6 +261,11 @@ mod tests {
         let mut cnn = ModelSpec::plain_cnn(4).unwrap();
         cnn.dense = vec![7];
         round_trip(&cnn);
+        round_trip(&ModelSpec {
+            mobilenet_v2: true,
+            family: "mobilenet-v2".into(),
+            ..ModelSpec::plain_cnn(2).unwrap()
+        });
         for depth in [8, 18] {
             round_trip(&ModelSpec {
                 resnet: ResNetSpec::of_depth(depth),

@@ -213,8 +213,8 @@ chains = [["r14", "r8"]]
     }
 }
 
-/// PyTorch trains a ResNet-8 and saves it both ways; kdgrid's logits on the same normalized
-/// images agree with PyTorch's within 1e-4, from either file.
+/// PyTorch trains a ResNet-8 (saved both ways) and a MobileNetV2; kdgrid's logits on the same
+/// normalized images agree with PyTorch's within 1e-4, from every file.
 #[cfg(feature = "tch")]
 #[test]
 fn a_pytorch_trained_teacher_gives_pytorch_logits() {
@@ -222,23 +222,38 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
     let script = repo("scripts/examples/pytorch-teacher.py");
     let dir = tempfile::tempdir().unwrap();
     let (st, pt) = (dir.path().join("t.safetensors"), dir.path().join("t.pt"));
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .args(["train", "--depth", "8", "--epochs", "2", "--data"])
-        .arg(repo("experiments/data/fruit"))
-        .arg("--out")
-        .arg(&st)
-        .arg("--pt")
-        .arg(&pt)
-        .output()
-        .expect("python with torch (run through `make test`)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for file in [&st, &pt] {
-        let ws = Workspace::new(&manifest(file.to_str().unwrap(), ""));
+    let mobile = dir.path().join("mobilenet.pt");
+    let resnet = ["--arch", "resnet", "--depth", "8"];
+    let mobilenet = ["--arch", "mobilenet-v2", "--depth", "8"];
+    for (arch, epochs, files) in [
+        (
+            resnet,
+            "2",
+            vec!["--out", st.to_str().unwrap(), "--pt", pt.to_str().unwrap()],
+        ),
+        (mobilenet, "1", vec!["--pt", mobile.to_str().unwrap()]),
+    ] {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg("train")
+            .args(arch)
+            .args(["--epochs", epochs, "--data"])
+            .arg(repo("experiments/data/fruit"))
+            .args(files)
+            .output()
+            .expect("python with torch (run through `make test`)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (file, arch) in [(&st, resnet), (&pt, resnet), (&mobile, mobilenet)] {
+        let mut text = manifest(file.to_str().unwrap(), "");
+        if arch == mobilenet {
+            text = text.replace("family = \"resnet\"\nsize = 8", "family = \"mobilenet-v2\"");
+        }
+        let ws = Workspace::new(&text);
         ws.kdgrid(&["run", "--quiet"]).success();
         let id = stage_id(&ws, &[], "teacher", 0);
         let predictions = ws.dir.path().join("p.json");
@@ -249,15 +264,18 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
         .success();
         let check = std::process::Command::new(&python)
             .arg(&script)
-            .args(["check", "--depth", "8", "--predictions", p, "--weights"])
+            .arg("check")
+            .args(arch)
+            .args(["--predictions", p, "--weights"])
             .arg(file)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&check.stdout);
         assert!(
             check.status.success() && text.contains("OK"),
-            "{}: {text}",
-            file.display()
+            "{}: {text}{}",
+            file.display(),
+            String::from_utf8_lossy(&check.stderr)
         );
     }
 }
