@@ -162,10 +162,11 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
         done,
         failed,
         to_train: stages.len() - done - failed,
+        // Each cell on its own would train every stage it needs (an ensemble's members too).
         saved_by_reuse: plan
             .cells
             .iter()
-            .map(|c| c.chain.len())
+            .map(|c| plan.stages_of(&[c]).len())
             .sum::<usize>()
             .saturating_sub(plan.stages.len()),
         pending_tflops: pending,
@@ -214,6 +215,15 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
             kd_text(s),
             st.status,
             st.chain
+        );
+    }
+    for s in plan.stages.iter().filter(|s| s.is_ensemble()) {
+        let members: Vec<&str> = s.members.iter().map(|m| m.as_str()).collect();
+        println!(
+            "ensemble {} ({}): averages stages {}, each trained once and shared with the grid",
+            s.id,
+            s.model,
+            members.join(", ")
         );
     }
     println!(

@@ -272,6 +272,16 @@ fn check(
         .training
         .as_ref()
         .map(|t| check_training(t, shape, problems));
+    if let (Some(t), Some(raw_t), Some(DatasetSpec::Files { text: Some(_), .. })) =
+        (&training, &raw.training, &dataset)
+        && t.augment.is_some()
+    {
+        problems.push(
+            Some(raw_t.span()),
+            "`training.augment` crops and flips images; it does not apply to `kind = \"text\"`",
+            None,
+        );
+    }
     let mut models = raw
         .models
         .as_ref()

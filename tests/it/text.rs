@@ -87,6 +87,14 @@ fn text_and_image_models_do_not_mix_and_bad_lines_are_located() {
         err.contains("`models.student` is an `lstm`: it reads text"),
         "{err}"
     );
+    let ws = Workspace::new(
+        &manifest("").replace("lr = 0.01\n", "lr = 0.01\naugment = { flip = true }\n"),
+    );
+    let err = stderr(&ws.kdgrid(&["validate"]).failure());
+    assert!(
+        err.contains("`training.augment`") && err.contains("text"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("train.tsv"), "pos\tfine\nno tab here\n").unwrap();
     std::fs::write(dir.path().join("test.tsv"), "pos\tfine\n").unwrap();
