@@ -459,15 +459,19 @@ pub fn predict(
 ) -> Result<train::Predictions, SweepError> {
     let stage = find_stage(plan, id)?;
     let store = Store::open_shared(results, &plan.name)?;
-    if stage.is_ensemble()
-        || !matches!(store.lookup(&stage.id)?, Lookup::Found(ref r) if r.status == Status::Ok)
-    {
+    if !matches!(store.lookup(&stage.id)?, Lookup::Found(ref r) if r.status == Status::Ok) {
         return Err(SweepError::NotTrained {
             stage: stage.id.to_string(),
         });
     }
     let data = load_data(plan)?;
-    let model = train::load_model(stage, &data, backend, &store.model_path(&stage.id))
-        .map_err(SweepError::Model)?;
+    let model = if stage.is_ensemble() {
+        execute::stage::load_teacher(plan, &store, &data, backend, stage)?
+            .expect("an ensemble has members")
+    } else {
+        let path = store.model_path(&stage.id);
+        let net = train::load_model(stage, &data, backend, &path).map_err(SweepError::Model)?;
+        train::Teacher::One(Box::new(net))
+    };
     Ok(train::predict(&model, &data, limit, with_inputs, backend))
 }

@@ -790,9 +790,10 @@ pub struct Predictions {
     pub classes: usize,
 }
 
-/// `model`'s logits on the first `limit` test images, in evaluation mode.
+/// `model`'s logits (an ensemble's combined ones, at T = 1) on the first `limit` test images,
+/// in evaluation mode.
 pub fn predict(
-    model: &Net,
+    model: &Teacher,
     data: &Dataset,
     limit: usize,
     with_inputs: bool,
@@ -807,7 +808,11 @@ pub fn predict(
         &backend.device,
     );
     Predictions {
-        logits: model.forward(images).into_data().iter::<f32>().collect(),
+        logits: model
+            .logits(images, 1.0)
+            .into_data()
+            .iter::<f32>()
+            .collect(),
         labels: data.test.labels[..n].to_vec(),
         inputs: with_inputs.then_some(inputs),
         classes: data.classes,

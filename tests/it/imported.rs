@@ -383,6 +383,35 @@ fn an_ensemble_teacher_reuses_its_members_and_reports_its_own_row() {
             summary.contains("trio > student") && summary.contains("\ntrio,"),
             "{summary}"
         );
+        // The ensemble predicts like any stage: its accuracy from its logits.
+        let trio_id = stages.iter().find(|s| s.0 == "trio").unwrap().2.clone();
+        let out = ws.dir.path().join("trio.json");
+        let p = out.to_str().unwrap();
+        ws.kdgrid(&["predict", "--stage", &trio_id, "--limit", "256", "--out", p])
+            .success();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let logits: Vec<f64> = json["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let labels: Vec<u64> = json["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let correct = labels
+            .iter()
+            .zip(logits.chunks(4))
+            .filter(|(l, row)| {
+                let best = (0..4).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+                best as u64 == **l
+            })
+            .count();
+        assert_eq!(correct as f64 / 256.0, ensemble, "{combine}");
         // A rerun trains nothing.
         let again = stdout(&ws.kdgrid(&["run"]).success());
         assert!(again.contains("0 trained, 13 reused"), "{again}");
