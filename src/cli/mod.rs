@@ -447,11 +447,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             stage,
             out,
         } => {
-            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
-            let backend = Backend::new(plan.compute).map_err(|e| Failure {
-                report: e.into(),
-                code: 2,
-            })?;
+            let (plan, backend) = plan_and_backend(cli, manifest, compute)?;
             let trace = sweep::trace(&plan, &cli.results, &backend, stage)?;
             let json = serde_json::to_vec(&trace).expect("traces serialize");
             crate::store::write_atomic(out, &json)?;
@@ -470,11 +466,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             inputs,
             out,
         } => {
-            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
-            let backend = Backend::new(plan.compute).map_err(|e| Failure {
-                report: e.into(),
-                code: 2,
-            })?;
+            let (plan, backend) = plan_and_backend(cli, manifest, compute)?;
             let predictions =
                 sweep::predict(&plan, &cli.results, &backend, stage, *limit, *inputs)?;
             let json = serde_json::to_vec(&predictions).expect("predictions serialize");
@@ -563,6 +555,20 @@ fn load_manifest(manifest: &Path, profile: Option<&str>) -> Result<Manifest, Fai
         eprintln!("{:?}", miette::Report::new(warnings));
     }
     Ok(m)
+}
+
+/// The plan of `manifest` and the backend it computes on (an unavailable backend is bad input).
+fn plan_and_backend(
+    cli: &Cli,
+    manifest: &Path,
+    compute: &ComputeArgs,
+) -> Result<(Plan, Backend), Failure> {
+    let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+    let backend = Backend::new(plan.compute).map_err(|e| Failure {
+        report: e.into(),
+        code: 2,
+    })?;
+    Ok((plan, backend))
 }
 
 /// Reads and validates `manifest`, applies the command-line compute overrides, and expands it

@@ -68,16 +68,21 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
         }
         c = out;
     }
-    let mut d = c * h * w;
-    for &width in spec.dense.iter().chain(std::iter::once(&classes)) {
-        let width = width as u64;
-        params += d * width + width;
-        flops += 2 * d * width;
-        d = width;
-    }
-    Cost {
+    let mut cost = Cost {
         params,
         forward_flops: flops,
+    };
+    dense_cost(&mut cost, c * h * w, &spec.dense, classes);
+    cost
+}
+
+/// Adds hidden dense layers of `widths` and a classifier on `d` features.
+fn dense_cost(cost: &mut Cost, mut d: u64, widths: &[usize], classes: usize) {
+    for &width in widths.iter().chain(std::iter::once(&classes)) {
+        let width = width as u64;
+        cost.params += d * width + width;
+        cost.forward_flops += 2 * d * width;
+        d = width;
     }
 }
 
@@ -101,15 +106,6 @@ fn grouped_conv_bn(
 
 /// The cost of torchvision's MobileNetV2 (width 1.0) as `train::MobileNetV2` builds it.
 fn mobilenet_cost([channels, height, width]: [usize; 3], classes: usize) -> Cost {
-    const STAGES: [[u64; 4]; 7] = [
-        [1, 16, 1, 1],
-        [6, 24, 2, 2],
-        [6, 32, 3, 2],
-        [6, 64, 4, 2],
-        [6, 96, 3, 1],
-        [6, 160, 3, 2],
-        [6, 320, 1, 1],
-    ];
     let mut cost = Cost {
         params: 0,
         forward_flops: 0,
@@ -120,7 +116,7 @@ fn mobilenet_cost([channels, height, width]: [usize; 3], classes: usize) -> Cost
         [height as u64, width as u64],
     );
     let mut c = 32;
-    for [t, out, n, s] in STAGES {
+    for [t, out, n, s] in super::MOBILENET_V2_STAGES.map(|r| r.map(|v| v as u64)) {
         for i in 0..n {
             let hidden = c * t;
             if t != 1 {
@@ -136,8 +132,7 @@ fn mobilenet_cost([channels, height, width]: [usize; 3], classes: usize) -> Cost
         }
     }
     conv_bn(&mut cost, [c, 1280, 1, 1], size);
-    cost.params += 1280 * classes as u64 + classes as u64;
-    cost.forward_flops += 2 * 1280 * classes as u64;
+    dense_cost(&mut cost, 1280, &[], classes);
     cost
 }
 
@@ -153,16 +148,12 @@ fn lstm_cost(spec: &ModelSpec, l: &super::LstmSpec, length: usize, classes: usiz
         flops += 2 * 4 * (d * h + h * h) * length as u64;
         d = h;
     }
-    for &width in spec.dense.iter().chain(std::iter::once(&classes)) {
-        let width = width as u64;
-        params += d * width + width;
-        flops += 2 * d * width;
-        d = width;
-    }
-    Cost {
+    let mut cost = Cost {
         params,
         forward_flops: flops,
-    }
+    };
+    dense_cost(&mut cost, d, &spec.dense, classes);
+    cost
 }
 
 /// The cost of a ResNet as `train::ResNet` builds it.
@@ -193,8 +184,7 @@ fn resnet_cost(spec: &ResNetSpec, [channels, height, width]: [usize; 3], classes
             c = width;
         }
     }
-    cost.params += c * classes as u64 + classes as u64;
-    cost.forward_flops += 2 * c * classes as u64;
+    dense_cost(&mut cost, c, &[], classes);
     cost
 }
 

@@ -25,8 +25,8 @@ pub use grid::{
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    Combine, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, ModelSpec, PLAIN_CNN_SIZES,
-    Padding, ResNetSpec, ResNetStem, feature_map_problem,
+    Combine, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, MOBILENET_V2_STAGES, ModelSpec,
+    PLAIN_CNN_SIZES, Padding, ResNetSpec, ResNetStem, feature_map_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,

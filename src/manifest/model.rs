@@ -90,6 +90,18 @@ pub struct ModelSpec {
     pub family: String,
 }
 
+/// torchvision's MobileNetV2 stages: expansion `t`, output channels `c`, repeats `n`, first
+/// stride `s`.
+pub const MOBILENET_V2_STAGES: [[usize; 4]; 7] = [
+    [1, 16, 1, 1],
+    [6, 24, 2, 2],
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
+];
+
 /// An LSTM text classifier: token embedding, stacked LSTM layers (the last one's final hidden
 /// state goes on), then the model's dense layers and classifier.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,6 +202,25 @@ pub struct ImportedWeights {
 }
 
 impl ModelSpec {
+    /// A spec with no conv or dense layers, for families that build their own layers.
+    fn bare(family: impl Into<String>) -> Self {
+        Self {
+            conv: Vec::new(),
+            dense: Vec::new(),
+            kernel: 3,
+            padding: Padding::Same,
+            pool: None,
+            batch_norm: false,
+            dropout: None,
+            resnet: None,
+            mobilenet_v2: false,
+            lstm: None,
+            weights: None,
+            ensemble: None,
+            family: family.into(),
+        }
+    }
+
     /// Whether a 2x2 max-pool follows 0-based conv layer `i` (given a large enough map).
     pub fn pools_after(&self, i: usize) -> bool {
         self.pool.as_ref().is_none_or(|p| p.contains(&(i + 1)))
@@ -410,50 +441,39 @@ pub(crate) fn check_model(
             not_for(key, span, problems);
         }
     }
-    let mut spec = match family {
-        Family::MobilenetV2 => {
-            for (key, span) in [
-                ("conv", m.conv.as_ref().map(Spanned::span)),
-                ("pool", m.pool.as_ref().map(Spanned::span)),
-                ("kernel", m.kernel.as_ref().map(Spanned::span)),
-                ("padding", m.padding.as_ref().map(Spanned::span)),
-                ("size", m.size.as_ref().map(Spanned::span)),
-            ] {
-                not_for(key, span, problems);
-            }
-            if !m.dense.is_empty() || m.batch_norm.is_some() {
-                problems.push(
-                    family_span.clone(),
-                    format!("`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"mobilenet-v2\"` (its blocks always use batch norm; `classifier.1` is its only dense layer)"),
-                    None,
-                );
-            }
-            ModelSpec {
-                conv: Vec::new(),
-                dense: Vec::new(),
-                kernel: 3,
-                padding: Padding::Same,
-                pool: None,
-                batch_norm: true,
-                dropout: None,
-                resnet: None,
-                lstm: None,
-                mobilenet_v2: true,
-                weights: None,
-                ensemble: None,
-                family: "mobilenet-v2".into(),
-            }
+    // Families that build their own layers take none of the conv stack's keys.
+    if family != Family::Cnn && family != Family::Mlp {
+        for (key, span) in [
+            ("conv", m.conv.as_ref().map(Spanned::span)),
+            ("pool", m.pool.as_ref().map(Spanned::span)),
+            ("kernel", m.kernel.as_ref().map(Spanned::span)),
+            ("padding", m.padding.as_ref().map(Spanned::span)),
+        ] {
+            not_for(key, span, problems);
         }
+    }
+    if matches!(family, Family::MobilenetV2 | Family::Lstm) {
+        not_for("size", m.size.as_ref().map(Spanned::span), problems);
+    }
+    if matches!(family, Family::Resnet | Family::MobilenetV2)
+        && (!m.dense.is_empty() || m.batch_norm.is_some())
+    {
+        problems.push(
+            family_span.clone(),
+            format!(
+                "`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"{}\"` (its blocks always use batch norm; its classifier is its only dense layer)",
+                family.name()
+            ),
+            None,
+        );
+    }
+    let mut spec = match family {
+        Family::MobilenetV2 => ModelSpec {
+            batch_norm: true,
+            mobilenet_v2: true,
+            ..ModelSpec::bare("mobilenet-v2")
+        },
         Family::Lstm => {
-            for (key, span) in [
-                ("conv", m.conv.as_ref().map(Spanned::span)),
-                ("pool", m.pool.as_ref().map(Spanned::span)),
-                ("kernel", m.kernel.as_ref().map(Spanned::span)),
-                ("padding", m.padding.as_ref().map(Spanned::span)),
-                ("size", m.size.as_ref().map(Spanned::span)),
-            ] {
-                not_for(key, span, problems);
-            }
             let hidden: Vec<usize> = match &m.hidden {
                 Some(h) if !h.get_ref().is_empty() => h.get_ref().iter().map(|c| c.get()).collect(),
                 h => {
@@ -466,41 +486,16 @@ pub(crate) fn check_model(
                 }
             };
             ModelSpec {
-                conv: Vec::new(),
                 dense: dense.clone(),
-                kernel: 3,
-                padding: Padding::Same,
-                pool: None,
-                batch_norm: false,
-                dropout: None,
-                resnet: None,
-                mobilenet_v2: false,
                 lstm: Some(LstmSpec {
                     embedding: m.embedding.as_ref().map_or(64, |e| e.get_ref().get()),
                     hidden,
                     vocab: 0,
                 }),
-                weights: None,
-                ensemble: None,
-                family: "lstm".into(),
+                ..ModelSpec::bare("lstm")
             }
         }
         Family::Resnet => {
-            for (key, span) in [
-                ("conv", m.conv.as_ref().map(Spanned::span)),
-                ("pool", m.pool.as_ref().map(Spanned::span)),
-                ("kernel", m.kernel.as_ref().map(Spanned::span)),
-                ("padding", m.padding.as_ref().map(Spanned::span)),
-            ] {
-                not_for(key, span, problems);
-            }
-            if !m.dense.is_empty() || m.batch_norm.is_some() {
-                problems.push(
-                    family_span.clone(),
-                    format!("`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"resnet\"` (its blocks always use batch norm; `fc` is its only dense layer)"),
-                    None,
-                );
-            }
             let size = m.size.as_ref().map(|s| s.get_ref().get());
             let resnet = size.and_then(ResNetSpec::of_depth);
             if resnet.is_none() {
@@ -514,28 +509,14 @@ pub(crate) fn check_model(
                 );
             }
             ModelSpec {
-                conv: Vec::new(),
-                dense: Vec::new(),
-                kernel: 3,
-                padding: Padding::Same,
-                pool: None,
                 batch_norm: true,
-                dropout: None,
-                lstm: None,
-                mobilenet_v2: false,
                 resnet: Some(
                     resnet.unwrap_or_else(|| ResNetSpec::of_depth(20).expect("20 = 6 * 3 + 2")),
                 ),
-                weights: None,
-                ensemble: None,
-                family: format!("resnet-{}", size.unwrap_or(20)),
+                ..ModelSpec::bare(format!("resnet-{}", size.unwrap_or(20)))
             }
         }
         Family::PlainCnn => {
-            not_for("conv", m.conv.as_ref().map(Spanned::span), problems);
-            not_for("pool", m.pool.as_ref().map(Spanned::span), problems);
-            not_for("kernel", m.kernel.as_ref().map(Spanned::span), problems);
-            not_for("padding", m.padding.as_ref().map(Spanned::span), problems);
             let size = m.size.as_ref().map(|s| s.get_ref().get());
             let spec = size.and_then(ModelSpec::plain_cnn);
             if spec.is_none() {

@@ -3,23 +3,14 @@
 
 use super::model::{Init, batch_norm, drop};
 use super::named::Slots;
+use crate::manifest::MOBILENET_V2_STAGES;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-/// Expansion `t`, output channels `c`, repeats `n`, first stride `s` of each stage.
-pub const STAGES: [[usize; 4]; 7] = [
-    [1, 16, 1, 1],
-    [6, 24, 2, 2],
-    [6, 32, 3, 2],
-    [6, 64, 4, 2],
-    [6, 96, 3, 1],
-    [6, 160, 3, 2],
-    [6, 320, 1, 1],
-];
-/// Channels of the stem and of the last 1x1 conv.
+/// Channels of the stem.
 pub const STEM: usize = 32;
 /// Channels of the last 1x1 conv.
 pub const LAST: usize = 1280;
@@ -94,7 +85,7 @@ impl MobileNetV2 {
         let stem = ConvBn::new(&mut init, [channels, STEM, 3, 2, 1], true);
         let mut c = STEM;
         let mut blocks = Vec::new();
-        for [t, out, n, s] in STAGES {
+        for [t, out, n, s] in MOBILENET_V2_STAGES {
             for i in 0..n {
                 let stride = if i == 0 { s } else { 1 };
                 let hidden = c * t;
@@ -139,14 +130,6 @@ impl MobileNetV2 {
             x = drop(x, p, rng);
         }
         self.classifier.forward(x)
-    }
-
-    /// Trainable parameters, as PyTorch counts them.
-    pub fn trainable_params(&self) -> usize {
-        let mut model = self.clone();
-        let mut slots = Slots::default();
-        model.slots(&mut slots);
-        slots.trainable()
     }
 
     /// Every tensor under its torchvision name (`features.0.0.weight`,

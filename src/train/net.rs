@@ -69,10 +69,14 @@ impl Net {
     pub fn trainable_params(&self) -> usize {
         match self {
             Net::Cnn(m) => m.trainable_params(),
-            Net::ResNet(m) => m.trainable_params(),
             // No running statistics: every parameter trains.
             Net::Lstm(m) => m.num_params(),
-            Net::MobileNet(m) => m.trainable_params(),
+            Net::ResNet(_) | Net::MobileNet(_) => {
+                let mut model = self.clone();
+                let mut slots = Slots::default();
+                model.slots(&mut slots);
+                slots.trainable()
+            }
         }
     }
 

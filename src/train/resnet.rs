@@ -145,14 +145,6 @@ impl ResNet {
         self.fc.forward(pooled)
     }
 
-    /// Trainable parameters, as PyTorch counts them (batch norm's running statistics are state).
-    pub fn trainable_params(&self) -> usize {
-        let mut model = self.clone();
-        let mut slots = Slots::default();
-        model.slots(&mut slots);
-        slots.trainable()
-    }
-
     /// Every tensor under its torchvision name (`conv1.weight`, `layer1.0.bn2.running_var`,
     /// `layer2.0.downsample.0.weight`, `fc.bias`).
     pub(super) fn slots<'a>(&'a mut self, out: &mut Slots<'a>) {

@@ -48,36 +48,42 @@ fn with_fake_slurm(ws: &Workspace, log: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs `run --shard 0/2` and `1/2` on `ws` at once; each one's output, after asserting both
+/// succeeded.
+fn two_shards(ws: &Workspace) -> Vec<String> {
+    let shards: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|s| {
+            std::process::Command::new(kdgrid_bin())
+                .arg("--results")
+                .arg(ws.results())
+                .args(["run", "--quiet", "--shard", s])
+                .arg(ws.manifest())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    shards
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            text
+        })
+        .collect()
+}
+
 #[test]
 fn two_shards_at_once_end_with_the_tables_of_one_run() {
     for text in [TINY.to_string(), with_failing_teachers()] {
         let local = Workspace::new(&text);
         local.kdgrid(&["run", "--quiet"]).success();
         let ws = Workspace::new(&text);
-        let shards: Vec<_> = ["0/2", "1/2"]
-            .iter()
-            .map(|s| {
-                std::process::Command::new(kdgrid_bin())
-                    .arg("--results")
-                    .arg(ws.results())
-                    .args(["run", "--quiet", "--shard", s])
-                    .arg(ws.manifest())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let outputs: Vec<String> = shards
-            .into_iter()
-            .map(|c| {
-                let out = c.wait_with_output().unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr);
-                assert!(out.status.success(), "{text}");
-                text
-            })
-            .collect();
+        let outputs = two_shards(&ws);
         // Each shard trains its own stages: together all 10, none twice.
         let trained: usize = outputs
             .iter()
@@ -366,28 +372,7 @@ fn shards_wait_for_an_ensembles_members_and_skip_it_when_one_fails() {
         let local = Workspace::new(&text);
         local.kdgrid(&["run", "--quiet"]).success();
         let ws = Workspace::new(&text);
-        let shards: Vec<_> = ["0/2", "1/2"]
-            .iter()
-            .map(|s| {
-                std::process::Command::new(kdgrid_bin())
-                    .arg("--results")
-                    .arg(ws.results())
-                    .args(["run", "--quiet", "--shard", s])
-                    .arg(ws.manifest())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for c in shards {
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        two_shards(&ws);
         ws.kdgrid(&["report"]).success();
         assert_same_tables(
             &local.results().join("ensemble"),
