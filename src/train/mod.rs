@@ -404,26 +404,40 @@ pub fn evaluate_ensemble(members: &Teacher, data: &Dataset, backend: &Backend) -
     let start = Instant::now();
     let device = &backend.device;
     let forward = |x| members.logits(x, 1.0);
-    let (test_loss, test_accuracy) = evaluate_with(&forward, data, &data.test, device);
     let (train_loss, _) = evaluate_with(&forward, data, &data.train, device);
-    let val = data
-        .val
-        .as_ref()
-        .map(|v| evaluate_with(&forward, data, v, device));
+    let metrics = measure(&forward, data, device, 0, train_loss, start);
     let test_logits = logits(&forward, data, &data.test, device);
     EnsembleMetrics {
         quality: quality::quality(&test_logits, None, &data.test.labels, data.classes),
         latency_ms: latency_of(&forward, data, device),
         params: members.params(),
-        metrics: EpochMetrics {
-            epoch: 0,
-            train_loss,
-            test_loss,
-            test_accuracy,
-            val_loss: val.map(|v| v.0),
-            val_accuracy: val.map(|v| v.1),
-            seconds: start.elapsed().as_secs_f64(),
-        },
+        metrics,
+    }
+}
+
+/// Epoch `epoch`'s metrics for the logits `forward` gives: test (and validation) loss and
+/// accuracy, next to `train_loss`, timed from `start`.
+fn measure(
+    forward: &dyn Fn(Tensor<4>) -> Tensor<2>,
+    data: &Dataset,
+    device: &Device,
+    epoch: usize,
+    train_loss: f64,
+    start: Instant,
+) -> EpochMetrics {
+    let (test_loss, test_accuracy) = evaluate_with(forward, data, &data.test, device);
+    let val = data
+        .val
+        .as_ref()
+        .map(|v| evaluate_with(forward, data, v, device));
+    EpochMetrics {
+        epoch,
+        train_loss,
+        test_loss,
+        test_accuracy,
+        val_loss: val.map(|v| v.0),
+        val_accuracy: val.map(|v| v.1),
+        seconds: start.elapsed().as_secs_f64(),
     }
 }
 
@@ -640,13 +654,16 @@ impl<'a> StageRun<'a> {
         let (stage, data) = (self.stage, self.data);
         let t = &stage.training;
         let current = self.model().valid();
-        let (test_loss, test_accuracy) = evaluate(&current, data, &data.test, &self.plain);
-        let val = data
-            .val
-            .as_ref()
-            .map(|v| evaluate(&current, data, v, &self.plain));
+        let metrics = measure(
+            &|x| current.forward(x),
+            data,
+            &self.plain,
+            epoch,
+            train_loss,
+            start,
+        );
         // The epoch's last step can break the weights after its own loss was finite.
-        if let Some(loss) = [Some(test_loss), val.map(|v| v.0)]
+        if let Some(loss) = [Some(metrics.test_loss), metrics.val_loss]
             .into_iter()
             .flatten()
             .find(|l| !l.is_finite())
@@ -658,15 +675,6 @@ impl<'a> StageRun<'a> {
                 epochs: std::mem::take(&mut self.epochs),
             });
         }
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss,
-            test_loss,
-            test_accuracy,
-            val_loss: val.map(|v| v.0),
-            val_accuracy: val.map(|v| v.1),
-            seconds: start.elapsed().as_secs_f64(),
-        };
         let score = match t.select {
             Selection::Last => epoch as f64,
             Selection::BestVal => metrics.val_accuracy.unwrap_or(f64::NEG_INFINITY),
