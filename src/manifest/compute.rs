@@ -96,17 +96,23 @@ impl ComputeSpec {
 
     /// What of the compute settings decides a stage's numbers, for stage ids: `flex` is
     /// bit-identical across thread counts, LibTorch on CPU is not, and on CUDA the device index
-    /// does not matter.
+    /// does not matter. LibTorch keys carry [`TCH_KERNELS`].
     pub fn result_key(&self) -> String {
         match (self.backend, self.device) {
             (BackendKind::Flex, _) => "flex".into(),
             (BackendKind::Tch, DeviceSpec::Cpu) => {
-                format!("tch-cpu-{}threads", self.resolved_threads())
+                format!("tch{TCH_KERNELS}-cpu-{}threads", self.resolved_threads())
             }
-            (BackendKind::Tch, DeviceSpec::Cuda(_)) => "tch-cuda".into(),
+            (BackendKind::Tch, DeviceSpec::Cuda(_)) => format!("tch{TCH_KERNELS}-cuda"),
         }
     }
 }
+
+/// Revision of the LibTorch kernels behind the `tch` backend, part of its stage ids (flex
+/// stages are untouched by it, unlike [`crate::train::TRAINER_VERSION`]). 2: LibTorch's own
+/// convolution and ReLU gradients (`vendor/burn-tch`, as PyTorch's autograd computes them)
+/// instead of Burn's decompositions, which summed in another order: same model, other bits.
+pub const TCH_KERNELS: u32 = 2;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

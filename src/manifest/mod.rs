@@ -16,7 +16,7 @@ mod model;
 mod training;
 mod values;
 
-pub use compute::{BackendKind, ComputeSpec, DeviceSpec};
+pub use compute::{BackendKind, ComputeSpec, DeviceSpec, TCH_KERNELS};
 pub use cost::{Cost, cost};
 pub use dataset::{DataShape, DatasetSpec, FileFormat, Normalize, SyntheticSpec, TextSpec};
 pub use error::{ManifestError, ManifestWarnings, Problem, Warning};
