@@ -7,6 +7,8 @@ mod faults;
 mod fuzz;
 mod gc;
 mod imported;
+#[cfg(feature = "tch")]
+mod kernels;
 mod manifests;
 #[cfg(feature = "tch")]
 mod parity;

@@ -37,7 +37,7 @@ struct SystemInfo {
 }
 
 /// kdgrid patch: LibTorch kernels called directly (see `src/native`).
-const NATIVE_OPS: &str = "src/native/conv_backward.cpp";
+const NATIVE_OPS: [&str; 2] = ["src/native/conv_backward.cpp", "src/native/max_pool.cpp"];
 
 fn env_var_rerun(name: &str) -> Result<String, env::VarError> {
     println!("cargo:rerun-if-env-changed={name}");
@@ -148,7 +148,9 @@ impl SystemInfo {
             "src/cuda_hack/fake_cuda_dependency.cpp"
         };
         println!("cargo:rerun-if-changed={cuda_dependency}");
-        println!("cargo:rerun-if-changed={NATIVE_OPS}");
+        for file in NATIVE_OPS {
+            println!("cargo:rerun-if-changed={file}");
+        }
 
         match self.os {
             Os::Linux | Os::Macos => {
@@ -160,7 +162,8 @@ impl SystemInfo {
                     .flag(format!("-Wl,-rpath={}", self.libtorch_lib_dir.display()))
                     .flag("-std=c++17")
                     .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", self.cxx11_abi))
-                    .files(&[cuda_dependency, NATIVE_OPS])
+                    .file(cuda_dependency)
+                    .files(NATIVE_OPS)
                     .compile("burn-tch");
             }
             Os::Windows => {
@@ -170,7 +173,8 @@ impl SystemInfo {
                     .warnings(false)
                     .includes(&self.libtorch_include_dirs)
                     .flag("/std:c++17")
-                    .files(&[cuda_dependency, NATIVE_OPS])
+                    .file(cuda_dependency)
+                    .files(NATIVE_OPS)
                     .compile("burn-tch");
             }
         };

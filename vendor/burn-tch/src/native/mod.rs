@@ -19,6 +19,22 @@ unsafe extern "C" {
         mask: *const c_int,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
+
+    fn burn_tch_max_pool2d_2x2(
+        input: *const C_tensor,
+        with_indices: c_int,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
+}
+
+/// Panics with the shim's error message, if any.
+fn check(error: *mut c_char, op: &str) {
+    if !error.is_null() {
+        // SAFETY: the shim returns a NUL-terminated string from strdup.
+        let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+        unsafe { libc::free(error.cast()) };
+        panic!("LibTorch {op} failed: {message}");
+    }
 }
 
 /// Which gradient of a convolution to compute.
@@ -65,12 +81,7 @@ pub fn conv_backward<const N: usize>(
             out.as_mut_ptr(),
         )
     };
-    if !error.is_null() {
-        // SAFETY: the shim returns a NUL-terminated string from strdup.
-        let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
-        unsafe { libc::free(error.cast()) };
-        panic!("LibTorch convolution_backward failed: {message}");
-    }
+    check(error, "convolution_backward");
     // SAFETY: a non-null pointer from the shim is a heap tensor now owned here.
     let mut grad = unsafe { tch::Tensor::from_ptr(out[which as usize]) };
     if asymmetric && matches!(which, ConvGrad::Input) {
@@ -79,4 +90,39 @@ pub fn conv_backward<const N: usize>(
         }
     }
     TchTensor::new(grad)
+}
+
+/// Whether [`max_pool2d_2x2`] computes this pooling: a 2x2 window with stride 2, no padding or
+/// dilation, floor mode, on a float32 CPU tensor.
+pub fn is_max_pool_2x2(
+    x: &TchTensor,
+    kernel_size: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> bool {
+    kernel_size == [2, 2]
+        && stride == [2, 2]
+        && padding == [0, 0]
+        && dilation == [1, 1]
+        && !ceil_mode
+        && x.tensor.kind() == tch::Kind::Float
+        && x.tensor.device() == tch::Device::Cpu
+        && x.tensor.dim() == 4
+}
+
+/// 2x2/stride-2 max-pooling: the values, and their flat indices within each plane (int64) when
+/// asked; bit-identical to LibTorch's `max_pool2d_with_indices`, several times faster on NCHW
+/// (see `max_pool.cpp`).
+pub fn max_pool2d_2x2(x: &TchTensor, with_indices: bool) -> (TchTensor, Option<TchTensor>) {
+    let mut out = [std::ptr::null_mut(); 2];
+    // SAFETY: `x` outlives the call; the shim writes owned tensors where documented.
+    let error =
+        unsafe { burn_tch_max_pool2d_2x2(x.tensor.as_ptr(), c_int::from(with_indices), out.as_mut_ptr()) };
+    check(error, "max_pool2d");
+    // SAFETY: non-null pointers from the shim are heap tensors now owned here.
+    let values = TchTensor::new(unsafe { tch::Tensor::from_ptr(out[0]) });
+    let indices = with_indices.then(|| TchTensor::new(unsafe { tch::Tensor::from_ptr(out[1]) }));
+    (values, indices)
 }

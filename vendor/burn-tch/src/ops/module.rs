@@ -1,4 +1,4 @@
-use crate::native::{ConvGrad, conv_backward};
+use crate::native::{ConvGrad, conv_backward, is_max_pool_2x2, max_pool2d_2x2};
 use crate::{IntoKind, LibTorch, TchTensor};
 use burn_backend::{
     IntDType, TensorMetadata,
@@ -122,7 +122,9 @@ impl ModuleOps<Self> for LibTorch {
     }
 
     fn conv2d_bias_backward(_x: TchTensor, bias: TchTensor, output_grad: TchTensor) -> TchTensor {
-        // What `convolution_backward` computes for the bias, without the call.
+        // The sum `convolution_backward` takes for the bias outside oneDNN, in one op. (On CPU
+        // PyTorch's autograd gets the bias from oneDNN's weight pass, which sums in another
+        // order: equal within float rounding, not bit for bit.)
         let grad = output_grad
             .tensor
             .sum_dim_intlist(&[0i64, 2, 3][..], false, bias.tensor.kind());
@@ -346,6 +348,9 @@ impl ModuleOps<Self> for LibTorch {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> TchTensor {
+        if is_max_pool_2x2(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+            return max_pool2d_2x2(&x, false).0;
+        }
         let tensor = tch::Tensor::max_pool2d(
             &x.tensor,
             [kernel_size[0] as i64, kernel_size[1] as i64],
@@ -367,6 +372,14 @@ impl ModuleOps<Self> for LibTorch {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Self> {
+        if is_max_pool_2x2(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+            let (values, indices) = max_pool2d_2x2(&x, true);
+            let indices = indices.expect("asked for indices").tensor;
+            return MaxPool2dWithIndices::new(
+                values,
+                TchTensor::new(indices.to_kind(indices_dtype.into_kind())),
+            );
+        }
         let (tensor, indices) = tch::Tensor::max_pool2d_with_indices(
             &x.tensor,
             [kernel_size[0] as i64, kernel_size[1] as i64],
