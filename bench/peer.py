@@ -6,7 +6,7 @@ synthetic (normalized float32 NCHW, integer labels), built once; timing covers o
 (forward, loss, backward, Adam update, loss read back to the host as kdgrid does) or evaluation
 forward passes, after a warm-up. Run with the torch 2.9.0 of `make torch`.
 """
-import json, sys, time
+import json, sys, time, tomllib
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -77,7 +77,68 @@ def run(workload, seconds):
         i += 1
     return i * batch / (time.perf_counter() - start)
 
+def grid(path):
+    """The straightforward grid script: every cell trains its chain from scratch (the teacher
+    again for each temperature and alpha), evaluating on the test split after each epoch.
+    Returns the wall seconds and the training images it processed."""
+    m = tomllib.load(open(path, "rb"))
+    d, t, g = m["dataset"], m["training"], m["grid"]
+    c, size, classes = d["channels"], d["image-size"], d["classes"]
+    x = torch.randn(d["train-size"], c, size, size)
+    y = torch.randint(0, classes, (d["train-size"],))
+    xt = torch.randn(d["test-size"], c, size, size)
+    yt = torch.randint(0, classes, (d["test-size"],))
+    batch = t["batch-size"]
+    images = 0
+
+    def train(name, seed, teacher=None, T=1.0, alpha=0.0):
+        nonlocal images
+        spec = m["models"][name]
+        torch.manual_seed(seed)
+        model = cnn(spec["conv"], spec["dense"], c, size, classes)
+        opt = torch.optim.Adam(model.parameters(), lr=t["lr"])
+        for _ in range(spec.get("epochs", t["epochs"])):
+            model.train()
+            for idx in torch.randperm(len(x)).split(batch):
+                out = model(x[idx])
+                loss = F.cross_entropy(out, y[idx])
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher.eval()
+                        tl = teacher(x[idx])
+                    kl = F.kl_div(F.log_softmax(out / T, 1), F.softmax(tl / T, 1), reduction="batchmean")
+                    loss = alpha * T * T * kl + (1 - alpha) * loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss.item()
+                images += len(idx)
+            model.eval()
+            with torch.no_grad():
+                for lo in range(0, len(xt), 500):
+                    model(xt[lo:lo + 500]).argmax(1).eq(yt[lo:lo + 500]).sum().item()
+        return model
+
+    start = time.perf_counter()
+    for seed in g["seed"]:
+        for chain in g["chains"]:
+            if len(chain) == 1:
+                train(chain[0], seed)
+                continue
+            for T in g["temperature"]:
+                for alpha in g["alpha"]:
+                    teacher = None
+                    for name in chain:
+                        teacher = train(name, seed, teacher, T, alpha)
+    return time.perf_counter() - start, images
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["grid"]:
+        torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+        seconds, images = grid(sys.argv[2])
+        print(json.dumps({"system": "pytorch", "workload": "grid/fmnist", "seconds": seconds,
+                          "images": images}), flush=True)
+        sys.exit(0)
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
     torch.set_num_threads(threads)

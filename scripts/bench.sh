@@ -14,13 +14,43 @@ echo "PyTorch peer ($threads threads)..." >&2
 OMP_NUM_THREADS=$threads "$python" bench/peer.py "$threads" "$seconds" >> "$out/raw.jsonl"
 echo "kdgrid flex..." >&2
 $kdgrid bench --backend flex --threads "$threads" --seconds "$seconds" >> "$out/raw.jsonl"
+backends=(flex)
 if $kdgrid bench --backend tch --threads "$threads" --seconds 0.1 --only cnn2/fmnist/eval >/dev/null 2>&1; then
   echo "kdgrid tch..." >&2
   $kdgrid bench --backend tch --threads "$threads" --seconds "$seconds" >> "$out/raw.jsonl"
+  backends+=(tch)
 fi
+
+# The grid workload: a whole study (bench/grid.toml), wall time of `kdgrid run` from an empty
+# results folder against the PyTorch script that retrains the teacher for every cell.
+echo "grid: PyTorch script..." >&2
+OMP_NUM_THREADS=$threads "$python" bench/peer.py grid bench/grid.toml "$threads" >> "$out/raw.jsonl"
+for backend in "${backends[@]}"; do
+  echo "grid: kdgrid $backend..." >&2
+  rm -rf "$out/grid-$backend"
+  start=$(date +%s.%N)
+  $kdgrid --results "$out/grid-$backend" run --quiet --backend "$backend" --threads "$threads" \
+    --jobs auto bench/grid.toml > /dev/null
+  end=$(date +%s.%N)
+  echo "{\"system\": \"kdgrid-$backend\", \"workload\": \"grid/fmnist\", \"seconds\": $(echo "$end - $start" | bc)}" >> "$out/raw.jsonl"
+done
+# Memory: peak resident set of a CIFAR-10-sized sweep, two stages at once (goal: under 1 GB).
+backend=${backends[-1]}
+echo "memory: kdgrid $backend, CIFAR-10-sized sweep with --jobs 2..." >&2
+rm -rf "$out/rss"
+/usr/bin/time -f "%M" -o "$out/rss.kib" $kdgrid --results "$out/rss" run --quiet \
+  --backend "$backend" --threads 1 --jobs 2 bench/cifar-sweep.toml > /dev/null
+rss_mib=$(( $(tail -n 1 "$out/rss.kib") / 1024 ))
+
 python3 - "$out/raw.jsonl" "$threads" <<'PY'
 import csv, json, platform, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# Grid rows carry wall seconds: their rate is the images the PyTorch script trains (every
+# cell's chain from scratch) per wall second, so the ratio is the speed-up on the whole study.
+grid_images = {r["workload"]: r["images"] for r in rows if "images" in r}
+for r in rows:
+    if "seconds" in r:
+        r["images_per_second"] = grid_images[r["workload"]] / r["seconds"]
 systems = sorted({r["system"] for r in rows}, key=lambda s: (s != "pytorch", s))
 workloads = list(dict.fromkeys(r["workload"] for r in rows))
 ips = {(r["system"], r["workload"]): r["images_per_second"] for r in rows}
@@ -43,5 +73,11 @@ for wl in workloads:
     cells = [f"{ips[(s, wl)]:.0f}" if (s, wl) in ips and ips[(s, wl)] else "" for s in systems]
     ratios = [f"{ips[(s, wl)] / base:.2f}x" if base and ips.get((s, wl)) else "" for s in systems if s != "pytorch"]
     print(f"| {wl} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-print(f"\n{cpu}, {sys.argv[2]} threads; written to bench/results.csv")
+for s in systems:
+    plain, kd = ips.get((s, "cnn2/fmnist/plain")), ips.get((s, "cnn2/fmnist/kd"))
+    if s != "pytorch" and plain and kd:
+        print(f"\n{s}: a KD step costs {plain / kd:.2f}x a plain step (Fashion-MNIST shape, cached teacher logits)", end="")
+print(f"\n\n{cpu}, {sys.argv[2]} threads; written to bench/results.csv")
 PY
+echo "peak RSS of kdgrid-$backend on the CIFAR-10-sized sweep with --jobs 2: $rss_mib MiB"
+echo "peak_rss_mib,kdgrid-$backend,cifar-sweep-jobs2,$rss_mib" > bench/memory.csv

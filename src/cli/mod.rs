@@ -300,20 +300,21 @@ impl ComputeArgs {
     }
 }
 
-/// Keeps freed blocks of up to 256 MiB in the process's heap for reuse. By default glibc hands
+/// Keeps freed blocks of up to 16 MiB in the process's heap for reuse. By default glibc hands
 /// blocks above a (slowly adapting) threshold back to the kernel on free, so every training
 /// step's activations and gradients came back as fresh pages, zeroed by the kernel on first
-/// touch: `perf` showed page faults at ~16% of a LibTorch training step, and reusing the memory
-/// gave +15% images/s on LibTorch and +30% on flex (docs/performance.md). Numbers do not change;
-/// peak memory does not either (the same blocks are live at the peak). A user's own
-/// `GLIBC_TUNABLES` malloc settings win.
+/// touch: `perf` showed page faults at ~16% of a LibTorch training step; reusing the memory
+/// gave +15% images/s on LibTorch and +30% on flex (docs/performance.md). Numbers do not change.
+/// Larger thresholds were no faster and kept dataset-sized buffers around (peak memory of a
+/// CIFAR-10-sized sweep with `--jobs 2`: 960 MiB here, 989 MiB with glibc's defaults, 1,096 MiB
+/// at 256 MiB). A user's own `GLIBC_TUNABLES` malloc settings win.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc")) {
         // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
         }
     }
 }
