@@ -93,7 +93,7 @@ pub fn conv_backward<const N: usize>(
 }
 
 /// Whether [`max_pool2d_2x2`] computes this pooling: a 2x2 window with stride 2, no padding or
-/// dilation, floor mode, on a float32 CPU tensor.
+/// dilation, floor mode, on a float32 CPU tensor of at least 2x2.
 pub fn is_max_pool_2x2(
     x: &TchTensor,
     kernel_size: [usize; 2],
@@ -110,6 +110,8 @@ pub fn is_max_pool_2x2(
         && x.tensor.kind() == tch::Kind::Float
         && x.tensor.device() == tch::Device::Cpu
         && x.tensor.dim() == 4
+        // Smaller maps are LibTorch's to refuse.
+        && x.tensor.size()[2..].iter().all(|&d| d >= 2)
 }
 
 /// 2x2/stride-2 max-pooling: the values, and their flat indices within each plane (int64) when
