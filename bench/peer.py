@@ -30,6 +30,19 @@ def cnn(conv, dense, channels, size, classes, batch_norm=False, pool=None):
     layers.append(nn.Linear(d, classes))
     return nn.Sequential(*layers)
 
+def step_on(model, opt, xb, yb, teacher_logits, T, alpha):
+    """One optimizer step on labels, distilled from `teacher_logits` when given (Hinton's loss
+    with the KL averaged per sample), the loss read back to the host as kdgrid does."""
+    out = model(xb)
+    loss = F.cross_entropy(out, yb)
+    if teacher_logits is not None:
+        kl = F.kl_div(F.log_softmax(out / T, 1), F.softmax(teacher_logits / T, 1), reduction="batchmean")
+        loss = alpha * T * T * kl + (1 - alpha) * loss
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    loss.item()
+
 MODELS = {
     "cnn2": dict(conv=[32, 64], dense=[64]),
     "plain4": dict(conv=[16, 16, 32, 32], dense=[], batch_norm=True, pool=[2, 4]),
@@ -58,16 +71,7 @@ def run(workload, seconds):
                 model(xb).argmax(1)
             return
         model.train()
-        out = model(xb)
-        loss = F.cross_entropy(out, yb)
-        if mode == "kd":
-            t = teacher_logits[lo:lo + batch]
-            kl = F.kl_div(F.log_softmax(out / T, 1), F.softmax(t / T, 1), reduction="batchmean")
-            loss = alpha * T * T * kl + (1 - alpha) * loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()
+        step_on(model, opt, xb, yb, teacher_logits[lo:lo + batch] if mode == "kd" else None, T, alpha)
 
     for i in range(5):
         step(i)
@@ -100,18 +104,12 @@ def grid(path):
         for _ in range(spec.get("epochs", t["epochs"])):
             model.train()
             for idx in torch.randperm(len(x)).split(batch):
-                out = model(x[idx])
-                loss = F.cross_entropy(out, y[idx])
+                tl = None
                 if teacher is not None:
                     with torch.no_grad():
                         teacher.eval()
                         tl = teacher(x[idx])
-                    kl = F.kl_div(F.log_softmax(out / T, 1), F.softmax(tl / T, 1), reduction="batchmean")
-                    loss = alpha * T * T * kl + (1 - alpha) * loss
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                loss.item()
+                step_on(model, opt, x[idx], y[idx], tl, T, alpha)
                 images += len(idx)
             model.eval()
             with torch.no_grad():
