@@ -28,19 +28,18 @@ OMP_NUM_THREADS=$threads "$python" bench/peer.py grid bench/grid.toml "$threads"
 for backend in "${backends[@]}"; do
   echo "grid: kdgrid $backend..." >&2
   rm -rf "$out/grid-$backend"
-  start=$(date +%s.%N)
-  $kdgrid --results "$out/grid-$backend" run --quiet --backend "$backend" --threads "$threads" \
-    --jobs auto bench/grid.toml > /dev/null
-  end=$(date +%s.%N)
-  echo "{\"system\": \"kdgrid-$backend\", \"workload\": \"grid/fmnist\", \"seconds\": $(echo "$end - $start" | bc)}" >> "$out/raw.jsonl"
+  scripts/measure.py "$out/grid-$backend.json" $kdgrid --results "$out/grid-$backend" run --quiet \
+    --backend "$backend" --threads "$threads" --jobs auto bench/grid.toml > /dev/null
+  python3 -c 'import json, sys; print(json.dumps({"system": sys.argv[2], "workload": "grid/fmnist", "seconds": json.load(open(sys.argv[1]))["seconds"]}))' \
+    "$out/grid-$backend.json" "kdgrid-$backend" >> "$out/raw.jsonl"
 done
 # Memory: peak resident set of a CIFAR-10-sized sweep, two stages at once (goal: under 1 GB).
 backend=${backends[-1]}
 echo "memory: kdgrid $backend, CIFAR-10-sized sweep with --jobs 2..." >&2
 rm -rf "$out/rss"
-/usr/bin/time -f "%M" -o "$out/rss.kib" $kdgrid --results "$out/rss" run --quiet \
+scripts/measure.py "$out/rss.json" $kdgrid --results "$out/rss" run --quiet \
   --backend "$backend" --threads 1 --jobs 2 bench/cifar-sweep.toml > /dev/null
-rss_mib=$(( $(tail -n 1 "$out/rss.kib") / 1024 ))
+rss_mib=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["peak_rss_mib"])' "$out/rss.json")
 
 python3 - "$out/raw.jsonl" "$threads" <<'PY'
 import csv, json, platform, sys

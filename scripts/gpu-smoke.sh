@@ -25,11 +25,9 @@ if [[ $DEVICE == cuda* ]] && ! "$KDGRID" bench --backend tch --device "$DEVICE" 
 fi
 
 echo "gpu-smoke: the default study's ci profile on $DEVICE" >&2
-start=$(date +%s.%N)
-"$KDGRID" --results "$WORK/results" --profile ci run --quiet --backend tch --device "$DEVICE" \
-  experiments/default.toml | tail -n 4
-end=$(date +%s.%N)
-python3 -c 'import sys; print(f"gpu-smoke: trained in {float(sys.argv[2]) - float(sys.argv[1]):.1f} s", file=sys.stderr)' "$start" "$end"
+scripts/measure.py "$WORK/train.json" "$KDGRID" --results "$WORK/results" --profile ci run --quiet \
+  --backend tch --device "$DEVICE" experiments/default.toml | tail -n 4
+python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["seconds"]; print(f"gpu-smoke: trained in {s:.1f} s", file=sys.stderr)' "$WORK/train.json"
 
 "$KDGRID" bench --backend tch --threads "$THREADS" --seconds "$SECONDS_PER" > "$WORK/cpu.jsonl"
 "$KDGRID" bench --backend tch --device "$DEVICE" --seconds "$SECONDS_PER" > "$WORK/dev.jsonl"
