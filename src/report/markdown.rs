@@ -3,9 +3,11 @@
 
 use super::columns::{floats, strs};
 use super::plots::Figure;
+use super::stats::quantile;
 use super::{Provenance, Tables};
 use comfy_table::{Table, presets};
 use polars::prelude::*;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A GitHub Markdown table.
@@ -51,46 +53,51 @@ pub fn to_markdown(df: &DataFrame) -> String {
 /// that trained), so a study's KD and no-KD students compare on accuracy (report.md), size and
 /// latency. Measurements: written next to the tables, never checked.
 pub fn timings(p: &Provenance, tables: &Tables) -> PolarsResult<String> {
-    let sizes =
-        tables
-            .runs
-            .clone()
-            .lazy()
-            .select([col("stage_id"), col("params"), col("model_bytes")]);
-    let df = tables
-        .timings
-        .clone()
-        .lazy()
-        .join(
-            sizes,
-            [col("stage_id")],
-            [col("stage_id")],
-            JoinArgs::new(JoinType::Left),
+    let t = &tables.timings;
+    let (stage, chain, model) = (strs(t, "stage_id"), strs(t, "chain"), strs(t, "model"));
+    let speeds =
+        ["latency_ms_batch1", "latency_ms_batch256", "train_seconds"].map(|c| floats(t, c));
+    let runs = &tables.runs;
+    let sizes: HashMap<String, (Option<f64>, Option<f64>)> = strs(runs, "stage_id")
+        .into_iter()
+        .zip(
+            floats(runs, "params")
+                .into_iter()
+                .zip(floats(runs, "model_bytes")),
         )
-        .group_by_stable([col("chain"), col("model")])
-        .agg([
-            len().alias("runs"),
-            col("params").first(),
-            (col("model_bytes").first().cast(DataType::Float64) / lit(1024.0)).alias("weights_kib"),
-            col("latency_ms_batch1").median().alias("latency_ms_batch1"),
-            col("latency_ms_batch256")
-                .median()
-                .alias("latency_ms_batch256"),
-            col("train_seconds").median().alias("train_seconds"),
-        ])
-        .collect()?;
+        .collect();
+    // Groups in order of first appearance, as the tables list stages in plan order.
+    let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
+    for i in 0..t.height() {
+        let key = (chain[i].as_str(), model[i].as_str());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let size = |rows: &[usize]| sizes.get(&stage[rows[0]]).copied().unwrap_or_default();
+    let median = |col: &[Option<f64>], rows: &[usize]| {
+        let mut xs: Vec<f64> = rows.iter().filter_map(|&i| col[i]).collect();
+        xs.sort_by(f64::total_cmp);
+        quantile(&xs, 0.5)
+    };
+    let df = df![
+        "chain" => groups.iter().map(|((c, _), _)| *c).collect::<Vec<_>>(),
+        "model" => groups.iter().map(|((_, m), _)| *m).collect::<Vec<_>>(),
+        "runs" => groups.iter().map(|(_, r)| r.len() as u32).collect::<Vec<_>>(),
+        "params" => groups.iter().map(|(_, r)| size(r).0.map(|v| v as u64)).collect::<Vec<_>>(),
+        "weights_kib" => groups.iter().map(|(_, r)| size(r).1.map(|b| b / 1024.0)).collect::<Vec<_>>(),
+        "latency_ms_batch1" => groups.iter().map(|(_, r)| median(&speeds[0], r)).collect::<Vec<_>>(),
+        "latency_ms_batch256" => groups.iter().map(|(_, r)| median(&speeds[1], r)).collect::<Vec<_>>(),
+        "train_seconds" => groups.iter().map(|(_, r)| median(&speeds[2], r)).collect::<Vec<_>>(),
+    ]?;
     Ok(format!(
         "# {}: size and speed\n\nPer chain and model, over the runs that trained: parameters, \
          weights file, median inference milliseconds per image at batch 1 and 256, median \
          training seconds. Wall-clock measurements on `{}` (from `timings.csv`): they vary \
          between runs and machines, unlike report.md.\n\n{}",
         p.experiment,
-        tables
-            .timings
-            .column("processor")
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .map_or_else(String::new, |v| v.to_string().trim_matches('"').to_string()),
+        strs(t, "processor").first().map_or("", String::as_str),
         to_markdown(&df)
     ))
 }

@@ -212,3 +212,64 @@ fn stats_compares_two_samples_from_a_table_and_a_list() {
     let err = stderr(&kdgrid().arg("stats").arg(&list).arg(&list).assert().code(2));
     assert!(err.contains("line 2: `abc` is not a number"), "{err}");
 }
+
+#[test]
+fn timings_md_gives_each_chain_its_runs_size_and_median_speed() {
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let md = std::fs::read_to_string(ws.results().join("tiny/timings.md")).unwrap();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let timings = ws.parquet("tiny", "timings.parquet");
+    let rows: Vec<Vec<String>> = md
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|-"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "chain",
+            "model",
+            "runs",
+            "params",
+            "weights_kib",
+            "latency_ms_batch1",
+            "latency_ms_batch256",
+            "train_seconds"
+        ],
+        "{md}"
+    );
+    // One row per (chain, model), in plan order, each over both seeds.
+    let mut chains: Vec<String> = Vec::new();
+    for c in strings(&timings, "chain") {
+        if !chains.contains(&c) {
+            chains.push(c);
+        }
+    }
+    let listed: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(listed, chains, "{md}");
+    let (ids, params, bytes) = (
+        strings(&runs, "stage_id"),
+        floats(&runs, "params"),
+        floats(&runs, "model_bytes"),
+    );
+    let (stage, chain) = (strings(&timings, "stage_id"), strings(&timings, "chain"));
+    let seconds = floats(&timings, "train_seconds");
+    for row in &rows[1..] {
+        let mine: Vec<usize> = (0..stage.len()).filter(|&i| chain[i] == row[0]).collect();
+        assert_eq!(row[2], mine.len().to_string(), "{md}");
+        let run = ids.iter().position(|id| *id == stage[mine[0]]).unwrap();
+        assert_eq!(row[3], (params[run] as u64).to_string(), "{md}");
+        assert_eq!(row[4], format!("{:.4}", bytes[run] / 1024.0), "{md}");
+        let mut s: Vec<f64> = mine.iter().map(|&i| seconds[i]).collect();
+        s.sort_by(f64::total_cmp);
+        let median = (s[(s.len() - 1) / 2] + s[s.len() / 2]) / 2.0;
+        assert_eq!(row[7], format!("{median:.4}"), "{md}");
+        assert!(row[5].parse::<f64>().unwrap() > 0.0, "{md}");
+    }
+}
