@@ -22,7 +22,7 @@ CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 
-.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench parity
+.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench build-timings parity
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
@@ -101,6 +101,11 @@ test-tch: torch
 bench: torch
 	$(TCH_ENV) $(CARGO) build --release --quiet --features tch
 	scripts/bench.sh "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" "$(TORCH_VENV)/bin/python" 2 5
+
+## A fresh machine's two builds (`make run`'s, then `make test`'s) from an empty target folder,
+## timed by `cargo --timings`: wall time and the longest crates (docs/performance.md).
+build-timings: torch
+	$(TCH_ENV) scripts/build-timings.sh
 
 lint:
 	$(CARGO) fmt --check
