@@ -79,6 +79,10 @@ pub struct Dataset {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation of the training pixels, in [0, 1] units.
     pub std: Vec<f32>,
+    /// The planes hold token-id bytes ([`text`]): they reach the model as the integers they
+    /// are, never normalized, since an id one ulp below its value would truncate to its
+    /// neighbour.
+    pub tokens: bool,
 }
 
 impl Dataset {
@@ -155,6 +159,7 @@ impl Dataset {
             test,
             mean,
             std,
+            tokens: false,
         }
     }
 
@@ -170,6 +175,10 @@ impl Dataset {
         out.reserve(indices.len() * len);
         for &i in indices {
             let img = &split.images[i * len..(i + 1) * len];
+            if self.tokens {
+                out.extend(img.iter().map(|&p| f32::from(p)));
+                continue;
+            }
             for (c, chan) in img.chunks_exact(plane).enumerate() {
                 let (m, s) = (self.mean[c], self.std[c]);
                 out.extend(chan.iter().map(|&p| (p as f32 / 255.0 - m) / s));
@@ -327,6 +336,7 @@ fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
     }
     // Normalization must describe the data actually trained on.
     let mut ds = Dataset::new(name, shape, classes, train, test);
+    ds.tokens = *format == FileFormat::Text;
     if let Some(n) = normalize {
         ds.mean = n.mean.iter().map(|&m| m as f32).collect();
         ds.std = n.std.iter().map(|&s| s as f32).collect();

@@ -277,6 +277,10 @@ struct StageKey<'a> {
     format: u32,
     trainer: u32,
     dataset: &'a DatasetSpec,
+    /// Only for datasets whose reader changed what the model sees ([`DatasetSpec::reader_version`]),
+    /// so ids of other datasets stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reader: Option<u32>,
     data: &'a str,
     model: &'a ModelSpec,
     training: &'a TrainingSpec,
@@ -326,6 +330,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                 format: KEY_FORMAT,
                 trainer: crate::train::TRAINER_VERSION,
                 dataset: &manifest.dataset,
+                reader: manifest.dataset.reader_version(),
                 data,
                 model: &stage.spec,
                 training: &stage.training,

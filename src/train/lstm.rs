@@ -6,8 +6,21 @@ use crate::manifest::{LstmSpec, ModelSpec};
 use burn::module::Module;
 use burn::nn::{Embedding, Initializer, Linear, Lstm, LstmConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use rand_chacha::ChaCha8Rng;
+
+/// The token ids of planes `[batch, 2, 1, length]` (low byte, then high byte, as
+/// [`crate::data::text`] lays them out), `[batch, length]`.
+pub fn token_ids(x: Tensor<4>) -> Tensor<2, Int> {
+    let [batch, _, _, length] = x.dims();
+    let low = x.clone().narrow(1, 0, 1);
+    let high = x.narrow(1, 1, 1);
+    // Both planes hold exact small integers, so the sum is exact; rounding guards the cast.
+    (low + high.mul_scalar(256.0))
+        .reshape([batch, length])
+        .round()
+        .int()
+}
 
 /// Token embedding, stacked LSTM layers (batch first), the last layer's final hidden state,
 /// hidden dense ReLU layers and a linear classifier.
@@ -84,13 +97,9 @@ impl LstmNet {
         x: Tensor<4>,
         mut dropout: Option<(f64, &mut ChaCha8Rng)>,
     ) -> Tensor<2> {
-        let [batch, _, _, length] = x.dims();
-        let low = x.clone().narrow(1, 0, 1);
-        let high = x.narrow(1, 1, 1);
-        let ids = (low + high.mul_scalar(256.0))
-            .reshape([batch, length])
-            .int();
-        let mut h = self.embedding.forward(ids);
+        let length = x.dims()[3];
+        let batch = x.dims()[0];
+        let mut h = self.embedding.forward(token_ids(x));
         for layer in &self.layers {
             h = layer.forward(h, None).0;
         }
