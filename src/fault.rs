@@ -3,6 +3,10 @@
 //!
 //! - `KDGRID_FAULT=panic:<model>`: the worker training a stage of model `<model>` panics, as a
 //!   shape error or a CUDA out-of-memory would.
+//! - `KDGRID_FAULT=panic-save:<model>`: the worker panics after training, while saving the
+//!   stage's weights (outside the guarded training call).
+//! - `KDGRID_FAULT=panic-ensemble:<model>`: evaluating an ensemble stage of model `<model>`
+//!   panics.
 //! - `KDGRID_FAULT=write:<file name>`: every atomic write of a file with that name fails after
 //!   its bytes are written and before the rename, as a full disk would.
 
@@ -14,13 +18,14 @@ fn fault() -> Option<(String, String)> {
     Some((kind.to_string(), arg.to_string()))
 }
 
-/// Panics when a panic is injected for `model`.
-pub fn check_panic(model: &str) {
+/// Panics when a panic is injected for `model` at `point` (`panic`, `panic-save`,
+/// `panic-ensemble`).
+pub fn check_panic(point: &str, model: &str) {
     if let Some((kind, arg)) = fault()
-        && kind == "panic"
+        && kind == point
         && arg == model
     {
-        panic!("injected fault: panic while training `{model}` (KDGRID_FAULT)");
+        panic!("injected fault: {point} in `{model}` (KDGRID_FAULT)");
     }
 }
 

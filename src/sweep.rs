@@ -5,102 +5,16 @@
 //! rest of the grid goes on. Tables are rebuilt from the store at the end, so an interrupted and
 //! resumed sweep ends with the same tables as an uninterrupted one.
 
-use crate::data::{self, DataError, Dataset};
+use crate::data::{self, Dataset};
 use crate::execute::{self, tasks::Tally, tasks::Teachers};
 use crate::plan::{Cell, Plan, Stage, StageId};
 use crate::report::{self, Provenance, ReportError, Tables};
-use crate::store::{Lookup, StageRecord, Status, Store, StoreError};
-use crate::train::{self, Backend, EpochMetrics, TrainError};
+use crate::store::{Lookup, StageRecord, Status, Store};
+use crate::train::{self, Backend};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use thiserror::Error;
 
-/// Errors that stop a sweep (a diverging stage does not: it is recorded).
-#[derive(Debug, Error, miette::Diagnostic)]
-pub enum SweepError {
-    /// The dataset is missing or corrupt.
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Data(#[from] DataError),
-    /// The results store failed.
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Store(#[from] StoreError),
-    /// Tables could not be written.
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Report(#[from] ReportError),
-    /// A model file could not be read or written.
-    #[error("{0}")]
-    Model(TrainError),
-    /// A model does not fit the images (known only once an image folder is read).
-    #[error("{message}")]
-    #[diagnostic(
-        code(kdgrid::sweep::shape),
-        help("use fewer conv layers or pools, e.g. `pool = [1, 2]`")
-    )]
-    Shape {
-        /// What does not fit.
-        message: String,
-    },
-    /// A stage task found its teacher neither trained nor being trained.
-    #[error(
-        "stage `{stage}` cannot train: its teacher stage `{teacher}` is not in the store and no task is training it"
-    )]
-    #[diagnostic(
-        code(kdgrid::sweep::teacher_missing),
-        help(
-            "the teacher's task must have failed: `kdgrid status` shows it; `kdgrid slurm submit` again resubmits what is not done"
-        )
-    )]
-    TeacherMissing {
-        /// The stage that was to train.
-        stage: String,
-        /// Its teacher.
-        teacher: String,
-    },
-    /// `kdgrid trace` replays the `cnn` families only.
-    #[error(
-        "stage `{stage}` is a `{family}`: only `cnn`, `plain-cnn` and `mlp` stages can be traced"
-    )]
-    #[diagnostic(code(kdgrid::sweep::not_traceable))]
-    NotTraceable {
-        /// The stage.
-        stage: String,
-        /// Its model family.
-        family: String,
-    },
-    /// A stage asked for its outputs has not trained (or failed).
-    #[error("stage `{stage}` has no trained weights in the store")]
-    #[diagnostic(
-        code(kdgrid::sweep::not_trained),
-        help("`kdgrid run` trains it; `kdgrid status` shows whether it failed")
-    )]
-    NotTrained {
-        /// The stage.
-        stage: String,
-    },
-    /// A stage named on the command line is not in the plan.
-    #[error("stage `{stage}` is not a stage of this plan")]
-    #[diagnostic(
-        code(kdgrid::sweep::unknown_stage),
-        help(
-            "the same manifest, `--profile` and compute options give the same stage ids; `kdgrid plan --json` lists them"
-        )
-    )]
-    UnknownStage {
-        /// The id given.
-        stage: String,
-    },
-    /// Adaptive seeds decide after each round what to train next, which independent tasks
-    /// cannot.
-    #[error("adaptive seeds need the local runner (`kdgrid run` without `--shard`)")]
-    #[diagnostic(
-        code(kdgrid::sweep::adaptive_tasks),
-        help("list the seeds (`seed = [0, 1, 2, 3, 4]`) to run the study as independent tasks")
-    )]
-    AdaptiveTasks,
-}
+pub use crate::execute::{Event, SweepError};
 
 /// What a sweep did.
 #[derive(Debug)]
@@ -119,29 +33,6 @@ pub struct Outcome {
     pub files: Vec<PathBuf>,
     /// The tables.
     pub tables: Tables,
-}
-
-/// Progress events, for the CLI to print.
-pub enum Event<'a> {
-    /// Training begins: stages to train and their optimizer steps in all.
-    Begin {
-        /// Stages to train.
-        stages: usize,
-        /// Optimizer steps of all of them.
-        steps: u64,
-    },
-    /// A stage starts training: its 1-based position among the stages to train, and their count.
-    Start(&'a Stage, usize, usize),
-    /// An optimizer step ended: epoch, step and steps per epoch.
-    Step(&'a Stage, usize, usize, usize),
-    /// An epoch ended.
-    Epoch(&'a Stage, &'a EpochMetrics),
-    /// A stage ended.
-    Done(&'a Stage, &'a StageRecord),
-    /// Something worth a look that does not stop the sweep (a corrupt stage retrained).
-    Warning(String),
-    /// Something the user may want to know (a stage resumed from a checkpoint).
-    Note(String),
 }
 
 /// How a sweep runs.
@@ -232,15 +123,16 @@ pub fn run(
                 .filter(|r| r.status == Status::Ok)
                 .filter_map(|r| r.test_accuracy)
                 .collect();
-            let wide =
-                report::stats::t_half_width(&accuracies).is_none_or(|h| h > rule.ci_half_width);
-            if wide && *n < cells.len() {
+            if !narrow_enough(&accuracies, rule.ci_half_width) && *n < cells.len() {
                 *n += 1;
                 grew = true;
                 on_event(Event::Note(format!(
                     "`{key}`: 95% CI half-width {} after {} seeds, adding seed {}",
-                    report::stats::t_half_width(&accuracies)
-                        .map_or_else(|| "unknown".to_string(), |h| format!("{h:.4}")),
+                    match report::stats::t_half_width(&accuracies) {
+                        Some(h) if h > 0.0 => format!("{h:.4}"),
+                        Some(_) => "unknown (the accuracies tie)".to_string(),
+                        None => "unknown".to_string(),
+                    },
                     *n - 1,
                     cells[*n - 1].seed
                 )));
@@ -337,6 +229,17 @@ pub fn report(
 ) -> Result<(Tables, Vec<PathBuf>), SweepError> {
     let store = Store::open(results, &plan.name)?;
     let records = settled(plan, &store, on_event)?;
+    // Empty tables over good ones are a loss, not a report: most often the plan's compute
+    // settings differ from the run's, so its ids find nothing.
+    let runs = store.root().join("runs.csv");
+    if records.is_empty()
+        && std::fs::read_to_string(&runs).is_ok_and(|t| t.lines().nth(1).is_some())
+    {
+        return Err(SweepError::NothingStored {
+            runs,
+            compute: plan.compute.result_key(),
+        });
+    }
     write_report(plan, &records, provenance, into.unwrap_or(store.root()))
 }
 
@@ -474,4 +377,25 @@ pub fn predict(
         train::Teacher::One(Box::new(net))
     };
     Ok(train::predict(&model, &data, limit, with_inputs, backend))
+}
+
+/// Whether a group's accuracies pin its mean down to `target` (the 95% t interval's
+/// half-width). Accuracies that all tie give a half-width of 0, which is no evidence of a
+/// narrow spread (on a small test set two seeds tie often), so the group keeps adding seeds.
+fn narrow_enough(accuracies: &[f64], target: f64) -> bool {
+    report::stats::t_half_width(accuracies).is_some_and(|h| h > 0.0 && h <= target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::narrow_enough;
+
+    #[test]
+    fn tied_accuracies_are_not_a_narrow_interval() {
+        assert!(!narrow_enough(&[0.5, 0.5], 0.01));
+        assert!(!narrow_enough(&[0.5, 0.5, 0.5], 0.01));
+        assert!(!narrow_enough(&[0.5], 0.01));
+        assert!(narrow_enough(&[0.5, 0.5001, 0.5002], 0.01));
+        assert!(!narrow_enough(&[0.4, 0.6], 0.01));
+    }
 }

@@ -173,6 +173,12 @@ def train(args):
     if args.pt:
         torch.save(state, args.pt)
         print(f"saved {args.pt}")
+    if args.checkpoint:
+        # As training scripts save (the TAKD code, torchvision's references, Lightning): the
+        # weights nested under `state_dict`, next to the epoch and the optimizer's own tensors.
+        torch.save({"state_dict": state, "epoch": args.epochs, "optimizer": opt.state_dict()},
+                   args.checkpoint)
+        print(f"saved {args.checkpoint}")
 
 
 def check(args):
@@ -214,6 +220,7 @@ def main():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="safetensors file to write")
     t.add_argument("--pt", help="torch.save file to write")
+    t.add_argument("--checkpoint", help="torch.save file with the weights under `state_dict`")
     c = sub.add_parser("check")
     c.add_argument("--weights", required=True)
     c.add_argument("--arch", choices=["resnet", "mobilenet-v2"], default="resnet")

@@ -1,7 +1,9 @@
 //! Commands that run a study as independent tasks sharing a results folder: `run --shard M/N`,
 //! `run-stage` (one Slurm array task), and `slurm submit` / `slurm status`.
 
-use super::{ComputeArgs, Failure, kd_text, load_plan, load_plan_with, progress, status_view};
+use super::{
+    ComputeArgs, Failure, kd_text, load_manifest, load_plan, load_plan_with, progress, status_view,
+};
 use crate::execute::slurm::{self, Invocation, Resources};
 use crate::execute::tasks::Teachers;
 use crate::plan::{Plan, Stage};
@@ -10,6 +12,7 @@ use crate::store::{self, Lookup};
 use crate::sweep::{self, SweepError};
 use crate::train::Backend;
 use clap::Subcommand;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Shard `index` of `count` (`M/N` on the command line).
@@ -206,8 +209,16 @@ pub(super) fn slurm(cli: &super::Cli, command: &SlurmCommand) -> Result<(), Fail
             sbatch_args,
             dry_run,
         } => {
-            // Tasks must expand the same plan wherever they land: pin their thread count.
-            let threads = compute.threads.or(*cpus_per_task).unwrap_or(1);
+            // Tasks must expand the same plan wherever they land, and the same one a local run
+            // of the manifest does: pin their thread count, the manifest's when it sets one.
+            let manifest_threads = load_manifest(manifest, cli.profile.as_deref())?
+                .compute
+                .threads;
+            let threads = compute
+                .threads
+                .or(manifest_threads)
+                .or(*cpus_per_task)
+                .unwrap_or(1);
             let compute = ComputeArgs {
                 threads: Some(threads),
                 ..compute.clone()
@@ -245,15 +256,23 @@ fn submit(
 ) -> Result<(), Failure> {
     let results = absolute(&cli.results);
     let experiment_dir = results.join(&plan.name);
-    let levels = slurm::levels(plan, &|id| {
-        matches!(store::lookup(&experiment_dir, id), Ok(Lookup::Found(_)))
-    });
+    // Settled: committed (ok or failed), or below a failed teacher, where nothing can train
+    // until that teacher is retried; resubmitting those would never reach "nothing to submit".
+    let mut settled = BTreeMap::new();
+    for s in &plan.stages {
+        if let Ok(Lookup::Found(r)) = store::lookup(&experiment_dir, &s.id) {
+            settled.insert(s.id.clone(), *r);
+        }
+    }
+    let committed = settled.len();
+    crate::execute::stage::settle_skipped(plan, &mut settled);
+    let levels = slurm::levels(plan, &|id| settled.contains_key(id));
     let pending: usize = levels.iter().map(Vec::len).sum();
     println!(
-        "{}: {} stages, {} done, {pending} to submit",
+        "{}: {} stages, {committed} done, {} skipped below a failed teacher, {pending} to submit",
         plan.name,
         plan.stages.len(),
-        plan.stages.len() - pending
+        settled.len() - committed
     );
     if levels.is_empty() {
         println!(

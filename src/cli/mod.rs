@@ -10,6 +10,7 @@ mod plan_view;
 mod progress;
 mod stats_view;
 mod status_view;
+mod stored_compute;
 
 use crate::data;
 use crate::manifest::{self, BackendKind, DeviceSpec, Manifest, ManifestError};
@@ -270,6 +271,11 @@ struct ComputeArgs {
 }
 
 impl ComputeArgs {
+    /// Whether any compute flag was given.
+    fn is_given(&self) -> bool {
+        self.backend.is_some() || self.device.is_some() || self.threads.is_some()
+    }
+
     /// Applies the overrides to `m`.
     fn apply(&self, m: &mut Manifest) -> Result<(), Failure> {
         let c = &mut m.compute;
@@ -429,7 +435,12 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Status { manifest, compute } => {
-            let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            let (plan, _) = stored_compute::load_plan_from_store(
+                manifest,
+                cli.profile.as_deref(),
+                compute,
+                &cli.results,
+            )?;
             status_view::print_status(&plan, &cli.results, None)
         }
         Command::Report {
@@ -437,8 +448,12 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             compute,
             check,
         } => {
-            let (plan, provenance) =
-                load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+            let (plan, provenance) = stored_compute::load_plan_from_store(
+                manifest,
+                cli.profile.as_deref(),
+                compute,
+                &cli.results,
+            )?;
             report_command(&plan, &cli.results, &provenance, *check)
         }
         Command::Diff {

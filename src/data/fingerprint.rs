@@ -2,7 +2,11 @@
 //! a moved folder does not (paths enter the digest relative to the dataset's folder).
 //!
 //! Hashing 60,000 images on every `plan` would be slow, so each file's digest is cached by
-//! absolute path, size and modification time in `<results>/.cache/data-digests.json`.
+//! absolute path, size, modification time, inode and status-change time in
+//! `<results>/.cache/data-digests.json`. Size and mtime alone are not enough: a file rewritten
+//! at the same size with its mtime restored (`cp -p`, `tar x`; IDX label files have a fixed
+//! size) would keep its old digest, and old results would be reused for new data. The ctime
+//! cannot be set by a user and a replaced file gets a new inode.
 
 use super::{DataError, cifar, folder};
 use crate::manifest::{DatasetSpec, FileFormat};
@@ -19,7 +23,29 @@ pub type Fingerprint = String;
 struct Entry {
     size: u64,
     mtime_ns: u128,
+    /// Absent in caches written before they were recorded: such entries are rehashed once.
+    #[serde(default)]
+    inode: u64,
+    #[serde(default)]
+    ctime_ns: i128,
     sha256: String,
+}
+
+/// `(inode, ctime in ns)` of a file, where the platform has them.
+fn identity(meta: &std::fs::Metadata) -> (u64, i128) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (
+            meta.ino(),
+            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
 }
 
 /// Per-file digests keyed by absolute path, persisted between runs.
@@ -70,9 +96,13 @@ impl DigestCache {
             .unwrap_or_else(|_| file.to_path_buf())
             .display()
             .to_string();
+        let (inode, ctime_ns) = identity(&meta);
         if let Some(e) = self.entries.get(&key)
             && e.size == meta.len()
             && e.mtime_ns == mtime_ns
+            && e.inode == inode
+            && e.ctime_ns == ctime_ns
+            && (inode, ctime_ns) != (0, 0)
         {
             return Ok(e.sha256.clone());
         }
@@ -85,6 +115,8 @@ impl DigestCache {
             Entry {
                 size: meta.len(),
                 mtime_ns,
+                inode,
+                ctime_ns,
                 sha256: sha256.clone(),
             },
         );
@@ -173,4 +205,59 @@ pub fn fingerprint(spec: &DatasetSpec, cache: &mut DigestCache) -> Result<Finger
     }
     cache.save();
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_file_rewritten_at_the_same_size_and_mtime_gets_a_new_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("fmnist");
+        std::fs::create_dir(&data).unwrap();
+        for name in [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ] {
+            std::fs::write(data.join(name), [0u8, 0, 8, 1, 0, 0, 0, 2, 3, 4]).unwrap();
+        }
+        let spec = DatasetSpec::Files {
+            format: FileFormat::FashionMnist,
+            path: data.clone(),
+            train_limit: None,
+            test_limit: None,
+            normalize: None,
+            resize: None,
+            text: None,
+        };
+        let mut cache = DigestCache::open(dir.path());
+        let before = fingerprint(&spec, &mut cache).unwrap();
+        // Two labels swapped in place, the modification time put back (as `cp -p` or `tar x`
+        // would leave it); a fresh cache read from disk, as the next `kdgrid plan` has.
+        let labels = data.join("train-labels-idx1-ubyte");
+        let mtime = std::fs::metadata(&labels).unwrap().modified().unwrap();
+        // File times tick at the kernel's clock granularity (a few ms).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(&labels, [0u8, 0, 8, 1, 0, 0, 0, 2, 4, 3]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&labels)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&labels).unwrap().modified().unwrap(),
+            mtime
+        );
+        let after = fingerprint(&spec, &mut DigestCache::open(dir.path())).unwrap();
+        assert_ne!(before, after);
+        // Untouched, the cache answers.
+        assert_eq!(
+            after,
+            fingerprint(&spec, &mut DigestCache::open(dir.path())).unwrap()
+        );
+    }
 }

@@ -11,7 +11,7 @@
 
 use super::{DataError, Split};
 use crate::manifest::TextSpec;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Loaded splits and class names (sorted labels of the training file).
@@ -30,8 +30,9 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
-/// `(label, text)` lines of `path`, at most `limit`.
-fn read(path: &Path, limit: Option<usize>) -> Result<Vec<(String, String)>, DataError> {
+/// The `(label, text)` lines of `path`, in file order. A leading UTF-8 byte-order mark (as
+/// some editors write) is not part of the first label.
+fn read(path: &Path) -> Result<Vec<(String, String)>, DataError> {
     let content = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => DataError::Missing {
             path: path.to_path_buf(),
@@ -41,6 +42,7 @@ fn read(path: &Path, limit: Option<usize>) -> Result<Vec<(String, String)>, Data
             source: e,
         },
     })?;
+    let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
     let mut out = Vec::new();
     for (i, line) in content.lines().enumerate() {
         if line.trim().is_empty() {
@@ -53,9 +55,6 @@ fn read(path: &Path, limit: Option<usize>) -> Result<Vec<(String, String)>, Data
             });
         };
         out.push((label.trim().to_string(), text.to_string()));
-        if limit.is_some_and(|l| out.len() >= l) {
-            break;
-        }
     }
     if out.is_empty() {
         return Err(DataError::Corrupt {
@@ -66,14 +65,60 @@ fn read(path: &Path, limit: Option<usize>) -> Result<Vec<(String, String)>, Data
     Ok(out)
 }
 
+/// At most `limit` of `lines`, taken class by class in turn (the first line of every label,
+/// then the second, ...) and kept in file order, so a limit keeps every class in proportion
+/// even when a file lists one class after the other (as IMDB's layout does).
+fn interleaved(lines: Vec<(String, String)>, limit: Option<usize>) -> Vec<(String, String)> {
+    let Some(limit) = limit.filter(|&l| l < lines.len()) else {
+        return lines;
+    };
+    let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (label, _)) in lines.iter().enumerate() {
+        by_label.entry(label).or_default().push(i);
+    }
+    let mut keep = vec![false; lines.len()];
+    let mut taken = 0;
+    'rounds: for round in 0.. {
+        for rows in by_label.values() {
+            if let Some(&i) = rows.get(round) {
+                keep[i] = true;
+                taken += 1;
+                if taken == limit {
+                    break 'rounds;
+                }
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(line, k)| k.then_some(line))
+        .collect()
+}
+
 /// Loads `dir/train.tsv` and `dir/test.tsv`, at most `limits` lines of each.
 pub fn load(dir: &Path, spec: TextSpec, limits: [Option<usize>; 2]) -> Result<Text, DataError> {
-    let train = read(&dir.join("train.tsv"), limits[0])?;
+    let train_path = dir.join("train.tsv");
+    let train = interleaved(read(&train_path)?, limits[0]);
     let test_path = dir.join("test.tsv");
-    let test = read(&test_path, limits[1])?;
+    let test = interleaved(read(&test_path)?, limits[1]);
     let mut classes: Vec<String> = train.iter().map(|(l, _)| l.clone()).collect();
     classes.sort();
     classes.dedup();
+    if classes.len() < 2 {
+        return Err(DataError::Corrupt {
+            path: train_path,
+            what: format!(
+                "the training split{} holds one label (`{}`); a classifier needs at least two",
+                if limits[0].is_some() {
+                    " (after `train-limit`)"
+                } else {
+                    ""
+                },
+                classes[0]
+            ),
+        });
+    }
     if classes.len() > 256 {
         return Err(DataError::Corrupt {
             path: dir.join("train.tsv"),
@@ -155,5 +200,61 @@ mod tests {
         assert_eq!(t.train.images, [3, 2, 3, 0, 0, 0, 0, 1, 2, 0, 0, 0]);
         assert_eq!(t.train.labels, [1, 0]);
         assert_eq!(t.test.images, [3, 1, 1, 0, 0, 0]);
+    }
+
+    fn write(dir: &Path, train: &str, test: &str) {
+        std::fs::write(dir.join("train.tsv"), train).unwrap();
+        std::fs::write(dir.join("test.tsv"), test).unwrap();
+    }
+
+    const SPEC: TextSpec = TextSpec {
+        vocab_size: 10,
+        max_length: 2,
+    };
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_label() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "\u{feff}pos\tgood\nneg\tbad\n",
+            "\u{feff}neg\tbad\n",
+        );
+        let t = load(dir.path(), SPEC, [None, None]).unwrap();
+        assert_eq!(t.classes, ["neg", "pos"]);
+        assert_eq!(t.test.labels, [0]);
+    }
+
+    #[test]
+    fn limits_keep_every_class_when_the_file_lists_one_class_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        // IMDB's layout: every `pos` review, then every `neg` one.
+        let train: String = (0..6)
+            .map(|i| format!("pos\tgood {i}\n"))
+            .collect::<String>()
+            + &(0..6)
+                .map(|i| format!("neg\tbad {i}\n"))
+                .collect::<String>();
+        write(dir.path(), &train, &train);
+        let t = load(dir.path(), SPEC, [Some(4), Some(3)]).unwrap();
+        assert_eq!(t.classes, ["neg", "pos"]);
+        // Two of each class, kept in file order; an odd limit gives the first label (sorted)
+        // the extra line.
+        assert_eq!(t.train.labels, [1, 1, 0, 0]);
+        assert_eq!(t.test.labels, [1, 0, 0]);
+    }
+
+    #[test]
+    fn a_training_split_with_one_label_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pos\tgood\npos\tfine\n", "pos\tgood\n");
+        let err = load(dir.path(), SPEC, [None, None])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("train.tsv") && err.contains("one label (`pos`)"),
+            "{err}"
+        );
     }
 }

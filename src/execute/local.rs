@@ -2,10 +2,10 @@
 //! soon as its teacher is done (`kdgrid run`, `--jobs N`).
 
 use super::stage::{self, Finished};
+use super::{Event, SweepError};
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{Claim, StageRecord, Store};
-use crate::sweep::{Event, SweepError};
 use crate::train::{Backend, EpochMetrics, Progress, Teacher};
 use std::collections::{BTreeMap, HashMap};
 
@@ -99,22 +99,39 @@ impl Scheduler<'_> {
                             let tx = tx.clone();
                             let (store, data, backend) = (self.store, self.data, self.backend);
                             scope.spawn(move || {
-                                let result = stage::train_and_commit(
-                                    store,
-                                    stage,
-                                    data,
-                                    teacher.as_ref(),
-                                    backend,
-                                    jobs,
-                                    &mut |p| {
-                                        let _ = tx.send(match p {
-                                            Progress::Step { epoch, step, steps } => {
-                                                Msg::Step(idx, epoch, step, steps)
-                                            }
-                                            Progress::Epoch(m) => Msg::Epoch(idx, m.clone()),
-                                        });
-                                    },
-                                );
+                                // Training panics fail their stage inside; anything else that
+                                // panics (saving, committing) must still report, or the
+                                // receive below, whose sender this scheduler also holds,
+                                // would wait forever.
+                                let result =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        stage::train_and_commit(
+                                            store,
+                                            stage,
+                                            data,
+                                            teacher.as_ref(),
+                                            backend,
+                                            jobs,
+                                            &mut |p| {
+                                                let _ = tx.send(match p {
+                                                    Progress::Step { epoch, step, steps } => {
+                                                        Msg::Step(idx, epoch, step, steps)
+                                                    }
+                                                    Progress::Epoch(m) => {
+                                                        Msg::Epoch(idx, m.clone())
+                                                    }
+                                                });
+                                            },
+                                        )
+                                    }))
+                                    .unwrap_or_else(
+                                        |panic| {
+                                            Err(SweepError::Crashed {
+                                                stage: stage.id.to_string(),
+                                                message: stage::panic_message(panic.as_ref()),
+                                            })
+                                        },
+                                    );
                                 let _ = tx.send(Msg::Done(idx, Box::new(result)));
                             });
                         }

@@ -7,7 +7,12 @@
 //!   waiting on teachers trained by others (`kdgrid run-stage`, `kdgrid run --shard M/N`);
 //! - [`slurm`]: hands the plan to Slurm as job arrays of `run-stage` tasks, one per DAG level.
 
+mod error;
+mod event;
 pub mod local;
 pub mod slurm;
 pub mod stage;
 pub mod tasks;
+
+pub use error::SweepError;
+pub use event::Event;

@@ -1,9 +1,9 @@
 //! Training one stage against the store: what every executor does per stage.
 
+use super::SweepError;
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{StageRecord, Status, Store};
-use crate::sweep::SweepError;
 use crate::train::{self, Backend, Net, Progress, Teacher, TrainError, Trained};
 use std::collections::BTreeMap;
 
@@ -64,7 +64,24 @@ fn commit_ensemble(
     backend: &Backend,
     jobs: usize,
 ) -> Result<Finished, SweepError> {
-    let e = train::evaluate_ensemble(members, data, backend);
+    // As for training: a panic (an out-of-memory while evaluating) fails the stage, and the
+    // sweep goes on.
+    let e = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::fault::check_panic("panic-ensemble", &stage.model);
+        train::evaluate_ensemble(members, data, backend)
+    })) {
+        Ok(e) => e,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            return commit(
+                store,
+                stage,
+                backend,
+                jobs,
+                Err(TrainError::Panicked { message }),
+            );
+        }
+    };
     let m = &e.metrics;
     let record = StageRecord {
         status: Status::Ok,
@@ -99,6 +116,7 @@ fn commit(
 ) -> Result<Finished, SweepError> {
     let finished = match result {
         Ok(t) => {
+            crate::fault::check_panic("panic-save", &stage.model);
             let model_sha256 = store
                 .save_model(&stage.id, |path| train::save_model(&t.model, path))?
                 .map_err(SweepError::Model)?;
@@ -268,7 +286,7 @@ fn empty_record(stage: &Stage) -> StageRecord {
 }
 
 /// The text of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -3,10 +3,10 @@
 //! teacher is in the store, and claims each stage so that no two live processes train it.
 
 use super::stage;
+use super::{Event, SweepError};
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage};
 use crate::store::{self, ClaimState, Lookup, StageRecord, Status, Store};
-use crate::sweep::{Event, SweepError};
 use crate::train::{Backend, Progress};
 use std::time::Duration;
 

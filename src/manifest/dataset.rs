@@ -11,7 +11,7 @@ use toml::Spanned;
 ///
 /// ```toml
 /// [dataset]
-/// kind = "fashion-mnist"   # or "mnist", "cifar10", "cifar100", "image-folder", "synthetic"
+/// kind = "fashion-mnist"   # or "mnist", "cifar10", "cifar100", "image-folder", "text", "synthetic"
 /// path = "../data/fashion-mnist"
 /// train-limit = 20000
 /// mean = [0.286]           # optional per-channel normalization; computed from the
@@ -229,8 +229,8 @@ pub(crate) enum DatasetKind {
 pub(crate) struct RawDataset {
     kind: Spanned<DatasetKind>,
     path: Option<Spanned<String>>,
-    train_limit: Option<Count>,
-    test_limit: Option<Count>,
+    train_limit: Option<Spanned<Count>>,
+    test_limit: Option<Spanned<Count>>,
     seed: Option<Spanned<u64>>,
     classes: Option<Spanned<Count>>,
     train_size: Option<Spanned<Count>>,
@@ -314,8 +314,8 @@ pub(crate) fn check_dataset(
             Some(DatasetSpec::Files {
                 format,
                 path: base.join(path.get_ref()),
-                train_limit: d.train_limit.map(Count::get),
-                test_limit: d.test_limit.map(Count::get),
+                train_limit: d.train_limit.as_ref().map(|c| c.get_ref().get()),
+                test_limit: d.test_limit.as_ref().map(|c| c.get_ref().get()),
                 normalize,
                 resize: resize.map(|(_, size)| size),
                 text,
@@ -328,6 +328,20 @@ pub(crate) fn check_dataset(
                     "`dataset.path` does not apply to `kind = \"synthetic\"`",
                     None,
                 );
+            }
+            for (key, limit, size) in [
+                ("train-limit", &d.train_limit, "train-size"),
+                ("test-limit", &d.test_limit, "test-size"),
+            ] {
+                if let Some(limit) = limit {
+                    problems.push(
+                        Some(limit.span()),
+                        format!("`dataset.{key}` does not apply to `kind = \"synthetic\"`"),
+                        Some(format!(
+                            "set `dataset.{size}` to the number of images wanted"
+                        )),
+                    );
+                }
             }
             let count = |v: &Option<Spanned<Count>>, default: usize| {
                 v.as_ref().map_or(default, |c| c.get_ref().get())

@@ -26,7 +26,7 @@ pub use grid::{
 };
 pub use model::{
     Combine, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, MOBILENET_V2_STAGES, ModelSpec,
-    PLAIN_CNN_SIZES, Padding, ResNetSpec, ResNetStem, feature_map_problem,
+    PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec, ResNetStem, feature_map_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
@@ -285,7 +285,16 @@ fn check(
     let mut models = raw
         .models
         .as_ref()
-        .map(|m| model::check_models(m.get_ref(), base, problems))
+        .map(|m| {
+            let table = match &dataset {
+                Some(DatasetSpec::Files {
+                    format: FileFormat::Cifar100,
+                    ..
+                }) => PlainCnnTable::Cifar100,
+                _ => PlainCnnTable::Cifar10,
+            };
+            model::check_models(m.get_ref(), base, table, problems)
+        })
         .unwrap_or_default();
     if let (Some(raw_models), Some(d)) = (&raw.models, &dataset) {
         fit_models_to_text(raw_models.get_ref(), &mut models, d, problems);

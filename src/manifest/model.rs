@@ -254,17 +254,38 @@ impl ModelSpec {
         Ok(maps)
     }
 
-    /// The TAKD paper's plain CNN of `size` conv layers (2, 4, 6, 8 or 10), with batch norm.
+    /// The TAKD paper's plain CNN of `size` conv layers (2, 4, 6, 8 or 10), with batch norm,
+    /// from its CIFAR-10 table.
     pub fn plain_cnn(size: usize) -> Option<Self> {
-        let (conv, pool, dense): (&[usize], &[usize], &[usize]) = match size {
-            2 => (&[16, 16], &[1, 2], &[]),
-            4 => (&[16, 16, 32, 32], &[2, 4], &[]),
-            6 => (&[16, 16, 32, 32, 64, 64], &[2, 4, 6], &[]),
-            8 => (&[16, 16, 32, 32, 64, 64, 128, 128], &[2, 4, 6, 8], &[64]),
-            10 => (
+        Self::plain_cnn_in(size, PlainCnnTable::Cifar10)
+    }
+
+    /// The TAKD paper's plain CNN of `size` conv layers from one of its two width tables
+    /// (`plane_cifar10_book` and `plane_cifar100_book` in the paper's `model_factory.py`).
+    pub fn plain_cnn_in(size: usize, table: PlainCnnTable) -> Option<Self> {
+        let (conv, pool, dense): (&[usize], &[usize], &[usize]) = match (table, size) {
+            (PlainCnnTable::Cifar10, 2) => (&[16, 16], &[1, 2], &[]),
+            (PlainCnnTable::Cifar10, 4) => (&[16, 16, 32, 32], &[2, 4], &[]),
+            (PlainCnnTable::Cifar10, 6) => (&[16, 16, 32, 32, 64, 64], &[2, 4, 6], &[]),
+            (PlainCnnTable::Cifar10, 8) => {
+                (&[16, 16, 32, 32, 64, 64, 128, 128], &[2, 4, 6, 8], &[64])
+            }
+            (PlainCnnTable::Cifar10, 10) => (
                 &[32, 32, 64, 64, 128, 128, 256, 256, 256, 256],
                 &[2, 4, 6, 10],
                 &[128],
+            ),
+            (PlainCnnTable::Cifar100, 2) => (&[32, 32], &[1, 2], &[]),
+            (PlainCnnTable::Cifar100, 4) => (&[32, 32, 64, 64], &[2, 4], &[]),
+            // No pooling after the last pair, as in the paper's code.
+            (PlainCnnTable::Cifar100, 6) => (&[32, 32, 64, 64, 128, 128], &[2, 4], &[]),
+            (PlainCnnTable::Cifar100, 8) => {
+                (&[32, 32, 64, 64, 128, 128, 256, 256], &[2, 4, 6, 8], &[64])
+            }
+            (PlainCnnTable::Cifar100, 10) => (
+                &[32, 32, 64, 64, 128, 128, 256, 256, 256, 256],
+                &[2, 4, 6, 10],
+                &[512],
             ),
             _ => return None,
         };
@@ -284,6 +305,17 @@ impl ModelSpec {
             family: format!("plain-cnn-{size}"),
         })
     }
+}
+
+/// Which of the TAKD paper's plain-CNN width tables a study uses: its code takes the CIFAR-100
+/// table (wider layers, FC512 in size 10) for CIFAR-100 and the CIFAR-10 one otherwise, and so
+/// does kdgrid, by dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainCnnTable {
+    /// `plane_cifar10_book`: every dataset but CIFAR-100.
+    Cifar10,
+    /// `plane_cifar100_book`: `kind = "cifar100"`.
+    Cifar100,
 }
 
 /// `[channels, height, width]` after each conv layer.
@@ -409,6 +441,7 @@ pub(crate) fn check_model(
     name: &str,
     m: &RawModel,
     base: &Path,
+    table: PlainCnnTable,
     problems: &mut Problems,
 ) -> ModelSpec {
     let family = m.family.as_ref().map_or(Family::Cnn, |f| *f.get_ref());
@@ -518,7 +551,7 @@ pub(crate) fn check_model(
         }
         Family::PlainCnn => {
             let size = m.size.as_ref().map(|s| s.get_ref().get());
-            let spec = size.and_then(ModelSpec::plain_cnn);
+            let spec = size.and_then(|s| ModelSpec::plain_cnn_in(s, table));
             if spec.is_none() {
                 problems.push(
                     m.size.as_ref().map(Spanned::span).or(family_span.clone()),
@@ -648,6 +681,17 @@ fn check_weights(
         }
         return None;
     };
+    if m.family
+        .as_ref()
+        .is_some_and(|f| *f.get_ref() == Family::Lstm)
+    {
+        problems.push(
+            Some(weights.span()),
+            format!("`models.{name}.weights`: `lstm` models cannot be imported (yet)"),
+            Some("import image families (`cnn`, `plain-cnn`, `mlp`, `resnet`, `mobilenet-v2`), or train the LSTM here".into()),
+        );
+        return None;
+    }
     if m.epochs.is_some() || m.lr.is_some() {
         problems.push(
             Some(weights.span()),
@@ -701,10 +745,21 @@ fn check_weights(
 pub(crate) fn check_models(
     raw: &BTreeMap<Spanned<String>, RawModel>,
     base: &Path,
+    table: PlainCnnTable,
     problems: &mut Problems,
 ) -> BTreeMap<String, ModelSpec> {
     let mut models = BTreeMap::new();
     for (name, m) in raw {
+        if let Some(c) = name.get_ref().chars().find(|c| c.is_control() || *c == '>') {
+            problems.push(
+                Some(name.span()),
+                format!(
+                    "model name {:?} holds {c:?}; names may not hold control characters or `>`",
+                    name.get_ref()
+                ),
+                Some("`>` separates the models of a chain in tables and reports".into()),
+            );
+        }
         if name.get_ref().starts_with('@') {
             problems.push(
                 Some(name.span()),
@@ -715,7 +770,7 @@ pub(crate) fn check_models(
         if m.ensemble.is_none() {
             models.insert(
                 name.get_ref().clone(),
-                check_model(name.get_ref(), m, base, problems),
+                check_model(name.get_ref(), m, base, table, problems),
             );
         }
     }

@@ -43,6 +43,17 @@ pub enum Optimizer {
     Sgd,
 }
 
+impl Optimizer {
+    /// Name as written in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Adam => "adam",
+            Optimizer::Adamw => "adamw",
+            Optimizer::Sgd => "sgd",
+        }
+    }
+}
+
 /// PyTorch's default Adam/AdamW `betas`.
 pub const DEFAULT_BETAS: [f64; 2] = [0.9, 0.999];
 /// PyTorch's default Adam/AdamW `eps`.
@@ -264,11 +275,11 @@ pub(crate) struct RawTraining {
     batch_size: Count,
     optimizer: Optimizer,
     lr: Positive,
-    momentum: Option<Fraction>,
-    dampening: Option<Fraction>,
+    momentum: Option<Spanned<Fraction>>,
+    dampening: Option<Spanned<Fraction>>,
     weight_decay: Option<Fraction>,
-    betas: Option<[Fraction; 2]>,
-    epsilon: Option<Positive>,
+    betas: Option<Spanned<[Fraction; 2]>>,
+    epsilon: Option<Spanned<Positive>>,
     #[serde(default)]
     schedule: Schedule,
     nesterov: Option<Spanned<bool>>,
@@ -304,6 +315,30 @@ pub(crate) fn check_training(
             "`training.nesterov` needs `optimizer = \"sgd\"` and a `momentum`",
             None,
         );
+    }
+    // Settings the chosen optimizer has no use for are refused, not silently ignored.
+    let sgd = t.optimizer == Optimizer::Sgd;
+    for (key, span, for_sgd) in [
+        ("momentum", t.momentum.as_ref().map(Spanned::span), true),
+        ("dampening", t.dampening.as_ref().map(Spanned::span), true),
+        ("betas", t.betas.as_ref().map(Spanned::span), false),
+        ("epsilon", t.epsilon.as_ref().map(Spanned::span), false),
+    ] {
+        if let Some(span) = span.filter(|_| sgd != for_sgd) {
+            problems.push(
+                Some(span),
+                format!(
+                    "`training.{key}` applies to {}, not `optimizer = \"{}\"`",
+                    if for_sgd {
+                        "`optimizer = \"sgd\"`"
+                    } else {
+                        "`optimizer = \"adam\"` and `\"adamw\"`"
+                    },
+                    t.optimizer.name()
+                ),
+                None,
+            );
+        }
     }
     let validation = t.validation.as_ref().and_then(|v| {
         // `1.0` is refused rather than read as "one image" or "everything".
@@ -361,11 +396,17 @@ pub(crate) fn check_training(
         batch_size: t.batch_size.get(),
         optimizer: t.optimizer,
         lr: t.lr.get(),
-        momentum: t.momentum.map(Fraction::get),
-        dampening: t.dampening.map_or(0.0, Fraction::get),
+        momentum: t.momentum.as_ref().map(|m| m.get_ref().get()),
+        dampening: t.dampening.as_ref().map_or(0.0, |d| d.get_ref().get()),
         weight_decay: t.weight_decay.map(Fraction::get),
-        betas: t.betas.map_or(DEFAULT_BETAS, |b| b.map(Fraction::get)),
-        epsilon: t.epsilon.map_or(DEFAULT_EPSILON, Positive::get),
+        betas: t
+            .betas
+            .as_ref()
+            .map_or(DEFAULT_BETAS, |b| b.get_ref().map(Fraction::get)),
+        epsilon: t
+            .epsilon
+            .as_ref()
+            .map_or(DEFAULT_EPSILON, |e| e.get_ref().get()),
         nesterov: t.nesterov.as_ref().is_some_and(|n| *n.get_ref()),
         schedule: t.schedule,
         kl_reduction: t.kl_reduction,

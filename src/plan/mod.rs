@@ -228,6 +228,7 @@ impl Plan {
     /// adaptive rule grows seed by seed.
     pub fn groups(&self) -> Vec<(String, Vec<&Cell>)> {
         let mut out: Vec<(String, Vec<&Cell>)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
         for c in &self.cells {
             let key = format!(
                 "{}{}",
@@ -237,9 +238,12 @@ impl Plan {
                     k.temperature, k.alpha
                 ))
             );
-            match out.iter_mut().find(|g| g.0 == key) {
-                Some(g) => g.1.push(c),
-                None => out.push((key, vec![c])),
+            match at.get(&key) {
+                Some(&i) => out[i].1.push(c),
+                None => {
+                    at.insert(key.clone(), out.len());
+                    out.push((key, vec![c]));
+                }
             }
         }
         out

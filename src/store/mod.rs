@@ -36,7 +36,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// Version of the on-disk layout; a store of another version is refused, not misread.
+/// Version of the on-disk layout. A store of a newer format is refused with both versions
+/// named; an older one is read as it is (formats only add). Records stay readable both ways
+/// within a format: each record carries a seal that also covers fields a reader does not know.
 pub const FORMAT: u32 = 2;
 
 /// Errors of the results store; each names the file.
@@ -63,6 +65,37 @@ pub enum StoreError {
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// The store was written by a newer kdgrid, in a layout this one does not know.
+    #[error(
+        "results store `{}` has format {found}, written by a newer kdgrid; this kdgrid ({}) reads formats up to {FORMAT}",
+        path.display(),
+        env!("CARGO_PKG_VERSION")
+    )]
+    #[diagnostic(
+        code(kdgrid::store::newer),
+        help("use the newer kdgrid for this results folder, or point `--results` elsewhere")
+    )]
+    Newer {
+        /// The store's `FORMAT` file.
+        path: PathBuf,
+        /// The format it names.
+        found: String,
+    },
+    /// The file system cannot lock the store's lock file.
+    #[error("cannot lock `{}`: the file system refused the lock", path.display())]
+    #[diagnostic(
+        code(kdgrid::store::lock_unsupported),
+        help(
+            "network file systems need their lock service (NFS: `lockd`/`rpc.statd`, not mounted with `nolock`); docs/cluster.md says what the store needs"
+        )
+    )]
+    LockUnsupported {
+        /// The lock file.
+        path: PathBuf,
+        /// The error the file system gave.
+        #[source]
+        source: std::io::Error,
     },
     /// Another process holds the store.
     #[error("results folder `{}` is in use by another kdgrid run ({holder})", path.display())]
@@ -125,7 +158,15 @@ impl Store {
         } else {
             lock.try_lock_exclusive()
         };
-        if locked.is_err() {
+        if let Err(e) = locked {
+            if !contended(&e) {
+                // Not held by anyone: the file system refused the lock itself (`ENOLCK` on an
+                // NFS mount without a lock daemon, `ENOSYS`...).
+                return Err(StoreError::LockUnsupported {
+                    path: lock_path,
+                    source: e,
+                });
+            }
             let holder = match File::open(&lock_path).map(|f| FileExt::try_lock_shared(&f)) {
                 Ok(Ok(())) => "stage tasks (`run-stage`, `run --shard`) share it".to_string(),
                 _ => std::fs::read_to_string(&lock_path)
@@ -145,12 +186,19 @@ impl Store {
         }
         let format_path = stages.join("FORMAT");
         match std::fs::read_to_string(&format_path) {
-            Ok(text) if text.trim() == FORMAT.to_string() => {}
+            // Older layouts are read as they are: every later format only adds to them.
+            Ok(text) if text.trim().parse::<u32>().is_ok_and(|f| f <= FORMAT) => {}
+            Ok(text) if text.trim().parse::<u32>().is_ok() => {
+                return Err(StoreError::Newer {
+                    path: format_path,
+                    found: text.trim().to_string(),
+                });
+            }
             Ok(text) => {
                 return Err(StoreError::Corrupt {
                     path: format_path,
                     message: format!(
-                        "store format `{}`, this kdgrid reads format `{FORMAT}`",
+                        "store format `{}` is not a number; this kdgrid writes format `{FORMAT}`",
                         text.trim()
                     ),
                 });
@@ -228,9 +276,11 @@ impl Store {
     pub fn commit(&self, record: &StageRecord) -> Result<(), StoreError> {
         let dir = self.stage_dir(&record.id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let value = serde_json::to_value(record).expect("records serialize");
         let sealed = Sealed {
             sha256: seal(record),
-            record: record.clone(),
+            canonical_sha256: Some(canonical_seal(&value)),
+            record: value,
         };
         let json = serde_json::to_vec_pretty(&sealed).expect("records serialize");
         write_atomic(&dir.join("record.json"), &json)?;
@@ -277,15 +327,36 @@ pub enum Lookup {
 }
 
 /// A record as written to disk: the record and the SHA-256 of its canonical JSON.
+/// A record as stored, with two seals. `sha256` covers the record as this version's struct
+/// serializes it (what versions before the canonical seal check, so they keep reading records
+/// written now). `canonical_sha256` covers the record as a JSON value with sorted keys, so it
+/// also covers fields this version does not know: a record written by a newer kdgrid with an
+/// added field verifies here and is read (the unknown field ignored) instead of being called
+/// corrupt and trained over.
 #[derive(Serialize, Deserialize)]
 struct Sealed {
     sha256: String,
-    record: StageRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    canonical_sha256: Option<String>,
+    record: serde_json::Value,
 }
 
 fn seal(record: &StageRecord) -> String {
     let bytes = serde_json::to_vec(record).expect("records serialize");
     hex::encode(Sha256::digest(&bytes))
+}
+
+/// SHA-256 of `record`'s canonical JSON: serde_json's value maps keep their keys sorted, and
+/// numbers print in shortest round-trip form, so writer and reader compute the same bytes.
+fn canonical_seal(record: &serde_json::Value) -> String {
+    let bytes = serde_json::to_vec(record).expect("values serialize");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// Whether a failed `try_lock` means another process holds the lock (rather than a file system
+/// that cannot lock).
+fn contended(e: &std::io::Error) -> bool {
+    e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
 }
 
 /// SHA-256 of a file's bytes.
@@ -322,10 +393,18 @@ pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
         Ok(s) => s,
         Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
     };
-    if seal(&sealed.record) != sealed.sha256 {
+    let canonical_ok = sealed
+        .canonical_sha256
+        .as_ref()
+        .map(|c| *c == canonical_seal(&sealed.record));
+    let record: StageRecord = match serde_json::from_value(sealed.record) {
+        Ok(r) => r,
+        Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
+    };
+    // Records written before the canonical seal carry only the struct one.
+    if !canonical_ok.unwrap_or_else(|| seal(&record) == sealed.sha256) {
         return corrupt(&path, "the record does not match its checksum".into());
     }
-    let record = sealed.record;
     if &record.id != id {
         return corrupt(&path, format!("holds stage `{}`", record.id));
     }
@@ -363,4 +442,125 @@ pub fn write_atomic_with(
         .map_err(io(path))?;
     tmp.persist(path).map_err(|e| io(path)(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_held_lock_reads_as_in_use() {
+        assert!(contended(&fs2::lock_contended_error()));
+        #[cfg(unix)]
+        for errno in [libc::ENOLCK, libc::ENOSYS, libc::EIO] {
+            assert!(
+                !contended(&std::io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
+
+    fn record(id: &str) -> StageRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "status": "failed", "error": "diverged", "params": 10,
+            "test_accuracy": null, "test_loss": null, "train_seconds": 1.5, "epochs": [],
+            "backend": "flex", "kdgrid_version": "0.1.0"
+        }))
+        .unwrap()
+    }
+
+    fn stage(store: &Store, id: &str) -> (StageId, PathBuf) {
+        let id: StageId = serde_json::from_value(serde_json::json!(id)).unwrap();
+        let path = store.stage_dir(&id).join("record.json");
+        (id, path)
+    }
+
+    #[test]
+    fn a_record_with_a_field_this_version_does_not_know_reads_as_valid_unless_edited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "x").unwrap();
+        let (id, path) = stage(&store, "00000000000000aa");
+        store.commit(&record(id.as_str())).unwrap();
+        assert!(matches!(
+            lookup(store.root(), &id).unwrap(),
+            Lookup::Found(_)
+        ));
+        // A newer kdgrid writes a field more, sealed canonically.
+        let mut sealed: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        sealed["record"]["energy_joules"] = serde_json::json!(12.5);
+        sealed["canonical_sha256"] = serde_json::json!(canonical_seal(&sealed["record"]));
+        std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+        match lookup(store.root(), &id).unwrap() {
+            Lookup::Found(r) => assert_eq!(*r, record(id.as_str())),
+            other => panic!("{other:?}"),
+        }
+        // The seal covers the unknown field too.
+        sealed["record"]["energy_joules"] = serde_json::json!(13.0);
+        std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+        assert!(matches!(
+            lookup(store.root(), &id).unwrap(),
+            Lookup::Corrupt { .. }
+        ));
+    }
+
+    #[test]
+    fn records_of_the_previous_version_read_and_it_reads_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "x").unwrap();
+        let (id, path) = stage(&store, "00000000000000bb");
+        // As the previous version wrote it: one seal over the struct, pretty-printed.
+        #[derive(Serialize)]
+        struct Old {
+            sha256: String,
+            record: StageRecord,
+        }
+        let r = record(id.as_str());
+        let old = Old {
+            sha256: seal(&r),
+            record: r.clone(),
+        };
+        std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        assert!(matches!(
+            lookup(store.root(), &id).unwrap(),
+            Lookup::Found(_)
+        ));
+        // What we write, read the previous version's way: its seal checks out.
+        store.commit(&r).unwrap();
+        #[derive(Deserialize)]
+        struct OldRead {
+            sha256: String,
+            record: StageRecord,
+        }
+        let read: OldRead = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(seal(&read.record), read.sha256);
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), "x").unwrap());
+        let format = dir.path().join("x/stages/FORMAT");
+        std::fs::write(&format, format!("{}\n", FORMAT + 1)).unwrap();
+        let err = Store::open(dir.path(), "x").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("has format {}", FORMAT + 1))
+                && err.contains(&format!("reads formats up to {FORMAT}")),
+            "{err}"
+        );
+        // An older one is read as it is.
+        std::fs::write(&format, "1\n").unwrap();
+        Store::open(dir.path(), "x").unwrap();
+    }
+
+    #[test]
+    fn a_store_held_by_another_sweep_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Store::open(dir.path(), "x").unwrap();
+        let err = Store::open(dir.path(), "x").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Locked { holder, .. } if holder.starts_with("pid ")),
+            "{err:?}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Weights trained elsewhere: safetensors files and PyTorch `torch.save` checkpoints
-//! (`state_dict`s, or dictionaries holding one under `state_dict` or `model`), read into
+//! (`state_dict`s, or dictionaries holding one under `state_dict`, `model_state_dict` or
+//! `model`), read into
 //! PyTorch-named tensors for [`super::Net::import`].
 
 use super::TrainError;
@@ -96,14 +97,23 @@ fn read_pytorch(path: &Path) -> Result<Weights, String> {
         None => PytorchReader::new(path),
         Some(k) => PytorchReader::with_top_level_key(path, k),
     };
-    // A training checkpoint often nests the weights next to the optimizer's state.
-    let reader = [None, Some("state_dict"), Some("model")]
+    // A training checkpoint often nests the weights next to the optimizer's state and the
+    // epoch (`{"state_dict": sd, "epoch": 3}`: the TAKD code, torchvision's references,
+    // Lightning). The reader flattens nested dictionaries into the top level
+    // (`state_dict.conv1.weight`), so the nested keys are asked for first; a plain state_dict
+    // has no such key (its keys are tensor names) and is read whole.
+    let reader = [
+        Some("state_dict"),
+        Some("model_state_dict"),
+        Some("model"),
+        None,
+    ]
         .into_iter()
         .filter_map(|k| open(k).ok())
         .find(|r| !r.is_empty())
         .ok_or_else(|| match open(None) {
             Err(e) => format!("not a PyTorch checkpoint: {e}"),
-            Ok(_) => "no tensors found (looked at the top level, `state_dict` and `model`)".into(),
+            Ok(_) => "no tensors found (looked under `state_dict`, `model_state_dict`, `model` and at the top level)".into(),
         })?;
     let mut out = Weights::new();
     for (name, tensor) in reader.into_tensors() {

@@ -359,7 +359,7 @@ pub fn train(
     checkpoints: Option<(&Path, usize)>,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained, TrainError> {
-    crate::fault::check_panic(&stage.model);
+    crate::fault::check_panic("panic", &stage.model);
     let start = Instant::now();
     let mut run = StageRun::new(stage, data, teacher, backend)?;
     if stage.training.epochs == 0 {

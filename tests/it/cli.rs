@@ -564,3 +564,40 @@ fn diff_across_processor_kinds_uses_the_tolerance_and_says_why() {
     .unwrap();
     kdgrid_diff(&[a, same.to_str().unwrap(), "--across", "0.002"]).code(1);
 }
+
+#[test]
+fn report_and_status_read_the_compute_settings_the_run_used_and_never_empty_good_tables() {
+    // The manifest asks for LibTorch; the run used flex.
+    let text = TINY
+        .replace("seed = [0, 1]", "seed = [0]")
+        .replace("epochs = 4", "epochs = 1")
+        + "\n[compute]\nbackend = \"tch\"\nthreads = 2\n";
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet", "--backend", "flex"])
+        .success();
+    let runs = ws.results().join("tiny/runs.csv");
+    let before = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(before.lines().count(), 6, "{before}");
+
+    // Without flags: the records say which settings computed them.
+    let report = ws.kdgrid(&["report"]).success();
+    assert!(
+        stderr(&report).contains("showing the 5 stages computed with `flex`"),
+        "{}",
+        stderr(&report)
+    );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), before);
+    let status = stdout(&ws.kdgrid(&["status"]).success());
+    assert!(status.contains("5 done"), "{status}");
+
+    // Explicit settings that find nothing are refused rather than writing empty tables.
+    let err = stderr(
+        &ws.kdgrid(&["report", "--backend", "tch", "--threads", "3"])
+            .failure(),
+    );
+    assert!(
+        err.contains("no stage of this plan (compute `tch2-cpu-3threads`) is in the store"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), before);
+}

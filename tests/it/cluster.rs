@@ -289,7 +289,10 @@ fn slurm_submit_leaves_out_done_stages_and_names_a_refusing_sbatch() {
             .assert()
             .success(),
     );
-    assert!(dry.contains("1 done, 9 to submit"), "{dry}");
+    assert!(
+        dry.contains("1 done, 0 skipped below a failed teacher, 9 to submit"),
+        "{dry}"
+    );
     let level0: Vec<&str> = dry
         .split("level 1:")
         .next()
@@ -379,4 +382,48 @@ fn shards_wait_for_an_ensembles_members_and_skip_it_when_one_fails() {
             &ws.results().join("ensemble"),
         );
     }
+}
+
+#[test]
+fn slurm_submit_settles_stages_below_a_failed_teacher_and_pins_the_manifests_threads() {
+    // The assistant fails: its students cannot train until it is retried, so a submit after
+    // the run has nothing left to do.
+    let ws = Workspace::new(TINY);
+    let log = ws.dir.path().join("sbatch.log");
+    let run = Command::cargo_bin("kdgrid")
+        .unwrap()
+        .arg("--results")
+        .arg(ws.results())
+        .args(["run", "--quiet", "--threads", "1"])
+        .arg(ws.manifest())
+        .env("KDGRID_FAULT", "panic:assistant")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dry = stdout(
+        &with_fake_slurm(&ws, &log, &["slurm", "submit", "--dry-run"])
+            .assert()
+            .success(),
+    );
+    assert!(
+        dry.contains("8 done, 2 skipped below a failed teacher, 0 to submit")
+            && dry.contains("nothing to submit"),
+        "{dry}"
+    );
+
+    // `[compute] threads = 2` is what a local run uses, so the tasks use it too.
+    let pinned = Workspace::new(&format!("{TINY}\n[compute]\nthreads = 2\n"));
+    let dry = stdout(
+        &with_fake_slurm(&pinned, &log, &["slurm", "submit", "--dry-run"])
+            .assert()
+            .success(),
+    );
+    assert!(
+        dry.contains("--threads 2") && dry.contains("#SBATCH --cpus-per-task=2"),
+        "{dry}"
+    );
 }

@@ -86,6 +86,7 @@ fn sweeps_killed_at_random_moments_resume_to_the_same_tables() {
     // Whatever was left, one more run completes it.
     ws.kdgrid(&["run", "--quiet"]).success();
     assert!(kills >= 10, "only {kills} kills landed");
+    assert!(mid_stage >= 1, "no kill landed while a stage was training");
     let a = straight.results().join("tiny");
     let b = ws.results().join("tiny");
     let diff = Command::new(kdgrid_bin())
@@ -341,4 +342,72 @@ fn a_teacher_killed_mid_training_resumes_from_its_last_epoch_bit_identically() {
             .join("checkpoints")
             .exists()
     );
+}
+
+/// `run_with_fault`, killed after two minutes: a sweep that waits forever fails the test.
+fn run_with_fault_in_time(ws: &Workspace, fault: &str, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(kdgrid_bin())
+        .arg("--results")
+        .arg(ws.results())
+        .args(["run", "--quiet"])
+        .args(args)
+        .arg(ws.manifest())
+        .env("KDGRID_FAULT", fault)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("`kdgrid run` with KDGRID_FAULT={fault} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_panic_outside_training_ends_the_sweep_instead_of_hanging() {
+    let ws = Workspace::new(TINY);
+    let out = run_with_fault_in_time(&ws, "panic-save:assistant", &["--jobs", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("crashed outside training") && err.contains("injected fault"),
+        "{err}"
+    );
+    // What finished is kept: a rerun without the fault trains only what is left.
+    let again = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    assert!(again.contains("0 failed"), "{again}");
+}
+
+#[test]
+fn a_panicking_ensemble_evaluation_fails_its_stage_and_the_sweep_goes_on() {
+    let ws = Workspace::new(&crate::imported::ENSEMBLE.replace("COMBINE", ""));
+    let out = run_with_fault_in_time(&ws, "panic-ensemble:trio", &["--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = ws.parquet("ensemble", "runs.parquet");
+    let (chains, status, errors) = (
+        strings(&runs, "chain"),
+        strings(&runs, "status"),
+        strings(&runs, "error"),
+    );
+    for i in 0..runs.height() {
+        let expected = match chains[i].as_str() {
+            "trio" => "failed",
+            c if c.starts_with("trio") => "skipped",
+            _ => "ok",
+        };
+        assert_eq!(status[i], expected, "{}: {runs}", chains[i]);
+        if expected == "failed" {
+            assert!(errors[i].contains("injected fault"), "{}", errors[i]);
+        }
+    }
 }

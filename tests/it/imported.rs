@@ -213,8 +213,10 @@ chains = [["r14", "r8"]]
     }
 }
 
-/// PyTorch trains a ResNet-8 (saved both ways) and a MobileNetV2; kdgrid's logits on the same
-/// normalized images agree with PyTorch's within 1e-4, from every file.
+/// PyTorch trains a ResNet-8 (saved as safetensors, as a `state_dict` and as a training
+/// checkpoint nesting it under `state_dict` next to the epoch and optimizer state) and a
+/// MobileNetV2; kdgrid's logits on the same normalized images agree with PyTorch's within
+/// 1e-4, from every file.
 #[cfg(feature = "tch")]
 #[test]
 fn a_pytorch_trained_teacher_gives_pytorch_logits() {
@@ -222,6 +224,7 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
     let script = repo("scripts/examples/pytorch-teacher.py");
     let dir = tempfile::tempdir().unwrap();
     let (st, pt) = (dir.path().join("t.safetensors"), dir.path().join("t.pt"));
+    let checkpoint = dir.path().join("checkpoint.pth");
     let mobile = dir.path().join("mobilenet.pt");
     let resnet = ["--arch", "resnet", "--depth", "8"];
     let mobilenet = ["--arch", "mobilenet-v2", "--depth", "8"];
@@ -229,7 +232,14 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
         (
             resnet,
             "2",
-            vec!["--out", st.to_str().unwrap(), "--pt", pt.to_str().unwrap()],
+            vec![
+                "--out",
+                st.to_str().unwrap(),
+                "--pt",
+                pt.to_str().unwrap(),
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+            ],
         ),
         (mobilenet, "1", vec!["--pt", mobile.to_str().unwrap()]),
     ] {
@@ -248,7 +258,12 @@ fn a_pytorch_trained_teacher_gives_pytorch_logits() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for (file, arch) in [(&st, resnet), (&pt, resnet), (&mobile, mobilenet)] {
+    for (file, arch) in [
+        (&st, resnet),
+        (&pt, resnet),
+        (&checkpoint, resnet),
+        (&mobile, mobilenet),
+    ] {
         let mut text = manifest(file.to_str().unwrap(), "");
         if arch == mobilenet {
             text = text.replace("family = \"resnet\"\nsize = 8", "family = \"mobilenet-v2\"");

@@ -121,3 +121,80 @@ fn the_readme_manifest_is_valid() {
     // 5 seeds x (1 baseline + 3 zipped (T, alpha) pairs), minus T = 20 at seeds 3 and 4.
     assert_eq!(plan::expand(&m, "").cells.len(), 18);
 }
+
+#[test]
+fn the_training_blocks_of_the_manifest_reference_are_valid() {
+    let doc = std::fs::read_to_string(root().join("docs/manifest.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("[training]"))
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "the reference shows Adam's and SGD's keys"
+    );
+    for block in blocks {
+        let text = format!(
+            "name = \"doc\"\n[dataset]\nkind = \"synthetic\"\n[models.m]\nconv = [4]\n\
+             [grid]\nseed = [0]\nchains = [[\"m\"]]\n{}",
+            block.replace("validation = 5000", "validation = 100")
+        );
+        manifest::parse(&root().join("docs/manifest.md"), &text)
+            .unwrap_or_else(|e| panic!("{block}\n{e:?}"));
+    }
+}
+
+#[test]
+fn settings_the_optimizer_ignores_are_refused_where_written() {
+    let text = "name = \"x\"\n[dataset]\nkind = \"synthetic\"\n[models.m]\nconv = [4]\n\
+                [training]\nepochs = 1\nbatch-size = 8\noptimizer = \"adam\"\nlr = 0.01\n\
+                momentum = 0.9\n[grid]\nseed = [0]\nchains = [[\"m\"]]\n";
+    let err = format!(
+        "{:?}",
+        manifest::parse(std::path::Path::new("m.toml"), text).unwrap_err()
+    );
+    assert!(
+        err.contains(
+            "`training.momentum` applies to `optimizer = \"sgd\"`, not `optimizer = \"adam\"`"
+        ),
+        "{err}"
+    );
+    let sgd = text
+        .replace("\"adam\"", "\"sgd\"")
+        .replace("momentum = 0.9", "betas = [0.9, 0.99]");
+    let err = format!(
+        "{:?}",
+        manifest::parse(std::path::Path::new("m.toml"), &sgd).unwrap_err()
+    );
+    assert!(err.contains("`training.betas` applies to"), "{err}");
+}
+
+#[test]
+fn limits_on_synthetic_data_are_refused_and_lstm_weights_too() {
+    let synthetic = "name = \"x\"\n[dataset]\nkind = \"synthetic\"\ntrain-limit = 100\n\
+                     [models.m]\nconv = [4]\n[training]\nepochs = 1\nbatch-size = 8\n\
+                     optimizer = \"adam\"\nlr = 0.01\n[grid]\nseed = [0]\nchains = [[\"m\"]]\n";
+    let err = format!(
+        "{:?}",
+        manifest::parse(std::path::Path::new("m.toml"), synthetic).unwrap_err()
+    );
+    assert!(
+        err.contains("`dataset.train-limit` does not apply to `kind = \"synthetic\"`")
+            && err.contains("train-size"),
+        "{err}"
+    );
+    let lstm = "name = \"x\"\n[dataset]\nkind = \"text\"\npath = \"reviews\"\n\
+                [models.m]\nfamily = \"lstm\"\nembedding = 8\nhidden = [8]\n\
+                weights = \"m.pt\"\n[training]\nepochs = 1\nbatch-size = 8\n\
+                optimizer = \"adam\"\nlr = 0.01\n[grid]\nseed = [0]\nchains = [[\"m\"]]\n";
+    let err = format!(
+        "{:?}",
+        manifest::parse(std::path::Path::new("m.toml"), lstm).unwrap_err()
+    );
+    assert!(
+        err.contains("`models.m.weights`: `lstm` models cannot be imported"),
+        "{err}"
+    );
+}

@@ -135,20 +135,14 @@ fn adaptive_seeds_stop_at_the_target_or_at_max_with_the_ids_of_listed_seeds() {
     let runs = loose.parquet("tiny", "runs.parquet");
     assert_eq!(runs.height(), 4, "{runs}");
 
-    // An unreachable target: every group runs `max` seeds, unless its runs agree exactly.
+    // An unreachable target: every group runs `max` seeds, even one whose runs tie (a spread
+    // of 0 from a few seeds is no evidence of a narrow interval).
     let tight = Workspace::new(&adaptive("min = 2, max = 5, ci-half-width = 0.000001"));
     tight.kdgrid(&["run", "--quiet"]).success();
     let runs = tight.parquet("tiny", "runs.parquet");
     let summary = tight.parquet_csv("tiny", "summary.csv");
     let n = floats(&summary, "n");
-    let std = floats(&summary, "std");
-    assert!(n.contains(&5.0), "{summary}");
-    for (n, s) in n.iter().zip(&std) {
-        assert!(
-            *n == 5.0 || *s == 0.0,
-            "stopped early at n = {n} with std {s}"
-        );
-    }
+    assert!(!n.is_empty() && n.iter().all(|&n| n == 5.0), "{summary}");
     let report = std::fs::read_to_string(tight.results().join("tiny/report.md")).unwrap();
     assert!(
         report.contains("Seeds were added to each group"),

@@ -155,7 +155,7 @@ pub fn scripts(
         let name = format!("level-{k}.sh");
         let mut text = header(
             &format!("kdgrid-{experiment}-L{k}"),
-            &format!("{}/level-{k}-%A_%a.out", dir.display()),
+            &format!("{}/level-{k}-%A_%a.out", slurm_pattern(dir)),
             call,
             resources,
             resources.cpus_per_task,
@@ -166,12 +166,14 @@ pub fn scripts(
             stages.len()
         ));
         for s in stages {
-            text.push_str(&format!(
-                "  {}  # {}, seed {}\n",
-                s.id,
-                s.chain_label(),
-                s.seed
-            ));
+            // The comment is for people; nothing in it may end the line (manifests refuse
+            // control characters in model names, this holds whatever the plan says).
+            let label: String = s
+                .chain_label()
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            text.push_str(&format!("  {}  # {label}, seed {}\n", s.id, s.seed));
         }
         text.push_str(")\nstage=\"${stages[$SLURM_ARRAY_TASK_ID]}\"\n");
         text.push_str(&format!(
@@ -190,7 +192,7 @@ pub fn scripts(
     }
     let mut text = header(
         &format!("kdgrid-{experiment}-report"),
-        &format!("{}/report-%j.out", dir.display()),
+        &format!("{}/report-%j.out", slurm_pattern(dir)),
         call,
         resources,
         1,
@@ -215,9 +217,12 @@ fn header(
     let mut lines = vec![
         "#!/bin/bash".to_string(),
         "# written by `kdgrid slurm submit`".to_string(),
-        format!("#SBATCH --job-name={name}"),
-        format!("#SBATCH --output={output}"),
-        format!("#SBATCH --chdir={}", call.workdir.display()),
+        format!("#SBATCH --job-name={}", directive_word(name)),
+        format!("#SBATCH --output={}", directive_word(output)),
+        format!(
+            "#SBATCH --chdir={}",
+            directive_word(&call.workdir.display().to_string())
+        ),
         format!("#SBATCH --cpus-per-task={cpus}"),
     ];
     let options = [
@@ -234,6 +239,28 @@ fn header(
     }
     lines.extend(resources.extra.iter().map(|a| format!("#SBATCH {a}")));
     lines.join("\n") + "\n"
+}
+
+/// A folder in a Slurm file-name pattern: `%` starts a replacement symbol there, so a literal
+/// one is written `%%`.
+fn slurm_pattern(dir: &Path) -> String {
+    dir.display().to_string().replace('%', "%%")
+}
+
+/// A value of an `#SBATCH` line, double-quoted (sbatch reads these lines as words, so a space
+/// would end the value). Control characters cannot be quoted there and become `?`; a `"`
+/// cannot either and becomes `'`, which names a path that does not exist, so sbatch refuses it
+/// rather than running somewhere else.
+fn directive_word(value: &str) -> String {
+    let clean: String = value
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect();
+    format!("\"{clean}\"")
 }
 
 fn command_head(call: &Invocation) -> String {
@@ -346,4 +373,19 @@ pub fn submissions(experiment_dir: &Path) -> Vec<Submission> {
         .collect();
     found.sort_by_key(|(n, _)| *n);
     found.into_iter().map(|(_, s)| s).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_sbatch_lines_are_quoted_and_percent_signs_kept_literal() {
+        let dir = Path::new("/scratch/my results/100%/slurm/1");
+        assert_eq!(
+            directive_word(&format!("{}/report-%j.out", slurm_pattern(dir))),
+            "\"/scratch/my results/100%%/slurm/1/report-%j.out\""
+        );
+        assert_eq!(directive_word("a\nb\"c"), "\"a?b'c\"");
+    }
 }
