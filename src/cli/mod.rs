@@ -58,9 +58,13 @@ enum Command {
         manifest: PathBuf,
         #[command(flatten)]
         compute: ComputeArgs,
-        /// Print the plan as JSON, for scripts.
+        /// Print the plan as JSON, for scripts (every stage).
         #[arg(long)]
         json: bool,
+        /// List every stage; by default a plan of more than 200 stages lists the first 200 and
+        /// counts the rest.
+        #[arg(long)]
+        all: bool,
     },
     /// Train every stage not yet in the results store, then write tables and a summary.
     Run {
@@ -429,9 +433,10 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             manifest,
             compute,
             json,
+            all,
         } => {
             let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
-            plan_view::print_plan(&plan, &cli.results, *json)?;
+            plan_view::print_plan(&plan, &cli.results, *json, *all)?;
             Ok(())
         }
         Command::Status { manifest, compute } => {

@@ -16,6 +16,9 @@ fn default_gflops(backend: BackendKind) -> f64 {
     }
 }
 
+/// Stage rows `plan` lists without `--all`.
+const ROWS_SHOWN: usize = 200;
+
 #[derive(serde::Serialize)]
 struct PlanStage<'a> {
     id: &'a str,
@@ -66,7 +69,12 @@ struct PlanReport<'a> {
 
 /// Prints the stages of `plan`, marking those already done in the store (read without locking:
 /// `plan` never writes), with model sizes, FLOPs and an estimated wall time.
-pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), Failure> {
+pub(super) fn print_plan(
+    plan: &Plan,
+    results: &Path,
+    json: bool,
+    all: bool,
+) -> Result<(), Failure> {
     let root = results.join(&plan.name);
     let lookups = plan
         .stages
@@ -137,8 +145,9 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
         .sum::<Option<f64>>()
         .map(|g| g / 1e3);
     let mut models: Vec<PlanModel> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for s in &plan.stages {
-        if !models.iter().any(|m| m.name == s.model) {
+        if seen.insert(&s.model) {
             let c = plan.model_cost(s);
             models.push(PlanModel {
                 name: &s.model,
@@ -164,10 +173,7 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
         to_train: stages.len() - done - failed,
         // Each cell on its own would train every stage it needs (an ensemble's members too).
         saved_by_reuse: plan
-            .cells
-            .iter()
-            .map(|c| plan.stages_of(&[c]).len())
-            .sum::<usize>()
+            .stages_without_reuse()
             .saturating_sub(plan.stages.len()),
         pending_tflops: pending,
         throughput_gflops: gflops,
@@ -206,7 +212,9 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
         "{:<16}  {:<9}  {:>4}  {:<22}  {:<7}  chain",
         "stage", "role", "seed", "distillation", "status"
     );
-    for (st, s) in report.stages.iter().zip(&plan.stages) {
+    // A grid of 100,000 stages is read in its summary; `--all` and `--json` list everything.
+    let shown = if all { usize::MAX } else { ROWS_SHOWN };
+    for (st, s) in report.stages.iter().zip(&plan.stages).take(shown) {
         println!(
             "{:<16}  {:<9}  {:>4}  {:<22}  {:<7}  {}",
             st.id,
@@ -215,6 +223,12 @@ pub(super) fn print_plan(plan: &Plan, results: &Path, json: bool) -> Result<(), 
             kd_text(s),
             st.status,
             st.chain
+        );
+    }
+    if report.stages.len() > shown {
+        println!(
+            "... and {} more stages (`kdgrid plan --all` lists them, `--json` for scripts)",
+            report.stages.len() - shown
         );
     }
     for s in plan.stages.iter().filter(|s| s.is_ensemble()) {

@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{Claim, StageRecord, Store};
 use crate::train::{Backend, EpochMetrics, Progress, Teacher};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Messages from training workers to the sweep's thread.
 enum Msg {
@@ -66,25 +66,45 @@ impl Scheduler<'_> {
                 *self.waiting.entry(p.clone()).or_insert(0) += 1;
             }
         }
-        let mut todo: Vec<usize> = (0..pending.len()).collect();
+        // Each pending stage waits for its unsettled needs; a settled stage releases its
+        // children. Bookkeeping is linear in the stages, whatever their number.
+        let mut unsettled: Vec<usize> = vec![0; pending.len()];
+        let mut children: HashMap<&StageId, Vec<usize>> = HashMap::new();
+        for (i, s) in pending.iter().enumerate() {
+            for n in s.needs().filter(|n| !self.records.contains_key(*n)) {
+                unsettled[i] += 1;
+                children.entry(n).or_default().push(i);
+            }
+        }
+        // Plan order among the ready ones: teachers before the stages that could wait.
+        let mut ready: BTreeSet<usize> =
+            (0..pending.len()).filter(|&i| unsettled[i] == 0).collect();
+        let mut left = pending.len();
+        let settle = |id: &StageId, unsettled: &mut Vec<usize>, ready: &mut BTreeSet<usize>| {
+            for &c in children.get(id).into_iter().flatten() {
+                unsettled[c] -= 1;
+                if unsettled[c] == 0 {
+                    ready.insert(c);
+                }
+            }
+        };
         let mut claims: HashMap<usize, Claim> = HashMap::new();
         let mut started = 0;
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         std::thread::scope(|scope| -> Result<(), SweepError> {
             loop {
-                // Start every stage whose teacher is settled, in plan order, while slots are free.
-                let mut i = 0;
-                while i < todo.len() && claims.len() < jobs {
-                    let stage = pending[todo[i]];
-                    let unsettled = stage.needs().any(|n| !self.records.contains_key(n));
+                // Start ready stages in plan order while slots are free.
+                while claims.len() < jobs {
+                    let Some(idx) = ready.pop_first() else { break };
+                    let stage = pending[idx];
                     match stage::failed_need(stage, self.records) {
-                        _ if unsettled => i += 1, // teacher (or a member) still training
                         Some(r) => {
                             let record = stage::skipped_record(stage, r);
                             self.release_parent(stage);
                             on_event(Event::Done(stage, &record));
                             self.records.insert(stage.id.clone(), record);
-                            todo.remove(i);
+                            left -= 1;
+                            settle(&stage.id, &mut unsettled, &mut ready);
                         }
                         None => {
                             let teacher = self.teacher(stage)?;
@@ -92,7 +112,6 @@ impl Scheduler<'_> {
                                 .store
                                 .claim(&stage.id)?
                                 .expect("a sweep holds its store");
-                            let idx = todo.remove(i);
                             claims.insert(idx, claim);
                             started += 1;
                             on_event(Event::Start(stage, started, pending.len()));
@@ -138,7 +157,14 @@ impl Scheduler<'_> {
                     }
                 }
                 if claims.is_empty() {
-                    if todo.is_empty() {
+                    if left == 0 {
+                        return Ok(());
+                    }
+                    if ready.is_empty() {
+                        // Needs outside the pending list and the records: nothing can start.
+                        on_event(Event::Warning(format!(
+                            "{left} stages wait for stages that are neither pending nor settled"
+                        )));
                         return Ok(());
                     }
                     continue; // skipped stages may have unblocked others
@@ -167,6 +193,8 @@ impl Scheduler<'_> {
                         }
                         on_event(Event::Done(stage, &finished.record));
                         self.records.insert(stage.id.clone(), finished.record);
+                        left -= 1;
+                        settle(&stage.id, &mut unsettled, &mut ready);
                     }
                 }
             }

@@ -266,6 +266,26 @@ impl Plan {
             .collect()
     }
 
+    /// Stages all cells would train if each trained alone what it needs (its chain, an
+    /// ensemble's members): the work before merging equal stages. Linear in the plan: each
+    /// stage's count is memoized (stages come parents first), which is exact because what one
+    /// stage needs never shares ancestors (a chain's parent, or an ensemble's label-trained
+    /// members).
+    pub fn stages_without_reuse(&self) -> usize {
+        let mut needed: Vec<usize> = Vec::with_capacity(self.stages.len());
+        for s in &self.stages {
+            let n = 1 + s
+                .needs()
+                .filter_map(|p| self.index.get(p).map(|&i| needed[i]))
+                .sum::<usize>();
+            needed.push(n);
+        }
+        self.cells
+            .iter()
+            .filter_map(|c| self.index.get(&c.stage).map(|&i| needed[i]))
+            .sum()
+    }
+
     /// Number of stages with each role.
     pub fn count_by_role(&self) -> BTreeMap<Role, usize> {
         let mut counts = BTreeMap::new();

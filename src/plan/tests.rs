@@ -248,3 +248,16 @@ fn teacher_seed_policies() {
     let ids = |p: &Plan| p.stages.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&default), ids(&explicit));
 }
+
+#[test]
+fn stages_without_reuse_counts_what_each_cell_would_train_alone() {
+    for grid in [
+        GRID.to_string(),
+        format!("{GRID}teacher-seed = \"shared\"\n"),
+        "seed = [0, 1]\ntemperature = [2.0]\nalpha = [0.5]\nchains = [[\"big\", \"mid\", \"small\"], [\"mid\", \"small\"]]\n".into(),
+    ] {
+        let plan = expand(&manifest(&grid), "");
+        let alone: usize = plan.cells.iter().map(|c| plan.stages_of(&[c]).len()).sum();
+        assert_eq!(plan.stages_without_reuse(), alone, "{grid}");
+    }
+}

@@ -114,3 +114,66 @@ impl LstmNet {
         self.head.forward(x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::token_ids;
+    use crate::manifest::{DatasetSpec, FileFormat, TextSpec};
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    /// A text dataset using every id a vocabulary can hold (`vocab-size` is at most 65533,
+    /// plus padding and unknown), loaded and batched as training does: each id reaches the
+    /// embedding as itself.
+    #[test]
+    fn every_token_id_reaches_the_embedding_exactly() {
+        let (length, vocab) = (256, usize::from(u16::MAX) - 2);
+        let dir = tempfile::tempdir().unwrap();
+        let words: Vec<String> = (0..vocab).map(|i| format!("w{i:05}")).collect();
+        let mut lines: Vec<String> = words
+            .chunks(length)
+            .enumerate()
+            .map(|(i, c)| format!("{}\t{}", ["a", "b"][i % 2], c.join(" ")))
+            .collect();
+        lines.push("a\tunknownword".into());
+        std::fs::write(dir.path().join("train.tsv"), lines.join("\n")).unwrap();
+        std::fs::write(dir.path().join("test.tsv"), "a\tw00000\n").unwrap();
+        let spec = DatasetSpec::Files {
+            format: FileFormat::Text,
+            path: dir.path().to_path_buf(),
+            train_limit: None,
+            test_limit: None,
+            normalize: None,
+            resize: None,
+            text: Some(TextSpec {
+                vocab_size: vocab,
+                max_length: length,
+            }),
+        };
+        let data = crate::data::load(&spec, None).unwrap();
+        let texts = data.train.len();
+        // The ids as `data::text` stored them: low byte plane, then high byte plane.
+        let stored: Vec<i64> = data
+            .train
+            .images
+            .chunks_exact(2 * length)
+            .flat_map(|t| {
+                (0..length).map(move |i| i64::from(t[i]) + 256 * i64::from(t[length + i]))
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<i64> = stored.iter().copied().collect();
+        assert_eq!(distinct.len(), vocab + 2, "pad, unknown and every word");
+        let mut batch = Vec::new();
+        data.gather(&data.train, &(0..texts).collect::<Vec<_>>(), &mut batch);
+        let device = Device::flex();
+        let x = Tensor::<4>::from_data(TensorData::new(batch, [texts, 2, 1, length]), &device);
+        let seen: Vec<i64> = token_ids(x).into_data().iter::<i64>().collect();
+        let first_wrong = seen.iter().zip(&stored).position(|(a, b)| a != b);
+        assert_eq!(
+            first_wrong,
+            None,
+            "id {:?} arrives as {:?}",
+            first_wrong.map(|i| stored[i]),
+            first_wrong.map(|i| seen[i])
+        );
+    }
+}

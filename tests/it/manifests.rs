@@ -154,7 +154,8 @@ fn settings_the_optimizer_ignores_are_refused_where_written() {
     let err = format!(
         "{:?}",
         manifest::parse(std::path::Path::new("m.toml"), text).unwrap_err()
-    );
+    )
+    .replace("\\\"", "\"");
     assert!(
         err.contains(
             "`training.momentum` applies to `optimizer = \"sgd\"`, not `optimizer = \"adam\"`"
@@ -167,7 +168,8 @@ fn settings_the_optimizer_ignores_are_refused_where_written() {
     let err = format!(
         "{:?}",
         manifest::parse(std::path::Path::new("m.toml"), &sgd).unwrap_err()
-    );
+    )
+    .replace("\\\"", "\"");
     assert!(err.contains("`training.betas` applies to"), "{err}");
 }
 
@@ -179,7 +181,8 @@ fn limits_on_synthetic_data_are_refused_and_lstm_weights_too() {
     let err = format!(
         "{:?}",
         manifest::parse(std::path::Path::new("m.toml"), synthetic).unwrap_err()
-    );
+    )
+    .replace("\\\"", "\"");
     assert!(
         err.contains("`dataset.train-limit` does not apply to `kind = \"synthetic\"`")
             && err.contains("train-size"),
@@ -192,7 +195,8 @@ fn limits_on_synthetic_data_are_refused_and_lstm_weights_too() {
     let err = format!(
         "{:?}",
         manifest::parse(std::path::Path::new("m.toml"), lstm).unwrap_err()
-    );
+    )
+    .replace("\\\"", "\"");
     assert!(
         err.contains("`models.m.weights`: `lstm` models cannot be imported"),
         "{err}"

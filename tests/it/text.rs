@@ -26,7 +26,7 @@ embedding = 8
 hidden = [8]
 
 [training]
-epochs = 4
+epochs = 8
 batch-size = 32
 optimizer = "adam"
 lr = 0.01
