@@ -82,6 +82,10 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
                 let note = match values.len() {
                     0 => Some("no finished run".to_string()),
                     1 => Some("one seed: no spread or interval".to_string()),
+                    n if stats::bootstrap_unreliable(n) => Some(format!(
+                        "bootstrap CI unreliable below {} seeds",
+                        stats::BOOTSTRAP_MIN_N
+                    )),
                     _ => None,
                 };
                 out.push(Row {
