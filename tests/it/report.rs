@@ -74,6 +74,14 @@ fn every_plot_is_a_valid_svg_and_png_with_rendered_text() {
         );
         assert!(grey > 20, "{name}.png: no anti-aliased glyph edges");
     }
+    // Accuracy is drawn as a point per chain with whiskers: no bar on the cut axis (the only
+    // rectangles are the white backgrounds).
+    let svg = std::fs::read_to_string(plots.join("accuracy.svg")).unwrap();
+    let summary = ws.parquet_csv("tiny", "summary.csv");
+    assert_eq!(svg.matches("<circle").count(), summary.height(), "{svg}");
+    for rect in svg.split("<rect").skip(1) {
+        assert!(rect.contains("fill=\"#FFFFFF\""), "a bar: <rect{rect}");
+    }
     let report = std::fs::read_to_string(ws.results().join("tiny/report.md")).unwrap();
     assert!(
         report.contains("![Mean test accuracy per chain"),
