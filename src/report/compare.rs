@@ -67,7 +67,7 @@ pub struct Comparison {
     pub note: Option<String>,
 }
 
-/// The gap a distilled student closes: `gain / teacher_gain`, both over the finished runs —
+/// The gap a distilled student closes: `mean_diff / teacher_gain` over the finished runs —
 /// mean(KD) - mean(no-KD) over mean(teacher) - mean(no-KD), the ratio of the mean (paired)
 /// differences, so one seed whose teacher is barely better cannot dominate it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,9 +130,7 @@ impl Comparison {
             format!("{head}: {}", self.note.as_deref().unwrap_or("not computed"))
         }
     }
-}
 
-impl Comparison {
     /// What the study could have seen: the smallest possible Wilcoxon p-value when it cannot
     /// reach 0.05, and the seeds a 1-point effect needs at the observed spread.
     pub fn power_line(&self) -> Option<String> {
