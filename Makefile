@@ -73,7 +73,7 @@ build:
 build-tch: torch
 	$(TCH_ENV) $(CARGO) build --release --features tch
 
-torch: $(TORCH_VENV)/.installed-io
+torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy
 
 $(TORCH_VENV)/.installed:
 	python3 -m venv "$(TORCH_VENV)"
@@ -86,6 +86,13 @@ $(TORCH_VENV)/.installed-io: $(TORCH_VENV)/.installed
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check safetensors==0.8.0 numpy==2.3.4 pillow==11.3.0
 	touch "$@"
 
+# scipy for the differential test of the statistics (scripts/statistics-reference.py recomputes
+# every committed study's summary, comparisons and variance tables). A stamp of its own, so
+# caches that already hold `.installed-io` get it too.
+$(TORCH_VENV)/.installed-scipy: $(TORCH_VENV)/.installed-io
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check scipy==1.17.1
+	touch "$@"
+
 ## The full test suite on both backends (release mode: the tests train real, tiny models).
 ## With `tch` compiled in, every flex test runs too, plus the LibTorch ones.
 test: test-tch
@@ -95,7 +102,7 @@ test-flex:
 	$(CARGO) test --release
 
 test-tch: torch
-	$(TCH_ENV) $(CARGO) test --release --features tch
+	$(TCH_ENV) KDGRID_TORCH_PYTHON="$(TORCH_VENV)/bin/python" $(CARGO) test --release --features tch
 
 ## kdgrid (flex, and tch) against the PyTorch peer on the same workloads: bench/results.csv.
 bench: torch

@@ -566,8 +566,16 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             display.finish();
             let outcome = outcome?;
             println!("\n{}", report::summary_table(&outcome.tables));
-            for s in &outcome.tables.sentences {
+            for (s, power) in outcome
+                .tables
+                .sentences
+                .iter()
+                .zip(&outcome.tables.power_lines)
+            {
                 println!("{s}");
+                if let Some(p) = power {
+                    println!("  {p}");
+                }
             }
             println!(
                 "{} trained, {} reused, {} failed, {} skipped",

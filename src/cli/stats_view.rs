@@ -7,50 +7,102 @@ use crate::report::stats;
 use polars::prelude::*;
 use std::path::Path;
 
-/// Reads a sample: `FILE.csv:COLUMN` (a column of a CSV table, e.g. `runs.csv:test_accuracy`)
-/// or a file of numbers, one per line.
-fn sample(spec: &str) -> Result<Vec<f64>, Failure> {
-    let fail = |message: String| Failure {
+fn fail(message: String) -> Failure {
+    Failure {
         report: miette::miette!("{message}"),
         code: 2,
-    };
+    }
+}
+
+/// A cell's text as a finite number; `where_` names it in the error.
+fn finite(text: &str, where_: impl Fn() -> String) -> Result<f64, Failure> {
+    let v = text
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| fail(format!("{}: `{}` is not a number", where_(), text.trim())))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(fail(format!(
+            "{}: `{}` is not a finite number",
+            where_(),
+            text.trim()
+        )))
+    }
+}
+
+/// Reads column `column` of CSV table `file`: rows whose `status` (when the table has one) is
+/// not `ok` and empty cells are left out and listed in the returned note; a cell that is not a
+/// finite number is an error naming its row.
+fn csv_sample(file: &str, column: &str) -> Result<(Vec<f64>, Option<String>), Failure> {
+    let df = std::fs::File::open(file)
+        .map_err(|e| e.to_string())
+        .and_then(|f| CsvReader::new(f).finish().map_err(|e| e.to_string()))
+        .map_err(|e| fail(format!("cannot read `{file}`: {e}")))?;
+    let col = df.column(column).map_err(|_| {
+        fail(format!(
+            "`{file}` has no column `{column}`; it has {:?}",
+            df.get_column_names()
+        ))
+    })?;
+    // Every cell as text (numbers print back exactly), so one path checks them all.
+    let cells = col
+        .cast(&DataType::String)
+        .map_err(|e| fail(format!("`{file}`:`{column}` is not numeric: {e}")))?;
+    let cells = cells.str().expect("cast to string");
+    let status = df.column("status").ok().and_then(|c| c.str().ok().cloned());
+    let (mut values, mut left_out) = (Vec::new(), Vec::new());
+    for (i, cell) in cells.iter().enumerate() {
+        let row = || format!("`{file}`:`{column}` row {} (line {})", i + 1, i + 2);
+        match status.as_ref().and_then(|s| s.get(i)) {
+            Some(st) if st != "ok" => left_out.push(format!("row {}: status `{st}`", i + 1)),
+            _ => match cell.map(str::trim).filter(|c| !c.is_empty()) {
+                None => left_out.push(format!("row {}: empty", i + 1)),
+                Some(c) => values.push(finite(c, row)?),
+            },
+        }
+    }
+    let note = (!left_out.is_empty()).then(|| {
+        const SHOWN: usize = 10;
+        let more = left_out.len().saturating_sub(SHOWN);
+        format!(
+            "`{file}`:`{column}`: skipped {} of {} rows ({}{})",
+            left_out.len(),
+            df.height(),
+            left_out[..left_out.len().min(SHOWN)].join("; "),
+            if more > 0 {
+                format!("; {more} more")
+            } else {
+                String::new()
+            }
+        )
+    });
+    Ok((values, note))
+}
+
+/// Reads a sample: `FILE.csv:COLUMN` (a column of a CSV table, e.g. `runs.csv:test_accuracy`)
+/// or a file of numbers, one per line; with a note on what was left out.
+fn sample(spec: &str) -> Result<(Vec<f64>, Option<String>), Failure> {
     if let Some((file, column)) = spec.rsplit_once(':').filter(|(f, _)| f.ends_with(".csv")) {
-        let df = std::fs::File::open(file)
-            .map_err(|e| e.to_string())
-            .and_then(|f| CsvReader::new(f).finish().map_err(|e| e.to_string()))
-            .map_err(|e| fail(format!("cannot read `{file}`: {e}")))?;
-        let values = df
-            .column(column)
-            .map_err(|_| {
-                fail(format!(
-                    "`{file}` has no column `{column}`; it has {:?}",
-                    df.get_column_names()
-                ))
-            })?
-            .cast(&DataType::Float64)
-            .map_err(|e| fail(format!("`{file}`:`{column}` is not numeric: {e}")))?;
-        return Ok(values.f64().expect("cast").into_no_null_iter().collect());
+        return csv_sample(file, column);
     }
     let text = std::fs::read_to_string(Path::new(spec))
         .map_err(|e| fail(format!("cannot read `{spec}`: {e}")))?;
-    text.lines()
+    let values = text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            l.trim().parse::<f64>().map_err(|_| {
-                fail(format!(
-                    "`{spec}` line {}: `{}` is not a number",
-                    i + 1,
-                    l.trim()
-                ))
-            })
-        })
-        .collect()
+        .map(|(i, l)| finite(l, || format!("`{spec}` line {}", i + 1)))
+        .collect::<Result<_, _>>()?;
+    Ok((values, None))
 }
 
 /// Prints both samples' statistics and their unpaired comparison.
 pub(super) fn stats(a: &str, b: &str, labels: Option<&str>) -> Result<(), Failure> {
-    let (xa, xb) = (sample(a)?, sample(b)?);
+    let ((xa, note_a), (xb, note_b)) = (sample(a)?, sample(b)?);
+    for note in [note_a, note_b].into_iter().flatten() {
+        println!("{note}");
+    }
     let (la, lb) = labels
         .and_then(|l| l.split_once(','))
         .map_or((a.to_string(), b.to_string()), |(x, y)| {

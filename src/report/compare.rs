@@ -6,7 +6,7 @@
 
 use super::stats;
 use super::study::{Group, Run};
-use crate::plan::{Plan, Stage};
+use crate::plan::{Plan, Stage, StageId};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
@@ -61,11 +61,32 @@ pub struct Comparison {
     pub paired: Option<stats::Paired>,
     /// The unpaired result, when they do not.
     pub unpaired: Option<stats::Unpaired>,
-    /// What could not be computed, and why.
+    /// How much of the teacher's lead over no-KD the distilled student recovers (KD vs no-KD).
+    pub gap: Option<Gap>,
+    /// What could not be computed or should not be trusted, and why.
     pub note: Option<String>,
 }
 
+/// The gap a distilled student closes: `mean_diff / teacher_gain` over the finished runs —
+/// mean(KD) - mean(no-KD) over mean(teacher) - mean(no-KD), the ratio of the mean (paired)
+/// differences, so one seed whose teacher is barely better cannot dominate it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gap {
+    /// Mean accuracy of the KD runs' teachers minus the mean of the no-KD runs.
+    pub teacher_gain: f64,
+    /// The fraction closed; `None` when the teacher is not better on average.
+    pub closed: Option<f64>,
+}
+
 impl Comparison {
+    /// Seeds (pairs, or runs per side) a 1-point effect needs at the observed spread.
+    pub fn seeds_needed(&self) -> Option<usize> {
+        self.paired
+            .as_ref()
+            .and_then(|p| p.pairs_needed)
+            .or(self.unpaired.as_ref().and_then(|u| u.seeds_needed))
+    }
+
     /// `paired` or `unpaired`.
     pub fn method(&self) -> &'static str {
         if self.paired.is_some() {
@@ -109,6 +130,48 @@ impl Comparison {
             format!("{head}: {}", self.note.as_deref().unwrap_or("not computed"))
         }
     }
+
+    /// What the study could have seen: the smallest possible Wilcoxon p-value when it cannot
+    /// reach 0.05, and the seeds a 1-point effect needs at the observed spread.
+    pub fn power_line(&self) -> Option<String> {
+        let pts = |v: f64| format!("{:.2}", v * 100.0);
+        let seeds = |n: Option<usize>| {
+            n.map_or_else(
+                || format!("more than {}", stats::MAX_SEEDS),
+                |n| format!("≥ {n}"),
+            )
+        };
+        let effect = stats::EFFECT * 100.0;
+        let power = stats::POWER * 100.0;
+        let mut parts = Vec::new();
+        if let Some(x) = &self.paired {
+            if let Some(p) = x.min_p_wilcoxon.filter(|p| *p > 1.0 - stats::LEVEL) {
+                parts.push(format!(
+                    "with {} pairs the smallest possible Wilcoxon p is {p}",
+                    x.n
+                ));
+            }
+            if let Some(sd) = x.sd {
+                parts.push(format!(
+                    "to see a {effect}-point effect at this spread (std of differences {} \
+                     points), use {} seeds (paired t-test, {power}% power, two-sided 5%)",
+                    pts(sd),
+                    seeds(x.pairs_needed)
+                ));
+            }
+        } else if let (Some(x), (na, nb)) = (&self.unpaired, self.n)
+            && na >= 2
+            && nb >= 2
+            && x.ci_t.is_some()
+        {
+            parts.push(format!(
+                "to see a {effect}-point effect at this spread, use {} seeds per chain \
+                 (two-sample t-test, {power}% power, two-sided 5%)",
+                seeds(x.seeds_needed)
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 /// The seed of the first stage of `stage`'s chain.
@@ -132,7 +195,63 @@ fn teachers_pair(plan: &Plan, runs: &[Run]) -> bool {
         || distilled.iter().all(|(root, seed)| root == seed)
 }
 
-fn compare(plan: &Plan, kind: Kind, a: &Group, b: &Group) -> Comparison {
+/// Test accuracy of every finished stage, for the teachers of a comparison's runs.
+type Accuracies<'a> = BTreeMap<&'a StageId, f64>;
+
+/// The gap `a` closes between `b` (no-KD) and the teachers of `a`'s runs.
+fn gap(mean_diff: f64, ra: &[(Run, f64)], vb: &[f64], teachers: &Accuracies) -> Option<Gap> {
+    let t: Vec<f64> = ra
+        .iter()
+        .filter_map(|(r, _)| r.stage.parent.as_ref().and_then(|p| teachers.get(p)))
+        .copied()
+        .collect();
+    let teacher_gain = stats::mean(&t)? - stats::mean(vb)?;
+    Some(Gap {
+        teacher_gain,
+        closed: (teacher_gain > 0.0).then(|| mean_diff / teacher_gain),
+    })
+}
+
+/// Why a comparison's numbers are missing or not to be trusted, joined by `; `.
+fn notes(
+    n: (usize, usize),
+    paired: Option<&stats::Paired>,
+    unpaired: Option<&stats::Unpaired>,
+    gap: Option<Gap>,
+) -> Option<String> {
+    let mut out = Vec::new();
+    if n.0 == 0 || n.1 == 0 {
+        out.push("no finished run on one side".to_string());
+    } else if n.0.min(n.1) < 2 {
+        out.push("fewer than 2 runs on one side: no interval or test".to_string());
+    } else if paired.is_some_and(|p| p.p_t.is_none()) {
+        out.push("identical differences: no test".to_string());
+    }
+    let min = stats::BOOTSTRAP_MIN_N;
+    match (paired, unpaired) {
+        (Some(p), _) if p.ci_boot.is_some() && stats::bootstrap_unreliable(p.n) => {
+            out.push(format!("bootstrap CI unreliable below {min} pairs"));
+        }
+        (_, Some(u)) if u.ci_boot.is_some() && stats::bootstrap_unreliable(n.0.min(n.1)) => {
+            out.push(format!("bootstrap CI unreliable below {min} runs per side"));
+        }
+        _ => {}
+    }
+    if let Some(p) = paired.and_then(|p| p.min_p_wilcoxon.map(|m| (p.n, m)))
+        && p.1 > 1.0 - stats::LEVEL
+    {
+        out.push(format!(
+            "with {} pairs the smallest possible Wilcoxon p is {}",
+            p.0, p.1
+        ));
+    }
+    if gap.is_some_and(|g| g.closed.is_none()) {
+        out.push("teacher not better than no-KD on average: no gap closed".to_string());
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+fn compare(plan: &Plan, teachers: &Accuracies, kind: Kind, a: &Group, b: &Group) -> Comparison {
     fn ok<'a>(g: &Group<'a>) -> Vec<(Run<'a>, f64)> {
         g.runs
             .iter()
@@ -160,15 +279,15 @@ fn compare(plan: &Plan, kind: Kind, a: &Group, b: &Group) -> Comparison {
     } else {
         (None, stats::unpaired(&va, &vb, &label))
     };
-    let note = if va.is_empty() || vb.is_empty() {
-        Some("no finished run on one side".to_string())
-    } else if va.len().min(vb.len()) < 2 {
-        Some("fewer than 2 runs on one side: no interval or test".to_string())
-    } else if paired.as_ref().is_some_and(|p| p.p_t.is_none()) {
-        Some("identical differences: no test".to_string())
-    } else {
-        None
-    };
+    let mean_diff = paired
+        .as_ref()
+        .map(|p| p.mean)
+        .or(unpaired.as_ref().map(|u| u.mean));
+    let gap = mean_diff
+        .filter(|_| kind == Kind::KdVsNoKd)
+        .and_then(|m| gap(m, &ra, &vb, teachers));
+    let n = (va.len(), vb.len());
+    let note = notes(n, paired.as_ref(), unpaired.as_ref(), gap);
     Comparison {
         kind,
         a: a.chain.clone(),
@@ -176,9 +295,10 @@ fn compare(plan: &Plan, kind: Kind, a: &Group, b: &Group) -> Comparison {
         model: a.model.clone(),
         temperature: a.kd.map(|k| k.temperature),
         alpha: a.kd.map(|k| k.alpha),
-        n: (va.len(), vb.len()),
+        n,
         paired,
         unpaired,
+        gap,
         note,
     }
 }
@@ -189,16 +309,22 @@ pub fn comparisons(plan: &Plan, groups: &[Group]) -> Vec<Comparison> {
         let label = chain.join(" > ");
         groups.iter().find(|g| g.chain == label && g.kd == kd)
     };
+    let teachers: Accuracies = groups
+        .iter()
+        .flat_map(|g| &g.runs)
+        .filter_map(|r| r.accuracy().map(|acc| (&r.stage.id, acc)))
+        .collect();
+    let cmp = |kind: Kind, a: &Group, b: &Group| compare(plan, &teachers, kind, a, b);
     let mut out = Vec::new();
     for a in groups.iter().filter(|g| g.kd.is_some()) {
         let chain = a.chain_models();
         let last = chain[chain.len() - 1];
         if let Some(b) = find(&[last], None) {
-            out.push(compare(plan, Kind::KdVsNoKd, a, b));
+            out.push(cmp(Kind::KdVsNoKd, a, b));
         }
         if chain.len() >= 3 {
             if let Some(b) = find(&[chain[0], last], a.kd) {
-                out.push(compare(plan, Kind::TaVsKd, a, b));
+                out.push(cmp(Kind::TaVsKd, a, b));
             }
             for skip in 1..chain.len() - 1 {
                 let shorter: Vec<&str> = chain
@@ -210,7 +336,7 @@ pub fn comparisons(plan: &Plan, groups: &[Group]) -> Vec<Comparison> {
                 if shorter.len() >= 3
                     && let Some(b) = find(&shorter, a.kd)
                 {
-                    out.push(compare(plan, Kind::LongerVsShorter, a, b));
+                    out.push(cmp(Kind::LongerVsShorter, a, b));
                 }
             }
         }
@@ -263,6 +389,10 @@ pub fn frame(rows: &[Comparison]) -> PolarsResult<DataFrame> {
         "p_improve" => u(|u| Some(u.p_improve)),
         "p_improve_low" => u(|u| u.p_improve_ci.map(|c| c.0)),
         "p_improve_high" => u(|u| u.p_improve_ci.map(|c| c.1)),
+        "min_p_wilcoxon" => p(|p| p.min_p_wilcoxon),
+        "seeds_for_1_point" => rows.iter().map(|r| r.seeds_needed().map(|n| n as u32)).collect::<Vec<_>>(),
+        "teacher_gain" => rows.iter().map(|r| r.gap.map(|g| g.teacher_gain)).collect::<Vec<_>>(),
+        "gap_closed" => rows.iter().map(|r| r.gap.and_then(|g| g.closed)).collect::<Vec<_>>(),
         "note" => rows.iter().map(|r| r.note.as_deref()).collect::<Vec<_>>(),
         "summary" => rows.iter().map(|r| r.sentence()).collect::<Vec<_>>(),
     ]

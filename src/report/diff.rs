@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The result tables compared, with their key columns. Markdown reports are compared as text.
-const TABLES: [(&str, &[&str]); 5] = [
+/// The result tables compared, with their key columns: every committed table, CSV and
+/// Parquet alike (the CSV files are the ones people read and copy). Markdown reports are
+/// compared as text.
+const TABLES: [(&str, &[&str]); 7] = [
     ("runs.parquet", &["stage_id"]),
+    ("runs.csv", &["stage_id"]),
     ("epochs.parquet", &["stage_id", "epoch"]),
     (
         "summary.csv",
@@ -22,13 +25,24 @@ const TABLES: [(&str, &[&str]); 5] = [
         &["kind", "chain_a", "chain_b", "temperature", "alpha"],
     ),
     (
+        "comparisons.csv",
+        &["kind", "chain_a", "chain_b", "temperature", "alpha"],
+    ),
+    (
         "variance.csv",
         &["chain", "model", "temperature", "alpha", "source"],
     ),
 ];
 const TEXTS: [&str; 2] = ["summary.md", "report.md"];
 /// Tables of statistics derived from the runs.
-const DERIVED: [&str; 2] = ["comparisons.parquet", "variance.csv"];
+const DERIVED: [&str; 3] = ["comparisons.parquet", "comparisons.csv", "variance.csv"];
+/// Tables written twice from one frame: within a folder the CSV must equal its Parquet twin
+/// bit for bit, on any processor kind (an edited CSV cell fails even where the runs are only
+/// compared within a tolerance).
+const TWINS: [(&str, &str); 2] = [
+    ("runs.csv", "runs.parquet"),
+    ("comparisons.csv", "comparisons.parquet"),
+];
 
 /// What a comparison found.
 #[derive(Debug, Default)]
@@ -56,7 +70,15 @@ fn read(path: &Path) -> Result<Option<DataFrame>, ReportError> {
     let df = if path.extension().is_some_and(|e| e == "parquet") {
         ParquetReader::new(file).finish()
     } else {
-        CsvReader::new(file).finish()
+        // Ids and digests are text even when all their hex digits happen to be decimal.
+        let ids = Schema::from_iter(
+            ["stage_id", "parent_id", "weights_sha256", "init_sha256"]
+                .map(|c| Field::new(c.into(), DataType::String)),
+        );
+        CsvReadOptions::default()
+            .with_schema_overwrite(Some(Arc::new(ids)))
+            .into_reader_with_file_handle(file)
+            .finish()
     }
     .map_err(polars_error(path))?;
     Ok(Some(df))
@@ -124,14 +146,23 @@ fn computed_by(dir: &Path) -> Result<Vec<String>, ReportError> {
     Ok(kinds)
 }
 
-/// Compares table `name` of folders `a` and `b`; with `cross`, the columns that name how a
-/// number was computed are left out.
+/// How two frames are compared.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// Numbers within it count as equal.
+    tolerance: f64,
+    /// Folders computed on different backends or processors: leave out the columns naming how.
+    cross: bool,
+    /// A CSV against its Parquet twin: an empty string and a missing value are the same cell.
+    twin: bool,
+}
+
+/// Compares table `name` of folders `a` and `b`.
 fn compare_table(
     name: &str,
     keys: &[&str],
     (a, b): (&Path, &Path),
-    tolerance: f64,
-    cross: bool,
+    mode: Mode,
     out: &mut Diff,
 ) -> Result<(), ReportError> {
     let (ta, tb) = (read(&a.join(name))?, read(&b.join(name))?);
@@ -152,9 +183,64 @@ fn compare_table(
         }
         (Some(x), Some(y)) => (x, y),
     };
-    let (ra, rb) = (rows(&ta, keys), rows(&tb, keys));
+    compare_frames(name, keys, (&ta, &tb), mode, out);
+    Ok(())
+}
+
+/// Compares a folder's CSV tables with their Parquet twins, bit for bit.
+fn compare_twins(dir: &Path, side: &str, out: &mut Diff) -> Result<(), ReportError> {
+    for (csv, parquet) in TWINS {
+        let (Some(c), Some(p)) = (read(&dir.join(csv))?, read(&dir.join(parquet))?) else {
+            continue;
+        };
+        let keys = TABLES.iter().find(|t| t.0 == csv).map_or(&[][..], |t| t.1);
+        let mode = Mode {
+            tolerance: 0.0,
+            cross: false,
+            twin: true,
+        };
+        compare_frames(
+            &format!("{csv} vs {parquet} in {side}"),
+            keys,
+            (&p, &c),
+            mode,
+            out,
+        );
+    }
+    Ok(())
+}
+
+/// Compares frames `ta` and `tb` row by row, joined on `keys`; columns only one side has are
+/// named once.
+fn compare_frames(
+    name: &str,
+    keys: &[&str],
+    (ta, tb): (&DataFrame, &DataFrame),
+    mode: Mode,
+    out: &mut Diff,
+) {
+    let Mode {
+        tolerance,
+        cross,
+        twin,
+    } = mode;
+    let (ra, rb) = (rows(ta, keys), rows(tb, keys));
     let mut lines = Vec::new();
     let mut changed_rows = 0;
+    let names = |df: &DataFrame| -> Vec<String> {
+        df.get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    };
+    let (ca, cb) = (names(ta), names(tb));
+    let mut schema = 0;
+    for (only, side, other) in [(&ca, "A", &cb), (&cb, "B", &ca)] {
+        for c in only.iter().filter(|c| !other.contains(c)) {
+            schema += 1;
+            lines.push(format!("  column `{c}` only in {side}"));
+        }
+    }
     for key in ra.keys().filter(|k| !rb.contains_key(*k)) {
         lines.push(format!("  - missing in B: {key}"));
     }
@@ -165,14 +251,14 @@ fn compare_table(
         .get_column_names()
         .iter()
         .map(|c| c.to_string())
-        .filter(|c| !keys.contains(&c.as_str()))
+        .filter(|c| !keys.contains(&c.as_str()) && cb.contains(c))
         .filter(|c| !(cross && COMPUTED_BY.contains(&c.as_str())))
         .collect();
     for (key, &i) in &ra {
         let Some(&j) = rb.get(key) else { continue };
         let mut changes = Vec::new();
         for c in &columns {
-            let (va, vb) = (cell(&ta, c, i), cell(&tb, c, j));
+            let (va, vb) = (cell(ta, c, i), cell(tb, c, j));
             match (number(&va), number(&vb)) {
                 (Some(x), Some(y)) if x.to_bits() != y.to_bits() => {
                     if (x - y).abs() <= tolerance {
@@ -184,7 +270,8 @@ fn compare_table(
                 (Some(_), Some(_)) => {}
                 _ => {
                     let (x, y) = (text(&va), text(&vb));
-                    if x != y {
+                    let empty = |v: &str| v == "null" || v.is_empty();
+                    if x != y && !(twin && empty(&x) && empty(&y)) {
                         changes.push(format!("{c}: {x} -> {y}"));
                     }
                 }
@@ -194,16 +281,8 @@ fn compare_table(
             changed_rows += 1;
             let why = ["backend", "processor", "device", "threads"]
                 .iter()
-                .filter(|c| {
-                    ta.column(c).is_ok() && text(&cell(&ta, c, i)) != text(&cell(&tb, c, j))
-                })
-                .map(|c| {
-                    format!(
-                        "{c} {} vs {}",
-                        text(&cell(&ta, c, i)),
-                        text(&cell(&tb, c, j))
-                    )
-                })
+                .filter(|c| ta.column(c).is_ok() && text(&cell(ta, c, i)) != text(&cell(tb, c, j)))
+                .map(|c| format!("{c} {} vs {}", text(&cell(ta, c, i)), text(&cell(tb, c, j))))
                 .collect::<Vec<_>>();
             let note = if why.is_empty() {
                 String::new()
@@ -219,19 +298,23 @@ fn compare_table(
     }
     let missing = ra.keys().filter(|k| !rb.contains_key(*k)).count();
     let new = rb.keys().filter(|k| !ra.contains_key(*k)).count();
-    out.differences += changed_rows + missing + new;
+    out.differences += changed_rows + missing + new + schema;
     if lines.is_empty() {
         let _ = writeln!(out.text, "{name}: {} rows equal", ra.len());
     } else {
+        let columns = if schema > 0 {
+            format!(", {schema} columns in one only")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out.text,
-            "{name}: {changed_rows} changed, {new} new, {missing} missing"
+            "{name}: {changed_rows} changed, {new} new, {missing} missing{columns}"
         );
         for l in lines {
             let _ = writeln!(out.text, "{l}");
         }
     }
-    Ok(())
 }
 
 fn compare_text(name: &str, a: &Path, b: &Path, out: &mut Diff) {
@@ -296,8 +379,15 @@ pub fn compare(
             let _ = writeln!(out.text, "{name}: not compared across processor kinds");
             continue;
         }
-        compare_table(name, keys, (a, b), tolerance, cross, &mut out)?;
+        let mode = Mode {
+            tolerance,
+            cross,
+            twin: false,
+        };
+        compare_table(name, keys, (a, b), mode, &mut out)?;
     }
+    compare_twins(a, "A", &mut out)?;
+    compare_twins(b, "B", &mut out)?;
     if tolerance == 0.0 && !cross {
         for name in TEXTS {
             compare_text(name, a, b, &mut out);

@@ -252,20 +252,40 @@ fn variance_table(v: &DataFrame) -> String {
     )
 }
 
+/// The gap-closed cell of each KD-vs-no-KD comparison, keyed by chain, T and alpha: the ratio
+/// of the mean differences, or why there is none.
+fn gaps(c: &DataFrame) -> HashMap<(String, String, String), String> {
+    let (kind, chain) = (strs(c, "kind"), strs(c, "chain_a"));
+    let [t, a, gain, closed] =
+        ["temperature", "alpha", "teacher_gain", "gap_closed"].map(|n| floats(c, n));
+    (0..c.height())
+        .filter(|&i| kind[i] == "kd-vs-nokd")
+        .filter_map(|i| {
+            let text = match (closed[i], gain[i]) {
+                (Some(g), _) => format!("{:+.0}%", g * 100.0),
+                (None, Some(_)) => "none: teacher not better".to_string(),
+                _ => return None,
+            };
+            Some(((chain[i].clone(), setting(t[i]), setting(a[i])), text))
+        })
+        .collect()
+}
+
 /// Per group: mean agreement with the teacher, KL to it, calibration, gap closed, size.
-fn distillation_table(runs: &DataFrame) -> String {
+fn distillation_table(tables: &Tables) -> String {
+    let runs = &tables.runs;
+    let gaps = gaps(&tables.comparisons);
     let (chain, model, status) = (
         strs(runs, "chain"),
         strs(runs, "model"),
         strs(runs, "status"),
     );
-    let [params, bytes, ece, agree, kl, gap, t, a] = [
+    let [params, bytes, ece, agree, kl, t, a] = [
         "params",
         "model_bytes",
         "ece",
         "agreement",
         "kl_teacher",
-        "gap_closed",
         "temperature",
         "alpha",
     ]
@@ -300,6 +320,10 @@ fn distillation_table(runs: &DataFrame) -> String {
                 let xs: Vec<f64> = idx.iter().filter_map(|&i| v[i]).collect();
                 super::stats::mean(&xs)
             };
+            let gap = gaps
+                .get(&(k.0.clone(), k.2.clone(), k.3.clone()))
+                .cloned()
+                .unwrap_or_default();
             vec![
                 k.0,
                 k.1,
@@ -314,7 +338,7 @@ fn distillation_table(runs: &DataFrame) -> String {
                 f4(mean(&ece)),
                 f4(mean(&agree)),
                 f4(mean(&kl)),
-                mean(&gap).map_or_else(String::new, |g| format!("{:+.0}%", g * 100.0)),
+                gap,
             ]
         })
         .collect();
@@ -376,8 +400,11 @@ pub fn report(p: &Provenance, tables: &Tables, figures: &[Figure], dir: &Path) -
             "Differences in test accuracy points (a - b) with their 95% t interval; paired by \
              seed where the plan gives both runs the same init and data order.\n\n",
         );
-        for s in &tables.sentences {
+        for (s, power) in tables.sentences.iter().zip(&tables.power_lines) {
             out.push_str(&format!("- {s}\n"));
+            if let Some(p) = power {
+                out.push_str(&format!("  - {p}\n"));
+            }
         }
         out.push_str(
             "\nA difference whose interval contains zero is not evidence of no effect: with few \
@@ -391,11 +418,12 @@ pub fn report(p: &Provenance, tables: &Tables, figures: &[Figure], dir: &Path) -
         out.push_str(&variance_table(&tables.variance));
     }
     out.push_str("\n## Models and distillation\n\n");
-    out.push_str(&distillation_table(runs));
+    out.push_str(&distillation_table(tables));
     out.push_str(
         "\nECE: expected calibration error (15 bins). Agreement and KL are measured on the \
-         test split against the stage's own teacher. Gap closed: (KD - no-KD) / (teacher - \
-         no-KD), paired by seed. Inference latency is a measurement: see `timings.csv`.\n",
+         test split against the stage's own teacher. Gap closed: mean(KD - no-KD) / \
+         mean(teacher - no-KD) over the seeds, none when the teacher is not better than no-KD \
+         on average. Inference latency is a measurement: see `timings.csv`.\n",
     );
     if !figures.is_empty() {
         out.push_str("\n## Figures\n\n");

@@ -128,6 +128,8 @@ pub struct Tables {
     pub timings: DataFrame,
     /// The comparisons in words, in table order.
     pub sentences: Vec<String>,
+    /// Per comparison, what the study could have seen (smallest possible p, seeds needed).
+    pub power_lines: Vec<Option<String>>,
 }
 
 /// Builds every table of `plan` from `records` (stages without a record are left out).
@@ -142,6 +144,7 @@ pub fn build(plan: &Plan, records: &BTreeMap<StageId, StageRecord>) -> PolarsRes
         variance: variance::frame(&variance::rows(&groups))?,
         timings: timings_frame(plan, records)?,
         sentences: comparisons.iter().map(Comparison::sentence).collect(),
+        power_lines: comparisons.iter().map(Comparison::power_line).collect(),
     })
 }
 

@@ -1,5 +1,5 @@
-//! Figures drawn from the tables with plotters, each as SVG and PNG under `plots/`: accuracy
-//! bars with 95% intervals, every seed as a dot, learning curves with min-max bands, and
+//! Figures drawn from the tables with plotters, each as SVG and PNG under `plots/`: mean
+//! accuracy as points with 95% interval whiskers, every seed as a dot, learning curves with min-max bands, and
 //! model size against accuracy. Text uses DejaVu Sans compiled into the binary, so PNGs have
 //! text on machines without fonts.
 
@@ -95,7 +95,7 @@ pub fn draw(tables: &Tables, dir: &Path) -> Result<Vec<Figure>, ReportError> {
         return Ok(Vec::new());
     }
     let mut out = vec![
-        save(&Bars(&groups), dir, "accuracy")?,
+        save(&MeanCi(&groups), dir, "accuracy")?,
         save(&Seeds(&groups), dir, "seeds")?,
     ];
     let curves = Curves::of(tables);
@@ -348,7 +348,7 @@ fn color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
-/// Horizontal category chart shared by the bar and dot figures.
+/// Horizontal category chart shared by the interval and dot figures.
 fn category_chart<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     g: &'a Groups,
@@ -391,9 +391,11 @@ fn category_chart<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
-struct Bars<'a>(&'a Groups);
+/// Each group's mean as a point with its 95% t interval as whiskers (no bars: the axis is
+/// cut to the data, so a bar's length would mean nothing).
+struct MeanCi<'a>(&'a Groups);
 
-impl Plot for Bars<'_> {
+impl Plot for MeanCi<'_> {
     fn title(&self) -> String {
         "Mean test accuracy per chain, with 95% confidence intervals".into()
     }
@@ -406,33 +408,32 @@ impl Plot for Bars<'_> {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Drawn {
         let g = self.0;
         let mut chart = category_chart(area, g, "Test accuracy: mean and 95% CI (t) over seeds")?;
-        let (lo, _) = g.range();
-        chart
-            .draw_series(g.mean.iter().enumerate().map(|(i, &m)| {
-                let mut r = Rectangle::new(
-                    [
-                        (lo, SegmentValue::Exact(i)),
-                        (m, SegmentValue::Exact(i + 1)),
-                    ],
-                    color(i).mix(0.55).filled(),
-                );
-                r.set_margin(6, 6, 0, 0);
-                r
-            }))
-            .map_err(err)?;
         for (i, ci) in g.ci.iter().enumerate() {
-            if let Some((l, h)) = *ci {
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![
-                            (l, SegmentValue::CenterOf(i)),
-                            (h, SegmentValue::CenterOf(i)),
-                        ],
-                        BLACK.stroke_width(2),
-                    )))
-                    .map_err(err)?;
-            }
+            let Some((l, h)) = *ci else { continue };
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![
+                        (l, SegmentValue::CenterOf(i)),
+                        (h, SegmentValue::CenterOf(i)),
+                    ],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(err)?;
+            // End caps, 14 pixels high.
+            chart
+                .draw_series([l, h].map(|x| {
+                    EmptyElement::at((x, SegmentValue::CenterOf(i)))
+                        + PathElement::new(vec![(0, -7), (0, 7)], BLACK.stroke_width(2))
+                }))
+                .map_err(err)?;
         }
+        chart
+            .draw_series(
+                g.mean.iter().enumerate().map(|(i, &m)| {
+                    Circle::new((m, SegmentValue::CenterOf(i)), 6, color(i).filled())
+                }),
+            )
+            .map_err(err)?;
         Ok(())
     }
 }

@@ -35,14 +35,16 @@ impl Metric {
     }
 }
 
-/// The metrics worth a row for `group`: the last epoch only when selection kept another one,
-/// validation only when there is a split.
+/// The metrics worth a row for `group`: the last epoch only when selection kept another one
+/// (not for an imported model or an ensemble, whose one evaluation is epoch 0), validation
+/// only when there is a split.
 fn metrics(group: &Group) -> Vec<Metric> {
     let mut m = vec![Metric::Test];
     if group.runs.iter().any(|r| {
+        let last = r.record.epochs.last().map(|e| e.epoch);
         r.record
             .selected_epoch
-            .is_some_and(|e| e != r.record.epochs.len())
+            .is_some_and(|e| last.is_some_and(|l| l > 0 && l != e))
     }) {
         m.push(Metric::LastTest);
     }
@@ -80,6 +82,10 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
                 let note = match values.len() {
                     0 => Some("no finished run".to_string()),
                     1 => Some("one seed: no spread or interval".to_string()),
+                    n if stats::bootstrap_unreliable(n) => Some(format!(
+                        "bootstrap CI unreliable below {} seeds",
+                        stats::BOOTSTRAP_MIN_N
+                    )),
                     _ => None,
                 };
                 out.push(Row {

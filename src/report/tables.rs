@@ -25,9 +25,11 @@ fn accuracy(records: &BTreeMap<StageId, StageRecord>, id: &StageId) -> Option<f6
         .and_then(|r| r.test_accuracy)
 }
 
-/// The fraction of the teacher-student gap a distilled stage closes:
+/// The fraction of the teacher-student gap a distilled stage closes on its own seed:
 /// `(acc_kd - acc_nokd) / (acc_teacher - acc_nokd)`, against the no-KD run of the same model
-/// and seeds.
+/// and seeds; empty unless the teacher beat that run (a negative denominator flips the sign).
+/// The report's gap closed is the ratio of the mean differences (`comparisons`), not a mean
+/// of these.
 fn gap_closed(plan: &Plan, records: &BTreeMap<StageId, StageRecord>, s: &Stage) -> Option<f64> {
     let kd = accuracy(records, &s.id)?;
     let teacher = accuracy(records, s.parent.as_ref()?)?;
@@ -36,7 +38,7 @@ fn gap_closed(plan: &Plan, records: &BTreeMap<StageId, StageRecord>, s: &Stage) 
         .iter()
         .find(|b| b.chain == [s.model.clone()] && b.seeds == s.seeds)?;
     let nokd = accuracy(records, &baseline.id)?;
-    ((teacher - nokd).abs() > 1e-12).then(|| (kd - nokd) / (teacher - nokd))
+    (teacher > nokd).then(|| (kd - nokd) / (teacher - nokd))
 }
 
 /// One row per stage of `plan` that has a record, in plan order.

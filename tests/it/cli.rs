@@ -542,6 +542,9 @@ fn diff_across_processor_kinds_uses_the_tolerance_and_says_why() {
     .unwrap();
     let file = std::fs::File::create(other.join("runs.parquet")).unwrap();
     ParquetWriter::new(file).finish(&mut runs).unwrap();
+    // Its runs.csv is written from the same frame.
+    let file = std::fs::File::create(other.join("runs.csv")).unwrap();
+    CsvWriter::new(file).finish(&mut runs).unwrap();
 
     let (a, b) = (dir.to_str().unwrap(), other.to_str().unwrap());
     let strict = stdout(&kdgrid_diff(&[a, b]).code(1));
@@ -600,4 +603,76 @@ fn report_and_status_read_the_compute_settings_the_run_used_and_never_empty_good
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), before);
+
+/// Adds `delta` to column `column` of the first data row of CSV file `path`.
+fn edit_csv(path: &std::path::Path, column: &str, delta: f64) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let at = lines[0].split(',').position(|c| c == column).unwrap();
+    let mut cells: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let old: f64 = cells[at].parse().unwrap();
+    cells[at] = format!("{}", old + delta);
+    lines[1] = cells.join(",");
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    old
+}
+
+#[test]
+fn diff_compares_the_csv_tables_people_read_and_each_with_its_parquet_twin() {
+    use polars::prelude::*;
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let dir = ws.results().join("tiny");
+    let edited = ws.dir.path().join("edited");
+    copy_dir(&dir, &edited);
+    // One accuracy of the committed runs.csv, 0.01 higher; runs.parquet untouched.
+    let old = edit_csv(&edited.join("runs.csv"), "test_accuracy", 0.01);
+    let (a, b) = (dir.to_str().unwrap(), edited.to_str().unwrap());
+    let out = stdout(&kdgrid_diff(&[a, b]).code(1));
+    assert!(out.contains("runs.csv: 1 changed"), "{out}");
+    assert!(out.contains(&format!("test_accuracy: {old} -> ")), "{out}");
+    assert!(out.contains("runs.parquet: "), "{out}");
+    // Within the folder, the CSV no longer matches its Parquet twin: caught at any tolerance.
+    assert!(
+        out.contains("runs.csv vs runs.parquet in B: 1 changed"),
+        "{out}"
+    );
+    let out = stdout(&kdgrid_diff(&[a, b, "--tolerance", "0.05"]).code(1));
+    assert!(
+        out.contains("runs.csv vs runs.parquet in B: 1 changed"),
+        "{out}"
+    );
+
+    // An edited comparisons.csv cell, likewise.
+    let edited = ws.dir.path().join("edited-comparisons");
+    copy_dir(&dir, &edited);
+    edit_csv(&edited.join("comparisons.csv"), "n_a", 1.0);
+    let out = stdout(&kdgrid_diff(&[a, edited.to_str().unwrap()]).code(1));
+    assert!(out.contains("comparisons.csv: 1 changed"), "{out}");
+    assert!(
+        out.contains("comparisons.csv vs comparisons.parquet in B: 1 changed"),
+        "{out}"
+    );
+
+    // A folder written before a column existed: the column is named once, not every row.
+    let old_folder = ws.dir.path().join("old");
+    copy_dir(&dir, &old_folder);
+    let path = old_folder.join("variance.csv");
+    let mut v = CsvReader::new(std::fs::File::open(&path).unwrap())
+        .finish()
+        .unwrap()
+        .drop("pairs_gap_1_point")
+        .unwrap();
+    CsvWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut v)
+        .unwrap();
+    let out = stdout(&kdgrid_diff(&[old_folder.to_str().unwrap(), a]).code(1));
+    assert!(
+        out.contains("variance.csv: 0 changed, 0 new, 0 missing, 1 columns in one only"),
+        "{out}"
+    );
+    assert!(
+        out.contains("column `pairs_gap_1_point` only in B"),
+        "{out}"
+    );
 }

@@ -71,6 +71,9 @@ fn the_shipped_teacher_imports_once_for_every_seed_and_distills() {
     for (c, a) in chains.iter().zip(&accuracy) {
         assert!(*a > 0.5, "{c}: {a} (chance is 0.2)");
     }
+    // Imported as it is (epoch 0), the teacher has no "last epoch" apart from its evaluation.
+    let summary = std::fs::read_to_string(ws.results().join("imported/summary.csv")).unwrap();
+    assert!(!summary.contains("last_test_accuracy"), "{summary}");
     // Its file's digest is in the ids: another file is another teacher.
     let copy = ws.dir.path().join("other.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
@@ -398,6 +401,8 @@ fn an_ensemble_teacher_reuses_its_members_and_reports_its_own_row() {
             summary.contains("trio > student") && summary.contains("\ntrio,"),
             "{summary}"
         );
+        // An ensemble trains no epoch: its one evaluation is its last, no second row for it.
+        assert!(!summary.contains("last_test_accuracy"), "{summary}");
         // The ensemble predicts like any stage: its accuracy from its logits.
         let trio_id = stages.iter().find(|s| s.0 == "trio").unwrap().2.clone();
         let out = ws.dir.path().join("trio.json");

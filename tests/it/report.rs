@@ -74,6 +74,14 @@ fn every_plot_is_a_valid_svg_and_png_with_rendered_text() {
         );
         assert!(grey > 20, "{name}.png: no anti-aliased glyph edges");
     }
+    // Accuracy is drawn as a point per chain with whiskers: no bar on the cut axis (the only
+    // rectangles are the white backgrounds).
+    let svg = std::fs::read_to_string(plots.join("accuracy.svg")).unwrap();
+    let summary = ws.parquet_csv("tiny", "summary.csv");
+    assert_eq!(svg.matches("<circle").count(), summary.height(), "{svg}");
+    for rect in svg.split("<rect").skip(1) {
+        assert!(rect.contains("fill=\"#FFFFFF\""), "a bar: <rect{rect}");
+    }
     let report = std::fs::read_to_string(ws.results().join("tiny/report.md")).unwrap();
     assert!(
         report.contains("![Mean test accuracy per chain"),
@@ -266,4 +274,250 @@ fn timings_md_gives_each_chain_its_runs_size_and_median_speed() {
         assert_eq!(row[7], format!("{median:.4}"), "{md}");
         assert!(row[5].parse::<f64>().unwrap() > 0.0, "{md}");
     }
+}
+
+/// The row of `df` whose `column` is `value`.
+fn row(df: &polars::prelude::DataFrame, column: &str, value: &str) -> usize {
+    strings(df, column)
+        .iter()
+        .position(|v| v == value)
+        .unwrap_or_else(|| panic!("no `{value}` in `{column}`: {df}"))
+}
+
+#[test]
+fn gap_closed_is_the_ratio_of_mean_differences_and_empty_when_the_teacher_is_no_better() {
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let c = ws.parquet_csv("tiny", "comparisons.csv");
+    let (chain, acc) = (strings(&runs, "chain"), floats(&runs, "test_accuracy"));
+    let teacher_acc = floats(&runs, "teacher_accuracy");
+    let of = |name: &str, v: &[f64]| -> f64 {
+        let xs: Vec<f64> = (0..chain.len())
+            .filter(|&i| chain[i] == name)
+            .map(|i| v[i])
+            .collect();
+        xs.iter().sum::<f64>() / xs.len() as f64
+    };
+    let i = row(&c, "chain_a", "teacher > student");
+    let gain = of("teacher > student", &teacher_acc) - of("student", &acc);
+    let diff = of("teacher > student", &acc) - of("student", &acc);
+    assert!(gain > 0.0, "the tiny teacher beats the student: {runs}");
+    assert!((floats(&c, "teacher_gain")[i] - gain).abs() < 1e-12, "{c}");
+    assert!(
+        (floats(&c, "gap_closed")[i] - diff / gain).abs() < 1e-9,
+        "{c}"
+    );
+
+    // A teacher that learns nothing (tiny learning rate) is worse than no-KD: no gap closed,
+    // neither per seed nor for the chain, and the report says why.
+    let weak = Workspace::new(&TINY.replace(
+        "[models.teacher]\nconv = [8, 16]\ndense = [32]",
+        "[models.teacher]\nconv = [8, 16]\ndense = [32]\nlr = 1e-7",
+    ));
+    weak.kdgrid(&["run", "--quiet"]).success();
+    let runs = weak.parquet("tiny", "runs.parquet");
+    let c = weak.parquet_csv("tiny", "comparisons.csv");
+    let i = row(&c, "chain_a", "teacher > student");
+    assert!(floats(&c, "teacher_gain")[i] < 0.0, "{c}");
+    assert!(floats(&c, "gap_closed")[i].is_nan(), "{c}");
+    assert!(
+        strings(&c, "note")[i].contains("teacher not better than no-KD on average"),
+        "{c}"
+    );
+    let (chain, gap) = (strings(&runs, "chain"), floats(&runs, "gap_closed"));
+    for (k, ch) in chain.iter().enumerate() {
+        if ch == "teacher > student" {
+            assert!(gap[k].is_nan(), "per-seed gap with a worse teacher: {runs}");
+        }
+    }
+    let report = std::fs::read_to_string(weak.results().join("tiny/report.md")).unwrap();
+    let models = report.split("## Models and distillation").nth(1).unwrap();
+    let line = models
+        .lines()
+        .find(|l| l.starts_with("| teacher > student "))
+        .unwrap();
+    assert!(line.contains("none: teacher not better"), "{report}");
+}
+
+#[test]
+fn the_report_says_what_few_seeds_cannot_show_and_how_many_would() {
+    let ws = Workspace::new(TINY);
+    let out = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    let c = ws.parquet_csv("tiny", "comparisons.csv");
+    let report = std::fs::read_to_string(ws.results().join("tiny/report.md")).unwrap();
+    // Two seeds: the Wilcoxon test cannot go below p = 0.5, and the report says so.
+    let i = row(&c, "chain_a", "teacher > student");
+    assert_eq!(floats(&c, "min_p_wilcoxon")[i], 0.5, "{c}");
+    let words = "with 2 pairs the smallest possible Wilcoxon p is 0.5";
+    assert!(strings(&c, "note")[i].contains(words), "{c}");
+    assert!(report.contains(words), "{report}");
+    assert!(out.contains(words), "{out}");
+    // Bootstrap intervals of 2 values are flagged, in the summary and the comparisons.
+    let summary = ws.parquet_csv("tiny", "summary.csv");
+    assert!(
+        strings(&summary, "note")
+            .iter()
+            .filter(|n| !n.is_empty())
+            .all(|n| n.contains("bootstrap CI unreliable below 5 seeds")),
+        "{summary}"
+    );
+    assert!(
+        strings(&c, "note")[i].contains("bootstrap CI unreliable below 5 pairs"),
+        "{c}"
+    );
+    // A power line per comparison with spread: the seeds a 1-point effect needs.
+    let seeds = floats(&c, "seeds_for_1_point")[i];
+    assert!(seeds >= 2.0, "{c}");
+    assert!(
+        report.contains(&format!(
+            "to see a 1-point effect at this spread (std of differences"
+        )) && report.contains(&format!("use ≥ {seeds} seeds (paired t-test, 80% power")),
+        "{report}"
+    );
+}
+
+/// A diagnostic as one line (miette wraps long messages).
+fn flat(text: &str) -> String {
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn stats_skips_failed_and_empty_cells_and_refuses_nan_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let kdgrid = || assert_cmd::Command::cargo_bin("kdgrid").unwrap();
+    let runs = dir.path().join("runs.csv");
+    std::fs::write(
+        &runs,
+        "stage_id,status,test_accuracy\na,ok,0.70\nb,failed,\nc,ok,0.72\nd,skipped,\ne,ok,\n\
+         f,ok,0.71\n",
+    )
+    .unwrap();
+    let peer = dir.path().join("peer.txt");
+    std::fs::write(&peer, "0.60\n0.62\n0.61\n").unwrap();
+    let spec = format!("{}:test_accuracy", runs.display());
+    let out = stdout(
+        &kdgrid()
+            .arg("stats")
+            .arg(&spec)
+            .arg(&peer)
+            .assert()
+            .success(),
+    );
+    // The failed and skipped runs are not accuracies of 0.
+    assert!(out.contains(": n 3, mean 0.7100"), "{out}");
+    assert!(
+        out.contains(
+            "skipped 3 of 6 rows (row 2: status `failed`; row 4: status `skipped`; row 5: empty)"
+        ),
+        "{out}"
+    );
+
+    for (text, bad) in [
+        ("seed,test_accuracy\n0,0.70\n1,nan\n2,0.71\n", "nan"),
+        ("seed,test_accuracy\n0,0.70\n1,inf\n2,0.71\n", "inf"),
+    ] {
+        std::fs::write(&runs, text).unwrap();
+        let err = flat(&stderr(
+            &kdgrid().arg("stats").arg(&spec).arg(&peer).assert().code(2),
+        ));
+        assert!(
+            err.contains(&format!(
+                "`{}`:`test_accuracy` row 2 (line 3)",
+                runs.display()
+            )),
+            "{bad}: {err}"
+        );
+        assert!(err.contains("is not a finite number"), "{bad}: {err}");
+    }
+    std::fs::write(&peer, "0.6\nnan\n").unwrap();
+    let err = flat(&stderr(
+        &kdgrid().arg("stats").arg(&peer).arg(&peer).assert().code(2),
+    ));
+    assert!(
+        err.contains("line 2: `nan` is not a finite number"),
+        "{err}"
+    );
+}
+
+/// The Python that has scipy: `KDGRID_TORCH_PYTHON` (`make test` sets it to the torch venv's),
+/// else `python3` if it can import scipy; `None` (the test says it skipped) otherwise.
+fn scipy_python() -> Option<String> {
+    if let Ok(p) = std::env::var("KDGRID_TORCH_PYTHON") {
+        return Some(p);
+    }
+    let has = std::process::Command::new("python3")
+        .args(["-c", "import scipy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        eprintln!("skipped: no python3 with scipy (`make test` runs this with the torch venv's)");
+    }
+    has.then(|| "python3".to_string())
+}
+
+/// Runs `scripts/statistics-reference.py` over `folders`.
+fn reference(python: &str, folders: &[std::path::PathBuf]) -> std::process::Output {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/statistics-reference.py");
+    std::process::Command::new(python)
+        .arg(script)
+        .args(folders)
+        .output()
+        .expect("python runs")
+}
+
+#[test]
+fn every_committed_study_agrees_with_scipy() {
+    let Some(python) = scipy_python() else { return };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let mut folders: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("runs.csv").exists())
+        .collect();
+    folders.sort();
+    assert!(folders.len() >= 2, "{folders:?}");
+    let out = reference(&python, &folders);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_scipy_reference_catches_an_edited_cell() {
+    let Some(python) = scipy_python() else { return };
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let dir = ws.results().join("tiny");
+    let out = reference(&python, std::slice::from_ref(&dir));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("agree with scipy"), "{text}");
+    // One mean of summary.csv, 0.01 off.
+    let path = dir.join("summary.csv");
+    let summary = std::fs::read_to_string(&path).unwrap();
+    let line = summary.lines().nth(1).unwrap().to_string();
+    let mut cells: Vec<String> = line.split(',').map(String::from).collect();
+    cells[8] = format!("{}", cells[8].parse::<f64>().unwrap() + 0.01);
+    std::fs::write(&path, summary.replace(&line, &cells.join(","))).unwrap();
+    let out = reference(&python, std::slice::from_ref(&dir));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "summary.csv row 1 (student | student |  |  | all | test_accuracy) column `mean`"
+        ),
+        "{text}"
+    );
 }

@@ -10,6 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 
+mod power;
+pub use power::{
+    BOOTSTRAP_MIN_N, EFFECT, MAX_SEEDS, POWER, bootstrap_unreliable, min_p_wilcoxon, pairs_needed,
+    seeds_needed_unpaired, t_test_power,
+};
+
 /// Bootstrap resamples per interval.
 pub const RESAMPLES: usize = 10_000;
 /// Confidence level of every interval.
@@ -167,6 +173,13 @@ pub struct Paired {
     pub wins: usize,
     /// Cohen's d of the differences (`d_z`: mean over standard deviation of the differences).
     pub cohen_d: Option<f64>,
+    /// Standard deviation of the differences.
+    pub sd: Option<f64>,
+    /// The smallest Wilcoxon p-value these pairs could give (every sign alike).
+    pub min_p_wilcoxon: Option<f64>,
+    /// Pairs a paired t-test needs to see a [`EFFECT`] difference at this spread with
+    /// [`POWER`].
+    pub pairs_needed: Option<usize>,
 }
 
 /// Compares matched samples `a` and `b` (same length, pair `i` shares a seed).
@@ -185,9 +198,13 @@ pub fn paired(a: &[f64], b: &[f64], label: &str) -> Option<Paired> {
         }),
         ci_boot: bootstrap_mean(&d, &mut rng(label)),
         p_t: t.map(|t| t_p(t, (n - 1) as f64)),
-        p_wilcoxon: wilcoxon(&d),
+        // One pair is no test, whatever its sign.
+        p_wilcoxon: wilcoxon(&d).filter(|_| n >= 2),
         wins: d.iter().filter(|x| **x > 0.0).count(),
         cohen_d: sd.map(|sd| m / sd),
+        sd,
+        min_p_wilcoxon: min_p_wilcoxon(&d),
+        pairs_needed: sd.and_then(|sd| pairs_needed(sd, EFFECT)),
     })
 }
 
@@ -265,6 +282,9 @@ pub struct Unpaired {
     pub p_improve: f64,
     /// Percentile bootstrap interval of `P(A > B)`.
     pub p_improve_ci: Option<Interval>,
+    /// Seeds per side a two-sample t-test needs to see a [`EFFECT`] difference with
+    /// [`POWER`], at the pooled standard deviation sqrt((s_a² + s_b²) / 2).
+    pub seeds_needed: Option<usize>,
 }
 
 /// `P(A > B) + P(A = B) / 2` over all pairs of one value of `a` and one of `b`.
@@ -296,6 +316,11 @@ pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
             Some((se, df))
         }
         _ => None,
+    }
+    .filter(|(se, df)| se.is_finite() && df.is_finite() && *df > 0.0);
+    let seeds_needed = match (std(a), std(b)) {
+        (Some(sa), Some(sb)) => seeds_needed_unpaired(((sa * sa + sb * sb) / 2.0).sqrt(), EFFECT),
+        _ => None,
     };
     let mut r = rng(label);
     let (mut diffs, mut probs) = (Vec::new(), Vec::new());
@@ -322,6 +347,7 @@ pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
         p_welch: welch.map(|(se, df)| t_p(d / se, df)),
         p_improve: probability_of_improvement(a, b),
         p_improve_ci: percentile_interval(probs).filter(|_| a.len() >= 2),
+        seeds_needed,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Reference values computed independently with scipy 1.17.1 / numpy by
-//! `scripts/statistics-reference.py`; inputs are seed accuracies like the default study's.
+//! `scripts/statistics-reference.py --values`; inputs are seed accuracies like the default
+//! study's.
 
 use super::*;
 
@@ -105,4 +106,64 @@ fn zero_differences_give_no_test() {
     let p = paired(&X, &X, "same").unwrap();
     assert_eq!((p.p_t, p.p_wilcoxon, p.cohen_d), (None, None, None));
     assert_eq!(p.wins, 0);
+}
+
+#[test]
+fn t_test_power_matches_scipy_noncentral_t() {
+    // scipy.stats.nct.sf(c, df, ncp) + scipy.stats.nct.cdf(-c, df, ncp), c = t.ppf(0.975, df)
+    for (df, ncp, want) in [
+        (1.0, 2.0, 0.1257563177570528),
+        (2.0, 3.0, 0.38740012852597105),
+        (4.0, 1.5, 0.2133418131145807),
+        (9.0, 2.5, 0.6061383742015277),
+        (30.0, 2.8, 0.7732048539232571),
+        (200.0, 2.0, 0.5121760140660278),
+    ] {
+        close(t_test_power(df, ncp), want, 1e-7);
+    }
+}
+
+#[test]
+fn seeds_needed_for_a_one_point_effect_match_scipy() {
+    // The smallest n whose noncentral-t power reaches 0.8 (scipy.stats.nct, searched from 2).
+    for (sd, paired, unpaired) in [
+        (0.001, 3, 2),
+        (0.005, 5, 6),
+        (0.0085, 8, 13),
+        (0.0104, 11, 18),
+        (0.02, 34, 64),
+        (0.05, 199, 394),
+    ] {
+        assert_eq!(pairs_needed(sd, EFFECT), Some(paired), "paired, sd {sd}");
+        assert_eq!(
+            seeds_needed_unpaired(sd, EFFECT),
+            Some(unpaired),
+            "unpaired, sd {sd}"
+        );
+    }
+    assert_eq!(pairs_needed(0.0, EFFECT), None);
+}
+
+#[test]
+fn few_pairs_cannot_reach_significance_and_one_pair_is_no_test() {
+    // scipy.stats.wilcoxon([1, 2, 3]).pvalue == 0.25: the best 3 pairs can do.
+    let p = paired(&[0.80, 0.82, 0.83], &[0.79, 0.80, 0.80], "three").unwrap();
+    assert_eq!(p.p_wilcoxon, Some(0.25));
+    assert_eq!(p.min_p_wilcoxon, Some(0.25));
+    let two = paired(&[0.80, 0.82], &[0.81, 0.80], "two").unwrap();
+    assert_eq!(two.min_p_wilcoxon, Some(0.5));
+    let one = paired(&[0.80], &[0.79], "one").unwrap();
+    assert_eq!((one.p_wilcoxon, one.min_p_wilcoxon), (None, None));
+}
+
+#[test]
+fn bootstrap_intervals_of_few_values_are_flagged_and_span_min_to_max() {
+    assert!((2..=4).all(bootstrap_unreliable));
+    assert!(!bootstrap_unreliable(1) && !bootstrap_unreliable(5));
+    // With 3 values every percentile interval is [min, max]: the all-min resample has
+    // probability 1/27 > 2.5%.
+    let d = describe(&[0.80, 0.83, 0.81], "three").unwrap();
+    let (lo, hi) = d.ci_boot.unwrap();
+    close(lo, 0.80, 1e-12);
+    close(hi, 0.83, 1e-12);
 }
