@@ -1,5 +1,6 @@
 //! Image folders in the ImageFolder layout: `train/<class>/*.png|jpg|jpeg` and
-//! `test/<class>/*`, classes in sorted order, every image decoded to RGB and of one size.
+//! `test/<class>/*`, classes in sorted order, every image decoded to RGB as PIL decodes it
+//! ([`super::decode`]) and of one size.
 //!
 //! Images are taken in class-interleaved order (the first file of every class, then the second
 //! of every class, ...), so a `train-limit` or `test-limit` keeps every class in proportion
@@ -133,8 +134,9 @@ pub fn list(
     Ok(out)
 }
 
-/// Decodes `files` to RGB, resized to `resize` x `resize` when set (a triangle filter: the same
-/// bytes on every machine; only the resized bytes are kept, so memory follows the target size).
+/// Decodes `files` to RGB with PIL's pixels ([`super::decode`]), resized to `resize` x `resize`
+/// when set (a triangle filter: the same bytes on every machine; only the resized bytes are
+/// kept, so memory follows the target size).
 fn read_split(
     files: &[(PathBuf, u8)],
     resize: Option<usize>,
@@ -145,12 +147,7 @@ fn read_split(
         labels: Vec::new(),
     };
     for (path, label) in files {
-        let img = image::open(path)
-            .map_err(|e| DataError::Corrupt {
-                path: path.clone(),
-                what: format!("unreadable image: {e}"),
-            })?
-            .to_rgb8();
+        let img = super::decode::rgb(path)?;
         let img = match resize {
             Some(side) if img.dimensions() != (side as u32, side as u32) => {
                 image::imageops::resize(&img, side as u32, side as u32, FilterType::Triangle)

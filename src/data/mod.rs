@@ -5,6 +5,7 @@
 //! ([`synthetic`]).
 
 pub mod cifar;
+pub mod decode;
 mod error;
 pub mod fingerprint;
 pub mod folder;
