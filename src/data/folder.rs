@@ -7,7 +7,6 @@
 //! rather than the first classes only; files beyond a limit are never decoded.
 
 use super::{DataError, Split};
-use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
@@ -135,8 +134,8 @@ pub fn list(
 }
 
 /// Decodes `files` to RGB with PIL's pixels ([`super::decode`]), resized to `resize` x `resize`
-/// when set (a triangle filter: the same bytes on every machine; only the resized bytes are
-/// kept, so memory follows the target size).
+/// when set, also as PIL does ([`super::resize`]; only the resized bytes are kept, so memory
+/// follows the target size).
 fn read_split(
     files: &[(PathBuf, u8)],
     resize: Option<usize>,
@@ -150,7 +149,7 @@ fn read_split(
         let img = super::decode::rgb(path)?;
         let img = match resize {
             Some(side) if img.dimensions() != (side as u32, side as u32) => {
-                image::imageops::resize(&img, side as u32, side as u32, FilterType::Triangle)
+                super::resize::bilinear(&img, side as u32, side as u32)
             }
             _ => img,
         };

@@ -10,6 +10,7 @@ mod error;
 pub mod fingerprint;
 pub mod folder;
 pub mod idx;
+pub mod resize;
 pub mod synthetic;
 pub mod text;
 

@@ -35,8 +35,8 @@ pub enum DatasetSpec {
         /// when absent.
         #[serde(skip_serializing_if = "Option::is_none")]
         normalize: Option<Normalize>,
-        /// Side every image of an image folder is resized to at load (`image-size`), with a
-        /// triangle (bilinear) filter; `None` keeps the files' size, which must then agree.
+        /// Side every image of an image folder is resized to at load (`image-size`), with PIL's
+        /// bilinear filter; `None` keeps the files' size, which must then agree.
         #[serde(skip_serializing_if = "Option::is_none")]
         resize: Option<usize>,
         /// Vocabulary and length of a `text` dataset.
@@ -53,8 +53,9 @@ impl DatasetSpec {
     /// invalidates them and no other (unlike [`crate::train::TRAINER_VERSION`]).
     /// Text 2: token ids reach the embedding exactly (1 passed them through a float
     /// normalization that truncated about half of them to the neighbouring id).
-    /// Image folder 2: images decode to PIL's pixels (1 decoded JPEGs with the `image` crate,
-    /// whose IDCT and chroma upsampling differ from libjpeg's in about a quarter of the pixels).
+    /// Image folder 2: images decode and resize to PIL's pixels (1 decoded JPEGs with the
+    /// `image` crate, whose IDCT and chroma upsampling differ from libjpeg's in about a quarter
+    /// of the pixels, and resized with its triangle filter, a level off in about a third).
     pub fn reader_version(&self) -> Option<u32> {
         match self {
             DatasetSpec::Files {

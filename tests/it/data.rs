@@ -595,4 +595,30 @@ fn images_decode_to_pils_pixels() {
         checked += 1;
     }
     assert!(checked >= 40, "the corpus has {checked} files");
+
+    // `image-size` resizes as torchvision's `Resize` does on a PIL image.
+    let index = std::fs::read_to_string(dir.path().join("resize.txt")).unwrap();
+    for line in index.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (name, width, height): (&str, u32, u32) = (
+            fields[0],
+            fields[1].parse().unwrap(),
+            fields[2].parse().unwrap(),
+        );
+        let pil = std::fs::read(dir.path().join(format!("{name}.{width}x{height}.rgb"))).unwrap();
+        let decoded = data::decode::rgb(&dir.path().join(name)).unwrap();
+        let ours = data::resize::bilinear(&decoded, width, height);
+        let differing = ours
+            .as_raw()
+            .iter()
+            .zip(&pil)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            ours.as_raw() == &pil[..],
+            "{name} resized to {width}x{height}: {differing} of {} bytes differ from PIL's",
+            pil.len()
+        );
+    }
+    assert_eq!(index.lines().count(), 8);
 }
