@@ -1,12 +1,12 @@
 //! Image folders in the ImageFolder layout: `train/<class>/*.png|jpg|jpeg` and
-//! `test/<class>/*`, classes in sorted order, every image decoded to RGB and of one size.
+//! `test/<class>/*`, classes in sorted order, every image decoded to RGB as PIL decodes it
+//! ([`super::decode`]) and of one size.
 //!
 //! Images are taken in class-interleaved order (the first file of every class, then the second
 //! of every class, ...), so a `train-limit` or `test-limit` keeps every class in proportion
 //! rather than the first classes only; files beyond a limit are never decoded.
 
 use super::{DataError, Split};
-use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
@@ -133,8 +133,9 @@ pub fn list(
     Ok(out)
 }
 
-/// Decodes `files` to RGB, resized to `resize` x `resize` when set (a triangle filter: the same
-/// bytes on every machine; only the resized bytes are kept, so memory follows the target size).
+/// Decodes `files` to RGB with PIL's pixels ([`super::decode`]), resized to `resize` x `resize`
+/// when set, also as PIL does ([`super::resize`]; only the resized bytes are kept, so memory
+/// follows the target size).
 fn read_split(
     files: &[(PathBuf, u8)],
     resize: Option<usize>,
@@ -145,15 +146,10 @@ fn read_split(
         labels: Vec::new(),
     };
     for (path, label) in files {
-        let img = image::open(path)
-            .map_err(|e| DataError::Corrupt {
-                path: path.clone(),
-                what: format!("unreadable image: {e}"),
-            })?
-            .to_rgb8();
+        let img = super::decode::rgb(path)?;
         let img = match resize {
             Some(side) if img.dimensions() != (side as u32, side as u32) => {
-                image::imageops::resize(&img, side as u32, side as u32, FilterType::Triangle)
+                super::resize::bilinear(&img, side as u32, side as u32)
             }
             _ => img,
         };

@@ -5,10 +5,12 @@
 //! ([`synthetic`]).
 
 pub mod cifar;
+pub mod decode;
 mod error;
 pub mod fingerprint;
 pub mod folder;
 pub mod idx;
+pub mod resize;
 pub mod synthetic;
 pub mod text;
 

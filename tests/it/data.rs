@@ -545,3 +545,80 @@ fn image_folders_resize_to_the_manifest_image_size() {
         assert!(err.contains(part), "{part}: {err}");
     }
 }
+
+/// Image folders decode to the pixels PyTorch's pipeline sees (`Image.open(f).convert("RGB")`
+/// in PIL), byte for byte: a corpus written by PIL (JPEGs at three qualities, three chroma
+/// subsamplings and odd sizes, progressive, grayscale, CMYK; PNGs of every colour type and
+/// bit depth), each file compared with PIL's decoding of it.
+#[test]
+fn images_decode_to_pils_pixels() {
+    let python = std::env::var("KDGRID_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pil-corpus.py"
+        ))
+        .arg(dir.path())
+        .output()
+        .expect("python with Pillow (run through `make test`, or set KDGRID_TORCH_PYTHON)");
+    assert!(
+        out.status.success(),
+        "{python} tests/fixtures/pil-corpus.py (needs Pillow: `make torch` installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = std::fs::read_to_string(dir.path().join("index.txt")).unwrap();
+    let mut checked = 0;
+    for line in index.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (name, width, height): (&str, u32, u32) = (
+            fields[0],
+            fields[1].parse().unwrap(),
+            fields[2].parse().unwrap(),
+        );
+        let pil = std::fs::read(dir.path().join(format!("{name}.rgb"))).unwrap();
+        let ours = data::decode::rgb(&dir.path().join(name)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ours.dimensions(), (width, height), "{name}");
+        assert_eq!(ours.as_raw().len(), pil.len(), "{name}");
+        let pixels = || ours.as_raw().chunks_exact(3).zip(pil.chunks_exact(3));
+        if let Some(p) = pixels().position(|(a, b)| a != b) {
+            panic!(
+                "{name}: pixel ({}, {}) is {:?}, PIL decodes {:?} ({} of {} pixels differ)",
+                p % width as usize,
+                p / width as usize,
+                &ours.as_raw()[p * 3..p * 3 + 3],
+                &pil[p * 3..p * 3 + 3],
+                pixels().filter(|(a, b)| a != b).count(),
+                width * height
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "the corpus has {checked} files");
+
+    // `image-size` resizes as torchvision's `Resize` does on a PIL image.
+    let index = std::fs::read_to_string(dir.path().join("resize.txt")).unwrap();
+    for line in index.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (name, width, height): (&str, u32, u32) = (
+            fields[0],
+            fields[1].parse().unwrap(),
+            fields[2].parse().unwrap(),
+        );
+        let pil = std::fs::read(dir.path().join(format!("{name}.{width}x{height}.rgb"))).unwrap();
+        let decoded = data::decode::rgb(&dir.path().join(name)).unwrap();
+        let ours = data::resize::bilinear(&decoded, width, height);
+        let differing = ours
+            .as_raw()
+            .iter()
+            .zip(&pil)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            ours.as_raw() == &pil[..],
+            "{name} resized to {width}x{height}: {differing} of {} bytes differ from PIL's",
+            pil.len()
+        );
+    }
+    assert_eq!(index.lines().count(), 8);
+}
