@@ -22,7 +22,7 @@ CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 
-.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench build-timings parity
+.PHONY: run data build build-tch torch test test-flex test-tch test-slurm lint fmt clean results-ci check-results bench bench-scale build-timings parity
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
@@ -108,6 +108,13 @@ test-tch: torch
 bench: torch
 	$(TCH_ENV) $(CARGO) build --release --quiet --features tch
 	scripts/bench.sh "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" "$(TORCH_VENV)/bin/python" 2 5
+
+## kdgrid's own work (plan, status, report, diff, per-stage overhead of run) on synthetic studies
+## of tiny stages: time, peak memory and the fitted exponent (docs/performance.md). Sizes in
+## stages: BENCH_SCALE="1000 10000 100000" (100k takes hours of `run` on 2 cores).
+BENCH_SCALE ?= 1000 10000
+bench-scale: build
+	python3 scripts/bench-scale.py "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" $(BENCH_SCALE)
 
 ## A fresh machine's two builds (`make run`'s, then `make test`'s) from an empty target folder,
 ## timed by `cargo --timings`: wall time and the longest crates (docs/performance.md).

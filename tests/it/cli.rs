@@ -603,6 +603,7 @@ fn report_and_status_read_the_compute_settings_the_run_used_and_never_empty_good
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), before);
+}
 
 /// Adds `delta` to column `column` of the first data row of CSV file `path`.
 fn edit_csv(path: &std::path::Path, column: &str, delta: f64) -> f64 {
