@@ -67,7 +67,7 @@ impl Scheduler<'_> {
             }
         }
         let mut todo: Vec<usize> = (0..pending.len()).collect();
-        let mut claims: HashMap<usize, Claim> = HashMap::new();
+        let mut claims: HashMap<usize, std::sync::Arc<Claim>> = HashMap::new();
         let mut started = 0;
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         std::thread::scope(|scope| -> Result<(), SweepError> {
@@ -93,7 +93,8 @@ impl Scheduler<'_> {
                                 .claim(&stage.id)?
                                 .expect("a sweep holds its store");
                             let idx = todo.remove(i);
-                            claims.insert(idx, claim);
+                            let claim = std::sync::Arc::new(claim);
+                            claims.insert(idx, std::sync::Arc::clone(&claim));
                             started += 1;
                             on_event(Event::Start(stage, started, pending.len()));
                             let tx = tx.clone();
@@ -107,6 +108,7 @@ impl Scheduler<'_> {
                                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                         stage::train_and_commit(
                                             store,
+                                            &claim,
                                             stage,
                                             data,
                                             teacher.as_ref(),
