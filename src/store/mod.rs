@@ -615,6 +615,7 @@ mod tests {
 
     fn stage(store: &Store, id: &str) -> (StageId, PathBuf) {
         let id: StageId = serde_json::from_value(serde_json::json!(id)).unwrap();
+        std::fs::create_dir_all(store.stage_dir(&id)).unwrap();
         let path = store.stage_dir(&id).join("record.json");
         (id, path)
     }

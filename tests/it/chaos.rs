@@ -27,7 +27,7 @@ fn study() -> String {
         .replace("seed = [0, 1]", "seed = [0, 1, 2, 3, 4, 5, 6, 7]")
         .replace("train-size = 1024", "train-size = 256")
         .replace("test-size = 256", "test-size = 64")
-        .replace("epochs = 4", "epochs = 2")
+        .replace("epochs = 4", "epochs = 3")
 }
 
 fn kdgrid_bin() -> PathBuf {
@@ -91,7 +91,7 @@ impl Slot {
     ) -> bool {
         if *budget > 0 {
             let roll: f64 = rng.random();
-            let after = Duration::from_millis(rng.random_range(150..2500));
+            let after = Duration::from_millis(rng.random_range(50..1500));
             let hold = Duration::from_secs_f64(STALE * rng.random_range(1.2..1.8));
             let deadline = Instant::now() + after;
             while Instant::now() < deadline {
@@ -123,7 +123,7 @@ impl Slot {
 
     fn run(self) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-        let mut budget = 3;
+        let mut budget = 5;
         let deadline = Instant::now() + Duration::from_secs(300);
         match &self.work {
             Work::Shard(m, n) => loop {
@@ -243,15 +243,17 @@ fn eight_workers_killed_and_stopped_at_random_commit_every_stage_once() {
         starts.insert(id.clone(), count("start"));
     }
     let restarted = starts.values().filter(|&&n| n > 1).count();
-    let took_over = ids
+    let histories: Vec<String> = ids
         .iter()
-        .filter(|id| {
+        .map(|id| {
             std::fs::read_to_string(results.join("chaos/stages").join(id).join("history.log"))
-                .is_ok_and(|h| h.contains("took over"))
+                .unwrap_or_default()
         })
-        .count();
+        .collect();
+    let with = |what: &str| histories.iter().filter(|h| h.contains(what)).count();
+    let (took_over, lost) = (with("took over"), with("lost the claim"));
     eprintln!(
-        "chaos (seed {seed}): {} kills, {} stops, {} starts for 40 stages ({restarted} started more than once, {took_over} taken over), {:.0} s",
+        "chaos (seed {seed}): {} kills, {} stops, {} starts for 40 stages ({restarted} started more than once, {took_over} taken over, {lost} lost by a stopped worker), {:.0} s",
         kills.load(Ordering::SeqCst),
         stops.load(Ordering::SeqCst),
         starts.values().sum::<usize>(),
