@@ -415,14 +415,19 @@ impl Claim {
     }
 }
 
-/// Touches `path` if it holds `token`; false when it holds another (or none). The file is read
-/// and touched through one descriptor, so a claim renamed onto `path` meanwhile is not touched.
+/// Touches `path` if it holds `token`; false when it holds another token or is gone. The file
+/// is read and touched through one descriptor, so a claim renamed onto `path` meanwhile is not
+/// touched. Other errors (a network file system's hiccup) count as ours: the next beat retries.
 fn touch_if_mine(path: &Path, token: &str) -> bool {
-    let Ok(mut file) = std::fs::File::options().read(true).write(true).open(path) else {
-        return false;
+    let mut file = match std::fs::File::options().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
     };
     let mut text = String::new();
-    if file.read_to_string(&mut text).is_err() || text.trim() != token {
+    if file.read_to_string(&mut text).is_err() {
+        return true;
+    }
+    if text.trim() != token {
         return false;
     }
     // A failed touch is retried at the next beat; readers only see a missed beat.

@@ -288,22 +288,28 @@ fn a_missing_shard_stops_the_others_within_the_bounded_wait_naming_the_stage() {
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
 }
 
-#[test]
-fn a_shard_that_computed_another_plan_stops_within_seconds_naming_the_setting() {
-    let ws = Workspace::new(TINY);
-    // Another dataset under the same study name, in the same results folder: other stage ids.
-    let other = Workspace::new(&TINY.replace("seed = 11", "seed = 12"));
-    let first = std::process::Command::new(kdgrid_bin())
+/// Starts `run --shard 0/2` of `first` (with `first_args`), then `run --shard 1/2` of `second`
+/// (with `second_args`) on the same results folder: the second must stop within seconds with
+/// `expected` in its message.
+fn assert_plans_differ(
+    first: &Workspace,
+    first_args: &[&str],
+    second: &Workspace,
+    second_args: &[&str],
+    expected: &str,
+) {
+    let running = std::process::Command::new(kdgrid_bin())
         .arg("--results")
-        .arg(ws.results())
+        .arg(first.results())
         .args(["run", "--quiet", "--shard", "0/2"])
-        .arg(ws.manifest())
+        .args(first_args)
+        .arg(first.manifest())
         .env("KDGRID_CLAIM_STALE", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let tasks = ws.results().join("tiny/tasks");
+    let tasks = first.results().join("tiny/tasks");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::fs::read_dir(&tasks).map_or(true, |mut d| d.next().is_none()) {
         assert!(
@@ -316,29 +322,51 @@ fn a_shard_that_computed_another_plan_stops_within_seconds_naming_the_setting() 
     let out = Command::cargo_bin("kdgrid")
         .unwrap()
         .arg("--results")
-        .arg(ws.results())
+        .arg(first.results())
         .args(["run", "--quiet", "--shard", "1/2"])
-        .arg(other.manifest())
+        .args(second_args)
+        .arg(second.manifest())
         .env("KDGRID_CLAIM_STALE", "2")
         .env("NO_COLOR", "1")
         .assert()
         .code(1);
     let err = flat(&stderr(&out));
     assert!(
-        err.contains("computed another plan than the running shard 0/2")
-            && err.contains("`dataset`: sha256 "),
+        err.contains("computed another plan than the running shard 0/2") && err.contains(expected),
         "{err}"
     );
     assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
     // The first shard meets the second's plan too, or stops when no shard 1/2 of its plan
-    // comes to train the teachers it waits for.
-    let first = first.wait_with_output().unwrap();
-    let err = flat(&String::from_utf8_lossy(&first.stderr));
+    // comes to train the teachers it waits for (or needs none).
+    let running = running.wait_with_output().unwrap();
+    let err = flat(&String::from_utf8_lossy(&running.stderr));
     assert!(
-        first.status.success()
+        running.status.success()
             || err.contains("computed another plan")
             || err.contains("shard 1/2 is not running"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_shard_that_computed_another_plan_stops_within_seconds_naming_the_setting() {
+    let ws = Workspace::new(TINY);
+    // Another dataset under the same study name, in the same results folder: other stage ids.
+    let other = Workspace::new(&TINY.replace("seed = 11", "seed = 12"));
+    assert_plans_differ(&ws, &[], &other, &[], "`dataset`: sha256 ");
+}
+
+/// LibTorch CPU stage ids name the thread count: a shard started with other `--threads`.
+#[cfg(feature = "tch")]
+#[test]
+fn a_libtorch_shard_with_other_threads_stops_naming_the_thread_count() {
+    let ws = Workspace::new(TINY);
+    assert_plans_differ(
+        &ws,
+        &["--backend", "tch", "--threads", "1"],
+        &ws,
+        &["--backend", "tch", "--threads", "2"],
+        "`threads`: 2 here, 1 there",
     );
 }
 
