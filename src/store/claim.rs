@@ -449,6 +449,9 @@ impl Drop for Claim {
         }
         // Renamed aside first, so that a claim another task renamed onto `claim` after our last
         // look is not deleted: it is put back (only where no claim is now).
+        if self.lost.load(Ordering::SeqCst) || token_in(&self.path) != self.token {
+            return; // taken over: the claim is another task's
+        }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let aside = dir.join(format!(".claim-released-{:016x}.tmp", random_u64()));
         if std::fs::rename(&self.path, &aside).is_err() {
