@@ -17,7 +17,7 @@
 //! killed sweep leaves either a whole stage or none, and resumes where it stopped.
 //!
 //! A local sweep holds the store alone. Stage tasks (Slurm array tasks, `run --shard`) share it,
-//! possibly from several machines over a network filesystem: each claims a stage ([`claim`]: a
+//! possibly from several machines over a network filesystem: each claims a stage ([`Claim`]: a
 //! uniquely named file linked or renamed onto `claim`, then read back), keeps the claim alive by
 //! touching it, and a claim its readers watched unchanged for the stale time is taken over.
 //! Should two tasks ever train one stage (one stopped for longer than the stale time, then
