@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 /// How often an announcement is touched at most: a reader sees a running task within seconds.
 pub const BEAT: Duration = Duration::from_secs(2);
 
-/// How often an announcement is touched: [`BEAT`], or the claims' heartbeat when shorter.
+/// How often an announcement is touched: every 2 s, or every claim heartbeat when shorter.
 pub fn presence_beat() -> Duration {
     BEAT.min(heartbeat())
 }
