@@ -332,7 +332,7 @@ def check_comparisons(c, groups, by_id, comparisons):
             if 2 <= n < BOOTSTRAP_MIN_N:
                 notes.append(f"bootstrap CI unreliable below {BOOTSTRAP_MIN_N} pairs")
             if min_p is not None and min_p > 1 - LEVEL:
-                notes.append(f"with {n} pairs the smallest possible Wilcoxon p is {min_p:g}")
+                notes.append(f"with {n} pairs the smallest possible Wilcoxon p is {min_p:.3f}")
             for col in ["p_welch", "p_improve", "p_improve_low", "p_improve_high"]:
                 v(col, None)
         elif va and vb:

@@ -6,7 +6,7 @@
 //! resumed sweep ends with the same tables as an uninterrupted one.
 
 use crate::data::{self, Dataset};
-use crate::execute::{self, tasks::Tally, tasks::Teachers};
+use crate::execute::{self, agree::Role, tasks::Tally};
 use crate::plan::{Cell, Plan, Stage, StageId};
 use crate::report::{self, Provenance, ReportError, Tables};
 use crate::store::{Lookup, StageRecord, Status, Store};
@@ -285,7 +285,7 @@ pub fn run_tasks(
     results: &Path,
     backend: &Backend,
     stages: &[&Stage],
-    teachers: Teachers,
+    role: Role,
     report: bool,
     provenance: &Provenance,
     on_event: &mut dyn FnMut(Event),
@@ -299,7 +299,8 @@ pub fn run_tasks(
         &store,
         backend,
         stages,
-        teachers,
+        role,
+        provenance,
         &mut || load_data(plan),
         on_event,
     )?;

@@ -4,8 +4,8 @@
 use super::{
     ComputeArgs, Failure, kd_text, load_manifest, load_plan, load_plan_with, progress, status_view,
 };
+use crate::execute::agree::Role;
 use crate::execute::slurm::{self, Invocation, Resources};
-use crate::execute::tasks::Teachers;
 use crate::plan::{Plan, Stage};
 use crate::report::{self, Provenance};
 use crate::store::{self, Lookup};
@@ -93,15 +93,7 @@ pub(super) fn run_stage(
 ) -> Result<(), Failure> {
     let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
     let stage = sweep::find_stage(&plan, id)?;
-    let outcome = run_tasks(
-        cli,
-        &plan,
-        &provenance,
-        &[stage],
-        Teachers::Require,
-        false,
-        quiet,
-    )?;
+    let outcome = run_tasks(cli, &plan, &provenance, &[stage], Role::Stage, false, quiet)?;
     let t = &outcome.tally;
     println!(
         "stage {id}: {}",
@@ -139,7 +131,11 @@ pub(super) fn run_shard(
         mine.len(),
         plan.stages.len()
     );
-    let outcome = run_tasks(cli, &plan, &provenance, &mine, Teachers::Wait, true, quiet)?;
+    let role = Role::Shard {
+        index: shard.index,
+        count: shard.count,
+    };
+    let outcome = run_tasks(cli, &plan, &provenance, &mine, role, true, quiet)?;
     let t = &outcome.tally;
     println!(
         "{} trained, {} reused, {} failed, {} skipped",
@@ -166,7 +162,7 @@ fn run_tasks(
     plan: &Plan,
     provenance: &Provenance,
     stages: &[&Stage],
-    teachers: Teachers,
+    role: Role,
     write_report: bool,
     quiet: bool,
 ) -> Result<sweep::TasksOutcome, Failure> {
@@ -180,7 +176,7 @@ fn run_tasks(
         &cli.results,
         &backend,
         stages,
-        teachers,
+        role,
         write_report,
         provenance,
         &mut |e| display.event(e),

@@ -3,7 +3,7 @@
 //! ([`super::decode`]) and of one size.
 //!
 //! Images are taken in class-interleaved order (the first file of every class, then the second
-//! of every class, ...), so a `train-limit` or `test-limit` keeps every class in proportion
+//! of every class, ...), so a `train-limit` or `test-limit` keeps every class, in equal numbers
 //! rather than the first classes only; files beyond a limit are never decoded.
 
 use super::{DataError, Split};

@@ -66,7 +66,7 @@ fn read(path: &Path) -> Result<Vec<(String, String)>, DataError> {
 }
 
 /// At most `limit` of `lines`, taken class by class in turn (the first line of every label,
-/// then the second, ...) and kept in file order, so a limit keeps every class in proportion
+/// then the second, ...) and kept in file order, so a limit keeps every class, in equal numbers
 /// even when a file lists one class after the other (as IMDB's layout does).
 fn interleaved(lines: Vec<(String, String)>, limit: Option<usize>) -> Vec<(String, String)> {
     let Some(limit) = limit.filter(|&l| l < lines.len()) else {

@@ -52,6 +52,44 @@ pub enum SweepError {
         /// Its teacher.
         teacher: String,
     },
+    /// Two tasks sharing a store computed different plans (stage ids).
+    #[error(
+        "this {here} computed another plan than the running {there}: {differences}; stopping, since neither would ever see the other's stages"
+    )]
+    #[diagnostic(
+        code(kdgrid::sweep::plan_mismatch),
+        help(
+            "start every task with the same manifest, `--profile`, data and compute options (`--backend`, `--device`, `--threads`: LibTorch CPU stage ids name the thread count)"
+        )
+    )]
+    PlanMismatch {
+        /// This task.
+        here: String,
+        /// The other task.
+        there: String,
+        /// The settings that differ.
+        differences: String,
+    },
+    /// A shard waited for a teacher that no running task trains.
+    #[error(
+        "stage `{stage}` waited {seconds} s for its teacher stage `{teacher}`, which no task holds, and {shard} is not running; stopping"
+    )]
+    #[diagnostic(
+        code(kdgrid::sweep::teacher_abandoned),
+        help(
+            "start {shard} (or run the shards again: each resumes where it stopped); the bound is twice the claims' stale time (`KDGRID_CLAIM_STALE`, seconds)"
+        )
+    )]
+    TeacherAbandoned {
+        /// The stage that was to train.
+        stage: String,
+        /// Its teacher.
+        teacher: String,
+        /// The shard whose teacher it is (`shard 1/4`).
+        shard: String,
+        /// How long it waited.
+        seconds: u64,
+    },
     /// `kdgrid trace` replays the `cnn` families only.
     #[error(
         "stage `{stage}` is a `{family}`: only `cnn`, `plain-cnn` and `mlp` stages can be traced"
@@ -109,6 +147,22 @@ pub enum SweepError {
         runs: PathBuf,
         /// The plan's compute key.
         compute: String,
+    },
+    /// Stages left that wait on stages neither pending nor settled (a bug: say so).
+    #[error(
+        "{waiting} stages cannot start: stage `{stage}` waits for a stage that is neither pending nor in the store"
+    )]
+    #[diagnostic(
+        code(kdgrid::sweep::stuck),
+        help(
+            "this should not happen: `kdgrid plan --json` and the store's records show the stage's needs; please report it"
+        )
+    )]
+    Stuck {
+        /// The first stage that cannot start.
+        stage: String,
+        /// How many stages were left.
+        waiting: usize,
     },
     /// A worker panicked outside training (saving weights, committing a record).
     #[error("stage `{stage}` crashed outside training: {message}")]

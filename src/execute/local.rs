@@ -88,7 +88,7 @@ impl Scheduler<'_> {
                 }
             }
         };
-        let mut claims: HashMap<usize, Claim> = HashMap::new();
+        let mut claims: HashMap<usize, std::sync::Arc<Claim>> = HashMap::new();
         let mut started = 0;
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         std::thread::scope(|scope| -> Result<(), SweepError> {
@@ -112,7 +112,8 @@ impl Scheduler<'_> {
                                 .store
                                 .claim(&stage.id)?
                                 .expect("a sweep holds its store");
-                            claims.insert(idx, claim);
+                            let claim = std::sync::Arc::new(claim);
+                            claims.insert(idx, std::sync::Arc::clone(&claim));
                             started += 1;
                             on_event(Event::Start(stage, started, pending.len()));
                             let tx = tx.clone();
@@ -126,6 +127,7 @@ impl Scheduler<'_> {
                                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                         stage::train_and_commit(
                                             store,
+                                            &claim,
                                             stage,
                                             data,
                                             teacher.as_ref(),
@@ -162,10 +164,13 @@ impl Scheduler<'_> {
                     }
                     if ready.is_empty() {
                         // Needs outside the pending list and the records: nothing can start.
-                        on_event(Event::Warning(format!(
-                            "{left} stages wait for stages that are neither pending nor settled"
-                        )));
-                        return Ok(());
+                        let stuck = (0..pending.len())
+                            .find(|&i| unsettled[i] > 0)
+                            .map(|i| pending[i]);
+                        return Err(SweepError::Stuck {
+                            stage: stuck.map_or_else(String::new, |s| s.id.to_string()),
+                            waiting: left,
+                        });
                     }
                     continue; // skipped stages may have unblocked others
                 }

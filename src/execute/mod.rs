@@ -4,9 +4,11 @@
 //! record); they differ in who decides what runs where:
 //! - [`local`]: one process, stages on worker threads as their teachers finish (`kdgrid run`);
 //! - [`tasks`]: one process among several sharing a store, training the stages it is given and
-//!   waiting on teachers trained by others (`kdgrid run-stage`, `kdgrid run --shard M/N`);
+//!   waiting on teachers trained by others (`kdgrid run-stage`, `kdgrid run --shard M/N`), after
+//!   checking with the others that they computed the same plan ([`agree`]);
 //! - [`slurm`]: hands the plan to Slurm as job arrays of `run-stage` tasks, one per DAG level.
 
+pub mod agree;
 mod error;
 mod event;
 pub mod local;

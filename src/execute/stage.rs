@@ -3,7 +3,7 @@
 use super::SweepError;
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
-use crate::store::{StageRecord, Status, Store};
+use crate::store::{Claim, StageRecord, Status, Store};
 use crate::train::{self, Backend, Net, Progress, Teacher, TrainError, Trained};
 use std::collections::BTreeMap;
 
@@ -15,13 +15,17 @@ pub struct Finished {
     pub model: Option<Net>,
     /// The epoch a checkpoint resumed the stage from.
     pub resumed_from: Option<usize>,
+    /// False when another task had committed the stage first (a shared store keeps its record).
+    pub committed: bool,
 }
 
 /// Trains `stage` (a panic in training fails the stage rather than the process), saves its
-/// weights and commits its record, noting that `jobs` stages trained at once. A diverged or
-/// crashed stage is committed as failed.
+/// weights and commits its record while `claim` holds the stage, noting that `jobs` stages
+/// trained at once. A diverged or crashed stage is committed as failed.
+#[allow(clippy::too_many_arguments)]
 pub fn train_and_commit(
     store: &Store,
+    claim: &Claim,
     stage: &Stage,
     data: &Dataset,
     teacher: Option<&Teacher>,
@@ -31,7 +35,7 @@ pub fn train_and_commit(
 ) -> Result<Finished, SweepError> {
     if stage.is_ensemble() {
         let members = teacher.expect("an ensemble's members are loaded for it");
-        return commit_ensemble(store, stage, data, members, backend, jobs);
+        return commit_ensemble(store, claim, stage, data, members, backend, jobs);
     }
     let checkpoints = store.checkpoint_dir(&stage.id);
     // A panicking worker (a shape error, an out-of-memory) fails its stage; it must still
@@ -51,13 +55,14 @@ pub fn train_and_commit(
             message: panic_message(panic.as_ref()),
         })
     });
-    commit(store, stage, backend, jobs, result)
+    commit(store, claim, stage, backend, jobs, result)
 }
 
 /// Evaluates an ensemble stage from its members and commits its record (it has no weights of
 /// its own: students load the members).
 fn commit_ensemble(
     store: &Store,
+    claim: &Claim,
     stage: &Stage,
     data: &Dataset,
     members: &Teacher,
@@ -75,6 +80,7 @@ fn commit_ensemble(
             let message = panic_message(panic.as_ref());
             return commit(
                 store,
+                claim,
                 stage,
                 backend,
                 jobs,
@@ -98,28 +104,34 @@ fn commit_ensemble(
         jobs: Some(jobs),
         ..base_record(stage, backend)
     };
-    store.commit(&record)?;
+    let committed = store.commit(&record, None, claim)?;
     Ok(Finished {
         record,
         model: None,
         resumed_from: None,
+        committed,
     })
 }
 
 /// Saves a finished stage's weights and commits its record.
 fn commit(
     store: &Store,
+    claim: &Claim,
     stage: &Stage,
     backend: &Backend,
     jobs: usize,
     result: Result<Trained, TrainError>,
 ) -> Result<Finished, SweepError> {
+    let mut staged = None;
     let finished = match result {
         Ok(t) => {
             crate::fault::check_panic("panic-save", &stage.model);
-            let model_sha256 = store
+            let model = store
                 .save_model(&stage.id, |path| train::save_model(&t.model, path))?
                 .map_err(SweepError::Model)?;
+            // The record names the digest of exactly the file it commits.
+            let (model_sha256, model_bytes) = (model.sha256.clone(), model.bytes);
+            staged = Some(model);
             let selected = t.epochs.iter().find(|e| e.epoch == t.selected_epoch);
             let record = StageRecord {
                 status: Status::Ok,
@@ -131,9 +143,7 @@ fn commit(
                 val_accuracy: selected.and_then(|e| e.val_accuracy),
                 weights_sha256: Some(train::weights_digest(&t.model)),
                 init_sha256: Some(t.initial_digest),
-                model_bytes: std::fs::metadata(store.model_path(&stage.id))
-                    .ok()
-                    .map(|m| m.len()),
+                model_bytes: Some(model_bytes),
                 model_sha256: Some(model_sha256),
                 ece: Some(t.quality.ece),
                 agreement: t.quality.agreement,
@@ -148,6 +158,7 @@ fn commit(
                 record,
                 model: Some(t.model),
                 resumed_from: t.resumed_from,
+                committed: false,
             }
         }
         Err(e @ (TrainError::Diverged { .. } | TrainError::Panicked { .. })) => {
@@ -166,12 +177,16 @@ fn commit(
                 },
                 model: None,
                 resumed_from: None,
+                committed: false,
             }
         }
         Err(e) => return Err(SweepError::Model(e)),
     };
-    store.commit(&finished.record)?;
-    Ok(finished)
+    let committed = store.commit(&finished.record, staged, claim)?;
+    Ok(Finished {
+        committed,
+        ..finished
+    })
 }
 
 /// Loads what `stage` learns from out of the store: its teacher (an ensemble teacher's

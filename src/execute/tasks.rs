@@ -1,26 +1,25 @@
 //! Stage tasks: one process among several sharing a store (Slurm array tasks, `kdgrid run-stage`,
 //! `kdgrid run --shard M/N`). It trains the stages it is given, in plan order, each once its
 //! teacher is in the store, and claims each stage so that no two live processes train it.
+//!
+//! Waits are bounded: a `run-stage` task whose teacher is neither in the store nor held fails
+//! after twice the stale time (a teacher just committed may take a moment to show on a network
+//! file system); a shard waiting for a teacher that no task holds stops after twice the stale
+//! time during which the teacher's shard was not running either. Every task first checks that
+//! the running tasks of its kind computed its plan ([`super::agree`]).
 
+use super::agree::{Agreement, Role, TaskInfo};
 use super::stage;
 use super::{Event, SweepError};
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage};
-use crate::store::{self, ClaimState, Lookup, StageRecord, Status, Store};
+use crate::report::Provenance;
+use crate::store::{self, ClaimState, Lookup, StageRecord, Status, Store, StoreError};
 use crate::train::{Backend, Progress};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a task looks at the store again while it waits.
 const POLL: Duration = Duration::from_millis(500);
-
-/// What to do about a teacher that is not in the store and that no live process trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Teachers {
-    /// Wait for it: another shard will train it (`run --shard`).
-    Wait,
-    /// Fail: its task has already ended without it (Slurm levels run after their parents').
-    Require,
-}
 
 /// What a batch of tasks did.
 #[derive(Debug, Default)]
@@ -35,17 +34,26 @@ pub struct Tally {
     pub skipped: usize,
 }
 
-/// Trains each of `stages` not yet in the shared `store`, waiting for teachers and for stages
-/// other processes hold, as `teachers` says.
+/// How long a task waits for a teacher no one is seen to work on: twice the stale time.
+pub fn wait_bound() -> Duration {
+    store::stale_time() * 2
+}
+
+/// Trains each of `stages` not yet in the shared `store`, as a task of `role` (a shard waits
+/// for teachers other shards train; a `run-stage` task needs them in the store), waiting for
+/// stages other processes hold.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     plan: &Plan,
     store: &Store,
     backend: &Backend,
     stages: &[&Stage],
-    teachers: Teachers,
+    role: Role,
+    provenance: &Provenance,
     load_data: &mut dyn FnMut() -> Result<Dataset, SweepError>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Tally, SweepError> {
+    let agreement = Agreement::join(store, TaskInfo::new(role, plan, provenance))?;
     let mut tally = Tally::default();
     let mut data: Option<Dataset> = None;
     let total = stages.len();
@@ -56,7 +64,11 @@ pub fn run(
                 on_event(Event::Note(text));
             }
         };
+        // Since when the teacher waited for has been neither held nor (for a shard) its shard
+        // running.
+        let mut unattended: Option<Instant> = None;
         loop {
+            agreement.check()?;
             if let Some(r) = settled(store, stage, on_event)? {
                 if r.status == Status::Ok {
                     tally.reused += 1;
@@ -74,14 +86,34 @@ pub fn run(
                     break;
                 }
                 Teacher::Pending(p) => {
-                    let live = matches!(
-                        store::claim_state(store.root(), &p),
-                        Some(ClaimState::Live(_))
-                    );
-                    if teachers == Teachers::Require && !live {
-                        return Err(SweepError::TeacherMissing {
-                            stage: stage.id.to_string(),
-                            teacher: p.to_string(),
+                    let held = matches!(store.claim_seen(&p)?, Some(ClaimState::Live(_)));
+                    let owner = match role {
+                        Role::Shard { count, .. } => Some(p.shard(count)),
+                        Role::Stage => None,
+                    };
+                    let attended = held
+                        || match owner {
+                            Some(k) => agreement.shard_running(k)?,
+                            None => false,
+                        };
+                    let since = if attended {
+                        unattended = None;
+                        Instant::now()
+                    } else {
+                        *unattended.get_or_insert_with(Instant::now)
+                    };
+                    if since.elapsed() >= wait_bound() {
+                        return Err(match (role, owner) {
+                            (Role::Shard { count, .. }, Some(k)) => SweepError::TeacherAbandoned {
+                                stage: stage.id.to_string(),
+                                teacher: p.to_string(),
+                                shard: format!("shard {k}/{count}"),
+                                seconds: since.elapsed().as_secs(),
+                            },
+                            _ => SweepError::TeacherMissing {
+                                stage: stage.id.to_string(),
+                                teacher: p.to_string(),
+                            },
                         });
                     }
                     say(
@@ -93,7 +125,7 @@ pub fn run(
                 }
             }
             let Some(claim) = store.claim(&stage.id)? else {
-                let holder = match store::claim_state(store.root(), &stage.id) {
+                let holder = match store.claim_seen(&stage.id)? {
                     Some(ClaimState::Live(h) | ClaimState::Stale(h)) => h,
                     None => "another task".into(),
                 };
@@ -114,9 +146,24 @@ pub fn run(
             }
             let data = data.as_ref().expect("loaded");
             let teacher = stage::load_teacher(plan, store, data, backend, stage)?;
+            match claim.took_over_from() {
+                Some(holder) => {
+                    on_event(Event::Note(format!(
+                        "stage `{}`: took over the stale claim of {holder}",
+                        stage.id
+                    )));
+                    store.log(
+                        &stage.id,
+                        claim.token(),
+                        &format!("start (took over from {holder})"),
+                    );
+                }
+                None => store.log(&stage.id, claim.token(), "start"),
+            }
             on_event(Event::Start(stage, i + 1, total));
             let finished = stage::train_and_commit(
                 store,
+                &claim,
                 stage,
                 data,
                 teacher.as_ref(),
@@ -128,7 +175,32 @@ pub fn run(
                     }
                     Progress::Epoch(m) => on_event(Event::Epoch(stage, m)),
                 },
-            )?;
+            );
+            let finished = match finished {
+                Ok(f) => f,
+                // Taken over while this task trained (it was stopped past the stale time), or
+                // its checkpoints removed by the task that took over and committed: the stage is
+                // that task's; look again.
+                Err(e) if !claim.holds() => {
+                    let holder = claim.holder_now();
+                    store.log(
+                        &stage.id,
+                        claim.token(),
+                        &format!("lost the claim to {holder}"),
+                    );
+                    let why = match &e {
+                        SweepError::Store(StoreError::ClaimLost { .. }) => String::new(),
+                        e => format!(" ({e})"),
+                    };
+                    on_event(Event::Warning(format!(
+                        "stage `{}`: the claim was taken over by {holder} while this task trained; not committing{why}",
+                        stage.id
+                    )));
+                    drop(claim);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             drop(claim);
             if let Some(epoch) = finished.resumed_from {
                 on_event(Event::Note(format!(
@@ -137,7 +209,9 @@ pub fn run(
                 )));
             }
             on_event(Event::Done(stage, &finished.record));
-            if finished.record.status == Status::Ok {
+            if !finished.committed {
+                tally.reused += 1;
+            } else if finished.record.status == Status::Ok {
                 tally.trained += 1;
             } else {
                 tally.failed += 1;

@@ -147,7 +147,7 @@ impl Comparison {
         if let Some(x) = &self.paired {
             if let Some(p) = x.min_p_wilcoxon.filter(|p| *p > 1.0 - stats::LEVEL) {
                 parts.push(format!(
-                    "with {} pairs the smallest possible Wilcoxon p is {p}",
+                    "with {} pairs the smallest possible Wilcoxon p is {p:.3}",
                     x.n
                 ));
             }
@@ -241,7 +241,7 @@ fn notes(
         && p.1 > 1.0 - stats::LEVEL
     {
         out.push(format!(
-            "with {} pairs the smallest possible Wilcoxon p is {}",
+            "with {} pairs the smallest possible Wilcoxon p is {:.3}",
             p.0, p.1
         ));
     }

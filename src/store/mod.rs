@@ -4,27 +4,33 @@
 //! ```text
 //! results/<experiment>/
 //!   .lock                     held while a sweep runs (exclusive), or by stage tasks (shared)
+//!   tasks/<random>.json       one per running stage task: its plan digest and compute settings
 //!   stages/FORMAT             store layout version
-//!   stages/<id>/claim         `pid N on host` of the process training the stage (heartbeat: mtime)
-//!   stages/<id>/model.bpk     trained weights (written first)
-//!   stages/<id>/record.json   metrics; its presence marks the stage done
+//!   stages/<id>/claim         token of the process training the stage (heartbeat: mtime)
+//!   stages/<id>/checkpoints/  epoch checkpoints of an unfinished stage
+//!   stages/<id>/history.log   who started, took over and committed the stage, one line each
+//!   stages/<id>/model.bpk     trained weights (renamed into place first)
+//!   stages/<id>/record.json   metrics and the weights' digest; its presence marks the stage done
 //! ```
 //!
 //! Every file is written to a temporary file in the same folder and renamed into place, so a
 //! killed sweep leaves either a whole stage or none, and resumes where it stopped.
 //!
 //! A local sweep holds the store alone. Stage tasks (Slurm array tasks, `run --shard`) share it,
-//! possibly from several machines over a network filesystem: each claims a stage by creating its
-//! `claim` file (which fails if it exists), keeps the claim alive by touching it, and a claim
-//! whose holder is gone (a dead pid on this host, or no heartbeat for [`CLAIM_STALE`]) is taken
-//! over. Should two tasks ever train one stage, nothing breaks: training is deterministic and the
-//! commit is an atomic rename, so the second commit writes the same bytes.
+//! possibly from several machines over a network filesystem: each claims a stage ([`Claim`]: a
+//! uniquely named file linked or renamed onto `claim`, then read back), keeps the claim alive by
+//! touching it, and a claim its readers watched unchanged for the stale time is taken over.
+//! Should two tasks ever train one stage (one stopped for longer than the stale time, then
+//! resumed), nothing breaks: each writes its weights and checkpoints under names of its own, and
+//! only the task whose token the claim holds commits, checking it right before each rename.
 
 mod claim;
 pub mod gc;
+mod presence;
 mod record;
 
-pub use claim::{CLAIM_STALE, Claim, ClaimState, claim_state};
+pub use claim::{CLAIM_STALE, Claim, ClaimState, claim_state, heartbeat, stale_time};
+pub use presence::{Peer, Presence, presence_beat};
 pub use record::{StageRecord, Status};
 
 use crate::plan::StageId;
@@ -97,6 +103,23 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A stage task's claim was taken over by another task before it could commit.
+    #[error(
+        "the claim `{}` was taken over by {holder} while this task trained the stage; not committing",
+        path.display()
+    )]
+    #[diagnostic(
+        code(kdgrid::store::claim_lost),
+        help(
+            "this task was stopped or cut off for longer than the stale time; the other task commits the stage"
+        )
+    )]
+    ClaimLost {
+        /// The claim file.
+        path: PathBuf,
+        /// Who holds it now.
+        holder: String,
+    },
     /// Another process holds the store.
     #[error("results folder `{}` is in use by another kdgrid run ({holder})", path.display())]
     #[diagnostic(
@@ -117,6 +140,19 @@ pub struct Store {
     root: PathBuf,
     _lock: File,
     shared: bool,
+    /// How long each claim and announcement looked the same, to this process.
+    watch: claim::Watch,
+}
+
+/// A stage's weights, written under a name of this process's own and not yet in place: the
+/// commit renames them to `model.bpk` while it holds the stage's claim.
+#[derive(Debug)]
+pub struct StagedModel {
+    file: tempfile::TempPath,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -212,6 +248,7 @@ impl Store {
             root,
             _lock: lock,
             shared,
+            watch: claim::Watch::default(),
         })
     }
 
@@ -234,28 +271,33 @@ impl Store {
         lookup(&self.root, id)
     }
 
-    /// Writes a stage's weights atomically through `save`, which writes to the path it is given,
-    /// and returns the file's SHA-256 (kept in the record, checked when the stage is reused).
+    /// Writes a stage's weights through `save`, which writes to the path it is given, to a file
+    /// of this process's own in the stage's folder; [`Store::commit`] puts it in place. Its
+    /// SHA-256 goes in the record and is checked when the stage is reused.
     pub fn save_model<E>(
         &self,
         id: &StageId,
         save: impl FnOnce(&Path) -> Result<(), E>,
-    ) -> Result<Result<String, E>, StoreError> {
+    ) -> Result<Result<StagedModel, E>, StoreError> {
         let dir = self.stage_dir(id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let tmp = tempfile::Builder::new()
             .prefix(".model")
             .suffix(".tmp")
             .tempfile_in(&dir)
-            .map_err(io(&dir))?;
-        if let Err(e) = save(tmp.path()) {
+            .map_err(io(&dir))?
+            .into_temp_path();
+        if let Err(e) = save(&tmp) {
             return Ok(Err(e));
         }
-        crate::fault::check_write(&self.model_path(id)).map_err(io(tmp.path()))?;
-        let digest = file_digest(tmp.path())?;
-        let target = self.model_path(id);
-        tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
-        Ok(Ok(digest))
+        crate::fault::check_write(&self.model_path(id)).map_err(io(&tmp))?;
+        let sha256 = file_digest(&tmp)?;
+        let bytes = std::fs::metadata(&tmp).map_err(io(&tmp))?.len();
+        Ok(Ok(StagedModel {
+            file: tmp,
+            sha256,
+            bytes,
+        }))
     }
 
     /// Where a stage's epoch checkpoints live while it trains.
@@ -265,17 +307,74 @@ impl Store {
 
     /// Claims a stage for this process to train. A local sweep holds the whole store, so its
     /// claim always succeeds (and only tells `kdgrid status` what runs); a shared store returns
-    /// `None` while another live process holds the claim.
+    /// `None` while another process holds the claim, and takes over a claim this process has
+    /// watched unchanged for the stale time.
     pub fn claim(&self, id: &StageId) -> Result<Option<Claim>, StoreError> {
         let dir = self.stage_dir(id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Claim::acquire(&dir.join("claim"), self.shared)
+        Claim::acquire(&dir.join("claim"), self.shared, &self.watch)
     }
 
-    /// Commits a stage's record; from now on the stage counts as done.
-    pub fn commit(&self, record: &StageRecord) -> Result<(), StoreError> {
+    /// The claim on stage `id` as this process has watched it: live until it looked the same
+    /// for the stale time (call it at each poll; the first look counts as live).
+    pub fn claim_seen(&self, id: &StageId) -> Result<Option<ClaimState>, StoreError> {
+        Ok(self
+            .watch
+            .claim(&self.stage_dir(id).join("claim"))?
+            .map(|(state, _)| state))
+    }
+
+    /// Announces this stage task (`info`: its plan and compute settings) until the returned
+    /// guard is dropped.
+    pub fn announce(&self, info: &serde_json::Value) -> Result<Presence, StoreError> {
+        Presence::announce(&self.root, info)
+    }
+
+    /// The other tasks' announcements, as this process has watched them.
+    pub fn peers(&self, own: &Presence) -> Result<Vec<Peer>, StoreError> {
+        presence::peers(&self.root, own.path(), &self.watch)
+    }
+
+    /// Appends `line` to stage `id`'s `history.log` (who started, took over, committed it),
+    /// with this process's token. Best effort: a history that cannot be written loses a line,
+    /// not a result.
+    pub fn log(&self, id: &StageId, token: &str, line: &str) {
+        let path = self.stage_dir(id).join("history.log");
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{line} by {token}\n").as_bytes()));
+    }
+
+    /// Commits a stage's weights (`model`, from [`Store::save_model`]) and record, each renamed
+    /// into place only while `claim` still holds the stage; from then on the stage counts as
+    /// done. On a shared store a valid record already there is kept (another task committed
+    /// the stage); `Ok(false)` says so.
+    pub fn commit(
+        &self,
+        record: &StageRecord,
+        model: Option<StagedModel>,
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
         let dir = self.stage_dir(&record.id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let claim_path = dir.join("claim");
+        let lost = || StoreError::ClaimLost {
+            path: claim_path.clone(),
+            holder: claim.holder_now(),
+        };
+        let done = |store: &Self| -> Result<bool, StoreError> {
+            Ok(store.shared && matches!(store.lookup(&record.id)?, Lookup::Found(_)))
+        };
+        if done(self)? {
+            self.log(
+                &record.id,
+                claim.token(),
+                "commit refused: already committed",
+            );
+            return Ok(false);
+        }
         let value = serde_json::to_value(record).expect("records serialize");
         let sealed = Sealed {
             sha256: seal(record),
@@ -283,12 +382,57 @@ impl Store {
             record: value,
         };
         let json = serde_json::to_vec_pretty(&sealed).expect("records serialize");
-        write_atomic(&dir.join("record.json"), &json)?;
-        // Released after the record exists, so no task sees the stage unclaimed and undone.
-        let _ = std::fs::remove_file(dir.join("claim"));
+        if let Some(model) = model {
+            if !claim.holds() {
+                return Err(lost());
+            }
+            let target = self.model_path(&record.id);
+            model
+                .file
+                .persist(&target)
+                .map_err(|e| io(&target)(e.error))?;
+        }
+        let path = dir.join("record.json");
+        if !self.shared {
+            write_atomic(&path, &json)?;
+        } else {
+            // Linked, not renamed: a record can appear once only, whatever else happens; the
+            // claim is checked right before, so a task that lost it meanwhile (stopped past the
+            // stale time) leaves the stage to the task that took it over.
+            let tmp = tempfile::Builder::new()
+                .prefix(".record")
+                .suffix(".tmp")
+                .tempfile_in(&dir)
+                .map_err(io(&dir))?;
+            tmp.as_file()
+                .write_all(&json)
+                .and_then(|_| crate::fault::check_write(&path))
+                .and_then(|_| tmp.as_file().sync_all())
+                .map_err(io(&path))?;
+            if !claim.holds() {
+                return Err(lost());
+            }
+            match std::fs::hard_link(tmp.path(), &path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if done(self)? {
+                        self.log(
+                            &record.id,
+                            claim.token(),
+                            "commit refused: already committed",
+                        );
+                        return Ok(false);
+                    }
+                    // A corrupt record, trained again: replaced.
+                    tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+                }
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        self.log(&record.id, claim.token(), "commit");
         // Checkpoints are only for an unfinished stage.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -481,7 +625,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "x").unwrap();
         let (id, path) = stage(&store, "00000000000000aa");
-        store.commit(&record(id.as_str())).unwrap();
+        let claim = store.claim(&id).unwrap().unwrap();
+        store.commit(&record(id.as_str()), None, &claim).unwrap();
         assert!(matches!(
             lookup(store.root(), &id).unwrap(),
             Lookup::Found(_)
@@ -527,7 +672,8 @@ mod tests {
             Lookup::Found(_)
         ));
         // What we write, read the previous version's way: its seal checks out.
-        store.commit(&r).unwrap();
+        let claim = store.claim(&id).unwrap().unwrap();
+        store.commit(&r, None, &claim).unwrap();
         #[derive(Deserialize)]
         struct OldRead {
             sha256: String,

@@ -8,9 +8,11 @@
 //!                                   best.bpk    the selected epoch's weights, when not N
 //!                                   state.json  epoch, stream positions, order, history
 //! ```
-//! A checkpoint is written in a temporary folder and renamed into place, so a kill leaves the
-//! previous one whole; older ones are removed, and the sweep removes the folder once the stage's
-//! record is committed.
+//! A checkpoint is written in a temporary folder of its writer's own (`.tmp-epoch-N-<random>`)
+//! and renamed into place, so a kill leaves the previous one whole, and two processes training
+//! one stage (one of them about to lose its claim) never write into each other's folders; an
+//! epoch already in place is kept (it holds the same state). Older ones are removed, and the
+//! sweep removes the folder once the stage's record is committed.
 
 use super::{EpochMetrics, Net, StageRun, TrainError, optimizer};
 use burn::module::Module;
@@ -61,9 +63,12 @@ fn committed(dir: &Path) -> Vec<(usize, PathBuf)> {
 
 /// Commits the state of `run` after epoch `epoch` under `dir`.
 pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), TrainError> {
-    let tmp = dir.join(format!(".tmp-epoch-{epoch}"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| failed(&tmp, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-epoch-{epoch}-"))
+        .tempdir_in(dir)
+        .map_err(|e| failed(dir, e))?;
+    let tmp = tmp.path();
     let model = tmp.join("model.bpk");
     run.model().save(&model)?;
     let optim = tmp.join("optim.bpk");
@@ -92,10 +97,19 @@ pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), Train
     )
     .map_err(|e| failed(&path, e))?;
     let target = dir.join(format!("epoch-{epoch}"));
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&tmp, &target).map_err(|e| failed(&target, e))?;
+    if !target.join("state.json").exists() {
+        // Half a folder of an older layout (written in place): replaced.
+        let _ = std::fs::remove_dir_all(&target);
+    }
+    // A folder already there (another process's, of the same epoch) stays: renaming a folder
+    // onto a non-empty one fails, and ours is dropped with the temporary folder.
+    if let Err(e) = std::fs::rename(tmp, &target)
+        && !target.join("state.json").exists()
+    {
+        return Err(failed(&target, e));
+    }
     for (e, old) in committed(dir) {
-        if e != epoch {
+        if e < epoch {
             let _ = std::fs::remove_dir_all(old);
         }
     }

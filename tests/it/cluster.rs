@@ -121,9 +121,12 @@ fn run_stage_trains_one_stage_and_refuses_what_it_cannot_train() {
         stderr(&unknown)
     );
 
-    // A student before its teacher: named, nothing written for it.
+    // A student before its teacher: named after twice the stale time, nothing written for it.
     let early = ws
-        .kdgrid(&["run-stage", "--quiet", "--stage", &student])
+        .kdgrid_env(
+            &["run-stage", "--quiet", "--stage", &student],
+            &[("KDGRID_CLAIM_STALE", "0.5")],
+        )
         .code(1);
     let err = stderr(&early);
     assert!(
@@ -166,17 +169,29 @@ fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
         .map(|(_, _, id)| id)
         .collect();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let ns = ns.to_string_lossy();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
     let stages = ws.results().join("tiny/stages");
-    // A dead pid on this host: stale at once.
+    // A dead pid of this kernel and pid namespace: stale at once.
     std::fs::create_dir_all(stages.join(&ids[0])).unwrap();
     std::fs::write(
         stages.join(&ids[0]).join("claim"),
-        format!("pid 999999999 on {}", host.trim()),
+        format!(
+            "pid 999999999 on {} [boot {} ns {ns}] #1",
+            host.trim(),
+            boot.trim()
+        ),
     )
     .unwrap();
     // Another machine's task, heard from just now: live.
     std::fs::create_dir_all(stages.join(&ids[1])).unwrap();
-    std::fs::write(stages.join(&ids[1]).join("claim"), "pid 4242 on node-17").unwrap();
+    std::fs::write(
+        stages.join(&ids[1]).join("claim"),
+        "pid 4242 on node-17 [boot b ns 1] #2",
+    )
+    .unwrap();
     let status = stdout(&ws.kdgrid(&["status"]).success());
     let line = |id: &str| {
         status
@@ -198,6 +213,160 @@ fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
     assert!(
         !stages.join(&ids[0]).join("claim").exists(),
         "the claim is released"
+    );
+    // node-17 is never heard from again: once this reader has watched its claim unchanged for
+    // the stale time (1 s here), the claim is taken over and the stage trained.
+    let out = stderr(
+        &ws.kdgrid_env(&["run", "--shard", "0/1"], &[("KDGRID_CLAIM_STALE", "1")])
+            .success(),
+    );
+    assert!(
+        out.contains("took over the stale claim of pid 4242 on node-17"),
+        "{out}"
+    );
+    let history = std::fs::read_to_string(stages.join(&ids[1]).join("history.log")).unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("start (took over from pid 4242 on node-17) by pid ")
+            && lines[1].starts_with("commit by pid "),
+        "{history}"
+    );
+}
+
+/// A diagnostic as one line: miette wraps long messages and draws a margin.
+fn flat(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A shard's stages that wait for a teacher of another shard, as (stage, teacher) ids, for the
+/// first shard count from 2 up that has one.
+fn cross_shard_student(ws: &Workspace) -> (usize, String, String) {
+    let stages = plan_stages(ws, &[]);
+    let shard = |id: &str, n: u64| u64::from_str_radix(id, 16).unwrap() % n;
+    for n in 2..8u64 {
+        for (chain, seed, id) in &stages {
+            let Some((parent, _)) = chain.rsplit_once(" > ") else {
+                continue;
+            };
+            let teacher = &stages
+                .iter()
+                .find(|(c, s, _)| c == parent && s == seed)
+                .unwrap()
+                .2;
+            if shard(id, n) != shard(teacher, n) {
+                return (n as usize, id.clone(), teacher.clone());
+            }
+        }
+    }
+    panic!("every student shares its teacher's shard: {stages:?}")
+}
+
+#[test]
+fn a_missing_shard_stops_the_others_within_the_bounded_wait_naming_the_stage() {
+    let ws = Workspace::new(TINY);
+    let (n, student, teacher) = cross_shard_student(&ws);
+    let m = u64::from_str_radix(&student, 16).unwrap() % n as u64;
+    let k = u64::from_str_radix(&teacher, 16).unwrap() % n as u64;
+    let started = std::time::Instant::now();
+    let out = ws
+        .kdgrid_env(
+            &["run", "--quiet", "--shard", &format!("{m}/{n}")],
+            &[("KDGRID_CLAIM_STALE", "1")],
+        )
+        .code(1);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains(&format!("stage `{student}` waited"))
+            && err.contains(&format!("teacher stage `{teacher}`"))
+            && err.contains(&format!("shard {k}/{n} is not running")),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+}
+
+/// Starts `run --shard 0/2` of `first` (with `first_args`), then `run --shard 1/2` of `second`
+/// (with `second_args`) on the same results folder: the second must stop within seconds with
+/// `expected` in its message.
+fn assert_plans_differ(
+    first: &Workspace,
+    first_args: &[&str],
+    second: &Workspace,
+    second_args: &[&str],
+    expected: &str,
+) {
+    let running = std::process::Command::new(kdgrid_bin())
+        .arg("--results")
+        .arg(first.results())
+        .args(["run", "--quiet", "--shard", "0/2"])
+        .args(first_args)
+        .arg(first.manifest())
+        .env("KDGRID_CLAIM_STALE", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tasks = first.results().join("tiny/tasks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&tasks).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shard 0/2 never announced itself"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started = std::time::Instant::now();
+    let out = Command::cargo_bin("kdgrid")
+        .unwrap()
+        .arg("--results")
+        .arg(first.results())
+        .args(["run", "--quiet", "--shard", "1/2"])
+        .args(second_args)
+        .arg(second.manifest())
+        .env("KDGRID_CLAIM_STALE", "2")
+        .env("NO_COLOR", "1")
+        .assert()
+        .code(1);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("computed another plan than the running shard 0/2") && err.contains(expected),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    // The first shard meets the second's plan too, or stops when no shard 1/2 of its plan
+    // comes to train the teachers it waits for (or needs none).
+    let running = running.wait_with_output().unwrap();
+    let err = flat(&String::from_utf8_lossy(&running.stderr));
+    assert!(
+        running.status.success()
+            || err.contains("computed another plan")
+            || err.contains("shard 1/2 is not running"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_shard_that_computed_another_plan_stops_within_seconds_naming_the_setting() {
+    let ws = Workspace::new(TINY);
+    // Another dataset under the same study name, in the same results folder: other stage ids.
+    let other = Workspace::new(&TINY.replace("seed = 11", "seed = 12"));
+    assert_plans_differ(&ws, &[], &other, &[], "`dataset`: sha256 ");
+}
+
+/// LibTorch CPU stage ids name the thread count: a shard started with other `--threads`.
+#[cfg(feature = "tch")]
+#[test]
+fn a_libtorch_shard_with_other_threads_stops_naming_the_thread_count() {
+    let ws = Workspace::new(TINY);
+    assert_plans_differ(
+        &ws,
+        &["--backend", "tch", "--threads", "1"],
+        &ws,
+        &["--backend", "tch", "--threads", "2"],
+        "`threads`: 2 here, 1 there",
     );
 }
 

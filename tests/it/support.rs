@@ -63,6 +63,11 @@ impl Workspace {
 
     /// `kdgrid --results <results> <args> <manifest>`.
     pub fn kdgrid(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.kdgrid_env(args, &[])
+    }
+
+    /// [`Workspace::kdgrid`] with environment variables set.
+    pub fn kdgrid_env(&self, args: &[&str], env: &[(&str, &str)]) -> assert_cmd::assert::Assert {
         Command::cargo_bin("kdgrid")
             .unwrap()
             .arg("--results")
@@ -70,6 +75,7 @@ impl Workspace {
             .args(args)
             .arg(self.manifest())
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .assert()
     }
 

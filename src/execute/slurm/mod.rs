@@ -247,20 +247,26 @@ fn slurm_pattern(dir: &Path) -> String {
     dir.display().to_string().replace('%', "%%")
 }
 
-/// A value of an `#SBATCH` line, double-quoted (sbatch reads these lines as words, so a space
-/// would end the value). Control characters cannot be quoted there and become `?`; a `"`
-/// cannot either and becomes `'`, which names a path that does not exist, so sbatch refuses it
-/// rather than running somewhere else.
+/// A value of an `#SBATCH` line, double-quoted: sbatch reads these lines as words (a space
+/// would end the value), with a backslash escaping the next character even inside quotes, so
+/// backslashes and `"` are escaped. Control characters cannot be written there and become
+/// `?`, which names a path that does not exist, so sbatch refuses it rather than running
+/// somewhere else.
 fn directive_word(value: &str) -> String {
-    let clean: String = value
-        .chars()
-        .map(|c| match c {
-            '"' => '\'',
-            c if c.is_control() => '?',
-            c => c,
-        })
-        .collect();
-    format!("\"{clean}\"")
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' | '"' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn command_head(call: &Invocation) -> String {
@@ -386,6 +392,6 @@ mod tests {
             directive_word(&format!("{}/report-%j.out", slurm_pattern(dir))),
             "\"/scratch/my results/100%%/slurm/1/report-%j.out\""
         );
-        assert_eq!(directive_word("a\nb\"c"), "\"a?b'c\"");
+        assert_eq!(directive_word("a\nb\"c\\d"), "\"a?b\\\"c\\\\d\"");
     }
 }
