@@ -62,8 +62,24 @@ fn sweeps_killed_at_random_moments_resume_to_the_same_tables() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261129);
     let (mut kills, mut mid_stage) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(600);
+    let stages = ws.results().join("tiny/stages");
+    // A stage folder without a record is a stage killed while training or saving.
+    let training = || {
+        std::fs::read_dir(&stages).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.path().is_dir() && !e.path().join("record.json").exists())
+        })
+    };
     loop {
         let mut child = spawn_run(&ws);
+        // Every other kill waits for a stage to be training first, so some land mid-stage
+        // however slow the machine is at starting up; the others land anywhere.
+        if kills % 2 == 1 {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !training() && Instant::now() < until && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let wait = Duration::from_millis(rng.random_range(40..400));
         std::thread::sleep(wait);
         if child.try_wait().unwrap().is_some() || kills >= 12 {
@@ -73,12 +89,7 @@ fn sweeps_killed_at_random_moments_resume_to_the_same_tables() {
         child.kill().unwrap(); // SIGKILL: no cleanup runs
         child.wait().unwrap();
         kills += 1;
-        // A stage folder without a record is a stage killed while training or saving.
-        let stages = ws.results().join("tiny/stages");
-        if std::fs::read_dir(&stages).is_ok_and(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.path().is_dir() && !e.path().join("record.json").exists())
-        }) {
+        if training() {
             mid_stage += 1;
         }
         assert!(Instant::now() < deadline, "the sweep never finished");
