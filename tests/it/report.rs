@@ -370,9 +370,8 @@ fn the_report_says_what_few_seeds_cannot_show_and_how_many_would() {
     let seeds = floats(&c, "seeds_for_1_point")[i];
     assert!(seeds >= 2.0, "{c}");
     assert!(
-        report.contains(&format!(
-            "to see a 1-point effect at this spread (std of differences"
-        )) && report.contains(&format!("use ≥ {seeds} seeds (paired t-test, 80% power")),
+        report.contains("to see a 1-point effect at this spread (std of differences")
+            && report.contains(&format!("use ≥ {seeds} seeds (paired t-test, 80% power")),
         "{report}"
     );
 }

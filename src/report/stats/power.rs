@@ -79,7 +79,7 @@ fn z_sum() -> f64 {
 /// power(df = n - 1, ncp = effect sqrt(n) / sd_diff) >= POWER (`None` without spread, or
 /// beyond [`MAX_SEEDS`]).
 pub fn pairs_needed(sd_diff: f64, effect: f64) -> Option<usize> {
-    if !(sd_diff > 0.0) {
+    if sd_diff.is_nan() || sd_diff <= 0.0 {
         return None;
     }
     let start = (z_sum() * sd_diff / effect).powi(2);
@@ -92,7 +92,7 @@ pub fn pairs_needed(sd_diff: f64, effect: f64) -> Option<usize> {
 /// detect a difference of `effect` with power [`POWER`]: the smallest n with
 /// power(df = 2n - 2, ncp = effect / (sd sqrt(2 / n))) >= POWER.
 pub fn seeds_needed_unpaired(sd: f64, effect: f64) -> Option<usize> {
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return None;
     }
     let start = 2.0 * (z_sum() * sd / effect).powi(2);
