@@ -24,20 +24,6 @@ fn spawn_run(ws: &Workspace) -> std::process::Child {
         .unwrap()
 }
 
-/// `kdgrid run --quiet` on `ws` with fault `fault` injected, to completion.
-fn run_with_fault(ws: &Workspace, fault: &str, args: &[&str]) -> std::process::Output {
-    Command::new(kdgrid_bin())
-        .arg("--results")
-        .arg(ws.results())
-        .args(["run", "--quiet"])
-        .args(args)
-        .arg(ws.manifest())
-        .env("KDGRID_FAULT", fault)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
 /// Temporary files left in `dir` (recursively): none may survive a finished run.
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     walkdir::WalkDir::new(dir)
@@ -355,8 +341,9 @@ fn a_teacher_killed_mid_training_resumes_from_its_last_epoch_bit_identically() {
     );
 }
 
-/// `run_with_fault`, killed after two minutes: a sweep that waits forever fails the test.
-fn run_with_fault_in_time(ws: &Workspace, fault: &str, args: &[&str]) -> std::process::Output {
+/// `kdgrid run --quiet` on `ws` with fault `fault` injected, to completion; killed after two
+/// minutes, so a sweep that waits forever fails the test.
+fn run_with_fault(ws: &Workspace, fault: &str, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(kdgrid_bin())
         .arg("--results")
         .arg(ws.results())
@@ -383,7 +370,7 @@ fn run_with_fault_in_time(ws: &Workspace, fault: &str, args: &[&str]) -> std::pr
 #[test]
 fn a_panic_outside_training_ends_the_sweep_instead_of_hanging() {
     let ws = Workspace::new(TINY);
-    let out = run_with_fault_in_time(&ws, "panic-save:assistant", &["--jobs", "2"]);
+    let out = run_with_fault(&ws, "panic-save:assistant", &["--jobs", "2"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -398,7 +385,7 @@ fn a_panic_outside_training_ends_the_sweep_instead_of_hanging() {
 #[test]
 fn a_panicking_ensemble_evaluation_fails_its_stage_and_the_sweep_goes_on() {
     let ws = Workspace::new(&crate::imported::ENSEMBLE.replace("COMBINE", ""));
-    let out = run_with_fault_in_time(&ws, "panic-ensemble:trio", &["--jobs", "2"]);
+    let out = run_with_fault(&ws, "panic-ensemble:trio", &["--jobs", "2"]);
     assert!(
         out.status.success(),
         "{}",
