@@ -7,10 +7,12 @@
 //! job arrays); [`sweep`] drives a plan through the other phases and
 //! [`cli`] is the command-line edge that renders errors for people.
 
+pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod execute;
 pub mod fault;
+pub mod identity;
 pub mod manifest;
 pub mod plan;
 pub mod report;

@@ -10,7 +10,6 @@
 
 use super::{DataError, cifar, folder};
 use crate::manifest::{DatasetSpec, FileFormat};
-use crate::store::write_atomic;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -129,7 +128,7 @@ impl DigestCache {
     pub fn save(&mut self) {
         if let (true, Some(path)) = (self.dirty, &self.path) {
             let bytes = serde_json::to_vec(&self.entries).expect("digests serialize");
-            if write_atomic(path, &bytes).is_ok() {
+            if crate::atomic::write(path, &bytes).is_ok() {
                 self.dirty = false;
             }
         }

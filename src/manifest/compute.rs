@@ -108,11 +108,7 @@ impl ComputeSpec {
     }
 }
 
-/// Revision of the LibTorch kernels behind the `tch` backend, part of its stage ids (flex
-/// stages are untouched by it, unlike [`crate::train::TRAINER_VERSION`]). 2: LibTorch's own
-/// convolution and ReLU gradients (`vendor/burn-tch`, as PyTorch's autograd computes them)
-/// instead of Burn's decompositions, which summed in another order: same model, other bits.
-pub const TCH_KERNELS: u32 = 2;
+pub use crate::identity::TCH_KERNELS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -50,7 +50,7 @@ pub enum DatasetSpec {
 impl DatasetSpec {
     /// Revision of the reader that turns this dataset's files into model inputs, part of stage
     /// ids when set: a change there moves the numbers of exactly these datasets' stages, so it
-    /// invalidates them and no other (unlike [`crate::train::TRAINER_VERSION`]).
+    /// invalidates them and no other (unlike [`crate::identity::TRAINER_VERSION`]).
     /// Text 2: token ids reach the embedding exactly (1 passed them through a float
     /// normalization that truncated about half of them to the neighbouring id).
     /// Image folder 2: images decode and resize to PIL's pixels (1 decoded JPEGs with the

@@ -352,7 +352,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
         stage.id = StageId(hex::encode(
             &digest(&StageKey {
                 format: KEY_FORMAT,
-                trainer: crate::train::TRAINER_VERSION,
+                trainer: crate::identity::TRAINER_VERSION,
                 dataset: &manifest.dataset,
                 reader: manifest.dataset.reader_version(),
                 data,

@@ -96,7 +96,7 @@ impl Provenance {
             ("kdgrid.version", env!("CARGO_PKG_VERSION").to_string()),
             (
                 "kdgrid.trainer_version",
-                crate::train::TRAINER_VERSION.to_string(),
+                crate::identity::TRAINER_VERSION.to_string(),
             ),
             ("kdgrid.data_sha256", self.data_sha256.clone()),
             ("kdgrid.compute", self.compute.clone()),

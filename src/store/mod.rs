@@ -573,19 +573,7 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kdgrid")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    write(tmp.as_file_mut())
-        .and_then(|_| crate::fault::check_write(path))
-        .and_then(|_| tmp.as_file_mut().sync_all())
-        .map_err(io(path))?;
-    tmp.persist(path).map_err(|e| io(path)(e.error))?;
-    Ok(())
+    crate::atomic::write_with(path, write).map_err(io(path))
 }
 
 #[cfg(test)]

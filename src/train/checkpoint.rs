@@ -91,7 +91,7 @@ pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), Train
         best: run.best.as_ref().map(|b| (b.0, b.1)),
     };
     let path = tmp.join("state.json");
-    crate::store::write_atomic(
+    crate::atomic::write(
         &path,
         &serde_json::to_vec(&state).expect("states serialize"),
     )

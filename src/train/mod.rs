@@ -44,11 +44,7 @@ use std::path::Path;
 use std::time::Instant;
 use thiserror::Error;
 
-/// Version of the numerics of training: part of every stage id. Bump it in the same commit as
-/// any change here that moves a number (a loss, an initializer, an optimizer default, batch
-/// order), so stale stages are never reused; the pinned digests in `tests/it/pinned.rs` fail
-/// until it is bumped and they are updated.
-pub const TRAINER_VERSION: u32 = 3;
+pub use crate::identity::TRAINER_VERSION;
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;

@@ -1,7 +1,7 @@
 //! Pinned weights: a small study whose final weight digests are written here. Any change to
 //! the training code that moves a number (a loss, an initializer, an optimizer default, the
 //! learning-rate schedule, batch order) fails this test; if the change is meant, bump
-//! `train::TRAINER_VERSION` (so stale stages are never reused) and update the digests below in
+//! `identity::TRAINER_VERSION` (so stale stages are never reused) and update the digests below in
 //! the same commit.
 
 use crate::support::*;
@@ -66,7 +66,7 @@ fn the_weights_of_a_small_study_are_pinned() {
     let digests = strings(&runs, "weights_sha256");
     assert_eq!(digests.len(), 2);
     assert_eq!(
-        kdgrid::train::TRAINER_VERSION,
+        kdgrid::identity::TRAINER_VERSION,
         PINNED_WITH.0,
         "the trainer version moved: rerun this test and pin the new digests {digests:?}"
     );

@@ -1,0 +1,32 @@
+//! Atomic file writing, below every module that writes files (the store, the trainer's
+//! checkpoints, the data digest cache, the reports): a file is written to a temporary file in
+//! the same folder, synced, and renamed into place, so a reader (or a killed process) sees the
+//! whole old file or the whole new one, never a part.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, |f| f.write_all(bytes))
+}
+
+/// Like [`write`], with a writer callback. The error is the I/O error alone: callers name the
+/// path in their own error types.
+pub fn write_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kdgrid")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    write(tmp.as_file_mut())
+        .and_then(|_| crate::fault::check_write(path))
+        .and_then(|_| tmp.as_file_mut().sync_all())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
