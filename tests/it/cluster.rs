@@ -336,23 +336,23 @@ fn assert_plans_differ(
         "{err}"
     );
     assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
-    // The first shard meets the second's plan too, or stops when no shard 1/2 of its plan
-    // comes to train the teachers it waits for (or needs none).
-    let running = running.wait_with_output().unwrap();
-    let err = flat(&String::from_utf8_lossy(&running.stderr));
-    assert!(
-        running.status.success()
-            || err.contains("computed another plan")
-            || err.contains("shard 1/2 is not running"),
-        "{err}"
-    );
+    // The first shard (still training: see `BUSY`) is not needed any more.
+    let mut running = running;
+    let _ = running.kill();
+    let _ = running.wait();
+}
+
+/// TINY with stages long enough that the first shard is still training when the second
+/// starts, however loaded the machine: a shard that has finished has no plan to compare with.
+fn busy() -> String {
+    TINY.replace("epochs = 4", "epochs = 40")
 }
 
 #[test]
 fn a_shard_that_computed_another_plan_stops_within_seconds_naming_the_setting() {
-    let ws = Workspace::new(TINY);
+    let ws = Workspace::new(&busy());
     // Another dataset under the same study name, in the same results folder: other stage ids.
-    let other = Workspace::new(&TINY.replace("seed = 11", "seed = 12"));
+    let other = Workspace::new(&busy().replace("seed = 11", "seed = 12"));
     assert_plans_differ(&ws, &[], &other, &[], "`dataset`: sha256 ");
 }
 
@@ -360,7 +360,7 @@ fn a_shard_that_computed_another_plan_stops_within_seconds_naming_the_setting() 
 #[cfg(feature = "tch")]
 #[test]
 fn a_libtorch_shard_with_other_threads_stops_naming_the_thread_count() {
-    let ws = Workspace::new(TINY);
+    let ws = Workspace::new(&busy());
     assert_plans_differ(
         &ws,
         &["--backend", "tch", "--threads", "1"],
