@@ -364,15 +364,19 @@ impl Store {
             path: claim_path.clone(),
             holder: claim.holder_now(),
         };
-        let done = |store: &Self| -> Result<bool, StoreError> {
-            Ok(store.shared && matches!(store.lookup(&record.id)?, Lookup::Found(_)))
+        // Another task committed the stage first: ours is not written.
+        let already_committed = |store: &Self| -> Result<bool, StoreError> {
+            let done = store.shared && matches!(store.lookup(&record.id)?, Lookup::Found(_));
+            if done {
+                store.log(
+                    &record.id,
+                    claim.token(),
+                    "commit refused: already committed",
+                );
+            }
+            Ok(done)
         };
-        if done(self)? {
-            self.log(
-                &record.id,
-                claim.token(),
-                "commit refused: already committed",
-            );
+        if already_committed(self)? {
             return Ok(false);
         }
         let value = serde_json::to_value(record).expect("records serialize");
@@ -415,12 +419,7 @@ impl Store {
             match std::fs::hard_link(tmp.path(), &path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if done(self)? {
-                        self.log(
-                            &record.id,
-                            claim.token(),
-                            "commit refused: already committed",
-                        );
+                    if already_committed(self)? {
                         return Ok(false);
                     }
                     // A corrupt record, trained again: replaced.

@@ -550,6 +550,22 @@ fn image_folders_resize_to_the_manifest_image_size() {
 /// in PIL), byte for byte: a corpus written by PIL (JPEGs at three qualities, three chroma
 /// subsamplings and odd sizes, progressive, grayscale, CMYK; PNGs of every colour type and
 /// bit depth), each file compared with PIL's decoding of it.
+/// The `name width height` lines the PIL corpus script writes.
+fn corpus_index(path: &Path) -> Vec<(String, u32, u32)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            (
+                fields[0].to_string(),
+                fields[1].parse().unwrap(),
+                fields[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn images_decode_to_pils_pixels() {
     // `make test` names its Python, which has Pillow; `make test-flex` (no torch download) runs
@@ -582,15 +598,9 @@ fn images_decode_to_pils_pixels() {
         "{python} tests/fixtures/pil-corpus.py (needs Pillow: `make torch` installs it): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let index = std::fs::read_to_string(dir.path().join("index.txt")).unwrap();
     let mut checked = 0;
-    for line in index.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (name, width, height): (&str, u32, u32) = (
-            fields[0],
-            fields[1].parse().unwrap(),
-            fields[2].parse().unwrap(),
-        );
+    for (name, width, height) in corpus_index(&dir.path().join("index.txt")) {
+        let name = name.as_str();
         let pil = std::fs::read(dir.path().join(format!("{name}.rgb"))).unwrap();
         let ours = data::decode::rgb(&dir.path().join(name)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ours.dimensions(), (width, height), "{name}");
@@ -612,14 +622,10 @@ fn images_decode_to_pils_pixels() {
     assert!(checked >= 40, "the corpus has {checked} files");
 
     // `image-size` resizes as torchvision's `Resize` does on a PIL image.
-    let index = std::fs::read_to_string(dir.path().join("resize.txt")).unwrap();
-    for line in index.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (name, width, height): (&str, u32, u32) = (
-            fields[0],
-            fields[1].parse().unwrap(),
-            fields[2].parse().unwrap(),
-        );
+    let resized = corpus_index(&dir.path().join("resize.txt"));
+    assert_eq!(resized.len(), 8);
+    for (name, width, height) in resized {
+        let name = name.as_str();
         let pil = std::fs::read(dir.path().join(format!("{name}.{width}x{height}.rgb"))).unwrap();
         let decoded = data::decode::rgb(&dir.path().join(name)).unwrap();
         let ours = data::resize::bilinear(&decoded, width, height);
@@ -635,5 +641,4 @@ fn images_decode_to_pils_pixels() {
             pil.len()
         );
     }
-    assert_eq!(index.lines().count(), 8);
 }
