@@ -7,7 +7,6 @@
 
 mod axis;
 mod compute;
-mod cost;
 mod dataset;
 mod document;
 mod error;
@@ -17,7 +16,7 @@ mod training;
 mod values;
 
 pub use compute::{BackendKind, ComputeSpec, DeviceSpec, TCH_KERNELS};
-pub use cost::{Cost, cost};
+
 pub use dataset::{DataShape, DatasetSpec, FileFormat, Normalize, SyntheticSpec, TextSpec};
 pub use error::{ManifestError, ManifestWarnings, Problem, Warning};
 pub use grid::{
@@ -25,8 +24,9 @@ pub use grid::{
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    Combine, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, MOBILENET_V2_STAGES, ModelSpec,
-    PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec, ResNetStem, feature_map_problem,
+    Combine, Cost, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, MOBILENET_V2_STAGES,
+    ModelSpec, PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec, ResNetStem, cost,
+    feature_map_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,

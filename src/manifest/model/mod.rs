@@ -2,6 +2,10 @@
 //! `mlp`. Every family resolves to one [`ModelSpec`], which is what stage ids see, so two
 //! spellings of the same network share their stages.
 
+mod cost;
+
+pub use cost::{Cost, cost};
+
 use super::error::Problems;
 use super::values::{Count, Fraction, Positive};
 use super::{TrainingOverride, backticked};
