@@ -1,6 +1,6 @@
 //! Analytic size and compute of a model, for `kdgrid plan` (no tensors involved).
 
-use super::{ModelSpec, ResNetSpec, ResNetStem};
+use super::ModelSpec;
 use serde::Serialize;
 
 /// Parameters and forward FLOPs of one model on one input.
@@ -40,44 +40,19 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
         };
     }
     if let Some(r) = &spec.resnet {
-        return resnet_cost(r, input, classes);
+        return super::resnet::cost(r, input, classes);
     }
     if let Some(l) = &spec.lstm {
-        return lstm_cost(spec, l, input[2], classes);
+        return super::lstm::cost(spec, l, input[2], classes);
     }
     if spec.mobilenet_v2 {
-        return mobilenet_cost(input, classes);
+        return super::mobilenet::cost(input, classes);
     }
-    let [channels, height, width] = input;
-    let (mut c, mut h, mut w) = (channels as u64, height as u64, width as u64);
-    let k = spec.kernel as u64;
-    let (mut params, mut flops) = (0u64, 0u64);
-    let shrink = k - 1 - 2 * spec.padding.amount(spec.kernel) as u64;
-    for (i, &out) in spec.conv.iter().enumerate() {
-        let out = out as u64;
-        h = h.saturating_sub(shrink);
-        w = w.saturating_sub(shrink);
-        params += out * c * k * k + out;
-        flops += 2 * out * c * k * k * h * w;
-        if spec.batch_norm {
-            params += 2 * out;
-        }
-        if spec.pools_after(i) && h >= 2 && w >= 2 {
-            h /= 2;
-            w /= 2;
-        }
-        c = out;
-    }
-    let mut cost = Cost {
-        params,
-        forward_flops: flops,
-    };
-    dense_cost(&mut cost, c * h * w, &spec.dense, classes);
-    cost
+    super::cnn::cost(spec, input, classes)
 }
 
 /// Adds hidden dense layers of `widths` and a classifier on `d` features.
-fn dense_cost(cost: &mut Cost, mut d: u64, widths: &[usize], classes: usize) {
+pub(super) fn dense_cost(cost: &mut Cost, mut d: u64, widths: &[usize], classes: usize) {
     for &width in widths.iter().chain(std::iter::once(&classes)) {
         let width = width as u64;
         cost.params += d * width + width;
@@ -88,12 +63,16 @@ fn dense_cost(cost: &mut Cost, mut d: u64, widths: &[usize], classes: usize) {
 
 /// Parameters and FLOPs of a bias-free conv on an `h x w` input (padding `k / 2`), adding
 /// its batch norm; returns the output's size.
-fn conv_bn(cost: &mut Cost, [c_in, c_out, k, stride]: [u64; 4], size: [u64; 2]) -> [u64; 2] {
+pub(super) fn conv_bn(
+    cost: &mut Cost,
+    [c_in, c_out, k, stride]: [u64; 4],
+    size: [u64; 2],
+) -> [u64; 2] {
     grouped_conv_bn(cost, [c_in, c_out, k, stride, 1], size)
 }
 
 /// [`conv_bn`] for a conv of `groups` groups (depthwise when `groups = c_in`).
-fn grouped_conv_bn(
+pub(super) fn grouped_conv_bn(
     cost: &mut Cost,
     [c_in, c_out, k, stride, groups]: [u64; 5],
     [h, w]: [u64; 2],
@@ -104,93 +83,10 @@ fn grouped_conv_bn(
     out
 }
 
-/// The cost of torchvision's MobileNetV2 (width 1.0) as `train::MobileNetV2` builds it.
-fn mobilenet_cost([channels, height, width]: [usize; 3], classes: usize) -> Cost {
-    let mut cost = Cost {
-        params: 0,
-        forward_flops: 0,
-    };
-    let mut size = conv_bn(
-        &mut cost,
-        [channels as u64, 32, 3, 2],
-        [height as u64, width as u64],
-    );
-    let mut c = 32;
-    for [t, out, n, s] in super::MOBILENET_V2_STAGES.map(|r| r.map(|v| v as u64)) {
-        for i in 0..n {
-            let hidden = c * t;
-            if t != 1 {
-                conv_bn(&mut cost, [c, hidden, 1, 1], size);
-            }
-            size = grouped_conv_bn(
-                &mut cost,
-                [hidden, hidden, 3, if i == 0 { s } else { 1 }, hidden],
-                size,
-            );
-            conv_bn(&mut cost, [hidden, out, 1, 1], size);
-            c = out;
-        }
-    }
-    conv_bn(&mut cost, [c, 1280, 1, 1], size);
-    dense_cost(&mut cost, 1280, &[], classes);
-    cost
-}
-
-/// The cost of an LSTM classifier over `length` tokens: the embedding table, four gates of an
-/// input and a hidden affine map per layer (two biases each, as PyTorch), and the dense layers.
-fn lstm_cost(spec: &ModelSpec, l: &super::LstmSpec, length: usize, classes: usize) -> Cost {
-    let mut params = (l.vocab * l.embedding) as u64;
-    let mut flops = 0u64;
-    let mut d = l.embedding as u64;
-    for &h in &l.hidden {
-        let h = h as u64;
-        params += 4 * (d * h + h * h + 2 * h);
-        flops += 2 * 4 * (d * h + h * h) * length as u64;
-        d = h;
-    }
-    let mut cost = Cost {
-        params,
-        forward_flops: flops,
-    };
-    dense_cost(&mut cost, d, &spec.dense, classes);
-    cost
-}
-
-/// The cost of a ResNet as `train::ResNet` builds it.
-fn resnet_cost(spec: &ResNetSpec, [channels, height, width]: [usize; 3], classes: usize) -> Cost {
-    let mut cost = Cost {
-        params: 0,
-        forward_flops: 0,
-    };
-    let first = spec.widths[0] as u64;
-    let mut size = [height as u64, width as u64];
-    size = match spec.stem {
-        ResNetStem::Cifar => conv_bn(&mut cost, [channels as u64, first, 3, 1], size),
-        ResNetStem::Imagenet => {
-            let [h, w] = conv_bn(&mut cost, [channels as u64, first, 7, 2], size);
-            [(h - 1) / 2 + 1, (w - 1) / 2 + 1]
-        }
-    };
-    let mut c = first;
-    for (i, (&n, &width)) in spec.blocks.iter().zip(&spec.widths).enumerate() {
-        let width = width as u64;
-        for b in 0..n {
-            let stride = if i > 0 && b == 0 { 2 } else { 1 };
-            if stride != 1 || c != width {
-                conv_bn(&mut cost, [c, width, 1, stride], size);
-            }
-            size = conv_bn(&mut cost, [c, width, 3, stride], size);
-            conv_bn(&mut cost, [width, width, 3, 1], size);
-            c = width;
-        }
-    }
-    dense_cost(&mut cost, c, &[], classes);
-    cost
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::ResNetSpec;
 
     #[test]
     fn counts_match_a_hand_computation() {

@@ -1,0 +1,97 @@
+//! The wire shape of a `[models.<name>]` table, as serde reads it (with spans for errors), and
+//! the training keys a model may override.
+
+use super::Family;
+use super::cnn::Padding;
+use super::ensemble::Combine;
+use crate::manifest::TrainingOverride;
+use crate::manifest::values::{Count, Fraction, Positive};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `fine-tune = { epochs = .., lr = .. }` of an imported model.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FineTune {
+    pub(super) epochs: Count,
+    pub(super) lr: Option<Positive>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawModel {
+    pub(super) family: Option<Spanned<Family>>,
+    pub(super) size: Option<Spanned<Count>>,
+    pub(super) conv: Option<Spanned<Vec<Count>>>,
+    #[serde(default)]
+    pub(super) dense: Vec<Count>,
+    pub(super) kernel: Option<Spanned<Count>>,
+    pub(super) padding: Option<Spanned<Padding>>,
+    pub(super) pool: Option<Spanned<Vec<Count>>>,
+    pub(super) batch_norm: Option<bool>,
+    pub(super) dropout: Option<Spanned<Fraction>>,
+    pub(super) epochs: Option<Count>,
+    pub(super) lr: Option<Positive>,
+    pub(super) batch_size: Option<Count>,
+    pub(super) weight_decay: Option<Fraction>,
+    pub(super) betas: Option<[Fraction; 2]>,
+    pub(super) epsilon: Option<Positive>,
+    pub(super) weights: Option<Spanned<String>>,
+    pub(super) key_map: Option<Spanned<Vec<[String; 2]>>>,
+    pub(super) fine_tune: Option<Spanned<FineTune>>,
+    pub(super) ensemble: Option<Spanned<String>>,
+    pub(super) seeds: Option<Spanned<Vec<u64>>>,
+    pub(super) combine: Option<Combine>,
+    pub(super) embedding: Option<Spanned<Count>>,
+    pub(super) hidden: Option<Spanned<Vec<Count>>>,
+}
+
+impl RawModel {
+    /// Stands in for a model whose table failed to deserialize.
+    pub(crate) fn placeholder() -> Self {
+        Self {
+            family: None,
+            size: None,
+            conv: Some(Spanned::new(0..0, vec![Count::try_from(1).expect("1 > 0")])),
+            dense: Vec::new(),
+            kernel: None,
+            padding: None,
+            pool: None,
+            batch_norm: None,
+            dropout: None,
+            epochs: None,
+            lr: None,
+            batch_size: None,
+            weight_decay: None,
+            betas: None,
+            epsilon: None,
+            weights: None,
+            key_map: None,
+            fine_tune: None,
+            ensemble: None,
+            seeds: None,
+            combine: None,
+            embedding: None,
+            hidden: None,
+        }
+    }
+
+    pub(crate) fn overrides(&self) -> Option<TrainingOverride> {
+        // An imported model trains only when fine-tuned; its own `epochs`/`lr` are refused.
+        let fine_tune = self.fine_tune.as_ref().map(|f| *f.get_ref());
+        let imported = self.weights.is_some();
+        let o = TrainingOverride {
+            epochs: match fine_tune {
+                Some(f) if imported => Some(f.epochs.get()),
+                _ if imported => Some(0),
+                _ => self.epochs.map(Count::get),
+            },
+            lr: fine_tune.and_then(|f| f.lr).or(self.lr).map(Positive::get),
+            batch_size: self.batch_size.map(Count::get),
+            weight_decay: self.weight_decay.map(Fraction::get),
+            betas: self.betas.map(|b| b.map(Fraction::get)),
+            epsilon: self.epsilon.map(Positive::get),
+        };
+        (o != TrainingOverride::default()).then_some(o)
+    }
+}

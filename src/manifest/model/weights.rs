@@ -1,0 +1,107 @@
+//! Imported models: `weights`, `key-map` and `fine-tune` of a model trained elsewhere.
+
+use super::Family;
+use super::raw::RawModel;
+use crate::manifest::error::Problems;
+use serde::Serialize;
+use std::path::Path;
+use toml::Spanned;
+
+/// A weights file a model is loaded from (see [`RawModel`]'s `weights`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportedWeights {
+    /// The file (resolved against the manifest's folder); its digest, not its path, is part
+    /// of stage ids.
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Renames applied to the file's tensor names: (regex, replacement), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_map: Vec<(String, String)>,
+    /// Whether the model trains further (`fine-tune`), which lets a classifier of another
+    /// class count be replaced; without it the model is used as it is.
+    pub fine_tune: bool,
+}
+
+/// Resolves `weights`, `key-map` and `fine-tune` of an imported model.
+pub(super) fn check_weights(
+    name: &str,
+    m: &RawModel,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<ImportedWeights> {
+    let Some(weights) = &m.weights else {
+        for (key, span) in [
+            ("key-map", m.key_map.as_ref().map(Spanned::span)),
+            ("fine-tune", m.fine_tune.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                problems.push(
+                    Some(span),
+                    format!("`models.{name}.{key}` applies to imported models only"),
+                    Some("add `weights = \"path/to/file.safetensors\"`".into()),
+                );
+            }
+        }
+        return None;
+    };
+    if m.family
+        .as_ref()
+        .is_some_and(|f| *f.get_ref() == Family::Lstm)
+    {
+        problems.push(
+            Some(weights.span()),
+            format!("`models.{name}.weights`: `lstm` models cannot be imported (yet)"),
+            Some("import image families (`cnn`, `plain-cnn`, `mlp`, `resnet`, `mobilenet-v2`), or train the LSTM here".into()),
+        );
+        return None;
+    }
+    if m.epochs.is_some() || m.lr.is_some() {
+        problems.push(
+            Some(weights.span()),
+            format!("`models.{name}` is imported: its `epochs` and `lr` go in `fine-tune`"),
+            Some("`fine-tune = { epochs = 2, lr = 0.001 }` trains it further; without it the model is used as it is".into()),
+        );
+    }
+    let key_map: Vec<(String, String)> = m
+        .key_map
+        .as_ref()
+        .map(|k| {
+            k.get_ref()
+                .iter()
+                .map(|[a, b]| (a.clone(), b.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (from, _) in &key_map {
+        if let Err(e) = regex::Regex::new(from) {
+            problems.push(
+                m.key_map.as_ref().map(Spanned::span),
+                format!("`models.{name}.key-map`: `{from}` is not a regular expression: {e}"),
+                None,
+            );
+        }
+    }
+    let path = base.join(weights.get_ref());
+    let sha256 = match std::fs::read(&path) {
+        Ok(bytes) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        Err(e) => {
+            problems.push(
+                Some(weights.span()),
+                format!(
+                    "`models.{name}.weights`: cannot read `{}`: {e}",
+                    path.display()
+                ),
+                Some("the path is relative to the manifest's folder".into()),
+            );
+            String::new()
+        }
+    };
+    Some(ImportedWeights {
+        path,
+        sha256,
+        key_map,
+        fine_tune: m.fine_tune.is_some(),
+    })
+}
