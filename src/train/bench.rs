@@ -2,7 +2,8 @@
 //! (which runs the PyTorch peer `bench/peer.py` on the same workloads). Each workload is a
 //! small synthetic study built from a manifest, so the timed code is exactly what a study runs.
 
-use super::{Backend, Net, StageRun, evaluate};
+use super::evaluate::evaluate;
+use super::{Backend, Net, StageRun};
 use crate::data;
 use crate::manifest;
 use crate::plan::{self, Role};

@@ -14,7 +14,8 @@
 //! epoch already in place is kept (it holds the same state). Older ones are removed, and the
 //! sweep removes the folder once the stage's record is committed.
 
-use super::{EpochMetrics, Net, StageRun, TrainError, optimizer};
+use super::optimizer::optimizer;
+use super::{EpochMetrics, Net, StageRun, TrainError};
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use serde::{Deserialize, Serialize};

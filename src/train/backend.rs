@@ -1,0 +1,139 @@
+//! The compute device a sweep trains on: flex or LibTorch (CPU or CUDA), its intra-op threads,
+//! and the processor kind recorded with results.
+
+use crate::manifest::{BackendKind, ComputeSpec, DeviceSpec};
+use burn::tensor::Device;
+use thiserror::Error;
+
+/// A backend that is not available in this build or on this machine.
+#[derive(Debug, Error, miette::Diagnostic)]
+pub enum BackendError {
+    /// The binary was built without the `tch` feature.
+    #[error("this kdgrid was built without the `tch` (LibTorch) backend")]
+    #[diagnostic(
+        code(kdgrid::backend::not_built),
+        help(
+            "run `make build-tch` (installs torch 2.9.0 into ~/.cache/kdgrid once) and use `target/release/kdgrid`, or choose `backend = \"flex\"`"
+        )
+    )]
+    NotBuilt,
+    /// CUDA was asked for but LibTorch sees no such GPU.
+    #[error("CUDA device {index} is not available ({count} CUDA devices found)")]
+    #[diagnostic(code(kdgrid::backend::no_cuda))]
+    NoCuda {
+        /// The requested index.
+        index: usize,
+        /// Devices found.
+        count: usize,
+    },
+}
+
+/// The compute device of a sweep, set up from a [`ComputeSpec`].
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub(super) device: Device,
+    spec: ComputeSpec,
+    threads: usize,
+}
+
+impl Backend {
+    /// Sets up the backend `spec` names, including its intra-op thread count.
+    pub fn new(spec: ComputeSpec) -> Result<Self, BackendError> {
+        let threads = spec.resolved_threads();
+        let device = match spec.backend {
+            BackendKind::Flex => {
+                // Fails only when the global pool already exists; flex's results do not
+                // depend on the thread count, and the count actually used is recorded.
+                let _ = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build_global();
+                Device::flex()
+            }
+            BackendKind::Tch => tch_device(spec.device, threads)?,
+        };
+        let threads = match spec.backend {
+            BackendKind::Flex => rayon::current_num_threads(),
+            BackendKind::Tch => threads,
+        };
+        Ok(Self {
+            device,
+            spec,
+            threads,
+        })
+    }
+
+    /// The pure-Rust `flex` CPU backend with default threads.
+    pub fn flex() -> Self {
+        Self::new(ComputeSpec::default()).expect("flex is always built")
+    }
+
+    /// Backend name recorded with results (`flex`, `tch`).
+    pub fn name(&self) -> &'static str {
+        match self.spec.backend {
+            BackendKind::Flex => "flex",
+            BackendKind::Tch => "tch",
+        }
+    }
+
+    /// Device recorded with results (`cpu`, `cuda:0`).
+    pub fn device_label(&self) -> String {
+        self.spec.device.to_string()
+    }
+
+    /// Intra-op threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The kind of processor that computes: the CPU architecture and the widest SIMD level the
+    /// kernels can use (results may differ in the last bits across kinds), or the device for
+    /// CUDA.
+    pub fn processor(&self) -> String {
+        match self.spec.device {
+            DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+            DeviceSpec::Cpu => cpu_kind(),
+        }
+    }
+}
+
+/// `x86_64-avx512`, `x86_64-avx2`, `aarch64-neon`...
+fn cpu_kind() -> String {
+    #[cfg(target_arch = "x86_64")]
+    let level = {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512"
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            "avx2"
+        } else if std::arch::is_x86_feature_detected!("sse4.1") {
+            "sse4.1"
+        } else {
+            "sse2"
+        }
+    };
+    #[cfg(target_arch = "aarch64")]
+    let level = "neon";
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let level = "base";
+    format!("{}-{level}", std::env::consts::ARCH)
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn marks tch deprecated, yet it is the way to NVIDIA GPUs through libtorch
+fn tch_device(device: DeviceSpec, threads: usize) -> Result<Device, BackendError> {
+    tch::set_num_threads(threads as i32);
+    match device {
+        DeviceSpec::Cpu => Ok(Device::libtorch()),
+        DeviceSpec::Cuda(index) => {
+            let count = tch::Cuda::device_count().max(0) as usize;
+            if index >= count {
+                return Err(BackendError::NoCuda { index, count });
+            }
+            Ok(Device::libtorch_cuda(index))
+        }
+    }
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch_device(_: DeviceSpec, _: usize) -> Result<Device, BackendError> {
+    Err(BackendError::NotBuilt)
+}
