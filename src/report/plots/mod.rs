@@ -13,7 +13,7 @@ use plotters::style::FontStyle;
 use std::path::{Path, PathBuf};
 
 /// The font of every figure (Bitstream Vera license, see `assets/fonts/DejaVuSans-LICENSE`).
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
 /// A drawn figure.
 #[derive(Debug, Clone)]
