@@ -26,17 +26,19 @@
 
 mod claim;
 pub mod gc;
+mod lookup;
 mod presence;
 mod record;
 
 pub use claim::{CLAIM_STALE, Claim, ClaimState, claim_state, heartbeat, stale_time};
+pub use lookup::{Lookup, file_digest, lookup};
+use lookup::{Sealed, canonical_seal, seal};
 pub use presence::{Peer, Presence, presence_beat};
 pub use record::{StageRecord, Status};
 
 use crate::plan::StageId;
 use fs2::FileExt;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,7 +157,7 @@ pub struct StagedModel {
     pub bytes: u64,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -453,113 +455,10 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|_| "unknown host".into())
 }
 
-/// What the store holds for a stage.
-#[derive(Debug)]
-pub enum Lookup {
-    /// Nothing committed: the stage has not finished.
-    Missing,
-    /// A committed record whose seal (and weights, for a trained stage) check out.
-    Found(Box<StageRecord>),
-    /// A record or model file that does not check out; the stage must train again.
-    Corrupt {
-        /// The file at fault.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-/// A record as written to disk: the record and the SHA-256 of its canonical JSON.
-/// A record as stored, with two seals. `sha256` covers the record as this version's struct
-/// serializes it (what versions before the canonical seal check, so they keep reading records
-/// written now). `canonical_sha256` covers the record as a JSON value with sorted keys, so it
-/// also covers fields this version does not know: a record written by a newer kdgrid with an
-/// added field verifies here and is read (the unknown field ignored) instead of being called
-/// corrupt and trained over.
-#[derive(Serialize, Deserialize)]
-struct Sealed {
-    sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    canonical_sha256: Option<String>,
-    record: serde_json::Value,
-}
-
-fn seal(record: &StageRecord) -> String {
-    let bytes = serde_json::to_vec(record).expect("records serialize");
-    hex::encode(Sha256::digest(&bytes))
-}
-
-/// SHA-256 of `record`'s canonical JSON: serde_json's value maps keep their keys sorted, and
-/// numbers print in shortest round-trip form, so writer and reader compute the same bytes.
-fn canonical_seal(record: &serde_json::Value) -> String {
-    let bytes = serde_json::to_vec(record).expect("values serialize");
-    hex::encode(Sha256::digest(&bytes))
-}
-
 /// Whether a failed `try_lock` means another process holds the lock (rather than a file system
 /// that cannot lock).
 fn contended(e: &std::io::Error) -> bool {
     e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
-}
-
-/// SHA-256 of a file's bytes.
-pub fn file_digest(path: &Path) -> Result<String, StoreError> {
-    let mut file = File::open(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Reads and checks stage `id`'s record under the experiment folder `root`, without locking
-/// (for `plan` and `status`, which never write).
-pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
-    let dir = root.join("stages").join(id.as_str());
-    let path = dir.join("record.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Missing),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return Ok(Lookup::Corrupt {
-                path,
-                message: "not UTF-8 text".into(),
-            });
-        }
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let corrupt = |path: &Path, message: String| {
-        Ok(Lookup::Corrupt {
-            path: path.to_path_buf(),
-            message,
-        })
-    };
-    let sealed: Sealed = match serde_json::from_str(&text) {
-        Ok(s) => s,
-        Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
-    };
-    let canonical_ok = sealed
-        .canonical_sha256
-        .as_ref()
-        .map(|c| *c == canonical_seal(&sealed.record));
-    let record: StageRecord = match serde_json::from_value(sealed.record) {
-        Ok(r) => r,
-        Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
-    };
-    // Records written before the canonical seal carry only the struct one.
-    if !canonical_ok.unwrap_or_else(|| seal(&record) == sealed.sha256) {
-        return corrupt(&path, "the record does not match its checksum".into());
-    }
-    if &record.id != id {
-        return corrupt(&path, format!("holds stage `{}`", record.id));
-    }
-    if let Some(expected) = &record.model_sha256 {
-        let model = dir.join("model.bpk");
-        match file_digest(&model) {
-            Ok(d) if &d == expected => {}
-            Ok(_) => return corrupt(&model, "the weights do not match their checksum".into()),
-            Err(_) => return corrupt(&model, "the weights file is missing or unreadable".into()),
-        }
-    }
-    Ok(Lookup::Found(Box::new(record)))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -576,125 +475,4 @@ pub fn write_atomic_with(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_held_lock_reads_as_in_use() {
-        assert!(contended(&fs2::lock_contended_error()));
-        #[cfg(unix)]
-        for errno in [libc::ENOLCK, libc::ENOSYS, libc::EIO] {
-            assert!(
-                !contended(&std::io::Error::from_raw_os_error(errno)),
-                "{errno}"
-            );
-        }
-    }
-
-    fn record(id: &str) -> StageRecord {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "status": "failed", "error": "diverged", "params": 10,
-            "test_accuracy": null, "test_loss": null, "train_seconds": 1.5, "epochs": [],
-            "backend": "flex", "kdgrid_version": "0.1.0"
-        }))
-        .unwrap()
-    }
-
-    fn stage(store: &Store, id: &str) -> (StageId, PathBuf) {
-        let id: StageId = serde_json::from_value(serde_json::json!(id)).unwrap();
-        std::fs::create_dir_all(store.stage_dir(&id)).unwrap();
-        let path = store.stage_dir(&id).join("record.json");
-        (id, path)
-    }
-
-    #[test]
-    fn a_record_with_a_field_this_version_does_not_know_reads_as_valid_unless_edited() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), "x").unwrap();
-        let (id, path) = stage(&store, "00000000000000aa");
-        let claim = store.claim(&id).unwrap().unwrap();
-        store.commit(&record(id.as_str()), None, &claim).unwrap();
-        assert!(matches!(
-            lookup(store.root(), &id).unwrap(),
-            Lookup::Found(_)
-        ));
-        // A newer kdgrid writes a field more, sealed canonically.
-        let mut sealed: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        sealed["record"]["energy_joules"] = serde_json::json!(12.5);
-        sealed["canonical_sha256"] = serde_json::json!(canonical_seal(&sealed["record"]));
-        std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
-        match lookup(store.root(), &id).unwrap() {
-            Lookup::Found(r) => assert_eq!(*r, record(id.as_str())),
-            other => panic!("{other:?}"),
-        }
-        // The seal covers the unknown field too.
-        sealed["record"]["energy_joules"] = serde_json::json!(13.0);
-        std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
-        assert!(matches!(
-            lookup(store.root(), &id).unwrap(),
-            Lookup::Corrupt { .. }
-        ));
-    }
-
-    #[test]
-    fn records_of_the_previous_version_read_and_it_reads_ours() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), "x").unwrap();
-        let (id, path) = stage(&store, "00000000000000bb");
-        // As the previous version wrote it: one seal over the struct, pretty-printed.
-        #[derive(Serialize)]
-        struct Old {
-            sha256: String,
-            record: StageRecord,
-        }
-        let r = record(id.as_str());
-        let old = Old {
-            sha256: seal(&r),
-            record: r.clone(),
-        };
-        std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
-        assert!(matches!(
-            lookup(store.root(), &id).unwrap(),
-            Lookup::Found(_)
-        ));
-        // What we write, read the previous version's way: its seal checks out.
-        let claim = store.claim(&id).unwrap().unwrap();
-        store.commit(&r, None, &claim).unwrap();
-        #[derive(Deserialize)]
-        struct OldRead {
-            sha256: String,
-            record: StageRecord,
-        }
-        let read: OldRead = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(seal(&read.record), read.sha256);
-    }
-
-    #[test]
-    fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path(), "x").unwrap());
-        let format = dir.path().join("x/stages/FORMAT");
-        std::fs::write(&format, format!("{}\n", FORMAT + 1)).unwrap();
-        let err = Store::open(dir.path(), "x").unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("has format {}", FORMAT + 1))
-                && err.contains(&format!("reads formats up to {FORMAT}")),
-            "{err}"
-        );
-        // An older one is read as it is.
-        std::fs::write(&format, "1\n").unwrap();
-        Store::open(dir.path(), "x").unwrap();
-    }
-
-    #[test]
-    fn a_store_held_by_another_sweep_names_its_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        let _held = Store::open(dir.path(), "x").unwrap();
-        let err = Store::open(dir.path(), "x").unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Locked { holder, .. } if holder.starts_with("pid ")),
-            "{err:?}"
-        );
-    }
-}
+mod tests;

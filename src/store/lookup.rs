@@ -1,0 +1,147 @@
+//! Reading a stage back: its sealed record (both seals, so records of the previous and the next
+//! version read) and the digest of its weights.
+
+use super::{StageRecord, StoreError, io};
+use crate::plan::StageId;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What the store holds for a stage.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Nothing committed: the stage has not finished.
+    Missing,
+    /// A committed record whose seal (and weights, for a trained stage) check out.
+    Found(Box<StageRecord>),
+    /// A record or model file that does not check out; the stage must train again.
+    Corrupt {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A record as stored, with two seals. `sha256` covers the record as this version's struct
+/// serializes it (what versions before the canonical seal check, so they keep reading records
+/// written now). `canonical_sha256` covers the record as a JSON value with sorted keys, so it
+/// also covers fields this version does not know: a record written by a newer kdgrid with an
+/// added field verifies here and is read (the unknown field ignored) instead of being called
+/// corrupt and trained over.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Sealed {
+    pub(super) sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) canonical_sha256: Option<String>,
+    pub(super) record: serde_json::Value,
+}
+
+/// SHA-256 of `record` as this version serializes it (the seal older versions check).
+pub(super) fn seal(record: &StageRecord) -> String {
+    let bytes = serde_json::to_vec(record).expect("records serialize");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// SHA-256 of `record`'s canonical JSON: serde_json's value maps keep their keys sorted, and
+/// numbers print in shortest round-trip form, so writer and reader compute the same bytes.
+pub(super) fn canonical_seal(record: &serde_json::Value) -> String {
+    let bytes = serde_json::to_vec(record).expect("values serialize");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// SHA-256 of a file's bytes.
+pub fn file_digest(path: &Path) -> Result<String, StoreError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads and checks stage `id`'s record under the experiment folder `root`, without locking
+/// (for `plan` and `status`, which never write).
+pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
+    let dir = root.join("stages").join(id.as_str());
+    let path = dir.join("record.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Ok(Lookup::Corrupt {
+                path,
+                message: "not UTF-8 text".into(),
+            });
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let corrupt = |path: &Path, message: String| {
+        Ok(Lookup::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    let sealed: Sealed = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
+    };
+    let canonical_ok = sealed
+        .canonical_sha256
+        .as_ref()
+        .map(|c| *c == canonical_seal(&sealed.record));
+    let record: StageRecord = match serde_json::from_value(sealed.record) {
+        Ok(r) => r,
+        Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
+    };
+    // Records written before the canonical seal carry only the struct one.
+    if !canonical_ok.unwrap_or_else(|| seal(&record) == sealed.sha256) {
+        return corrupt(&path, "the record does not match its checksum".into());
+    }
+    if &record.id != id {
+        return corrupt(&path, format!("holds stage `{}`", record.id));
+    }
+    if let Some(expected) = &record.model_sha256 {
+        let model = dir.join("model.bpk");
+        match cached_digest(&model) {
+            Ok(d) if &d == expected => {}
+            Ok(_) => return corrupt(&model, "the weights do not match their checksum".into()),
+            Err(_) => return corrupt(&model, "the weights file is missing or unreadable".into()),
+        }
+    }
+    Ok(Lookup::Found(Box::new(record)))
+}
+
+/// [`file_digest`], remembered for the process by the file's size, mtime, inode and ctime: a
+/// waiting task looks its teacher up every half second and a status pass looks each stage up
+/// more than once, and a file replaced or rewritten changes at least one of the four.
+fn cached_digest(path: &Path) -> Result<String, StoreError> {
+    type Key = (u64, i64, i64, u64, i64, i64);
+    static CACHE: Mutex<Option<HashMap<PathBuf, (Key, String)>>> = Mutex::new(None);
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    let key: Key = (
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    );
+    if let Some((k, digest)) = CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref()?.get(path).cloned())
+        && k == key
+    {
+        return Ok(digest);
+    }
+    let digest = file_digest(path)?;
+    if let Ok(mut cache) = CACHE.lock() {
+        cache
+            .get_or_insert_with(HashMap::new)
+            .insert(path.to_path_buf(), (key, digest.clone()));
+    }
+    Ok(digest)
+}
