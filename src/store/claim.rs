@@ -17,6 +17,9 @@
 //!   boot id and pid namespace are the reader's (the same kernel and container).
 //! - A stage is committed only while its claim holds the committer's token ([`Claim::holds`]),
 //!   and a holder releases its claim by renaming it aside and deleting it only if it is its own.
+//!
+//! Long because it is one protocol: making, beating, reading and taking over a claim share
+//! their invariants, and splitting them would hide which step relies on which.
 
 use super::{StoreError, hostname, io, write_atomic};
 use rand::{RngExt, SeedableRng};

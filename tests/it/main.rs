@@ -7,6 +7,7 @@ mod data;
 mod faults;
 mod fuzz;
 mod gc;
+mod house;
 mod imported;
 #[cfg(feature = "tch")]
 mod kernels;

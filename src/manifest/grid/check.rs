@@ -1,4 +1,7 @@
 //! Checking `[grid]`: axis values, chains, `zip`, `include` and `exclude`, against the models.
+//!
+//! Long because every rule of `[grid]` is checked here, together, so that each problem is
+//! reported once with its span and the checks can see each other's results.
 
 use super::{
     AxisName, Field, Grid, Include, Predicate, RoleSeedAxes, TeacherSeed, Test, Value, product,

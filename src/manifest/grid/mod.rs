@@ -3,6 +3,8 @@
 //! A cell is a concrete chain at one value of every axis it uses. Axes multiply (Cartesian
 //! product) unless zipped; a chain of one model (the no-KD baseline) does not use
 //! `temperature` or `alpha`, so it is not multiplied by them.
+//!
+//! Long because expanding cells is one idea: the grid's types and the product that walks them.
 
 mod check;
 
