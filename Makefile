@@ -122,6 +122,7 @@ build-timings: torch
 	$(TCH_ENV) scripts/build-timings.sh
 
 lint:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --release --quiet
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 

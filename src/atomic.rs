@@ -12,7 +12,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with(path, |f| f.write_all(bytes))
 }
 
-/// Like [`write`], with a writer callback. The error is the I/O error alone: callers name the
+/// Like [`write()`], with a writer callback. The error is the I/O error alone: callers name the
 /// path in their own error types.
 pub fn write_with(
     path: &Path,

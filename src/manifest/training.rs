@@ -234,7 +234,7 @@ impl Schedule {
 /// [training]
 /// kl-reduction = "element-mean"   # as PyTorch's KLDivLoss default in the TAKD code
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KlReduction {
     /// Sum over classes, mean over the batch (Hinton et al.).

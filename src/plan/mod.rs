@@ -57,6 +57,20 @@ pub struct Kd {
     pub reduction: KlReduction,
 }
 
+/// [`Kd::key`]: temperature and alpha bits, and the reduction.
+pub type KdKey = (u64, u64, KlReduction);
+
+impl Kd {
+    /// A hashable key equal for equal settings (the floats by their bits), for grouping.
+    pub fn key(&self) -> KdKey {
+        (
+            self.temperature.to_bits(),
+            self.alpha.to_bits(),
+            self.reduction,
+        )
+    }
+}
+
 /// What a stage is to the cells that use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -339,7 +353,7 @@ fn stream_seed(seed: u64, stream: &str, extra: &impl Serialize) -> [u8; 32] {
 }
 
 /// Expands the manifest's grid into unique stages and cells; `data` is the dataset's content
-/// digest ([`crate::data::fingerprint`]), part of every stage id.
+/// digest ([`crate::data::fingerprint()`]), part of every stage id.
 pub fn expand(manifest: &Manifest, data: &str) -> Plan {
     let grid = &manifest.grid;
     let mut stages: Vec<Stage> = Vec::new();

@@ -6,9 +6,9 @@
 
 use super::stats;
 use super::study::{Group, Run};
-use crate::plan::{Plan, Stage, StageId};
+use crate::plan::{Kd, KdKey, Plan, Stage, StageId};
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What a comparison asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,9 +305,16 @@ fn compare(plan: &Plan, teachers: &Accuracies, kind: Kind, a: &Group, b: &Group)
 
 /// Every comparison the groups allow, in plan order of the distilled chain.
 pub fn comparisons(plan: &Plan, groups: &[Group]) -> Vec<Comparison> {
-    let find = |chain: &[&str], kd| {
+    // Groups by chain and setting; the first of equal keys, as a search in order would find.
+    let mut index: HashMap<(&str, Option<KdKey>), &Group> = HashMap::new();
+    for g in groups {
+        index
+            .entry((g.chain.as_str(), g.kd.map(|k| k.key())))
+            .or_insert(g);
+    }
+    let find = |chain: &[&str], kd: Option<Kd>| {
         let label = chain.join(" > ");
-        groups.iter().find(|g| g.chain == label && g.kd == kd)
+        index.get(&(label.as_str(), kd.map(|k| k.key()))).copied()
     };
     let teachers: Accuracies = groups
         .iter()

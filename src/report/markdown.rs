@@ -68,12 +68,14 @@ pub fn timings(p: &Provenance, tables: &Tables) -> PolarsResult<String> {
         .collect();
     // Groups in order of first appearance, as the tables list stages in plan order.
     let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for i in 0..t.height() {
         let key = (chain[i].as_str(), model[i].as_str());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, rows)) => rows.push(i),
-            None => groups.push((key, vec![i])),
-        }
+        let g = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
     }
     let size = |rows: &[usize]| sizes.get(&stage[rows[0]]).copied().unwrap_or_default();
     let median = |col: &[Option<f64>], rows: &[usize]| {
@@ -290,32 +292,29 @@ fn distillation_table(tables: &Tables) -> String {
         "alpha",
     ]
     .map(|c| floats(runs, c));
-    let mut keys: Vec<(String, String, String, String)> = Vec::new();
+    // Finished runs by (chain, model, temperature, alpha), keys in order of first appearance.
+    type Key = (String, String, String, String);
+    let mut keys: Vec<(Key, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
     for i in 0..runs.height() {
+        if status[i] != "ok" {
+            continue;
+        }
         let k = (
             chain[i].clone(),
             model[i].clone(),
             setting(t[i]),
             setting(a[i]),
         );
-        if status[i] == "ok" && !keys.contains(&k) {
-            keys.push(k);
-        }
+        let g = *index.entry(k.clone()).or_insert_with(|| {
+            keys.push((k, Vec::new()));
+            keys.len() - 1
+        });
+        keys[g].1.push(i);
     }
     let rows = keys
         .into_iter()
-        .map(|k| {
-            let idx: Vec<usize> = (0..runs.height())
-                .filter(|&i| {
-                    status[i] == "ok"
-                        && (
-                            chain[i].clone(),
-                            model[i].clone(),
-                            setting(t[i]),
-                            setting(a[i]),
-                        ) == k
-                })
-                .collect();
+        .map(|(k, idx)| {
             let mean = |v: &[Option<f64>]| {
                 let xs: Vec<f64> = idx.iter().filter_map(|&i| v[i]).collect();
                 super::stats::mean(&xs)

@@ -2,10 +2,10 @@
 //! what a row of the summary is about (chain, model, temperature, alpha) and split by the
 //! source of randomness that varies within the group.
 
-use crate::plan::{Kd, Plan, Stage, StageId};
+use crate::plan::{Kd, KdKey, Plan, Stage, StageId};
 use crate::store::{StageRecord, Status};
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One stage and its record.
 #[derive(Debug, Clone, Copy)]
@@ -118,23 +118,29 @@ impl Group<'_> {
 /// Every stage of `plan` that has a record, as groups in plan order.
 pub fn groups<'a>(plan: &'a Plan, records: &'a BTreeMap<StageId, StageRecord>) -> Vec<Group<'a>> {
     let mut out: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, &str, Option<KdKey>), usize> = HashMap::new();
     for stage in &plan.stages {
         let Some(record) = records.get(&stage.id) else {
             continue;
         };
         let chain = stage.chain_label();
         let run = Run { stage, record };
-        match out
-            .iter_mut()
-            .find(|g| g.chain == chain && g.kd == stage.kd && g.model == stage.model)
-        {
-            Some(g) => g.runs.push(run),
-            None => out.push(Group {
-                chain,
-                model: stage.model.clone(),
-                kd: stage.kd,
-                runs: vec![run],
-            }),
+        let key = (
+            chain.clone(),
+            stage.model.as_str(),
+            stage.kd.map(|k| k.key()),
+        );
+        match index.get(&key) {
+            Some(&g) => out[g].runs.push(run),
+            None => {
+                index.insert(key, out.len());
+                out.push(Group {
+                    chain,
+                    model: stage.model.clone(),
+                    kd: stage.kd,
+                    runs: vec![run],
+                });
+            }
         }
     }
     out

@@ -2,10 +2,11 @@
 //! the data, the backend and the processor kind) and `timings` (wall-clock measurements, kept
 //! apart so result tables are bit-identical on rerun).
 
+use crate::manifest::RoleSeeds;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{StageRecord, Status};
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Stages of `plan` that have a record, in plan order, with their record.
 fn recorded<'a>(
@@ -25,19 +26,31 @@ fn accuracy(records: &BTreeMap<StageId, StageRecord>, id: &StageId) -> Option<f6
         .and_then(|r| r.test_accuracy)
 }
 
+/// The no-KD stage of each model and seeds (the first in plan order).
+type Baselines<'a> = HashMap<(&'a str, RoleSeeds), &'a StageId>;
+
+fn baselines(plan: &Plan) -> Baselines<'_> {
+    let mut out = HashMap::new();
+    for b in plan.stages.iter().filter(|b| b.chain.len() == 1) {
+        out.entry((b.chain[0].as_str(), b.seeds)).or_insert(&b.id);
+    }
+    out
+}
+
 /// The fraction of the teacher-student gap a distilled stage closes on its own seed:
 /// `(acc_kd - acc_nokd) / (acc_teacher - acc_nokd)`, against the no-KD run of the same model
 /// and seeds; empty unless the teacher beat that run (a negative denominator flips the sign).
 /// The report's gap closed is the ratio of the mean differences (`comparisons`), not a mean
 /// of these.
-fn gap_closed(plan: &Plan, records: &BTreeMap<StageId, StageRecord>, s: &Stage) -> Option<f64> {
+fn gap_closed(
+    baselines: &Baselines,
+    records: &BTreeMap<StageId, StageRecord>,
+    s: &Stage,
+) -> Option<f64> {
     let kd = accuracy(records, &s.id)?;
     let teacher = accuracy(records, s.parent.as_ref()?)?;
-    let baseline = plan
-        .stages
-        .iter()
-        .find(|b| b.chain == [s.model.clone()] && b.seeds == s.seeds)?;
-    let nokd = accuracy(records, &baseline.id)?;
+    let baseline = baselines.get(&(s.model.as_str(), s.seeds))?;
+    let nokd = accuracy(records, baseline)?;
     (teacher > nokd).then(|| (kd - nokd) / (teacher - nokd))
 }
 
@@ -47,6 +60,7 @@ pub fn runs_frame(
     records: &BTreeMap<StageId, StageRecord>,
 ) -> PolarsResult<DataFrame> {
     let rows: Vec<_> = recorded(plan, records).collect();
+    let baselines = baselines(plan);
     df![
         "stage_id" => rows.iter().map(|(s, _)| s.id.to_string()).collect::<Vec<_>>(),
         "chain" => rows.iter().map(|(s, _)| s.chain_label()).collect::<Vec<_>>(),
@@ -74,7 +88,7 @@ pub fn runs_frame(
         "teacher_accuracy" => rows.iter().map(|(s, _)| s.parent.as_ref().and_then(|p| accuracy(records, p))).collect::<Vec<_>>(),
         "agreement" => rows.iter().map(|(_, r)| r.agreement).collect::<Vec<_>>(),
         "kl_teacher" => rows.iter().map(|(_, r)| r.kl_teacher).collect::<Vec<_>>(),
-        "gap_closed" => rows.iter().map(|(s, _)| gap_closed(plan, records, s)).collect::<Vec<_>>(),
+        "gap_closed" => rows.iter().map(|(s, _)| gap_closed(&baselines, records, s)).collect::<Vec<_>>(),
         "model_bytes" => rows.iter().map(|(_, r)| r.model_bytes).collect::<Vec<_>>(),
         "weights_sha256" => rows.iter().map(|(_, r)| r.weights_sha256.as_deref()).collect::<Vec<_>>(),
         "init_sha256" => rows.iter().map(|(_, r)| r.init_sha256.as_deref()).collect::<Vec<_>>(),

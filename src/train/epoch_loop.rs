@@ -46,7 +46,7 @@ pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
 /// Trains `stage` on `data`, distilling from `teacher` when the stage has one.
 /// `on_progress` sees each step and each epoch's metrics as they come. With `checkpoints`, the
 /// run resumes from the last epoch committed there and commits every `every`-th epoch (see
-/// [`checkpoint`]); the result is bit-identical to an uninterrupted run.
+/// `checkpoint.rs`); the result is bit-identical to an uninterrupted run.
 pub fn train(
     stage: &Stage,
     data: &Dataset,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::path::Path;
 use toml::Spanned;
 
-/// A weights file a model is loaded from (see [`RawModel`]'s `weights`).
+/// A weights file a model is loaded from (`weights`, `key-map` and `fine-tune` of `[models.<name>]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImportedWeights {
     /// The file (resolved against the manifest's folder); its digest, not its path, is part
