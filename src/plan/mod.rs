@@ -241,6 +241,7 @@ impl Plan {
     /// The cells of each group (chain and distillation settings) in seed order: what an
     /// adaptive rule grows seed by seed.
     pub fn groups(&self) -> Vec<(String, Vec<&Cell>)> {
+        scanned();
         let mut out: Vec<(String, Vec<&Cell>)> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
         for c in &self.cells {
@@ -265,6 +266,7 @@ impl Plan {
 
     /// The stages the cells `cells` need, parents first, in plan order.
     pub fn stages_of<'a>(&'a self, cells: &[&Cell]) -> Vec<&'a Stage> {
+        scanned();
         let mut wanted: std::collections::HashSet<&StageId> = std::collections::HashSet::new();
         let mut todo: Vec<&StageId> = cells.iter().map(|c| &c.stage).collect();
         while let Some(i) = todo.pop() {
@@ -286,6 +288,7 @@ impl Plan {
     /// stage needs never shares ancestors (a chain's parent, or an ensemble's label-trained
     /// members).
     pub fn stages_without_reuse(&self) -> usize {
+        scanned();
         let mut needed: Vec<usize> = Vec::with_capacity(self.stages.len());
         for s in &self.stages {
             let n = 1 + s
@@ -302,6 +305,7 @@ impl Plan {
 
     /// Number of stages with each role.
     pub fn count_by_role(&self) -> BTreeMap<Role, usize> {
+        scanned();
         let mut counts = BTreeMap::new();
         for s in &self.stages {
             *counts.entry(s.role).or_insert(0) += 1;
@@ -332,6 +336,19 @@ struct StageKey<'a> {
     /// Only for ensembles, so other ids stay as they were.
     #[serde(skip_serializing_if = "<[StageId]>::is_empty")]
     members: &'a [StageId],
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Whole-plan scans made on this thread: a test checks that expanding a plan makes none
+    /// (a scan per cell is what made planning quadratic in the stage count).
+    static SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one pass over every stage or cell of a plan (in tests).
+fn scanned() {
+    #[cfg(test)]
+    SCANS.with(|s| s.set(s.get() + 1));
 }
 
 fn digest(value: &impl Serialize) -> [u8; 32] {

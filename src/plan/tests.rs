@@ -261,3 +261,39 @@ fn stages_without_reuse_counts_what_each_cell_would_train_alone() {
         assert_eq!(plan.stages_without_reuse(), alone, "{grid}");
     }
 }
+
+/// Whole-plan scans on this thread while `f` runs.
+fn scans_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = SCANS.with(|s| s.get());
+    let out = f();
+    (out, SCANS.with(|s| s.get()) - before)
+}
+
+#[test]
+fn expanding_a_plan_scans_it_no_time_per_cell_and_summaries_once_each() {
+    for seeds in [4, 40] {
+        let list: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
+        let grid = format!(
+            "seed = [{}]\ntemperature = [2.0, 4.0]\nalpha = [0.5, 0.9]\nchains = [[\"big\", \"mid\", \"small\"], [\"big\", \"small\"]]\n",
+            list.join(", ")
+        );
+        let m = manifest(&grid);
+        let (plan, scans) = scans_during(|| expand(&m, ""));
+        assert_eq!(plan.cells.len(), 8 * seeds);
+        assert_eq!(
+            scans,
+            0,
+            "expanding {} cells scanned the plan",
+            plan.cells.len()
+        );
+        // What `kdgrid plan` and an adaptive sweep ask: one scan each, whatever the size.
+        let (_, scans) = scans_during(|| {
+            let groups = plan.groups();
+            let first: Vec<&Cell> = groups.iter().map(|(_, c)| c[0]).collect();
+            plan.stages_of(&first);
+            plan.stages_without_reuse();
+            plan.count_by_role();
+        });
+        assert_eq!(scans, 4, "{seeds} seeds");
+    }
+}
