@@ -64,8 +64,17 @@ struct PlanReport<'a> {
     pending_tflops: Option<f64>,
     throughput_gflops: f64,
     throughput_measured: bool,
+    /// Seconds each stage costs besides its arithmetic (loading, evaluation set-up, saving, the
+    /// record), added per stage to train.
+    stage_overhead_seconds: f64,
+    overhead_measured: bool,
     estimated_seconds: Option<f64>,
 }
+
+/// A stage's overhead when the store has no measurement: `make bench-scale` measured 4-6 ms of
+/// `run` wall time per stage of a few optimizer steps (docs/performance.md), and stages that
+/// evaluate real test splits and save larger weights cost more; 20 ms is the goal's ceiling.
+const DEFAULT_STAGE_OVERHEAD_S: f64 = 0.02;
 
 /// Prints the stages of `plan`, marking those already done in the store (read without locking:
 /// `plan` never writes), with model sizes, FLOPs and an estimated wall time.
@@ -109,6 +118,18 @@ pub(super) fn print_plan(
         }
     }
     let measured = secs > 0.0 && flops > 0.0;
+    // Overhead measured on the finished stages that record their wall time.
+    let overheads: Vec<f64> = records
+        .iter()
+        .flatten()
+        .filter_map(|r| Some((r.wall_seconds? - r.train_seconds).max(0.0)))
+        .collect();
+    let overhead_measured = !overheads.is_empty();
+    let overhead = if overhead_measured {
+        overheads.iter().sum::<f64>() / overheads.len() as f64
+    } else {
+        DEFAULT_STAGE_OVERHEAD_S
+    };
     let gflops = if measured {
         flops / secs / 1e9
     } else {
@@ -161,6 +182,7 @@ pub(super) fn print_plan(
     let n = |r| by_role.get(&r).copied().unwrap_or(0);
     let done = stages.iter().filter(|s| s.done).count();
     let failed = stages.iter().filter(|s| s.status == "failed").count();
+    let to_train = stages.len() - done - failed;
     let report = PlanReport {
         experiment: &plan.name,
         backend: format!("{} on {}", plan.compute.result_key(), plan.compute.device),
@@ -170,7 +192,7 @@ pub(super) fn print_plan(
         students: n(Role::Student),
         done,
         failed,
-        to_train: stages.len() - done - failed,
+        to_train,
         // Each cell on its own would train every stage it needs (an ensemble's members too).
         saved_by_reuse: plan
             .stages_without_reuse()
@@ -178,7 +200,9 @@ pub(super) fn print_plan(
         pending_tflops: pending,
         throughput_gflops: gflops,
         throughput_measured: measured,
-        estimated_seconds: pending.map(|t| t * 1e3 / gflops),
+        stage_overhead_seconds: overhead,
+        overhead_measured,
+        estimated_seconds: pending.map(|t| t * 1e3 / gflops + to_train as f64 * overhead),
         stages,
         models,
     };
@@ -280,13 +304,19 @@ pub(super) fn print_plan(
     match (report.pending_tflops, report.estimated_seconds) {
         _ if report.to_train == 0 => println!("nothing to train"),
         (Some(t), Some(secs)) => println!(
-            "to train: {t:.1} TFLOP, about {} at {:.0} GFLOP/s ({})",
+            "to train: {t:.1} TFLOP, about {} at {:.0} GFLOP/s ({}) plus {:.0} ms per stage ({})",
             human_duration(secs),
             report.throughput_gflops,
             if report.throughput_measured {
                 "measured on this experiment's finished stages"
             } else {
                 "default for this backend"
+            },
+            report.stage_overhead_seconds * 1e3,
+            if report.overhead_measured {
+                "measured"
+            } else {
+                "default"
             }
         ),
         _ => println!("to train: cost unknown until the dataset is read (image folders)"),

@@ -6,6 +6,7 @@ use crate::plan::{Plan, Stage, StageId};
 use crate::store::{Claim, StageRecord, Status, Store};
 use crate::train::{self, Backend, Net, Progress, Teacher, TrainError, Trained};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// A stage trained (or failed) and committed.
 pub struct Finished {
@@ -33,6 +34,7 @@ pub fn train_and_commit(
     jobs: usize,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, SweepError> {
+    let start = Instant::now();
     if stage.is_ensemble() {
         let members = teacher.expect("an ensemble's members are loaded for it");
         return commit_ensemble(store, claim, stage, data, members, backend, jobs);
@@ -55,7 +57,7 @@ pub fn train_and_commit(
             message: panic_message(panic.as_ref()),
         })
     });
-    commit(store, claim, stage, backend, jobs, result)
+    commit(store, claim, stage, backend, jobs, result, start)
 }
 
 /// Evaluates an ensemble stage from its members and commits its record (it has no weights of
@@ -69,6 +71,7 @@ fn commit_ensemble(
     backend: &Backend,
     jobs: usize,
 ) -> Result<Finished, SweepError> {
+    let start = Instant::now();
     // As for training: a panic (an out-of-memory while evaluating) fails the stage, and the
     // sweep goes on.
     let e = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -85,6 +88,7 @@ fn commit_ensemble(
                 backend,
                 jobs,
                 Err(TrainError::Panicked { message }),
+                start,
             );
         }
     };
@@ -102,6 +106,7 @@ fn commit_ensemble(
         train_seconds: m.seconds,
         epochs: vec![e.metrics.clone()],
         jobs: Some(jobs),
+        wall_seconds: Some(start.elapsed().as_secs_f64()),
         ..base_record(stage, backend)
     };
     let committed = store.commit(&record, None, claim)?;
@@ -121,6 +126,7 @@ fn commit(
     backend: &Backend,
     jobs: usize,
     result: Result<Trained, TrainError>,
+    start: Instant,
 ) -> Result<Finished, SweepError> {
     let mut staged = None;
     let finished = match result {
@@ -182,6 +188,8 @@ fn commit(
         }
         Err(e) => return Err(SweepError::Model(e)),
     };
+    let mut finished = finished;
+    finished.record.wall_seconds = Some(start.elapsed().as_secs_f64());
     let committed = store.commit(&finished.record, staged, claim)?;
     Ok(Finished {
         committed,
@@ -297,6 +305,7 @@ fn empty_record(stage: &Stage) -> StageRecord {
         processor: String::new(),
         kdgrid_version: env!("CARGO_PKG_VERSION").into(),
         jobs: None,
+        wall_seconds: None,
     }
 }
 

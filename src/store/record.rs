@@ -95,6 +95,11 @@ pub struct StageRecord {
     pub processor: String,
     /// kdgrid version that trained it.
     pub kdgrid_version: String,
+    /// Wall seconds from the stage's start to its commit in the process that trained it
+    /// (training, evaluation, saving, the record; a measurement). What exceeds `train_seconds`
+    /// is the stage's overhead, which `plan`'s estimate adds per stage to train.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_seconds: Option<f64>,
     /// Stages the run that trained it trained at once (`--jobs`; a measurement, in `timings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<usize>,

@@ -344,6 +344,17 @@ fn plan_reports_sizes_costs_and_json_matching_the_trained_models() {
         "{out}"
     );
     assert!(out.contains("to train: "), "{out}");
+    assert!(out.contains("plus 20 ms per stage (default)"), "{out}");
+    let json = stdout(&ws.kdgrid(&["plan", "--json"]).success());
+    let before: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // The estimate is the arithmetic at the default throughput plus the default overhead.
+    let arithmetic = before["pending_tflops"].as_f64().unwrap() * 1e3
+        / before["throughput_gflops"].as_f64().unwrap();
+    let estimate = before["estimated_seconds"].as_f64().unwrap();
+    assert!(
+        (estimate - arithmetic - 10.0 * 0.02).abs() < 1e-9,
+        "{estimate} vs {arithmetic}"
+    );
     ws.kdgrid(&["run", "--quiet"]).success();
 
     let json = stdout(&ws.kdgrid(&["plan", "--json"]).success());
@@ -351,6 +362,10 @@ fn plan_reports_sizes_costs_and_json_matching_the_trained_models() {
     assert_eq!(plan["done"], 10);
     assert_eq!(plan["to_train"], 0);
     assert_eq!(plan["throughput_measured"], true);
+    // Every trained stage recorded its wall time: the overhead is measured, not the default.
+    assert_eq!(plan["overhead_measured"], true);
+    let overhead = plan["stage_overhead_seconds"].as_f64().unwrap();
+    assert!(overhead > 0.0 && overhead < 5.0, "{overhead}");
     assert_plan_params_match(&ws, "tiny");
 }
 
