@@ -9,13 +9,14 @@ and peak memory of `validate`, `plan`, `plan --json`, then `run` (which trains t
 time over the number of stages: the training steps themselves are a few microseconds); and the
 fitted exponent t ~ n^k between the two largest sizes.
 
-usage: scripts/bench-scale.py KDGRID [STAGES ...]   (default 1000 10000; 100000 takes hours of
-`run` on 2 cores at the current per-stage overhead: give it explicitly)
+usage: scripts/bench-scale.py KDGRID [STAGES ...]   (default 1000 10000; 100000 runs ~10 min of
+`run` on 2 cores: give it explicitly). `plan:N` measures only `validate`, `plan` and
+`plan --json` of N stages (no store), e.g. `plan:155000` for the planning goal.
 """
 import json, math, os, shutil, subprocess, sys, tempfile
 
 KDGRID = sys.argv[1]
-SIZES = [int(s) for s in sys.argv[2:]] or [1000, 10000]
+SIZES = sys.argv[2:] or ["1000", "10000"]
 MEASURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measure.py")
 
 MANIFEST = """
@@ -58,8 +59,10 @@ def measure(work, args):
 
 
 def main():
-    rows = {}
-    for n in SIZES:
+    rows, planned = {}, {}
+    for size in SIZES:
+        plan_only = size.startswith("plan:")
+        n = int(size.removeprefix("plan:"))
         seeds = max(1, n // 6)
         work = tempfile.mkdtemp(prefix=f"kdgrid-scale-{n}-")
         manifest = os.path.join(work, "scale.toml")
@@ -70,6 +73,10 @@ def main():
         r["validate"] = measure(work, [*common, "validate", manifest])
         r["plan"] = measure(work, [*common, "plan", manifest])
         r["plan --json"] = measure(work, [*common, "plan", "--json", manifest])
+        if plan_only:
+            planned[seeds * 6] = r
+            shutil.rmtree(work)
+            continue
         r["run"] = measure(work, [*common, "run", "--quiet", manifest])
         r["status"] = measure(work, [*common, "status", manifest])
         r["report"] = measure(work, [*common, "report", manifest])
@@ -80,9 +87,10 @@ def main():
               f"{1000 * r['run']['seconds'] / stages:.1f} ms per stage", file=sys.stderr)
         shutil.rmtree(work)
     sizes = sorted(rows)
-    commands = list(rows[sizes[0]])
-    print("| command | " + " | ".join(f"{n} stages: s, MiB" for n in sizes) + " | exponent |")
-    print("|---|" + "---|" * len(sizes) + "---|")
+    commands = list(rows[sizes[0]]) if sizes else []
+    if sizes:
+        print("| command | " + " | ".join(f"{n} stages: s, MiB" for n in sizes) + " | exponent |")
+        print("|---|" + "---|" * len(sizes) + "---|")
     for c in commands:
         cells = [f"{rows[n][c]['seconds']:.2f}, {rows[n][c]['peak_rss_mib']}" for n in sizes]
         exp = "-"
@@ -92,8 +100,13 @@ def main():
             if ta > 0.05 and tb > 0:
                 exp = f"{math.log(tb / ta) / math.log(b / a):.2f}"
         print(f"| `{c}` | " + " | ".join(cells) + f" | {exp} |")
-    per_stage = [f"{1000 * rows[n]['run']['seconds'] / n:.1f}" for n in sizes]
-    print("| `run` per stage (ms) | " + " | ".join(per_stage) + " | |")
+    if sizes:
+        per_stage = [f"{1000 * rows[n]['run']['seconds'] / n:.1f}" for n in sizes]
+        print("| `run` per stage (ms) | " + " | ".join(per_stage) + " | |")
+    for n, r in sorted(planned.items()):
+        print()
+        print(f"planning only, {n} stages: " + ", ".join(
+            f"`{c}` {v['seconds']:.2f} s, {v['peak_rss_mib']} MiB" for c, v in r.items()))
 
 
 if __name__ == "__main__":

@@ -268,8 +268,8 @@ pub fn find_stage<'a>(plan: &'a Plan, id: &str) -> Result<&'a Stage, SweepError>
 pub struct TasksOutcome {
     /// Counts of this process's stages.
     pub tally: Tally,
-    /// Stages of the plan not settled yet (trained by other tasks).
-    pub unsettled: usize,
+    /// Whether stages of the plan are not settled yet (trained by other tasks).
+    pub unsettled: bool,
     /// The tables, when every stage of the plan was settled and `report` was asked.
     pub report: Option<(Tables, Vec<PathBuf>)>,
     /// The experiment's results folder.
@@ -304,12 +304,17 @@ pub fn run_tasks(
         &mut || load_data(plan),
         on_event,
     )?;
-    let records = settled(plan, &store, &mut |_| {})?;
-    let unsettled = plan.stages.len() - records.len();
-    let report = if report && unsettled == 0 {
-        Some(write_report(plan, &records, provenance, store.root())?)
+    // Only the task that finds the plan settled reads every record (see `some_unsettled`).
+    let (unsettled, report) = if execute::tasks::some_unsettled(plan, &store)? {
+        (true, None)
     } else {
-        None
+        let records = settled(plan, &store, &mut |_| {})?;
+        let unsettled = records.len() < plan.stages.len();
+        let tables = match report && !unsettled {
+            true => Some(write_report(plan, &records, provenance, store.root())?),
+            false => None,
+        };
+        (unsettled, tables)
     };
     Ok(TasksOutcome {
         tally,

@@ -161,6 +161,10 @@ pub(super) enum Command {
         manifest: PathBuf,
         #[command(flatten)]
         compute: ComputeArgs,
+        /// List every stage; by default a study of more than 200 stages lists the stages not
+        /// done (up to 200) and counts the rest.
+        #[arg(long)]
+        all: bool,
     },
     /// Rebuild the tables, `report.md` and the plots from the results store, training nothing.
     /// With `--check`, rebuild them into a scratch folder instead and fail (exit 1) with the

@@ -149,10 +149,10 @@ pub(super) fn run_shard(
                 println!("  {}", f.display());
             }
         }
-        None => println!(
-            "{} stages of other shards are not done yet; the last shard to finish writes the tables (or `kdgrid report`)",
-            outcome.unsettled
+        None if outcome.unsettled => println!(
+            "stages of other tasks are not done yet; the last task to finish writes the tables (or `kdgrid report`)"
         ),
+        None => println!("every stage is settled; `kdgrid report` writes the tables"),
     }
     Ok(())
 }
@@ -191,7 +191,7 @@ pub(super) fn slurm(cli: &super::Cli, command: &SlurmCommand) -> Result<(), Fail
         SlurmCommand::Status { manifest, compute } => {
             let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
             let jobs = slurm::status(&absolute(&cli.results).join(&plan.name));
-            status_view::print_status(&plan, &cli.results, Some(&jobs))
+            status_view::print_status(&plan, &cli.results, Some(&jobs), false)
         }
         SlurmCommand::Submit {
             manifest,

@@ -88,14 +88,18 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             plan_view::print_plan(&plan, &cli.results, *json, *all)?;
             Ok(())
         }
-        Command::Status { manifest, compute } => {
+        Command::Status {
+            manifest,
+            compute,
+            all,
+        } => {
             let (plan, _) = stored_compute::load_plan_from_store(
                 manifest,
                 cli.profile.as_deref(),
                 compute,
                 &cli.results,
             )?;
-            status_view::print_status(&plan, &cli.results, None)
+            status_view::print_status(&plan, &cli.results, None, *all)
         }
         Command::Report {
             manifest,

@@ -16,8 +16,8 @@ fn default_gflops(backend: BackendKind) -> f64 {
     }
 }
 
-/// Stage rows `plan` lists without `--all`.
-const ROWS_SHOWN: usize = 200;
+/// Stage rows `plan` and `status` list without `--all`.
+pub(super) const ROWS_SHOWN: usize = 200;
 
 #[derive(serde::Serialize)]
 struct PlanStage<'a> {

@@ -1,6 +1,7 @@
 //! `kdgrid status`: each stage of a manifest as done, failed (with its error), running (and
 //! who runs it) or pending, and the totals.
 
+use super::plan_view::ROWS_SHOWN;
 use super::{Failure, kd_text};
 use crate::execute::slurm::StageJob;
 use crate::plan::{Plan, StageId};
@@ -14,6 +15,7 @@ pub(super) fn print_status(
     plan: &Plan,
     results: &Path,
     jobs: Option<&HashMap<StageId, StageJob>>,
+    all: bool,
 ) -> Result<(), Failure> {
     let root = results.join(&plan.name);
     let holder = store::holder(&root);
@@ -22,6 +24,8 @@ pub(super) fn print_status(
         "{:<16}  {:<9}  {:>4}  {:<22}  {:<8}  detail",
         "stage", "role", "seed", "distillation", "state"
     );
+    // Rows with their state's index (0: done); a big study lists what is not done first.
+    let mut rows: Vec<(usize, String)> = Vec::with_capacity(plan.stages.len());
     for s in &plan.stages {
         let (state, detail, i) = match store::lookup(&root, &s.id)? {
             Lookup::Found(r) if r.status == Status::Ok => (
@@ -50,13 +54,29 @@ pub(super) fn print_status(
             Some(job) if i != 0 => format!("{detail}; {}", job_text(job)),
             _ => detail,
         };
+        rows.push((
+            i,
+            format!(
+                "{:<16}  {:<9}  {:>4}  {:<22}  {:<8}  {detail}",
+                s.id,
+                s.role.as_str(),
+                s.seed,
+                kd_text(s),
+                state
+            ),
+        ));
+    }
+    if all || rows.len() <= ROWS_SHOWN {
+        rows.iter().for_each(|(_, line)| println!("{line}"));
+    } else {
+        let open: Vec<&String> = rows.iter().filter(|r| r.0 != 0).map(|r| &r.1).collect();
+        open.iter()
+            .take(ROWS_SHOWN)
+            .for_each(|line| println!("{line}"));
         println!(
-            "{:<16}  {:<9}  {:>4}  {:<22}  {:<8}  {detail}",
-            s.id,
-            s.role.as_str(),
-            s.seed,
-            kd_text(s),
-            state
+            "... {} more stages not listed ({} of them done); `--all` lists every stage",
+            rows.len() - open.len().min(ROWS_SHOWN),
+            counts[0]
         );
     }
     println!(

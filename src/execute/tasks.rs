@@ -222,6 +222,24 @@ pub fn run(
     Ok(tally)
 }
 
+/// Whether some stage of `plan` is still to be trained: one without a record whose teachers
+/// did not fail (a stage below a failed one is settled as skipped). Looks from the end of the
+/// plan, where the last stages are, and stops at the first, so the tasks that finish before the
+/// plan does (all but the last) look at a few stages rather than every one: a check over the
+/// whole store at the end of each of n tasks would make a job array quadratic. A record present
+/// counts here even if corrupt; the full check that precedes the tables reads each one.
+pub fn some_unsettled(plan: &Plan, store: &Store) -> Result<bool, SweepError> {
+    for s in plan.stages.iter().rev() {
+        if store.has_record(&s.id) {
+            continue;
+        }
+        if failed_above(plan, store, &s.id)?.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The stage's committed record; a corrupt one is reported and counts as missing.
 fn settled(
     store: &Store,
@@ -268,7 +286,7 @@ fn teacher(plan: &Plan, store: &Store, stage: &Stage) -> Result<Teacher, SweepEr
 }
 
 /// A failed record among the stages `id` needs, directly or further up.
-fn failed_above(
+pub(crate) fn failed_above(
     plan: &Plan,
     store: &Store,
     id: &crate::plan::StageId,

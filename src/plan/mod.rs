@@ -1,4 +1,4 @@
-//! The planner: expands a [`Manifest`]'s grid into a DAG of training stages (second phase of
+//! The planner: expands a [`crate::manifest::Manifest`]'s grid into a DAG of training stages (second phase of
 //! manifest → plan → train → store → report).
 //!
 //! A stage's [`StageId`] is a SHA-256 digest of everything that decides its result (dataset,
@@ -6,11 +6,13 @@
 //! equal stages merge: a teacher for one seed is trained once for the whole grid, and a stage
 //! already in the results store is found again by id on a rerun.
 
+mod expand;
+
 pub use crate::manifest::{Cost, RoleSeeds, cost};
+pub use expand::expand;
 
 use crate::manifest::{
-    Adaptive, CellSpec, ComputeSpec, DatasetSpec, Holdout, KlReduction, Manifest, ModelSpec,
-    TeacherSeed, TrainingSpec,
+    Adaptive, ComputeSpec, DatasetSpec, Holdout, KlReduction, ModelSpec, TrainingSpec,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Version of the stage-key layout; bump it only when results would legitimately change.
-const KEY_FORMAT: u32 = 1;
+pub(crate) const KEY_FORMAT: u32 = 1;
 
 /// Content-addressed id of a stage: the first 16 hex digits of a SHA-256 digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -314,30 +316,6 @@ impl Plan {
     }
 }
 
-#[derive(Serialize)]
-struct StageKey<'a> {
-    format: u32,
-    trainer: u32,
-    dataset: &'a DatasetSpec,
-    /// Only for datasets whose reader changed what the model sees ([`DatasetSpec::reader_version`]),
-    /// so ids of other datasets stay as they were.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reader: Option<u32>,
-    data: &'a str,
-    model: &'a ModelSpec,
-    training: &'a TrainingSpec,
-    compute: String,
-    seed: u64,
-    /// Only when a role seed differs from `seed`, so ids of plain grids stay as they were.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seeds: Option<RoleSeeds>,
-    kd: Option<Kd>,
-    parent: Option<&'a StageId>,
-    /// Only for ensembles, so other ids stay as they were.
-    #[serde(skip_serializing_if = "<[StageId]>::is_empty")]
-    members: &'a [StageId],
-}
-
 #[cfg(test)]
 thread_local! {
     /// Whole-plan scans made on this thread: a test checks that expanding a plan makes none
@@ -351,169 +329,15 @@ fn scanned() {
     SCANS.with(|s| s.set(s.get() + 1));
 }
 
-fn digest(value: &impl Serialize) -> [u8; 32] {
+pub(crate) fn digest(value: &impl Serialize) -> [u8; 32] {
     // serde_json writes struct fields in declaration order and floats in shortest round-trip
     // form, so this serialization is canonical for our key types.
     let bytes = serde_json::to_vec(value).expect("stage keys serialize");
     Sha256::digest(&bytes).into()
 }
 
-/// The teacher seed paired with cell seed `seed` under the `independent` policy: a fixed
-/// function of it that no small seed collides with.
-fn independent_seed(seed: u64) -> u64 {
-    let d = digest(&(KEY_FORMAT, seed, "teacher-seed"));
-    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
-}
-
 fn stream_seed(seed: u64, stream: &str, extra: &impl Serialize) -> [u8; 32] {
     digest(&(KEY_FORMAT, seed, stream, extra))
-}
-
-/// Expands the manifest's grid into unique stages and cells; `data` is the dataset's content
-/// digest ([`crate::data::fingerprint()`]), part of every stage id.
-pub fn expand(manifest: &Manifest, data: &str) -> Plan {
-    let grid = &manifest.grid;
-    let mut stages: Vec<Stage> = Vec::new();
-    let mut index: HashMap<StageId, usize> = HashMap::new();
-    let mut cells = Vec::new();
-
-    let first_seed = grid.seeds[0];
-    // Completes a stage with its id and adds it unless an equal one is there.
-    let add = |stages: &mut Vec<Stage>, index: &mut HashMap<StageId, usize>, mut stage: Stage| {
-        stage.id = StageId(hex::encode(
-            &digest(&StageKey {
-                format: KEY_FORMAT,
-                trainer: crate::identity::TRAINER_VERSION,
-                dataset: &manifest.dataset,
-                reader: manifest.dataset.reader_version(),
-                data,
-                model: &stage.spec,
-                training: &stage.training,
-                compute: manifest.compute.result_key(),
-                seed: stage.seed,
-                seeds: (stage.seeds != RoleSeeds::uniform(stage.seed)).then_some(stage.seeds),
-                kd: stage.kd,
-                parent: stage.parent.as_ref(),
-                members: &stage.members,
-            })[..8],
-        ));
-        let id = stage.id.clone();
-        if !index.contains_key(&id) {
-            index.insert(id.clone(), stages.len());
-            stages.push(stage);
-        }
-        id
-    };
-    let blank = Stage {
-        id: StageId(String::new()),
-        model: String::new(),
-        spec: crate::manifest::ModelSpec::plain_cnn(2).expect("size 2 exists"),
-        training: manifest.training.clone(),
-        seed: 0,
-        seeds: RoleSeeds::uniform(0),
-        kd: None,
-        parent: None,
-        members: Vec::new(),
-        chain: Vec::new(),
-        role: Role::Teacher,
-    };
-    for cell in grid.cells() {
-        let CellSpec {
-            chain,
-            seed,
-            seeds,
-            kd,
-        } = cell;
-        let kd = kd.map(|(temperature, alpha)| Kd {
-            temperature,
-            alpha,
-            reduction: manifest.training.kl_reduction,
-        });
-        let mut parent: Option<StageId> = None;
-        for (depth, model) in chain.iter().enumerate() {
-            // Teachers and assistants follow the teacher-seed policy; the chain's last model
-            // always takes the cell's seeds.
-            let (seed, seeds) = if depth + 1 == chain.len() {
-                (seed, seeds)
-            } else {
-                match grid.teacher_seed {
-                    TeacherSeed::Paired => (seed, seeds),
-                    TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
-                    TeacherSeed::Fixed(s) => (s, RoleSeeds::uniform(s)),
-                    TeacherSeed::Independent => {
-                        let s = independent_seed(seed);
-                        (s, RoleSeeds::uniform(s))
-                    }
-                }
-            };
-            let spec = &manifest.models[model];
-            let members: Vec<StageId> = match &spec.ensemble {
-                Some(e) => e
-                    .seeds
-                    .iter()
-                    .map(|&s| {
-                        let member = Stage {
-                            model: e.model.clone(),
-                            spec: manifest.models[&e.model].clone(),
-                            training: manifest.training_for(&e.model),
-                            seed: s,
-                            seeds: RoleSeeds::uniform(s),
-                            chain: vec![e.model.clone()],
-                            ..blank.clone()
-                        };
-                        add(&mut stages, &mut index, member)
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            // A model used as imported, or an ensemble of trained stages, draws nothing random:
-            // one stage serves every seed.
-            let (seed, seeds) = match &spec.weights {
-                Some(w) if !w.fine_tune => (0, RoleSeeds::uniform(0)),
-                _ if !members.is_empty() => (0, RoleSeeds::uniform(0)),
-                _ => (seed, seeds),
-            };
-            let stage = Stage {
-                model: model.clone(),
-                spec: spec.clone(),
-                training: manifest.training_for(model),
-                seed,
-                seeds,
-                kd: if depth == 0 { None } else { kd },
-                parent: parent.clone(),
-                members,
-                chain: chain[..=depth].to_vec(),
-                role: if depth == 0 {
-                    Role::Teacher
-                } else {
-                    Role::Assistant
-                },
-                ..blank.clone()
-            };
-            let id = add(&mut stages, &mut index, stage);
-            parent = Some(id);
-        }
-        let stage = parent.expect("chains are non-empty");
-        stages[index[&stage]].role = Role::Student;
-        cells.push(Cell {
-            chain,
-            seed,
-            seeds,
-            kd,
-            stage,
-        });
-    }
-    Plan {
-        name: manifest.name.clone(),
-        dataset: manifest.dataset.clone(),
-        stages,
-        cells,
-        compute: manifest.compute,
-        validation: manifest.training.validation,
-        data: data.to_string(),
-        adaptive: manifest.grid.adaptive,
-        index,
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::manifest::parse;
+use crate::manifest::{Manifest, parse};
 use std::path::Path;
 
 fn manifest(grid: &str) -> Manifest {

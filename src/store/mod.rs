@@ -259,6 +259,11 @@ impl Store {
         &self.root
     }
 
+    /// Whether stage `id` has a committed record file (not read: see [`Store::lookup`]).
+    pub fn has_record(&self, id: &StageId) -> bool {
+        self.stage_dir(id).join("record.json").exists()
+    }
+
     fn stage_dir(&self, id: &StageId) -> PathBuf {
         self.root.join("stages").join(id.as_str())
     }

@@ -692,3 +692,20 @@ fn diff_compares_the_csv_tables_people_read_and_each_with_its_parquet_twin() {
         "{out}"
     );
 }
+
+#[test]
+fn status_of_a_big_study_lists_what_is_not_done_up_to_200_rows_and_all_with_a_flag() {
+    let seeds: Vec<String> = (0..50).map(|s| s.to_string()).collect();
+    let text = TINY.replace("seed = [0, 1]", &format!("seed = [{}]", seeds.join(", ")));
+    let ws = Workspace::new(&text);
+    let rows = |out: &str| out.lines().filter(|l| l.contains("  pending  ")).count();
+    let out = stdout(&ws.kdgrid(&["status"]).success());
+    assert_eq!(rows(&out), 200, "{out}");
+    assert!(
+        out.contains("... 50 more stages not listed (0 of them done); `--all` lists every stage"),
+        "{out}"
+    );
+    assert!(out.contains("250 stages: 0 done, 0 failed, 0 corrupt, 0 running, 250 pending"));
+    let all = stdout(&ws.kdgrid(&["status", "--all"]).success());
+    assert_eq!(rows(&all), 250);
+}
