@@ -12,6 +12,7 @@ fitted exponent t ~ n^k between the two largest sizes.
 usage: scripts/bench-scale.py KDGRID [STAGES ...]   (default 1000 10000; 100000 runs ~10 min of
 `run` on 2 cores: give it explicitly). `plan:N` measures only `validate`, `plan` and
 `plan --json` of N stages (no store), e.g. `plan:155000` for the planning goal.
+BENCH_SCALE_KEEP=1 keeps each size's folder (manifest and finished store) for profiling.
 """
 import json, math, os, shutil, subprocess, sys, tempfile
 
@@ -85,7 +86,10 @@ def main():
         rows[stages] = r
         print(f"{stages} stages: run {r['run']['seconds']:.1f} s, "
               f"{1000 * r['run']['seconds'] / stages:.1f} ms per stage", file=sys.stderr)
-        shutil.rmtree(work)
+        if os.environ.get("BENCH_SCALE_KEEP"):
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work)
     sizes = sorted(rows)
     commands = list(rows[sizes[0]]) if sizes else []
     if sizes:

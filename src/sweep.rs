@@ -307,12 +307,14 @@ pub fn run_tasks(
     // Only the task that finds the plan settled reads every record (see `some_unsettled`).
     let (unsettled, report) = if execute::tasks::some_unsettled(plan, &store)? {
         (true, None)
+    } else if !report {
+        (false, None)
     } else {
         let records = settled(plan, &store, &mut |_| {})?;
         let unsettled = records.len() < plan.stages.len();
-        let tables = match report && !unsettled {
-            true => Some(write_report(plan, &records, provenance, store.root())?),
-            false => None,
+        let tables = match unsettled {
+            false => Some(write_report(plan, &records, provenance, store.root())?),
+            true => None,
         };
         (unsettled, tables)
     };

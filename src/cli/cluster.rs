@@ -80,6 +80,10 @@ pub(super) enum SlurmCommand {
         manifest: PathBuf,
         #[command(flatten)]
         compute: ComputeArgs,
+        /// List every stage; by default a study of more than 200 stages lists the stages not
+        /// done (up to 200) and counts the rest.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -188,10 +192,14 @@ fn run_tasks(
 /// `kdgrid slurm ...`.
 pub(super) fn slurm(cli: &super::Cli, command: &SlurmCommand) -> Result<(), Failure> {
     match command {
-        SlurmCommand::Status { manifest, compute } => {
+        SlurmCommand::Status {
+            manifest,
+            compute,
+            all,
+        } => {
             let (plan, _) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
             let jobs = slurm::status(&absolute(&cli.results).join(&plan.name));
-            status_view::print_status(&plan, &cli.results, Some(&jobs), false)
+            status_view::print_status(&plan, &cli.results, Some(&jobs), *all)
         }
         SlurmCommand::Submit {
             manifest,

@@ -64,8 +64,8 @@ struct PlanReport<'a> {
     pending_tflops: Option<f64>,
     throughput_gflops: f64,
     throughput_measured: bool,
-    /// Seconds each stage costs besides its arithmetic (loading, evaluation set-up, saving, the
-    /// record), added per stage to train.
+    /// Seconds each stage costs besides its training and evaluation (saving its weights and
+    /// what `train_seconds` leaves out), added per stage to train.
     stage_overhead_seconds: f64,
     overhead_measured: bool,
     estimated_seconds: Option<f64>,
@@ -118,10 +118,12 @@ pub(super) fn print_plan(
         }
     }
     let measured = secs > 0.0 && flops > 0.0;
-    // Overhead measured on the finished stages that record their wall time.
+    // Overhead measured on the finished stages that record their wall time (a failed stage's
+    // `train_seconds` is 0: its whole run would count as overhead).
     let overheads: Vec<f64> = records
         .iter()
         .flatten()
+        .filter(|r| r.status == Status::Ok)
         .filter_map(|r| Some((r.wall_seconds? - r.train_seconds).max(0.0)))
         .collect();
     let overhead_measured = !overheads.is_empty();

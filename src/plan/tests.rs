@@ -262,38 +262,53 @@ fn stages_without_reuse_counts_what_each_cell_would_train_alone() {
     }
 }
 
-/// Whole-plan scans on this thread while `f` runs.
-fn scans_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = SCANS.with(|s| s.get());
+/// Whole-plan scans and stage-id comparisons on this thread while `f` runs.
+fn counted<T>(f: impl FnOnce() -> T) -> (T, [usize; 2]) {
+    let now = || [SCANS.with(|s| s.get()), ID_COMPARISONS.with(|c| c.get())];
+    let before = now();
     let out = f();
-    (out, SCANS.with(|s| s.get()) - before)
+    let after = now();
+    (out, [after[0] - before[0], after[1] - before[1]])
 }
 
 #[test]
-fn expanding_a_plan_scans_it_no_time_per_cell_and_summaries_once_each() {
+fn planning_work_grows_linearly_with_the_cells() {
+    let mut comparisons = Vec::new();
     for seeds in [4, 40] {
         let list: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
         let grid = format!(
-            "seed = [{}]\ntemperature = [2.0, 4.0]\nalpha = [0.5, 0.9]\nchains = [[\"big\", \"mid\", \"small\"], [\"big\", \"small\"]]\n",
+            "seed = [{}]\ntemperature = [2.0, 4.0]\nalpha = [0.5, 0.9]\nchains = [[\"big\", \"mid\", \"small\"], [\"big\", \"small\"], [\"small\"]]\n",
             list.join(", ")
         );
         let m = manifest(&grid);
-        let (plan, scans) = scans_during(|| expand(&m, ""));
-        assert_eq!(plan.cells.len(), 8 * seeds);
+        let (plan, [scans, ids]) = counted(|| expand(&m, ""));
+        assert_eq!(plan.cells.len(), 9 * seeds);
+        // Expansion merges equal stages through a hash map: no whole-plan helper per cell.
         assert_eq!(
             scans,
             0,
             "expanding {} cells scanned the plan",
             plan.cells.len()
         );
-        // What `kdgrid plan` and an adaptive sweep ask: one scan each, whatever the size.
-        let (_, scans) = scans_during(|| {
+        // What `kdgrid plan`, `status` and an adaptive sweep ask: each helper scans once.
+        let (_, [scans, summary_ids]) = counted(|| {
             let groups = plan.groups();
             let first: Vec<&Cell> = groups.iter().map(|(_, c)| c[0]).collect();
             plan.stages_of(&first);
             plan.stages_without_reuse();
             plan.count_by_role();
+            plan.stages
+                .iter()
+                .for_each(|s| assert!(plan.stage(&s.id).is_some()));
         });
         assert_eq!(scans, 4, "{seeds} seeds");
+        comparisons.push(ids + summary_ids);
     }
+    // Ten times the cells: about ten times the id comparisons, not a hundred.
+    assert!(
+        comparisons[1] <= 12 * comparisons[0].max(1),
+        "stage-id comparisons grew from {} to {} for 10x the cells",
+        comparisons[0],
+        comparisons[1]
+    );
 }

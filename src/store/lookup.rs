@@ -116,7 +116,9 @@ pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
 
 /// [`file_digest`], remembered for the process by the file's size, mtime, inode and ctime: a
 /// waiting task looks its teacher up every half second and a status pass looks each stage up
-/// more than once, and a file replaced or rewritten changes at least one of the four.
+/// more than once, and a file replaced or rewritten changes at least one of the four (a same-size
+/// rewrite in place within one tick of the file system's clock is seen by the next process,
+/// not this one; the store itself only ever replaces weights by rename, a new inode).
 fn cached_digest(path: &Path) -> Result<String, StoreError> {
     type Key = (u64, i64, i64, u64, i64, i64);
     static CACHE: Mutex<Option<HashMap<PathBuf, (Key, String)>>> = Mutex::new(None);

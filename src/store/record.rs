@@ -95,9 +95,10 @@ pub struct StageRecord {
     pub processor: String,
     /// kdgrid version that trained it.
     pub kdgrid_version: String,
-    /// Wall seconds from the stage's start to its commit in the process that trained it
-    /// (training, evaluation, saving, the record; a measurement). What exceeds `train_seconds`
-    /// is the stage's overhead, which `plan`'s estimate adds per stage to train.
+    /// Wall seconds from the stage's start in the process that trained it to its record's
+    /// commit (training, evaluation, saving and digesting the weights; loading the data and the
+    /// teacher happen before, writing the record after; a measurement). What exceeds
+    /// `train_seconds` is the overhead `plan`'s estimate adds per stage to train.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_seconds: Option<f64>,
     /// Stages the run that trained it trained at once (`--jobs`; a measurement, in `timings`).

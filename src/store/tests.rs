@@ -136,11 +136,15 @@ fn weights_rewritten_in_place_with_the_same_size_read_as_corrupt_after_a_cached_
     let found = |store: &Store| matches!(lookup(store.root(), &id).unwrap(), Lookup::Found(_));
     assert!(found(&store));
     assert!(found(&store), "a second lookup reads the cached digest");
+    // Past one tick of a coarse file-system clock (older kernels stamp mtime per jiffy).
+    let tick = || std::thread::sleep(std::time::Duration::from_millis(30));
+    tick();
     std::fs::write(&model, b"weights-2").unwrap();
     assert!(
         !found(&store),
         "same size, new bytes: the cache must not hide it"
     );
+    tick();
     std::fs::write(&model, b"weights-1").unwrap();
     assert!(found(&store));
 }

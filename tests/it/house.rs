@@ -40,12 +40,24 @@ fn module_of(path: &Path) -> String {
 /// `crate::X` paths in code (not comments), before the file's `#[cfg(test)]` module; test files
 /// are left out, as tests may reach anywhere.
 fn imports(text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or("");
-    let path = regex::Regex::new(r"crate::([a-z_]+)").unwrap();
-    code.lines()
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+    let code: String = code
+        .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
-        .flat_map(|l| path.captures_iter(l).map(|c| c[1].to_string()))
-        .collect()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = regex::Regex::new(r"crate::([a-z_]+)").unwrap();
+    // `use crate::{a, b::c}` names several modules at once.
+    let grouped = regex::Regex::new(r"crate::\{([^}]*)\}").unwrap();
+    let first = regex::Regex::new(r"(?:^|[,{\s])([a-z_]+)(?:::|\s*[,}]|\s*$)").unwrap();
+    let mut out: BTreeSet<String> = path
+        .captures_iter(&code)
+        .map(|c| c[1].to_string())
+        .collect();
+    for g in grouped.captures_iter(&code) {
+        out.extend(first.captures_iter(&g[1]).map(|c| c[1].to_string()));
+    }
+    out
 }
 
 #[test]

@@ -34,7 +34,9 @@ impl Groups {
         let [rt, ra, acc] = ["temperature", "alpha", "test_accuracy"].map(|c| floats(r, c));
         // Every finished seed's accuracy by (chain, temperature, alpha), in one pass over runs.
         let key = |c: &str, t: Option<f64>, a: Option<f64>| {
-            (c.to_string(), t.map(f64::to_bits), a.map(f64::to_bits))
+            // `+ 0.0` makes -0.0 equal to 0.0, as `==` finds them.
+            let bits = |x: Option<f64>| x.map(|x| (x + 0.0).to_bits());
+            (c.to_string(), bits(t), bits(a))
         };
         let mut by_setting: HashMap<_, Vec<f64>> = HashMap::new();
         for j in 0..r.height() {
