@@ -39,14 +39,9 @@ pub(crate) struct RawGrid {
 }
 
 /// Written order, duplicates dropped.
-fn unique<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(v.len());
-    for x in v {
-        if !out.contains(x) {
-            out.push(x.clone());
-        }
-    }
-    out
+fn unique<T: Eq + std::hash::Hash + Clone>(v: &[T]) -> Vec<T> {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    v.iter().filter(|x| seen.insert(*x)).cloned().collect()
 }
 
 /// Refuses adaptive rules that cannot work.

@@ -12,7 +12,7 @@ pub use crate::manifest::axis::Adaptive;
 pub(crate) use check::{RawGrid, check_grid};
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Grid axes, chain templates, and the cells added or removed by hand.
 #[derive(Debug, Clone, PartialEq)]
@@ -400,12 +400,24 @@ impl Grid {
             axes.extend(inc.axes.clone());
             cells.extend(product(&inc.chain, &axes, &[]));
         }
-        // Seed-major order, as a study reads: every chain of seed 0, then seed 1, ...
-        let position = |axis: AxisName, v: u64| {
-            axes.get(&axis)
-                .and_then(|vs| vs.iter().position(|x| *x == Value::Seed(v)))
-                .unwrap_or(usize::MAX)
-        };
+        // Seed-major order, as a study reads: every chain of seed 0, then seed 1, ... Each seed's
+        // place on its axis (the first, as a search would find) from one map, not a search per
+        // cell: that search made planning quadratic in the number of seeds.
+        let mut places: HashMap<(AxisName, u64), usize> = HashMap::new();
+        for axis in [
+            AxisName::Seed,
+            AxisName::InitSeed,
+            AxisName::OrderSeed,
+            AxisName::AugmentSeed,
+        ] {
+            for (i, v) in axes.get(&axis).into_iter().flatten().enumerate() {
+                if let Value::Seed(s) = v {
+                    places.entry((axis, *s)).or_insert(i);
+                }
+            }
+        }
+        let position =
+            |axis: AxisName, v: u64| places.get(&(axis, v)).copied().unwrap_or(usize::MAX);
         let key = |c: &CellSpec| {
             [
                 position(AxisName::Seed, c.seed),
