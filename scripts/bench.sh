@@ -33,6 +33,44 @@ for backend in "${backends[@]}"; do
   python3 -c 'import json, sys; print(json.dumps({"system": sys.argv[2], "workload": "grid/fmnist", "seconds": json.load(open(sys.argv[1]))["seconds"]}))' \
     "$out/grid-$backend.json" "kdgrid-$backend" >> "$out/raw.jsonl"
 done
+# Real data, when the user has it: one epoch of the seed CNN on an image folder (CIFAR-10 as
+# PNG/JPEG files: train/<class>/*, test/<class>/*) at $KDGRID_BENCH_IMAGES, training and test
+# pass timed on both sides (decoding before it), so the synthetic rows can be checked against
+# what users run.
+if [[ -n "${KDGRID_BENCH_IMAGES:-}" ]]; then
+  echo "image folder $KDGRID_BENCH_IMAGES: PyTorch..." >&2
+  OMP_NUM_THREADS=$threads "$python" bench/peer.py folder "$KDGRID_BENCH_IMAGES" "$threads" >> "$out/raw.jsonl"
+  images=$(cd "$KDGRID_BENCH_IMAGES" && pwd)
+  cat > "$out/image-folder.toml" <<TOML
+name = "bench-image-folder"
+[dataset]
+kind = "image-folder"
+path = "$images"
+[models.cnn2]
+conv = [32, 64]
+dense = [64]
+[training]
+epochs = 1
+batch-size = 64
+optimizer = "adam"
+lr = 0.001
+[grid]
+seed = [0]
+chains = [["cnn2"]]
+TOML
+  for backend in "${backends[@]}"; do
+    echo "image folder: kdgrid $backend..." >&2
+    rm -rf "$out/image-folder-$backend"
+    $kdgrid --results "$out/image-folder-$backend" run --quiet --backend "$backend" \
+      --threads "$threads" "$out/image-folder.toml" > /dev/null
+    # The stage's own training and evaluation seconds, from its record.
+    python3 -c 'import json, glob, sys; r = json.load(open(glob.glob(sys.argv[1] + "/bench-image-folder/stages/*/record.json")[0]))["record"]; print(json.dumps({"system": sys.argv[2], "workload": "cnn2/image-folder/epoch", "seconds": r["train_seconds"]}))' \
+      "$out/image-folder-$backend" "kdgrid-$backend" >> "$out/raw.jsonl"
+  done
+else
+  echo "image folder: skipped (set KDGRID_BENCH_IMAGES to an ImageFolder CIFAR-10, train/ and test/, to time a real epoch)" >&2
+fi
+
 # Memory: peak resident set of a CIFAR-10-sized sweep, two stages at once (goal: under 1 GB).
 backend=${backends[-1]}
 echo "memory: kdgrid $backend, CIFAR-10-sized sweep with --jobs 2..." >&2
