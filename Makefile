@@ -18,7 +18,7 @@ KDGRID = $(CARGO) run --release --quiet --
 endif
 
 # Studies whose `ci` profile CI trains and checks against the committed `results/<name>-ci/`.
-CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd
+CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd onnx-teacher
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 
@@ -73,7 +73,7 @@ build:
 build-tch: torch
 	$(TCH_ENV) $(CARGO) build --release --features tch
 
-torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy
+torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy $(TORCH_VENV)/.installed-onnx
 
 $(TORCH_VENV)/.installed:
 	python3 -m venv "$(TORCH_VENV)"
@@ -91,6 +91,12 @@ $(TORCH_VENV)/.installed-io: $(TORCH_VENV)/.installed
 # caches that already hold `.installed-io` get it too.
 $(TORCH_VENV)/.installed-scipy: $(TORCH_VENV)/.installed-io
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check scipy==1.17.1
+	touch "$@"
+
+# `onnx` for `torch.onnx.export` (scripts/examples/pytorch-teacher.py export): the ONNX teachers'
+# parity tests export PyTorch models and compare kdgrid's logits with PyTorch's.
+$(TORCH_VENV)/.installed-onnx: $(TORCH_VENV)/.installed-io
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check onnx==1.19.1
 	touch "$@"
 
 ## The full test suite on both backends (release mode: the tests train real, tiny models).

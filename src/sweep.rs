@@ -157,8 +157,8 @@ pub fn run(
     })
 }
 
-/// Loads the plan's dataset and checks that every model fits its images (known only now for
-/// image folders).
+/// Loads the plan's dataset and checks that every model (an imported file, an ONNX graph) fits
+/// its images (known only now for image folders).
 fn load_data(plan: &Plan) -> Result<Dataset, SweepError> {
     let data = data::load(&plan.dataset, plan.validation)?;
     for s in &plan.stages {
@@ -173,6 +173,14 @@ fn load_data(plan: &Plan) -> Result<Dataset, SweepError> {
     for s in plan.stages.iter().filter(|s| s.spec.weights.is_some()) {
         if checked.insert(&s.model) {
             train::check_import(&s.spec, &data).map_err(SweepError::Model)?;
+        }
+    }
+    // An ONNX graph is checked against the images as they loaded (an image folder's size and
+    // classes are known only now).
+    for s in plan.stages.iter().filter(|s| s.is_onnx()) {
+        if checked.insert(&s.model) {
+            let o = s.spec.onnx.as_ref().expect("an ONNX stage");
+            train::OnnxTeacher::load(&s.model, o, &data).map_err(SweepError::Model)?;
         }
     }
     Ok(data)
@@ -335,7 +343,7 @@ pub fn trace(
     id: &str,
 ) -> Result<train::trace::Trace, SweepError> {
     let stage = find_stage(plan, id)?;
-    if stage.is_ensemble()
+    if stage.is_frozen()
         || stage.spec.resnet.is_some()
         || stage.spec.lstm.is_some()
         || stage.spec.mobilenet_v2
@@ -376,9 +384,9 @@ pub fn predict(
         });
     }
     let data = load_data(plan)?;
-    let model = if stage.is_ensemble() {
+    let model = if stage.is_frozen() {
         execute::stage::load_teacher(plan, &store, &data, backend, stage)?
-            .expect("an ensemble has members")
+            .expect("a frozen stage runs a model")
     } else {
         let path = store.model_path(&stage.id);
         let net = train::load_model(stage, &data, backend, &path).map_err(SweepError::Model)?;

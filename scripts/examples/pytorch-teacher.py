@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""A teacher trained elsewhere: trains a torchvision-style ResNet (or MobileNetV2) in PyTorch on an image folder
-and saves its `state_dict` (safetensors and/or `torch.save`), or checks that kdgrid computes
-the same logits from such a file.
+"""A teacher trained elsewhere: trains a torchvision-style ResNet (or MobileNetV2, or a small
+ConvNeXt, a family kdgrid does not have) in PyTorch on an image folder and saves its
+`state_dict` (safetensors and/or `torch.save`), exports it to ONNX, or checks that kdgrid
+computes the same logits from such a file.
 
     # train: writes the weights kdgrid imports with `weights = "..."`
     python pytorch-teacher.py train --data experiments/data/fruit --depth 8 --epochs 40 \
         --out experiments/data/fruit-resnet8.safetensors [--pt teacher.pt]
+    # export: the same network to ONNX (`onnx = "..."`), from weights or seeded random ones
+    python pytorch-teacher.py export --weights experiments/data/fruit-resnet8.safetensors \
+        --depth 8 --classes 5 --size 40 --onnx experiments/data/fruit-resnet8.onnx
     # check: kdgrid's logits (from `kdgrid predict --inputs`) against PyTorch's on the same images
     python pytorch-teacher.py check --weights teacher.pt --depth 8 --classes 5 \
         --predictions predictions.json
@@ -13,7 +17,9 @@ the same logits from such a file.
 The network is the `resnet` family of docs/manifest.md: torchvision's BasicBlock ResNet (1x1
 conv + batch norm shortcuts), with the CIFAR stem (3x3 conv, depth 6n + 2) or the ImageNet stem
 (7x7 stride-2 conv and max-pool, depth 18 or 34). Images are normalized per channel with the
-training split's mean and standard deviation, as kdgrid does. Needs torch, pillow and
+training split's mean and standard deviation, as kdgrid does, unless `--mean`/`--std` give the
+normalization (in [0, 1] pixel units) an ONNX teacher declares in `input`; `--train-size`
+trains on images resized to that size (bilinear), as `input.size` makes kdgrid feed them. Needs torch, pillow and
 safetensors (`make torch` installs them into the venv).
 """
 import argparse
@@ -120,10 +126,66 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map (ConvNeXt's `channels_first` norm)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.5))
+
+    def forward(self, x):
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.gamma * self.pwconv2(F.gelu(self.pwconv1(y)))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXt(nn.Module):
+    """A two-stage ConvNeXt (patchify stem, depthwise 7x7 convs, LayerNorm, GELU, layer scale):
+    an architecture kdgrid has no family for, so it can only teach as ONNX."""
+
+    def __init__(self, channels, classes, dims=(24, 48)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(channels, dims[0], 4, 4), LayerNorm2d(dims[0]))
+        self.stage1 = nn.Sequential(ConvNeXtBlock(dims[0]), ConvNeXtBlock(dims[0]))
+        self.down = nn.Sequential(LayerNorm2d(dims[0]), nn.Conv2d(dims[0], dims[1], 2, 2))
+        self.stage2 = nn.Sequential(ConvNeXtBlock(dims[1]), ConvNeXtBlock(dims[1]))
+        self.norm = nn.LayerNorm(dims[1])
+        self.head = nn.Linear(dims[1], classes)
+
+    def forward(self, x):
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        return self.head(self.norm(x.mean(dim=(2, 3))))
+
+
 def network(args, channels, classes):
     if args.arch == "mobilenet-v2":
         return MobileNetV2(channels, classes)
+    if args.arch == "convnext":
+        return ConvNeXt(channels, classes)
     return ResNet(args.depth, channels, classes)
+
+
+def preprocess(args, x, mean, std):
+    """Training-split-normalized images `x` as the network reads them: renormalized with
+    `--mean`/`--std` when given, resized to `--train-size` when given."""
+    if args.mean:
+        raw = x * std + mean
+        m = torch.tensor(args.mean).view(1, -1, 1, 1)
+        s = torch.tensor(args.std).view(1, -1, 1, 1)
+        x = (raw - m) / s
+    if args.train_size:
+        x = F.interpolate(x, size=(args.train_size, args.train_size), mode="bilinear",
+                          align_corners=False)
+    return x
 
 
 def load_folder(root, split):
@@ -150,6 +212,7 @@ def train(args):
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = (x.pow(2).mean(dim=(0, 2, 3), keepdim=True) - mean.pow(2)).sqrt()
     x, tx = (x - mean) / std, (tx - mean) / std
+    x, tx = preprocess(args, x, mean, std), preprocess(args, tx, mean, std)
     model = network(args, x.shape[1], len(classes))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     for epoch in range(args.epochs):
@@ -173,6 +236,8 @@ def train(args):
     if args.pt:
         torch.save(state, args.pt)
         print(f"saved {args.pt}")
+    if args.onnx:
+        export_onnx(model, x.shape[1], x.shape[2], args.onnx, args.fixed_batch)
     if args.checkpoint:
         # As training scripts save (the TAKD code, torchvision's references, Lightning): the
         # weights nested under `state_dict`, next to the epoch and the optimizer's own tensors.
@@ -181,23 +246,75 @@ def train(args):
         print(f"saved {args.checkpoint}")
 
 
+class ChannelsLast(nn.Module):
+    """`model` reading `[batch, height, width, channels]` images, as TensorFlow exports do."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x.permute(0, 3, 1, 2))
+
+
+def export_onnx(model, channels, size, path, fixed_batch=False, nhwc=False):
+    """`model` (in evaluation mode) to ONNX, opset 17, the batch left open unless
+    `fixed_batch` (then the export takes batches of exactly one image); `nhwc` exports it
+    reading channels-last images."""
+    import warnings
+    model.eval()
+    dynamic = None if fixed_batch else {"images": {0: "batch"}, "logits": {0: "batch"}}
+    example = torch.zeros(1, channels, size, size)
+    if nhwc:
+        model, example = ChannelsLast(model), example.permute(0, 2, 3, 1)
+    with warnings.catch_warnings():
+        # torch 2.9 calls the TorchScript exporter legacy; it needs only the `onnx` package.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), path, dynamo=False,
+                          input_names=["images"], output_names=["logits"],
+                          dynamic_axes=dynamic, opset_version=17)
+    print(f"saved {path}")
+
+
+def load_state(path):
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path)
+    state = torch.load(path, map_location="cpu")
+    return state.get("state_dict", state)
+
+
+def export(args):
+    """Exports a network to ONNX: from `--weights`, or seeded random weights (written to
+    `--out` as safetensors so `check` can rebuild the same network)."""
+    torch.manual_seed(args.seed)
+    model = network(args, args.channels, args.classes)
+    if args.weights:
+        model.load_state_dict(load_state(args.weights))
+    elif args.out:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
+    export_onnx(model, args.channels, args.size, args.onnx, args.fixed_batch, args.nhwc)
+
+
 def check(args):
     p = json.load(open(args.predictions))
     n, classes = len(p["labels"]), p["classes"]
-    if args.weights.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(args.weights)
-    else:
-        state = torch.load(args.weights, map_location="cpu")
-        state = state.get("state_dict", state)
+    state = load_state(args.weights)
     inputs = torch.tensor(p["inputs"], dtype=torch.float32)
     channels = 3 if inputs.numel() % 3 == 0 and args.channels is None else (args.channels or 1)
     side = int(round((inputs.numel() / n / channels) ** 0.5))
-    model = network(args, channels, classes)
+    model = network(args, channels, args.outputs or classes)
     model.load_state_dict(state)
     model.eval()
+    x = inputs.view(n, channels, side, side)
+    if args.mean or args.train_size:
+        mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in p["normalization"])
+        x = preprocess(args, x, mean, std)
     with torch.no_grad():
-        ours = model(inputs.view(n, channels, side, side))
+        ours = model(x)
+    if args.class_map:
+        ours = ours[:, args.class_map]
     theirs = torch.tensor(p["logits"], dtype=torch.float32).view(n, classes)
     diff = (ours - theirs).abs().max().item()
     agree = (ours.argmax(1) == theirs.argmax(1)).float().mean().item()
@@ -211,25 +328,50 @@ def check(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
+
+    def network_args(p):
+        p.add_argument("--arch", choices=["resnet", "mobilenet-v2", "convnext"], default="resnet")
+        p.add_argument("--depth", type=int, default=8, help="ResNet depth")
+
+    def input_args(p):
+        p.add_argument("--mean", type=float, nargs="+", help="the network's own normalization")
+        p.add_argument("--std", type=float, nargs="+")
+        p.add_argument("--train-size", type=int, help="images resized to this size (bilinear)")
+
     t = sub.add_parser("train")
+    network_args(t)
+    input_args(t)
     t.add_argument("--data", required=True)
-    t.add_argument("--arch", choices=["resnet", "mobilenet-v2"], default="resnet")
-    t.add_argument("--depth", type=int, default=8, help="ResNet depth")
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--lr", type=float, default=0.001)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="safetensors file to write")
     t.add_argument("--pt", help="torch.save file to write")
     t.add_argument("--checkpoint", help="torch.save file with the weights under `state_dict`")
+    t.add_argument("--onnx", help="ONNX file to export the trained network to")
+    t.add_argument("--fixed-batch", action="store_true", help="export for batches of one")
+    e = sub.add_parser("export")
+    network_args(e)
+    e.add_argument("--weights", help="state_dict to export (else seeded random weights)")
+    e.add_argument("--out", help="with random weights: safetensors file to write them to")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--channels", type=int, default=3)
+    e.add_argument("--classes", type=int, required=True)
+    e.add_argument("--size", type=int, required=True, help="input height and width")
+    e.add_argument("--onnx", required=True)
+    e.add_argument("--fixed-batch", action="store_true", help="export for batches of one")
+    e.add_argument("--nhwc", action="store_true", help="export reading channels-last images")
     c = sub.add_parser("check")
+    network_args(c)
+    input_args(c)
     c.add_argument("--weights", required=True)
-    c.add_argument("--arch", choices=["resnet", "mobilenet-v2"], default="resnet")
-    c.add_argument("--depth", type=int, default=8, help="ResNet depth")
     c.add_argument("--channels", type=int)
+    c.add_argument("--outputs", type=int, help="the network's outputs (with --class-map)")
+    c.add_argument("--class-map", type=int, nargs="+", help="the output of each class")
     c.add_argument("--predictions", required=True)
     c.add_argument("--tolerance", type=float, default=1e-4)
     args = ap.parse_args()
-    train(args) if args.command == "train" else check(args)
+    {"train": train, "export": export, "check": check}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -257,6 +257,15 @@ pub(super) fn print_plan(
             report.stages.len() - shown
         );
     }
+    for s in plan.stages.iter().filter(|s| s.is_onnx()) {
+        let o = s.spec.onnx.as_ref().expect("an ONNX stage");
+        println!(
+            "onnx {} ({}): runs `{}` (frozen: evaluated once, serves every seed)",
+            s.id,
+            s.model,
+            o.path.display()
+        );
+    }
     for s in plan.stages.iter().filter(|s| s.is_ensemble()) {
         let members: Vec<&str> = s.members.iter().map(|m| m.as_str()).collect();
         println!(

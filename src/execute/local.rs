@@ -206,11 +206,11 @@ impl Scheduler<'_> {
         })
     }
 
-    /// What `stage` learns from (an ensemble stage: its members), from memory or from the
+    /// What `stage` learns from (a frozen stage: what it runs), from memory or from the
     /// store.
     fn teacher(&mut self, stage: &Stage) -> Result<Option<Teacher>, SweepError> {
         let p = match &stage.parent {
-            _ if stage.is_ensemble() => {
+            _ if stage.is_frozen() => {
                 return stage::load_teacher(self.plan, self.store, self.data, self.backend, stage);
             }
             Some(p) => p,

@@ -35,9 +35,9 @@ pub fn train_and_commit(
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, SweepError> {
     let start = Instant::now();
-    if stage.is_ensemble() {
-        let members = teacher.expect("an ensemble's members are loaded for it");
-        return commit_ensemble(store, claim, stage, data, members, backend, jobs);
+    if stage.is_frozen() {
+        let model = teacher.expect("a frozen stage's model is loaded for it");
+        return commit_frozen(store, claim, stage, data, model, backend, jobs);
     }
     let checkpoints = store.checkpoint_dir(&stage.id);
     // A panicking worker (a shape error, an out-of-memory) fails its stage; it must still
@@ -60,23 +60,23 @@ pub fn train_and_commit(
     commit(store, claim, stage, backend, jobs, result, start)
 }
 
-/// Evaluates an ensemble stage from its members and commits its record (it has no weights of
-/// its own: students load the members).
-fn commit_ensemble(
+/// Evaluates a frozen stage (an ensemble from its members, an ONNX model) and commits its
+/// record; it has no weights of its own (students load the members, or the ONNX file).
+fn commit_frozen(
     store: &Store,
     claim: &Claim,
     stage: &Stage,
     data: &Dataset,
-    members: &Teacher,
+    model: &Teacher,
     backend: &Backend,
     jobs: usize,
 ) -> Result<Finished, SweepError> {
     let start = Instant::now();
-    // As for training: a panic (an out-of-memory while evaluating) fails the stage, and the
-    // sweep goes on.
+    // As for training: a panic (an out-of-memory while evaluating, an operator the ONNX
+    // runtime fails on) fails the stage, and the sweep goes on.
     let e = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         crate::fault::check_panic("panic-ensemble", &stage.model);
-        train::evaluate_ensemble(members, data, backend)
+        train::evaluate_ensemble(model, data, backend)
     })) {
         Ok(e) => e,
         Err(panic) => {
@@ -107,6 +107,13 @@ fn commit_ensemble(
         epochs: vec![e.metrics.clone()],
         jobs: Some(jobs),
         wall_seconds: Some(start.elapsed().as_secs_f64()),
+        // An ONNX model's size is its file's.
+        model_bytes: stage
+            .spec
+            .onnx
+            .as_ref()
+            .and_then(|o| Some(o.path.metadata().ok()?.len())),
+        model_sha256: stage.spec.onnx.as_ref().map(|o| o.sha256.clone()),
         ..base_record(stage, backend)
     };
     let committed = store.commit(&record, None, claim)?;
@@ -198,7 +205,7 @@ fn commit(
 }
 
 /// Loads what `stage` learns from out of the store: its teacher (an ensemble teacher's
-/// members), or, for an ensemble stage, its own members.
+/// members, an ONNX teacher's graph), or, for a frozen stage, what it runs itself.
 pub fn load_teacher(
     plan: &Plan,
     store: &Store,
@@ -207,13 +214,18 @@ pub fn load_teacher(
     stage: &Stage,
 ) -> Result<Option<Teacher>, SweepError> {
     let source = match &stage.parent {
-        _ if stage.is_ensemble() => stage,
+        _ if stage.is_frozen() => stage,
         Some(p) => plan.stage(p).expect("parents are in the plan"),
         None => return Ok(None),
     };
     let load = |s: &Stage| {
         train::load_model(s, data, backend, &store.model_path(&s.id)).map_err(SweepError::Model)
     };
+    if let Some(o) = &source.spec.onnx {
+        return train::OnnxTeacher::load(&source.model, o, data)
+            .map(|t| Some(Teacher::Onnx(t)))
+            .map_err(SweepError::Model);
+    }
     Ok(Some(match &source.spec.ensemble {
         Some(e) => Teacher::Ensemble(
             source

@@ -24,9 +24,9 @@ pub use grid::{
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    Combine, Cost, EnsembleSpec, FeatureMaps, ImportedWeights, LstmSpec, MOBILENET_V2_STAGES,
-    ModelSpec, PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec, ResNetStem, cost,
-    feature_map_problem,
+    Combine, Cost, EnsembleSpec, FeatureMaps, ImportedWeights, Layout, LstmSpec,
+    MOBILENET_V2_STAGES, ModelSpec, OnnxSpec, PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec,
+    ResNetStem, cost, feature_map_problem, graph_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
@@ -302,6 +302,29 @@ fn check(
     if let (Some(raw_models), Some(shape)) = (&raw.models, shape) {
         model::check_feature_maps(raw_models.get_ref(), &models, shape.input, problems);
     }
+    if let Some(raw_models) = &raw.models {
+        let text = matches!(&dataset, Some(DatasetSpec::Files { text: Some(_), .. }));
+        for (name, m) in raw_models.get_ref() {
+            let Some(spec) = models.get_mut(name.get_ref()) else {
+                continue;
+            };
+            if text && let Some(file) = &m.onnx {
+                problems.push(
+                    Some(file.span()),
+                    format!("`models.{}`: ONNX teachers read images; this dataset holds text", name.get_ref()),
+                    Some("text teachers as ONNX wait for per-model tokenizers (input ids and attention masks)".into()),
+                );
+                continue;
+            }
+            model::check_graph(
+                name.get_ref(),
+                m,
+                spec,
+                shape.map(|s| (s.input, s.classes)),
+                problems,
+            );
+        }
+    }
     let overrides = raw
         .models
         .iter()
@@ -321,9 +344,11 @@ fn check(
     // Expanding cells needs a grid without problems.
     if let (Some(g), Some(raw_grid)) = (&grid, &raw.grid)
         && problems.is_empty()
-        && models.values().any(|m| m.ensemble.is_some())
+        && models
+            .values()
+            .any(|m| m.ensemble.is_some() || m.onnx.is_some())
     {
-        check_ensembles_lead(g, &models, raw_grid.span(), problems);
+        check_frozen_lead(g, &models, raw_grid.span(), problems);
     }
     let compute = check_compute(raw.compute.as_ref(), problems);
     if !problems.is_empty() {
@@ -387,7 +412,9 @@ fn fit_models_to_text(
 }
 
 /// Refuses an ensemble anywhere but at the head of a chain: it is a teacher, never trained.
-fn check_ensembles_lead(
+/// Ensembles and ONNX models only run forward: they teach from the head of a chain, never
+/// learn from a teacher.
+fn check_frozen_lead(
     grid: &Grid,
     models: &BTreeMap<String, ModelSpec>,
     span: std::ops::Range<usize>,
@@ -397,17 +424,27 @@ fn check_ensembles_lead(
         c.chain
             .iter()
             .skip(1)
-            .find(|m| models.get(*m).is_some_and(|s| s.ensemble.is_some()))
-            .map(|m| (m.clone(), c.chain.join(" > ")))
+            .find_map(|m| {
+                let spec = models.get(m)?;
+                if spec.ensemble.is_some() {
+                    Some(("ensemble", "an ensemble averages trained stages"))
+                } else if spec.onnx.is_some() {
+                    Some((
+                        "ONNX model",
+                        "an ONNX model is frozen (it only runs forward)",
+                    ))
+                } else {
+                    None
+                }
+                .map(|(kind, why)| (kind, why, m.clone()))
+            })
+            .map(|(kind, why, m)| (kind, why, m, c.chain.join(" > ")))
     });
-    if let Some((model, chain)) = late {
+    if let Some((kind, why, model, chain)) = late {
         problems.push(
             Some(span),
-            format!("ensemble `{model}` is not the first model of chain `{chain}`"),
-            Some(
-                "an ensemble averages trained stages: it can only teach, at the head of a chain"
-                    .into(),
-            ),
+            format!("{kind} `{model}` is not the first model of chain `{chain}`"),
+            Some(format!("{why}: it can only teach, at the head of a chain")),
         );
     }
 }

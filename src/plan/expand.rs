@@ -134,11 +134,11 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                     .collect(),
                 None => Vec::new(),
             };
-            // A model used as imported, or an ensemble of trained stages, draws nothing random:
-            // one stage serves every seed.
+            // A model used as imported, an ensemble of trained stages or an ONNX model draws
+            // nothing random: one stage serves every seed.
             let (seed, seeds) = match &spec.weights {
                 Some(w) if !w.fine_tune => (0, RoleSeeds::uniform(0)),
-                _ if !members.is_empty() => (0, RoleSeeds::uniform(0)),
+                _ if !members.is_empty() || spec.onnx.is_some() => (0, RoleSeeds::uniform(0)),
                 _ => (seed, seeds),
             };
             let stage = Stage {

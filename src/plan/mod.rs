@@ -151,6 +151,17 @@ impl Stage {
         self.spec.ensemble.is_some()
     }
 
+    /// Whether this stage runs a frozen ONNX model instead of training.
+    pub fn is_onnx(&self) -> bool {
+        self.spec.onnx.is_some()
+    }
+
+    /// Whether this stage is only evaluated, never trained (an ensemble, an ONNX model): what
+    /// it runs is its own teacher.
+    pub fn is_frozen(&self) -> bool {
+        self.is_ensemble() || self.is_onnx()
+    }
+
     /// Chain as shown in tables: `teacher > assistant > student`.
     pub fn chain_label(&self) -> String {
         self.chain.join(" > ")

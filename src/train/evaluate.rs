@@ -84,6 +84,10 @@ pub struct Predictions {
     /// Images `[n, channels, height, width]`, normalized as the model saw them (when asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<f32>>,
+    /// The per-channel mean and standard deviation that normalized them (in [0, 1] pixel
+    /// units), so a checker can recover the pixels (when inputs are asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<(Vec<f32>, Vec<f32>)>,
     /// Their labels.
     pub labels: Vec<u8>,
     /// Logits, row-major `[n, classes]`.
@@ -117,6 +121,7 @@ pub fn predict(
             .collect(),
         labels: data.test.labels[..n].to_vec(),
         inputs: with_inputs.then_some(inputs),
+        normalization: with_inputs.then(|| (data.mean.clone(), data.std.clone())),
         classes: data.classes,
     }
 }

@@ -8,7 +8,8 @@
 //! Rooms: `epoch_loop` (steps, epochs, selection), `batches`, `evaluate` (loss, accuracy,
 //! logits, latency), `optimizer`, `digest`, `backend`, `checkpoint` and `trace`; the networks
 //! in `net` (`model` for the conv stack, `resnet`, `mobilenet`, `lstm`), their losses in
-//! `loss`, imported weights in `import` and `named`.
+//! `loss`, imported weights in `import` and `named`; `teacher` is what a student learns from,
+//! `onnx_teacher` a frozen ONNX graph among those.
 
 mod backend;
 mod batches;
@@ -24,6 +25,7 @@ mod mobilenet;
 mod model;
 mod named;
 mod net;
+mod onnx_teacher;
 mod optimizer;
 mod quality;
 mod resnet;
@@ -37,6 +39,7 @@ pub use epoch_loop::{Progress, steps_per_epoch, train};
 pub use evaluate::{EnsembleMetrics, Predictions, evaluate_ensemble, predict};
 pub use named::NamedTensor;
 pub use net::Net;
+pub use onnx_teacher::OnnxTeacher;
 pub use quality::{ECE_BINS, Quality};
 pub use teacher::Teacher;
 

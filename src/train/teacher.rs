@@ -1,17 +1,21 @@
-//! What a distilled stage learns from: one trained model, or an ensemble of them.
+//! What a distilled stage learns from: one trained model, an ensemble of them, or a frozen
+//! ONNX model.
 
-use super::Net;
+use super::{Net, OnnxTeacher};
 use crate::manifest::Combine;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
-/// A teacher: one model, or the members of an ensemble and how they are averaged.
+/// A teacher: one model, the members of an ensemble and how they are averaged, or an ONNX
+/// graph.
 #[derive(Debug, Clone)]
 pub enum Teacher {
     /// A trained (or imported) model.
     One(Box<Net>),
     /// Trained stages whose outputs are averaged.
     Ensemble(Vec<Net>, Combine),
+    /// A frozen model exported to ONNX.
+    Onnx(OnnxTeacher),
 }
 
 impl Teacher {
@@ -21,6 +25,7 @@ impl Teacher {
     pub fn logits(&self, x: Tensor<4>, temperature: f64) -> Tensor<2> {
         match self {
             Teacher::One(m) => m.forward(x),
+            Teacher::Onnx(o) => o.logits(x),
             Teacher::Ensemble(members, combine) => {
                 let n = members.len() as f64;
                 let mut outputs = members.iter().map(|m| m.forward(x.clone()));
@@ -40,11 +45,12 @@ impl Teacher {
         }
     }
 
-    /// Trainable parameters of every model involved.
+    /// Trainable parameters of every model involved (an ONNX graph's floating-point values).
     pub fn params(&self) -> usize {
         match self {
             Teacher::One(m) => m.trainable_params(),
             Teacher::Ensemble(members, _) => members.iter().map(Net::trainable_params).sum(),
+            Teacher::Onnx(o) => o.params,
         }
     }
 }

@@ -12,6 +12,7 @@ mod imported;
 #[cfg(feature = "tch")]
 mod kernels;
 mod manifests;
+mod onnx;
 #[cfg(feature = "tch")]
 mod parity;
 mod pinned;

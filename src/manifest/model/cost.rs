@@ -39,6 +39,19 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
             forward_flops: member.forward_flops * n,
         };
     }
+    if let Some(o) = &spec.onnx {
+        // Read from the graph (when the manifest was checked with the dataset's shape known).
+        return o.signature.as_ref().map_or(
+            Cost {
+                params: 0,
+                forward_flops: 0,
+            },
+            |s| Cost {
+                params: s.params,
+                forward_flops: s.forward_flops,
+            },
+        );
+    }
     if let Some(r) = &spec.resnet {
         return super::resnet::cost(r, input, classes);
     }

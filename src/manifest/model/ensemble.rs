@@ -40,19 +40,7 @@ pub(super) fn check_ensemble(
     models: &BTreeMap<String, ModelSpec>,
     problems: &mut Problems,
 ) -> ModelSpec {
-    let other_keys = m.family.is_some()
-        || m.embedding.is_some()
-        || m.hidden.is_some()
-        || m.size.is_some()
-        || m.conv.is_some()
-        || !m.dense.is_empty()
-        || m.kernel.is_some()
-        || m.padding.is_some()
-        || m.pool.is_some()
-        || m.batch_norm.is_some()
-        || m.dropout.is_some()
-        || m.weights.is_some()
-        || m.overrides().is_some();
+    let other_keys = m.has_architecture_or_training() || m.input.is_some() || m.class_map.is_some();
     if other_keys {
         problems.push(
             Some(member.span()),

@@ -3,7 +3,8 @@
 //!
 //! One file per family holds its keys' checks, its resolution and its analytic cost (`cnn` and
 //! `mlp`, `plain-cnn`, `resnet`, `mobilenet`, `lstm`); `ensemble` and `weights` are the two
-//! ways a model is made of other trained things; `raw` is the table as serde reads it. A new
+//! ways a model is made of other trained things, and `onnx` a frozen model from a file; `raw` is
+//! the table as serde reads it. A new
 //! family is a new file plus a [`Family`] variant and a line in [`check_model`].
 
 mod cnn;
@@ -11,6 +12,7 @@ mod cost;
 mod ensemble;
 mod lstm;
 mod mobilenet;
+mod onnx;
 mod plain_cnn;
 mod raw;
 mod resnet;
@@ -21,12 +23,14 @@ pub use cost::{Cost, cost};
 pub use ensemble::{Combine, EnsembleSpec};
 pub use lstm::LstmSpec;
 pub use mobilenet::MOBILENET_V2_STAGES;
+pub use onnx::{Layout, OnnxSpec, graph_problem};
 pub use plain_cnn::{PLAIN_CNN_SIZES, PlainCnnTable};
 pub(crate) use raw::RawModel;
 pub use resnet::{ResNetSpec, ResNetStem};
 pub use weights::ImportedWeights;
 
 pub(crate) use cnn::check_feature_maps;
+pub(crate) use onnx::check_graph;
 
 use super::error::Problems;
 use serde::{Deserialize, Serialize};
@@ -82,6 +86,9 @@ pub struct ModelSpec {
     /// An ensemble of this architecture's stages (the fields above are its members').
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleSpec>,
+    /// A frozen model in an ONNX file instead of any of the above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<OnnxSpec>,
     /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`, `resnet-20`).
     #[serde(skip)]
     pub family: String,
@@ -103,6 +110,7 @@ impl ModelSpec {
             lstm: None,
             weights: None,
             ensemble: None,
+            onnx: None,
             family: family.into(),
         }
     }
@@ -266,7 +274,25 @@ pub(crate) fn check_models(
                 Some("`@` marks role placeholders in chains".into()),
             );
         }
-        if m.ensemble.is_none() {
+        if let Some(file) = &m.onnx {
+            let spec = onnx::check_onnx(name.get_ref(), file, m, base, problems);
+            models.insert(name.get_ref().clone(), spec);
+        } else if m.ensemble.is_none() {
+            for (key, span) in [
+                ("input", m.input.as_ref().map(Spanned::span)),
+                ("class-map", m.class_map.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    problems.push(
+                        Some(span),
+                        format!(
+                            "`models.{name}.{key}` applies to ONNX models only",
+                            name = name.get_ref()
+                        ),
+                        Some("add `onnx = \"path/to/model.onnx\"`".into()),
+                    );
+                }
+            }
             models.insert(
                 name.get_ref().clone(),
                 check_model(name.get_ref(), m, base, table, problems),
@@ -274,7 +300,7 @@ pub(crate) fn check_models(
         }
     }
     for (name, m) in raw {
-        if let Some(member) = &m.ensemble {
+        if let Some(member) = m.ensemble.as_ref().filter(|_| m.onnx.is_none()) {
             let spec = ensemble::check_ensemble(name.get_ref(), member, m, &models, problems);
             models.insert(name.get_ref().clone(), spec);
         }

@@ -70,6 +70,7 @@ impl ModelSpec {
             mobilenet_v2: false,
             weights: None,
             ensemble: None,
+            onnx: None,
             family: format!("plain-cnn-{size}"),
         })
     }

@@ -4,6 +4,7 @@
 use super::Family;
 use super::cnn::Padding;
 use super::ensemble::Combine;
+use super::onnx::RawInput;
 use crate::manifest::TrainingOverride;
 use crate::manifest::values::{Count, Fraction, Positive};
 use serde::Deserialize;
@@ -44,6 +45,9 @@ pub(crate) struct RawModel {
     pub(super) combine: Option<Combine>,
     pub(super) embedding: Option<Spanned<Count>>,
     pub(super) hidden: Option<Spanned<Vec<Count>>>,
+    pub(crate) onnx: Option<Spanned<String>>,
+    pub(super) input: Option<Spanned<RawInput>>,
+    pub(super) class_map: Option<Spanned<Vec<usize>>>,
 }
 
 impl RawModel {
@@ -73,7 +77,28 @@ impl RawModel {
             combine: None,
             embedding: None,
             hidden: None,
+            onnx: None,
+            input: None,
+            class_map: None,
         }
+    }
+
+    /// Whether the table sets an architecture, imported weights or training settings: keys a
+    /// model made of something else (an ensemble's members, an ONNX file) refuses.
+    pub(super) fn has_architecture_or_training(&self) -> bool {
+        self.family.is_some()
+            || self.embedding.is_some()
+            || self.hidden.is_some()
+            || self.size.is_some()
+            || self.conv.is_some()
+            || !self.dense.is_empty()
+            || self.kernel.is_some()
+            || self.padding.is_some()
+            || self.pool.is_some()
+            || self.batch_norm.is_some()
+            || self.dropout.is_some()
+            || self.weights.is_some()
+            || self.overrides().is_some()
     }
 
     pub(crate) fn overrides(&self) -> Option<TrainingOverride> {

@@ -1,0 +1,317 @@
+//! Teachers as ONNX files: a PyTorch export gives PyTorch's logits in kdgrid (a ResNet, and a
+//! ConvNeXt kdgrid has no family for, resized, renormalized, channels-last, batch fixed to one,
+//! its outputs picked by a class map), is evaluated once as a stage and teaches; graphs that do
+//! not fit the data are refused before anything trains.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The shipped fruit images (5 classes, 40x40), teacher `[models.teacher]` = `teacher`, a small
+/// student.
+fn manifest(teacher: &str) -> String {
+    format!(
+        r#"
+name = "onnx"
+
+[dataset]
+kind = "image-folder"
+path = "{data}"
+
+[models.teacher]
+{teacher}
+
+[models.student]
+conv = [8]
+dense = [16]
+
+[training]
+epochs = 3
+batch-size = 32
+optimizer = "adam"
+lr = 0.005
+
+[grid]
+seed = [0, 1]
+temperature = [4.0]
+alpha = [0.5]
+chains = [["student"], ["teacher", "student"]]
+"#,
+        data = repo("experiments/data/fruit").display()
+    )
+}
+
+fn onnx_line(path: &Path) -> String {
+    format!("onnx = \"{}\"", path.display())
+}
+
+#[test]
+fn an_onnx_teacher_is_evaluated_once_and_teaches() {
+    let file = repo("experiments/data/fruit-resnet8.onnx");
+    let ws = Workspace::new(&manifest(&onnx_line(&file)));
+    let stages = plan_stages(&ws, &[]);
+    // Frozen, it draws nothing random: one stage for both seeds.
+    assert_eq!(
+        stages.iter().filter(|s| s.0 == "teacher").count(),
+        1,
+        "{stages:?}"
+    );
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("onnx", "runs.parquet");
+    let chains = strings(&runs, "chain");
+    let accuracy = floats(&runs, "test_accuracy");
+    let teacher = chains.iter().position(|c| c == "teacher").unwrap();
+    // The same network as the shipped safetensors teacher, which PyTorch measured at 0.95 on
+    // these 100 test images (scripts/examples/pytorch-teacher.py; tests/it/imported.rs).
+    assert!(
+        (accuracy[teacher] - 0.95).abs() < 1e-9,
+        "{}",
+        accuracy[teacher]
+    );
+    for (c, a) in chains.iter().zip(&accuracy) {
+        assert!(*a > 0.5, "{c}: {a} (chance is 0.2)");
+    }
+    // Its size is its file's, its parameters the graph's values: 77,381 initializer values as
+    // the `onnx` package counts them (PyTorch counts 77,717 trainable parameters; the export
+    // folds batch norm into the convolutions).
+    let bytes = floats(&runs, "model_bytes");
+    assert_eq!(
+        bytes[teacher] as u64,
+        std::fs::metadata(&file).unwrap().len()
+    );
+    let params = floats(&runs, "params");
+    assert_eq!(params[teacher], 77_381.0);
+    // The KD students learned from it: their agreement with it is measured.
+    let report = std::fs::read_to_string(ws.results().join("onnx/report.md")).unwrap();
+    assert!(report.contains("teacher > student"), "{report}");
+    // Its file's digest is in the ids: another file is another teacher.
+    let copy = ws.dir.path().join("other.onnx");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"\x00");
+    std::fs::write(&copy, bytes).unwrap();
+    let other = Workspace::new(&manifest(&onnx_line(&copy)));
+    let teacher_id = |ws: &Workspace| stage_id(ws, &[], "teacher", 0);
+    assert_ne!(teacher_id(&ws), teacher_id(&other));
+    // The same file declared with another normalization is another teacher too.
+    let renormalized = Workspace::new(&manifest(&format!(
+        "{}\ninput = {{ mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25] }}",
+        onnx_line(&file)
+    )));
+    assert_ne!(teacher_id(&ws), teacher_id(&renormalized));
+}
+
+#[test]
+fn graphs_that_do_not_fit_are_refused_before_training() {
+    let file = repo("experiments/data/fruit-resnet8.onnx");
+    let synthetic = |classes: usize, size: usize, teacher: &str| {
+        manifest(teacher).replace(
+            &format!(
+                "kind = \"image-folder\"\npath = \"{}\"",
+                repo("experiments/data/fruit").display()
+            ),
+            &format!(
+                "kind = \"synthetic\"\nclasses = {classes}\nchannels = 3\nimage-size = {size}\ntrain-size = 64\ntest-size = 32"
+            ),
+        )
+    };
+    // A dataset of known shape: the manifest check names the file, both shapes and the line.
+    let ws = Workspace::new(&synthetic(5, 8, &onnx_line(&file)));
+    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    assert!(err.contains("fruit-resnet8.onnx"), "{err}");
+    assert!(
+        err.contains("[?, 3, 40, 40]") && err.contains("[3, 8, 8]"),
+        "{err}"
+    );
+    assert!(err.contains("m.toml:"), "{err}");
+    // Resized to fit, its 5 outputs are not the dataset's 4 classes.
+    let ws = Workspace::new(&synthetic(
+        4,
+        8,
+        &format!("{}\ninput = {{ size = 40 }}", onnx_line(&file)),
+    ));
+    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    assert!(
+        err.contains("gives 5 outputs") && err.contains("4 classes") && err.contains("class-map"),
+        "{err}"
+    );
+    // An image folder's shape is known once it loads: refused then, before anything trains.
+    let ws = Workspace::new(&manifest(&format!(
+        "{}\nclass-map = [0, 1, 2]",
+        onnx_line(&file)
+    )));
+    let err = stderr(&ws.kdgrid(&["run", "--quiet"]).failure());
+    assert!(
+        err.contains("fruit-resnet8.onnx")
+            && err.contains("lists 3 outputs")
+            && err.contains("5 classes"),
+        "{err}"
+    );
+    let stages = ws.results().join("onnx/stages");
+    let trained = std::fs::read_dir(&stages).map_or(0, |d| {
+        d.filter(|e| e.as_ref().unwrap().path().is_dir()).count()
+    });
+    assert_eq!(trained, 0);
+    // A file that is not a graph is a located manifest error.
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"not a protobuf at all").unwrap();
+    let ws = Workspace::new(&manifest(&onnx_line(junk.path())));
+    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    assert!(
+        err.contains("models.teacher.onnx") && err.contains("m.toml:"),
+        "{err}"
+    );
+    // Frozen: it does not train, so it takes no architecture or training keys and never
+    // learns from a teacher.
+    let ws = Workspace::new(&manifest(&format!("{}\nepochs = 3", onnx_line(&file))));
+    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    assert!(err.contains("is an ONNX model"), "{err}");
+    let ws = Workspace::new(
+        &manifest(&onnx_line(&file))
+            .replace("[\"teacher\", \"student\"]]", "[\"student\", \"teacher\"]]"),
+    );
+    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    assert!(
+        err.contains("ONNX model `teacher` is not the first model of chain `student > teacher`"),
+        "{err}"
+    );
+    // `input` and `class-map` belong to ONNX models.
+    let ws = Workspace::new(&manifest("conv = [4]\nclass-map = [0, 1]"));
+    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    assert!(err.contains("applies to ONNX models only"), "{err}");
+}
+
+/// Exports with `scripts/examples/pytorch-teacher.py export`, runs each as a teacher stage and
+/// compares `kdgrid predict`'s logits with PyTorch's on the same images (the script's
+/// `check`), within 1e-4: the shipped ResNet-8 as exported; a ConvNeXt (LayerNorm, GELU,
+/// depthwise convs: no kdgrid family) with seeded random weights, resized from 40 to 32,
+/// renormalized, its 7 outputs mapped onto the 5 classes, exported for batches of one; and the
+/// same ConvNeXt reading channels-last images.
+#[cfg(feature = "tch")]
+#[test]
+fn onnx_exports_give_pytorch_logits() {
+    let python = std::env::var("KDGRID_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = repo("scripts/examples/pytorch-teacher.py");
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let weights = repo("experiments/data/fruit-resnet8.safetensors");
+    let (convnext, random) = (path("convnext.onnx"), path("convnext.safetensors"));
+    let (channels_last, resnet) = (path("nhwc.onnx"), path("resnet8.onnx"));
+    let exports: [Vec<&str>; 3] = [
+        vec![
+            "--weights",
+            weights.to_str().unwrap(),
+            "--classes",
+            "5",
+            "--size",
+            "40",
+            "--onnx",
+            &resnet,
+        ],
+        vec![
+            "--arch",
+            "convnext",
+            "--classes",
+            "7",
+            "--size",
+            "32",
+            "--seed",
+            "3",
+            "--out",
+            &random,
+            "--onnx",
+            &convnext,
+            "--fixed-batch",
+        ],
+        vec![
+            "--arch",
+            "convnext",
+            "--classes",
+            "7",
+            "--size",
+            "32",
+            "--seed",
+            "3",
+            "--onnx",
+            &channels_last,
+            "--nhwc",
+        ],
+    ];
+    for args in &exports {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg("export")
+            .args(args)
+            .output()
+            .expect("python with torch and onnx (run through `make test`)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let convnext_input = "input = { size = 32, mean = [0.4, 0.5, 0.6], std = [0.2, 0.25, 0.3] }\nclass-map = [6, 0, 3, 1, 4]";
+    let convnext_check = [
+        "--arch",
+        "convnext",
+        "--outputs",
+        "7",
+        "--class-map",
+        "6",
+        "0",
+        "3",
+        "1",
+        "4",
+        "--train-size",
+        "32",
+        "--mean",
+        "0.4",
+        "0.5",
+        "0.6",
+        "--std",
+        "0.2",
+        "0.25",
+        "0.3",
+        "--weights",
+        &random,
+    ];
+    let resnet_check = [
+        "--arch",
+        "resnet",
+        "--depth",
+        "8",
+        "--weights",
+        weights.to_str().unwrap(),
+    ];
+    let nhwc_input = convnext_input.replace("input = {", "input = { layout = \"nhwc\",");
+    for (file, input, check) in [
+        (&resnet, String::new(), &resnet_check[..]),
+        (&convnext, convnext_input.to_string(), &convnext_check[..]),
+        (&channels_last, nhwc_input, &convnext_check[..]),
+    ] {
+        let ws = Workspace::new(&manifest(&format!("onnx = \"{file}\"\n{input}")));
+        ws.kdgrid(&["run", "--quiet"]).success();
+        let id = stage_id(&ws, &[], "teacher", 0);
+        let predictions = ws.dir.path().join("p.json");
+        let p = predictions.to_str().unwrap();
+        ws.kdgrid(&[
+            "predict", "--stage", &id, "--inputs", "--limit", "100", "--out", p,
+        ])
+        .success();
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg("check")
+            .args(check)
+            .args(["--predictions", p])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("OK"),
+            "{file}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
