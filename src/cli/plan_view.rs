@@ -259,8 +259,14 @@ pub(super) fn print_plan(
     }
     for s in plan.stages.iter().filter(|s| s.is_onnx()) {
         let o = s.spec.onnx.as_ref().expect("an ONNX stage");
+        let resize = plan
+            .dataset
+            .shape()
+            .and_then(|d| Some((d.input, o.resize(d.input)?)))
+            .map(|([_, h, w], [th, tw])| format!("; resizes {h}x{w} images to {th}x{tw}"))
+            .unwrap_or_default();
         println!(
-            "onnx {} ({}): runs `{}` (frozen: evaluated once, serves every seed)",
+            "onnx {} ({}): runs `{}` (frozen: evaluated once, serves every seed{resize})",
             s.id,
             s.model,
             o.path.display()

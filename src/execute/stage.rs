@@ -107,13 +107,13 @@ fn commit_frozen(
         epochs: vec![e.metrics.clone()],
         jobs: Some(jobs),
         wall_seconds: Some(start.elapsed().as_secs_f64()),
-        // An ONNX model's size is its file's.
+        // An ONNX model's size is its file's (whose digest is in the stage id; the store holds
+        // no weights of it to check).
         model_bytes: stage
             .spec
             .onnx
             .as_ref()
             .and_then(|o| Some(o.path.metadata().ok()?.len())),
-        model_sha256: stage.spec.onnx.as_ref().map(|o| o.sha256.clone()),
         ..base_record(stage, backend)
     };
     let committed = store.commit(&record, None, claim)?;

@@ -52,14 +52,10 @@ impl OnnxTeacher {
                 })
                 .unzip()
         });
-        let hw = match spec.layout {
-            Layout::Nchw => [item[1], item[2]],
-            Layout::Nhwc => [item[0], item[1]],
-        };
         Ok(Self {
             graph: Arc::new(graph),
             affine,
-            resize: (hw != [data.height, data.width]).then_some(hw),
+            resize: checked.resize(input),
             layout: spec.layout,
             class_map: spec.class_map.clone(),
             params: signature.params as usize,

@@ -44,6 +44,14 @@ chains = [["student"], ["teacher", "student"]]
     )
 }
 
+/// An error message with miette's line wrapping undone.
+fn flat(err: &str) -> String {
+    err.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn onnx_line(path: &Path) -> String {
     format!("onnx = \"{}\"", path.display())
 }
@@ -84,13 +92,48 @@ fn an_onnx_teacher_is_evaluated_once_and_teaches() {
     );
     let params = floats(&runs, "params");
     assert_eq!(params[teacher], 77_381.0);
+    // Rerun, everything is reused (the store holds its record, not its weights), and its
+    // logits are there to read.
+    let again = stdout(&ws.kdgrid(&["run"]).success());
+    assert!(again.contains("0 trained, 5 reused"), "{again}");
+    let id = stage_id(&ws, &[], "teacher", 0);
+    let out = ws.dir.path().join("p.json");
+    ws.kdgrid(&[
+        "predict",
+        "--stage",
+        &id,
+        "--limit",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .success();
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let (logits, labels) = (
+        p["logits"].as_array().unwrap(),
+        p["labels"].as_array().unwrap(),
+    );
+    assert_eq!(labels.len(), 100);
+    let correct = (0..labels.len())
+        .filter(|&i| {
+            let row: Vec<f64> = logits[i * 5..(i + 1) * 5]
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let best = (0..5).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            best as u64 == labels[i].as_u64().unwrap()
+        })
+        .count();
+    assert_eq!(correct, 95, "its predictions are its measured accuracy");
     // The KD students learned from it: their agreement with it is measured.
     let report = std::fs::read_to_string(ws.results().join("onnx/report.md")).unwrap();
     assert!(report.contains("teacher > student"), "{report}");
     // Its file's digest is in the ids: another file is another teacher.
     let copy = ws.dir.path().join("other.onnx");
     let mut bytes = std::fs::read(&file).unwrap();
-    bytes.extend_from_slice(b"\x00");
+    // An unknown protobuf field (number 100, varint 1): the same graph in other bytes.
+    bytes.extend_from_slice(b"\xa0\x06\x01");
     std::fs::write(&copy, bytes).unwrap();
     let other = Workspace::new(&manifest(&onnx_line(&copy)));
     let teacher_id = |ws: &Workspace| stage_id(ws, &[], "teacher", 0);
@@ -106,33 +149,45 @@ fn an_onnx_teacher_is_evaluated_once_and_teaches() {
 #[test]
 fn graphs_that_do_not_fit_are_refused_before_training() {
     let file = repo("experiments/data/fruit-resnet8.onnx");
-    let synthetic = |classes: usize, size: usize, teacher: &str| {
+    let synthetic = |classes: usize, channels: usize, teacher: &str| {
         manifest(teacher).replace(
             &format!(
                 "kind = \"image-folder\"\npath = \"{}\"",
                 repo("experiments/data/fruit").display()
             ),
             &format!(
-                "kind = \"synthetic\"\nclasses = {classes}\nchannels = 3\nimage-size = {size}\ntrain-size = 64\ntest-size = 32"
+                "kind = \"synthetic\"\nclasses = {classes}\nchannels = {channels}\nimage-size = 8\ntrain-size = 64\ntest-size = 32"
             ),
         )
     };
     // A dataset of known shape: the manifest check names the file, both shapes and the line.
-    let ws = Workspace::new(&synthetic(5, 8, &onnx_line(&file)));
-    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    // Grey images do not fit a graph of RGB ones.
+    let ws = Workspace::new(&synthetic(5, 1, &onnx_line(&file)));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(err.contains("fruit-resnet8.onnx"), "{err}");
     assert!(
-        err.contains("[?, 3, 40, 40]") && err.contains("[3, 8, 8]"),
+        err.contains("[?, 3, 40, 40]") && err.contains("[1, 8, 8]"),
         "{err}"
     );
     assert!(err.contains("m.toml:"), "{err}");
-    // Resized to fit, its 5 outputs are not the dataset's 4 classes.
+    // 8x8 images are resized to the graph's fixed 40x40, but not to a declared size it does
+    // not take.
+    let ws = Workspace::new(&synthetic(5, 3, &onnx_line(&file)));
+    let plan = stdout(&ws.kdgrid(&["plan"]).success());
+    assert!(plan.contains("resizes 8x8 images to 40x40"), "{plan}");
     let ws = Workspace::new(&synthetic(
-        4,
-        8,
-        &format!("{}\ninput = {{ size = 40 }}", onnx_line(&file)),
+        5,
+        3,
+        &format!("{}\ninput = {{ size = 32 }}", onnx_line(&file)),
     ));
-    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("[?, 3, 40, 40]") && err.contains("resized to 32x32"),
+        "{err}"
+    );
+    // Its 5 outputs are not the dataset's 4 classes.
+    let ws = Workspace::new(&synthetic(4, 3, &onnx_line(&file)));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(
         err.contains("gives 5 outputs") && err.contains("4 classes") && err.contains("class-map"),
         "{err}"
@@ -142,7 +197,7 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
         "{}\nclass-map = [0, 1, 2]",
         onnx_line(&file)
     )));
-    let err = stderr(&ws.kdgrid(&["run", "--quiet"]).failure());
+    let err = flat(&stderr(&ws.kdgrid(&["run", "--quiet"]).failure()));
     assert!(
         err.contains("fruit-resnet8.onnx")
             && err.contains("lists 3 outputs")
@@ -158,7 +213,7 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), b"not a protobuf at all").unwrap();
     let ws = Workspace::new(&manifest(&onnx_line(junk.path())));
-    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(
         err.contains("models.teacher.onnx") && err.contains("m.toml:"),
         "{err}"
@@ -166,20 +221,20 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
     // Frozen: it does not train, so it takes no architecture or training keys and never
     // learns from a teacher.
     let ws = Workspace::new(&manifest(&format!("{}\nepochs = 3", onnx_line(&file))));
-    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(err.contains("is an ONNX model"), "{err}");
     let ws = Workspace::new(
         &manifest(&onnx_line(&file))
             .replace("[\"teacher\", \"student\"]]", "[\"student\", \"teacher\"]]"),
     );
-    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(
         err.contains("ONNX model `teacher` is not the first model of chain `student > teacher`"),
         "{err}"
     );
     // `input` and `class-map` belong to ONNX models.
     let ws = Workspace::new(&manifest("conv = [4]\nclass-map = [0, 1]"));
-    let err = stderr(&ws.kdgrid(&["plan"]).failure());
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(err.contains("applies to ONNX models only"), "{err}");
 }
 

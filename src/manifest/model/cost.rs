@@ -116,6 +116,7 @@ mod tests {
             mobilenet_v2: false,
             weights: None,
             ensemble: None,
+            onnx: None,
             family: "cnn".into(),
         };
         // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.

@@ -82,6 +82,12 @@ impl OnnxSpec {
         }
     }
 
+    /// The `[height, width]` images of `[channels, height, width]` are resized to before the
+    /// graph sees them, when it differs from theirs.
+    pub fn resize(&self, input: [usize; 3]) -> Option<[usize; 2]> {
+        self.hw(input).filter(|hw| *hw != [input[1], input[2]])
+    }
+
     /// `[height, width]` the graph sees: declared, fixed by the export, or the dataset's.
     fn hw(&self, input: [usize; 3]) -> Option<[usize; 2]> {
         if let Some(s) = self.size {
