@@ -25,8 +25,8 @@ pub struct OnnxError {
 pub struct Signature {
     /// Dims of its one input (`None`: left open by the export, e.g. a dynamic batch).
     pub input: Vec<Option<usize>>,
-    /// Dims of its first output for a batch of one (`None` where they depend on open input
-    /// dims).
+    /// Dims of its first output for one image (batch dim 1; `None` where they depend on open
+    /// input dims).
     pub output: Vec<Option<usize>>,
     /// Floating-point values the graph holds (its initializers: weights, and batch-norm
     /// statistics unless the export folded them).
@@ -79,7 +79,10 @@ pub fn inspect(path: &Path, item: Option<[usize; 3]>) -> Result<Signature, OnnxE
         .filter(|k| k.val().datum_type().is_float())
         .map(|k| k.val().len() as u64)
         .sum();
-    let mut concrete = vec![1usize];
+    // At the batch the export fixed, if it did: graphs with a fixed batch often hold it in
+    // folded constants (a reshape to `[8, ...]`).
+    let batch = input.first().copied().flatten().unwrap_or(1);
+    let mut concrete = vec![batch];
     for (i, d) in input.iter().enumerate().skip(1) {
         match (d, item) {
             (Some(d), _) => concrete.push(*d),
@@ -98,18 +101,20 @@ pub fn inspect(path: &Path, item: Option<[usize; 3]>) -> Result<Signature, OnnxE
         .with_input_fact(0, f32::fact(&concrete).into())
         .and_then(|m| m.into_typed())
         .map_err(fail(path))?;
+    // Dims for one image: the batch dim read as 1.
     let output = typed
         .output_fact(0)
         .map_err(fail(path))?
         .shape
         .iter()
-        .map(|d| d.to_usize().ok())
+        .enumerate()
+        .map(|(i, d)| if i == 0 { Some(1) } else { d.to_usize().ok() })
         .collect();
     Ok(Signature {
         input,
         output,
         params,
-        forward_flops: 2 * multiply_adds(&typed).map_err(fail(path))?,
+        forward_flops: 2 * multiply_adds(&typed).map_err(fail(path))? / batch as u64,
     })
 }
 

@@ -257,14 +257,14 @@ class ChannelsLast(nn.Module):
         return self.model(x.permute(0, 3, 1, 2))
 
 
-def export_onnx(model, channels, size, path, fixed_batch=False, nhwc=False):
+def export_onnx(model, channels, size, path, fixed_batch=None, nhwc=False):
     """`model` (in evaluation mode) to ONNX, opset 17, the batch left open unless
-    `fixed_batch` (then the export takes batches of exactly one image); `nhwc` exports it
-    reading channels-last images."""
+    `fixed_batch` (then the export takes batches of exactly that many images); `nhwc` exports
+    it reading channels-last images."""
     import warnings
     model.eval()
     dynamic = None if fixed_batch else {"images": {0: "batch"}, "logits": {0: "batch"}}
-    example = torch.zeros(1, channels, size, size)
+    example = torch.zeros(fixed_batch or 1, channels, size, size)
     if nhwc:
         model, example = ChannelsLast(model), example.permute(0, 2, 3, 1)
     with warnings.catch_warnings():
@@ -349,7 +349,7 @@ def main():
     t.add_argument("--pt", help="torch.save file to write")
     t.add_argument("--checkpoint", help="torch.save file with the weights under `state_dict`")
     t.add_argument("--onnx", help="ONNX file to export the trained network to")
-    t.add_argument("--fixed-batch", action="store_true", help="export for batches of one")
+    t.add_argument("--fixed-batch", type=int, help="export for batches of exactly N images")
     e = sub.add_parser("export")
     network_args(e)
     e.add_argument("--weights", help="state_dict to export (else seeded random weights)")
@@ -359,7 +359,7 @@ def main():
     e.add_argument("--classes", type=int, required=True)
     e.add_argument("--size", type=int, required=True, help="input height and width")
     e.add_argument("--onnx", required=True)
-    e.add_argument("--fixed-batch", action="store_true", help="export for batches of one")
+    e.add_argument("--fixed-batch", type=int, help="export for batches of exactly N images")
     e.add_argument("--nhwc", action="store_true", help="export reading channels-last images")
     c = sub.add_parser("check")
     network_args(c)
@@ -371,6 +371,11 @@ def main():
     c.add_argument("--predictions", required=True)
     c.add_argument("--tolerance", type=float, default=1e-4)
     args = ap.parse_args()
+    if getattr(args, "mean", None) is not None or getattr(args, "std", None) is not None:
+        if not args.mean or not args.std or len(args.mean) != len(args.std):
+            ap.error("--mean and --std go together, one value per channel each")
+    if getattr(args, "class_map", None) and not args.outputs:
+        ap.error("--class-map needs --outputs (the network's output count)")
     {"train": train, "export": export, "check": check}[args.command](args)
 
 

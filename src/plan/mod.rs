@@ -258,6 +258,10 @@ impl Plan {
     pub fn stage_flops(&self, stage: &Stage) -> Option<u64> {
         let shape = self.dataset.shape()?;
         let own = self.model_cost(stage)?;
+        if stage.is_frozen() {
+            // Evaluated once: a forward pass over both splits.
+            return Some((shape.train + shape.test) as u64 * own.forward_flops);
+        }
         let teacher = match &stage.parent {
             Some(p) => self.model_cost(self.stage(p)?)?.forward_flops,
             None => 0,

@@ -21,6 +21,7 @@ pub struct OnnxTeacher {
     resize: Option<[usize; 2]>,
     layout: Layout,
     class_map: Option<Vec<usize>>,
+    classes: usize,
     /// Floating-point values the graph holds.
     pub params: usize,
 }
@@ -58,6 +59,7 @@ impl OnnxTeacher {
             resize: checked.resize(input),
             layout: spec.layout,
             class_map: spec.class_map.clone(),
+            classes: data.classes,
             params: signature.params as usize,
         })
     }
@@ -67,6 +69,9 @@ impl OnnxTeacher {
     pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         let device = x.device();
         let [n, c, _, _] = x.dims();
+        if n == 0 {
+            return Tensor::<2>::zeros([0, self.classes], &device);
+        }
         let mut x = x;
         if let Some((scale, shift)) = &self.affine {
             let column = |v: &[f32]| {

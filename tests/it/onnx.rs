@@ -232,6 +232,13 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
         err.contains("ONNX model `teacher` is not the first model of chain `student > teacher`"),
         "{err}"
     );
+    // An ensemble of it would be one graph averaged with itself.
+    let ws = Workspace::new(&manifest(&onnx_line(&file)).replace(
+        "\n[grid]",
+        "\n[models.trio]\nensemble = \"teacher\"\nseeds = [0, 1]\n\n[grid]",
+    ));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(err.contains("which is not trained"), "{err}");
     // `input` and `class-map` belong to ONNX models.
     let ws = Workspace::new(&manifest("conv = [4]\nclass-map = [0, 1]"));
     let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
@@ -242,7 +249,8 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
 /// compares `kdgrid predict`'s logits with PyTorch's on the same images (the script's
 /// `check`), within 1e-4: the shipped ResNet-8 as exported; a ConvNeXt (LayerNorm, GELU,
 /// depthwise convs: no kdgrid family) with seeded random weights, resized from 40 to 32,
-/// renormalized, its 7 outputs mapped onto the 5 classes, exported for batches of one; and the
+/// renormalized, its 7 outputs mapped onto the 5 classes, exported for batches of exactly 3
+/// (100 images: the last call padded); and the
 /// same ConvNeXt reading channels-last images.
 #[cfg(feature = "tch")]
 #[test]
@@ -279,6 +287,7 @@ fn onnx_exports_give_pytorch_logits() {
             "--onnx",
             &convnext,
             "--fixed-batch",
+            "3",
         ],
         vec![
             "--arch",

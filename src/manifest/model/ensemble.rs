@@ -64,6 +64,17 @@ pub(super) fn check_ensemble(
         );
     }
     let spec = match models.get(member.get_ref()) {
+        Some(spec) if spec.onnx.is_some() || spec.ensemble.is_some() => {
+            problems.push(
+                Some(member.span()),
+                format!(
+                    "`models.{name}.ensemble` names `{}`, which is not trained (an ONNX model or an ensemble): its stages would all be one",
+                    member.get_ref()
+                ),
+                Some("members are trained stages of a model kdgrid trains".into()),
+            );
+            spec.clone()
+        }
         Some(spec) => spec.clone(),
         None => {
             let names: Vec<&str> = models.keys().map(String::as_str).collect();

@@ -110,7 +110,13 @@ pub(super) fn check_onnx(
     base: &std::path::Path,
     problems: &mut Problems,
 ) -> ModelSpec {
-    if m.has_architecture_or_training() || m.ensemble.is_some() {
+    if m.has_architecture_or_training()
+        || m.ensemble.is_some()
+        || m.seeds.is_some()
+        || m.combine.is_some()
+        || m.key_map.is_some()
+        || m.fine_tune.is_some()
+    {
         problems.push(
             Some(file.span()),
             format!("`models.{name}` is an ONNX model: the file sets its architecture, and it is frozen (it only runs forward)"),
