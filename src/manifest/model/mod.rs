@@ -164,6 +164,34 @@ fn not_for(
     }
 }
 
+/// The file `models.<name>.<key>` names (against the manifest's folder `base`) and the SHA-256
+/// of its bytes, which stage ids hold instead of its path; empty when it cannot be read (a
+/// problem at the key's line).
+fn file_digest(
+    name: &str,
+    key: &str,
+    file: &Spanned<String>,
+    base: &Path,
+    problems: &mut Problems,
+) -> (std::path::PathBuf, String) {
+    let path = base.join(file.get_ref());
+    let sha256 = match std::fs::read(&path) {
+        Ok(bytes) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        Err(e) => {
+            problems.push(
+                Some(file.span()),
+                format!(
+                    "`models.{name}.{key}`: cannot read `{}`: {e}",
+                    path.display()
+                ),
+                Some("the path is relative to the manifest's folder".into()),
+            );
+            String::new()
+        }
+    };
+    (path, sha256)
+}
+
 /// Resolves one `[models.<name>]` table to its architecture: the checks every family shares,
 /// then the family's own.
 pub(crate) fn check_model(

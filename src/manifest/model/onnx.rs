@@ -159,21 +159,7 @@ pub(super) fn check_onnx(
             );
         }
     }
-    let path = base.join(file.get_ref());
-    let sha256 = match std::fs::read(&path) {
-        Ok(bytes) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
-        Err(e) => {
-            problems.push(
-                Some(file.span()),
-                format!(
-                    "`models.{name}.onnx`: cannot read `{}`: {e}",
-                    path.display()
-                ),
-                Some("the path is relative to the manifest's folder".into()),
-            );
-            String::new()
-        }
-    };
+    let (path, sha256) = super::file_digest(name, "onnx", file, base, problems);
     let mut spec = ModelSpec::bare("onnx");
     spec.onnx = Some(OnnxSpec {
         path,

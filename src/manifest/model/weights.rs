@@ -83,21 +83,7 @@ pub(super) fn check_weights(
             );
         }
     }
-    let path = base.join(weights.get_ref());
-    let sha256 = match std::fs::read(&path) {
-        Ok(bytes) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
-        Err(e) => {
-            problems.push(
-                Some(weights.span()),
-                format!(
-                    "`models.{name}.weights`: cannot read `{}`: {e}",
-                    path.display()
-                ),
-                Some("the path is relative to the manifest's folder".into()),
-            );
-            String::new()
-        }
-    };
+    let (path, sha256) = super::file_digest(name, "weights", weights, base, problems);
     Some(ImportedWeights {
         path,
         sha256,
