@@ -176,11 +176,11 @@ fn load_data(plan: &Plan) -> Result<Dataset, SweepError> {
         }
     }
     // An ONNX graph is checked against the images as they loaded (an image folder's size and
-    // classes are known only now).
+    // classes are known only now); typed, not optimized: the stage that runs it loads it.
     for s in plan.stages.iter().filter(|s| s.is_onnx()) {
         if checked.insert(&s.model) {
             let o = s.spec.onnx.as_ref().expect("an ONNX stage");
-            train::OnnxTeacher::load(&s.model, o, &data).map_err(SweepError::Model)?;
+            train::OnnxTeacher::check(&s.model, o, &data).map_err(SweepError::Model)?;
         }
     }
     Ok(data)

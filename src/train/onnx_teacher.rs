@@ -27,22 +27,33 @@ pub struct OnnxTeacher {
 }
 
 impl OnnxTeacher {
-    /// Loads `spec`'s graph for `data`'s images, checking that it fits them first.
-    pub fn load(name: &str, spec: &OnnxSpec, data: &Dataset) -> Result<Self, TrainError> {
+    /// Checks that model `name`'s graph fits `data`'s images and classes (typing it, without
+    /// optimizing it to run); returns the spec with the graph's signature for these images.
+    pub fn check(name: &str, spec: &OnnxSpec, data: &Dataset) -> Result<OnnxSpec, TrainError> {
         let fail = |message: String| TrainError::ModelFile {
             path: spec.path.clone(),
             message,
         };
         let input = [data.channels, data.height, data.width];
-        let item = spec.item(input);
-        let signature =
-            crate::onnx::inspect(&spec.path, Some(item)).map_err(|e| fail(e.message))?;
+        let signature = crate::onnx::inspect(&spec.path, Some(spec.item(input)))
+            .map_err(|e| fail(e.message))?;
         let checked = OnnxSpec {
-            signature: Some(signature.clone()),
+            signature: Some(signature),
             ..spec.clone()
         };
         crate::manifest::graph_problem(name, &checked, input, data.classes).map_err(fail)?;
-        let graph = Graph::load(&spec.path, item).map_err(|e| fail(e.message))?;
+        Ok(checked)
+    }
+
+    /// Loads `spec`'s graph for `data`'s images, checking that it fits them first.
+    pub fn load(name: &str, spec: &OnnxSpec, data: &Dataset) -> Result<Self, TrainError> {
+        let checked = Self::check(name, spec, data)?;
+        let input = [data.channels, data.height, data.width];
+        let graph =
+            Graph::load(&spec.path, spec.item(input)).map_err(|e| TrainError::ModelFile {
+                path: spec.path.clone(),
+                message: e.message,
+            })?;
         // x_graph = (x_raw - mean_g) / std_g with x_raw = x * std_d + mean_d.
         let affine = spec.normalize.as_ref().map(|(mean, std)| {
             (0..data.channels)
@@ -60,7 +71,7 @@ impl OnnxTeacher {
             layout: spec.layout,
             class_map: spec.class_map.clone(),
             classes: data.classes,
-            params: signature.params as usize,
+            params: checked.signature.as_ref().map_or(0, |s| s.params as usize),
         })
     }
 
