@@ -76,7 +76,7 @@ fn commit_frozen(
     // runtime fails on) fails the stage, and the sweep goes on.
     let e = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         crate::fault::check_panic("panic-ensemble", &stage.model);
-        train::evaluate_ensemble(model, data, backend)
+        train::evaluate_frozen(model, data, backend)
     })) {
         Ok(e) => e,
         Err(panic) => {

@@ -8,10 +8,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 use std::time::Instant;
 
-/// An ensemble stage's measurements: its members averaged as `stage`'s ensemble says, at
+/// A frozen stage's measurements (an ensemble averaged as it says, an ONNX graph), at
 /// T = 1, on the test (and validation) split.
 #[derive(Debug)]
-pub struct EnsembleMetrics {
+pub struct FrozenMetrics {
     /// Test (and validation) loss and accuracy, as epoch 0.
     pub metrics: EpochMetrics,
     /// Calibration on the test split.
@@ -22,18 +22,18 @@ pub struct EnsembleMetrics {
     pub params: usize,
 }
 
-/// Evaluates an ensemble (`members`, from [`Teacher::Ensemble`]) as a model of its own.
-pub fn evaluate_ensemble(members: &Teacher, data: &Dataset, backend: &Backend) -> EnsembleMetrics {
+/// Evaluates a frozen teacher (an ensemble, an ONNX graph) as a model of its own.
+pub fn evaluate_frozen(model: &Teacher, data: &Dataset, backend: &Backend) -> FrozenMetrics {
     let start = Instant::now();
     let device = &backend.device;
-    let forward = |x| members.logits(x, 1.0);
+    let forward = |x| model.logits(x, 1.0);
     let (train_loss, _) = evaluate_with(&forward, data, &data.train, device);
     let metrics = measure(&forward, data, device, 0, train_loss, start);
     let test_logits = logits(&forward, data, &data.test, device);
-    EnsembleMetrics {
+    FrozenMetrics {
         quality: quality::quality(&test_logits, None, &data.test.labels, data.classes),
         latency_ms: latency_of(&forward, data, device),
-        params: members.params(),
+        params: model.params(),
         metrics,
     }
 }

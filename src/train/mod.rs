@@ -36,7 +36,7 @@ pub use backend::{Backend, BackendError};
 pub use digest::weights_digest;
 pub(crate) use epoch_loop::StageRun;
 pub use epoch_loop::{Progress, steps_per_epoch, train};
-pub use evaluate::{EnsembleMetrics, Predictions, evaluate_ensemble, predict};
+pub use evaluate::{FrozenMetrics, Predictions, evaluate_frozen, predict};
 pub use named::NamedTensor;
 pub use net::Net;
 pub use onnx_teacher::OnnxTeacher;
