@@ -19,4 +19,5 @@ pub mod plan;
 pub mod report;
 pub mod store;
 pub mod sweep;
+pub mod tokenizer;
 pub mod train;

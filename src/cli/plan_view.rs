@@ -336,7 +336,7 @@ pub(super) fn print_plan(
                 "default"
             }
         ),
-        _ => println!("to train: cost unknown until the dataset is read (image folders)"),
+        _ => println!("to train: cost unknown until the dataset is read (image folders, text)"),
     }
     Ok(())
 }

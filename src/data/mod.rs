@@ -324,9 +324,10 @@ fn load_splits(spec: &DatasetSpec) -> Result<Dataset, DataError> {
             (f.train, f.test, [3, f.size[0], f.size[1]], f.classes.len())
         }
         FileFormat::Text => {
-            let spec = text.expect("text datasets have a text spec");
+            let spec = text.as_ref().expect("text datasets have a text spec");
             let t = text::load(path, spec, [*train_limit, *test_limit])?;
-            (t.train, t.test, [2, 1, spec.max_length], t.classes.len())
+            let rows = 1 + spec.tokenizers.len();
+            (t.train, t.test, [2, rows, spec.max_length], t.classes.len())
         }
     };
     let len = shape.iter().product();

@@ -1,16 +1,21 @@
 //! Text classification files: `train.tsv` and `test.tsv`, one `label<TAB>text` per line.
 //!
-//! Words are lowercased runs of letters, digits and apostrophes. The vocabulary is the
-//! training split's `vocab_size` most frequent words (ties in alphabetical order, so it is the
-//! same on every machine); id 0 pads, id 1 stands for any other word. A text becomes its first
-//! `max_length` ids, left-padded, so a recurrent model's last step follows the last word.
+//! A text becomes one row of ids per tokenization the study's models read (a model's
+//! [`crate::manifest::ModelSpec::view`]). Row 0 is the word vocabulary: words are lowercased
+//! runs of letters, digits and apostrophes; the vocabulary is the training split's
+//! `vocab_size` most frequent words (ties in alphabetical order, so it is the same on every
+//! machine); id 0 pads, id 1 stands for any other word; a text becomes its first `max_length`
+//! ids, left-padded, so a recurrent model's last step follows the last word. Row `n` holds the
+//! ids of the dataset's `n`-th Hugging Face tokenizer, with its special tokens, cut and
+//! right-padded to `max_length` as Python's tokenizer does.
 //!
-//! Every id is stored as two byte planes, `[2, 1, max_length]` (low byte, then high byte), so a
-//! text travels through batching, hold-out and digests exactly as an image does; the `lstm`
-//! family reads the id back as `low + 256 * high`.
+//! Every id is stored as two byte planes, `[2, rows, max_length]` (low bytes, then high bytes),
+//! so a text travels through batching, hold-out and digests exactly as an image does; models
+//! read the id back as `low + 256 * high`.
 
 use super::{DataError, Split};
 use crate::manifest::TextSpec;
+use crate::tokenizer::TextTokenizer;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -97,7 +102,7 @@ fn interleaved(lines: Vec<(String, String)>, limit: Option<usize>) -> Vec<(Strin
 }
 
 /// Loads `dir/train.tsv` and `dir/test.tsv`, at most `limits` lines of each.
-pub fn load(dir: &Path, spec: TextSpec, limits: [Option<usize>; 2]) -> Result<Text, DataError> {
+pub fn load(dir: &Path, spec: &TextSpec, limits: [Option<usize>; 2]) -> Result<Text, DataError> {
     let train_path = dir.join("train.tsv");
     let train = interleaved(read(&train_path)?, limits[0]);
     let test_path = dir.join("test.tsv");
@@ -145,29 +150,74 @@ pub fn load(dir: &Path, spec: TextSpec, limits: [Option<usize>; 2]) -> Result<Te
         .enumerate()
         .map(|(i, (w, _))| (w, i as u16 + 2))
         .collect();
-    let encode = |lines: &[(String, String)]| {
-        let mut split = Split {
-            images: Vec::with_capacity(lines.len() * 2 * spec.max_length),
-            labels: Vec::with_capacity(lines.len()),
-        };
-        for (label, text) in lines {
-            let ids: Vec<u16> = words(text)
-                .take(spec.max_length)
+    let tokenizers: Vec<TextTokenizer> = spec
+        .tokenizers
+        .iter()
+        .map(|t| TextTokenizer::open(&t.path))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DataError::Corrupt {
+            path: e.path.clone(),
+            what: e.message,
+        })?;
+    let length = spec.max_length;
+    let encode = |lines: &[(String, String)]| -> Result<Split, DataError> {
+        let rows = 1 + tokenizers.len();
+        // Every row of every text, then laid out as planes text by text.
+        let mut ids: Vec<Vec<u16>> = Vec::with_capacity(lines.len() * rows);
+        let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
+        let mut subword: Vec<Vec<Vec<u32>>> = Vec::new();
+        for (t, file) in tokenizers.iter().zip(&spec.tokenizers) {
+            let encoded = t.encode(&texts, length).map_err(|e| DataError::Corrupt {
+                path: e.path.clone(),
+                what: e.message,
+            })?;
+            if let Some(id) = encoded
+                .iter()
+                .flatten()
+                .find(|&&id| id > u32::from(u16::MAX))
+            {
+                return Err(DataError::Corrupt {
+                    path: file.path.clone(),
+                    what: format!(
+                        "id {id} is above {}, the largest id a text row holds",
+                        u16::MAX
+                    ),
+                });
+            }
+            subword.push(encoded);
+        }
+        for (i, (_, text)) in lines.iter().enumerate() {
+            let words: Vec<u16> = words(text)
+                .take(length)
                 .map(|w| vocab.get(&w).copied().unwrap_or(1))
                 .collect();
-            let mut row = vec![0u16; spec.max_length - ids.len()];
-            row.extend(ids);
-            split.images.extend(row.iter().map(|id| (id & 0xff) as u8));
-            split.images.extend(row.iter().map(|id| (id >> 8) as u8));
+            let mut row = vec![0u16; length - words.len()];
+            row.extend(words);
+            ids.push(row);
+            for view in &subword {
+                ids.push(view[i].iter().map(|&id| id as u16).collect());
+            }
+        }
+        let mut split = Split {
+            images: Vec::with_capacity(lines.len() * 2 * rows * length),
+            labels: Vec::with_capacity(lines.len()),
+        };
+        for (text, (label, _)) in ids.chunks_exact(rows).zip(lines) {
+            split
+                .images
+                .extend(text.iter().flatten().map(|id| (id & 0xff) as u8));
+            split
+                .images
+                .extend(text.iter().flatten().map(|id| (id >> 8) as u8));
             split
                 .labels
                 .push(classes.binary_search(label).expect("checked above") as u8);
         }
-        split
+        Ok(split)
     };
     Ok(Text {
-        train: encode(&train),
-        test: encode(&test),
+        train: encode(&train)?,
+        test: encode(&test)?,
         classes,
     })
 }
@@ -192,8 +242,9 @@ mod tests {
         let spec = TextSpec {
             vocab_size: 2,
             max_length: 3,
+            tokenizers: Vec::new(),
         };
-        let t = load(dir.path(), spec, [None, None]).unwrap();
+        let t = load(dir.path(), &spec, [None, None]).unwrap();
         assert_eq!(t.classes, ["neg", "pos"]);
         // Vocabulary: film (2), great (2) by count then alphabet; cast and dull are unknown.
         // "great film great" (cut at 3): ids 3 2 3; "dull film": pad, 1, 2.
@@ -210,6 +261,7 @@ mod tests {
     const SPEC: TextSpec = TextSpec {
         vocab_size: 10,
         max_length: 2,
+        tokenizers: Vec::new(),
     };
 
     #[test]
@@ -220,7 +272,7 @@ mod tests {
             "\u{feff}pos\tgood\nneg\tbad\n",
             "\u{feff}neg\tbad\n",
         );
-        let t = load(dir.path(), SPEC, [None, None]).unwrap();
+        let t = load(dir.path(), &SPEC, [None, None]).unwrap();
         assert_eq!(t.classes, ["neg", "pos"]);
         assert_eq!(t.test.labels, [0]);
     }
@@ -236,7 +288,7 @@ mod tests {
                 .map(|i| format!("neg\tbad {i}\n"))
                 .collect::<String>();
         write(dir.path(), &train, &train);
-        let t = load(dir.path(), SPEC, [Some(4), Some(3)]).unwrap();
+        let t = load(dir.path(), &SPEC, [Some(4), Some(3)]).unwrap();
         assert_eq!(t.classes, ["neg", "pos"]);
         // Two of each class, kept in file order; an odd limit gives the first label (sorted)
         // the extra line.
@@ -248,7 +300,7 @@ mod tests {
     fn a_training_split_with_one_label_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "pos\tgood\npos\tfine\n", "pos\tgood\n");
-        let err = load(dir.path(), SPEC, [None, None])
+        let err = load(dir.path(), &SPEC, [None, None])
             .err()
             .unwrap()
             .to_string();

@@ -79,12 +79,18 @@ const IMAGE_FOLDER_READER: u32 = 2;
 /// How a `text` dataset becomes model inputs: a word-level vocabulary of the `vocab_size` most
 /// frequent words of the training split, and every text cut or left-padded to `max_length`
 /// tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TextSpec {
     /// Words kept (ids 2..; 0 pads, 1 is an unknown word).
     pub vocab_size: usize,
     /// Tokens per text.
     pub max_length: usize,
+    /// The Hugging Face tokenizers the study's models read (each model's [`ModelSpec::view`]
+    /// `n` is the `n`-th, 1-based; 0 is the word vocabulary), set from `[models.*]`.
+    ///
+    /// [`ModelSpec::view`]: crate::manifest::ModelSpec::view
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokenizers: Vec<crate::manifest::TokenizerRef>,
 }
 
 impl TextSpec {
@@ -422,6 +428,7 @@ fn check_text(
     Some(TextSpec {
         vocab_size,
         max_length: d.max_length.as_ref().map_or(64, |v| v.get_ref().get()),
+        tokenizers: Vec::new(),
     })
 }
 

@@ -24,9 +24,9 @@ pub use grid::{
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    Combine, Cost, EnsembleSpec, FeatureMaps, ImportedWeights, Layout, LstmSpec,
+    BertSpec, Combine, Cost, Encoder, EnsembleSpec, FeatureMaps, ImportedWeights, Layout, LstmSpec,
     MOBILENET_V2_STAGES, ModelSpec, OnnxSpec, PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec,
-    ResNetStem, cost, feature_map_problem, graph_problem,
+    ResNetStem, TokenizerRef, cost, feature_map_problem, graph_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
@@ -263,7 +263,7 @@ fn check(
             );
         }
     }
-    let dataset = raw
+    let mut dataset = raw
         .dataset
         .as_ref()
         .and_then(|d| check_dataset(d, base, problems));
@@ -296,7 +296,7 @@ fn check(
             model::check_models(m.get_ref(), base, table, problems)
         })
         .unwrap_or_default();
-    if let (Some(raw_models), Some(d)) = (&raw.models, &dataset) {
+    if let (Some(raw_models), Some(d)) = (&raw.models, &mut dataset) {
         fit_models_to_text(raw_models.get_ref(), &mut models, d, problems);
     }
     if let (Some(raw_models), Some(shape)) = (&raw.models, shape) {
@@ -371,44 +371,59 @@ fn check(
     })
 }
 
-/// Gives `lstm` models the dataset's vocabulary; refuses an `lstm` on images and an image model
-/// on text.
+/// Gives `lstm` models the dataset's vocabulary and every text model its tokenization (the
+/// dataset lists the tokenizer files its models read, in the order of the models' names);
+/// refuses a text model on images and an image model on text.
 fn fit_models_to_text(
     raw: &BTreeMap<Spanned<String>, RawModel>,
     models: &mut BTreeMap<String, ModelSpec>,
-    dataset: &DatasetSpec,
+    dataset: &mut DatasetSpec,
     problems: &mut Problems,
 ) {
-    let text = match dataset {
-        DatasetSpec::Files { text, .. } => *text,
+    let mut text = match dataset {
+        DatasetSpec::Files { text, .. } => text.as_mut(),
         DatasetSpec::Synthetic(_) => None,
     };
     for name in raw.keys() {
         let Some(spec) = models.get_mut(name.get_ref()) else {
             continue;
         };
-        match (&mut spec.lstm, text) {
-            (Some(l), Some(t)) => l.vocab = t.vocab_rows(),
-            (Some(_), None) => problems.push(
+        let reads_text = spec.lstm.is_some() || spec.bert.is_some();
+        match text.as_deref_mut() {
+            Some(t) if reads_text => {
+                if let Some(l) = &mut spec.lstm {
+                    l.vocab = t.vocab_rows();
+                }
+                if let Some(tok) = &spec.tokenizer {
+                    let position = t.tokenizers.iter().position(|k| k.sha256 == tok.sha256);
+                    spec.view = 1 + position.unwrap_or_else(|| {
+                        t.tokenizers.push(tok.clone());
+                        t.tokenizers.len() - 1
+                    });
+                }
+            }
+            None if reads_text => problems.push(
                 Some(name.span()),
                 format!(
-                    "`models.{}` is an `lstm`: it reads text (`dataset.kind = \"text\"`)",
-                    name.get_ref()
+                    "`models.{}` is {} `{}`: it reads text (`dataset.kind = \"text\"`)",
+                    name.get_ref(),
+                    if spec.lstm.is_some() { "an" } else { "a" },
+                    spec.family
                 ),
                 None,
             ),
             // ONNX models say why themselves (text ONNX teachers wait for tokenizers).
-            (None, Some(_)) if spec.onnx.is_some() => {}
-            (None, Some(_)) => problems.push(
+            Some(_) if spec.onnx.is_some() => {}
+            Some(_) => problems.push(
                 Some(name.span()),
                 format!(
                     "`models.{}` is a `{}`, but the dataset is text",
                     name.get_ref(),
                     spec.family
                 ),
-                Some("text datasets take `family = \"lstm\"` models".into()),
+                Some("text datasets take `lstm`, `bert` and `distilbert` models".into()),
             ),
-            (None, None) => {}
+            None => {}
         }
     }
 }

@@ -9,10 +9,11 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-/// The token ids of planes `[batch, 2, 1, length]` (low byte, then high byte, as
-/// [`crate::data::text`] lays them out), `[batch, length]`.
-pub fn token_ids(x: Tensor<4>) -> Tensor<2, Int> {
+/// The token ids of row `view` of planes `[batch, 2, rows, length]` (low byte, then high
+/// byte, as [`crate::data::text`] lays them out), `[batch, length]`.
+pub fn token_ids(x: Tensor<4>, view: usize) -> Tensor<2, Int> {
     let [batch, _, _, length] = x.dims();
+    let x = x.narrow(2, view, 1);
     let low = x.clone().narrow(1, 0, 1);
     let high = x.narrow(1, 1, 1);
     // Both planes hold exact small integers, so the sum is exact; rounding guards the cast.
@@ -99,7 +100,7 @@ impl LstmNet {
     ) -> Tensor<2> {
         let length = x.dims()[3];
         let batch = x.dims()[0];
-        let mut h = self.embedding.forward(token_ids(x));
+        let mut h = self.embedding.forward(token_ids(x, 0));
         for layer in &self.layers {
             h = layer.forward(h, None).0;
         }
@@ -147,6 +148,7 @@ mod tests {
             text: Some(TextSpec {
                 vocab_size: vocab,
                 max_length: length,
+                tokenizers: Vec::new(),
             }),
         };
         let data = crate::data::load(&spec, None).unwrap();
@@ -166,7 +168,7 @@ mod tests {
         data.gather(&data.train, &(0..texts).collect::<Vec<_>>(), &mut batch);
         let device = Device::flex();
         let x = Tensor::<4>::from_data(TensorData::new(batch, [texts, 2, 1, length]), &device);
-        let seen: Vec<i64> = token_ids(x).into_data().iter::<i64>().collect();
+        let seen: Vec<i64> = token_ids(x, 0).into_data().iter::<i64>().collect();
         let first_wrong = seen.iter().zip(&stored).position(|(a, b)| a != b);
         assert_eq!(
             first_wrong,

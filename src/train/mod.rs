@@ -7,13 +7,14 @@
 //!
 //! Rooms: `epoch_loop` (steps, epochs, selection), `batches`, `evaluate` (loss, accuracy,
 //! logits, latency), `optimizer`, `digest`, `backend`, `checkpoint` and `trace`; the networks
-//! in `net` (`model` for the conv stack, `resnet`, `mobilenet`, `lstm`), their losses in
+//! in `net` (`model` for the conv stack, `resnet`, `mobilenet`, `lstm`, `bert`), their losses in
 //! `loss`, imported weights in `import` and `named`; `teacher` is what a student learns from,
 //! `onnx_teacher` a frozen ONNX graph among those.
 
 mod backend;
 mod batches;
 pub mod bench;
+mod bert;
 mod checkpoint;
 mod digest;
 mod epoch_loop;

@@ -59,6 +59,35 @@ impl Init<'_> {
         ))
     }
 
+    /// `N(0, std)` values (zeros without a stream), as Hugging Face initializes transformers.
+    pub(super) fn normal<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        std: f32,
+    ) -> Param<Tensor<D>> {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = match self.rng.as_deref_mut() {
+            Some(rng) => {
+                let normal = rand_distr::Normal::new(0.0, std).expect("a positive deviation");
+                (0..n).map(|_| rng.sample(normal)).collect()
+            }
+            None => vec![0.0; n],
+        };
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
+    }
+
+    /// Zeros.
+    pub(super) fn zeros<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<D>> {
+        let n: usize = shape.iter().product();
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0f32; n], shape),
+            self.device,
+        ))
+    }
+
     pub(super) fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
         Linear {
             weight: self.uniform([d_in, d_out], d_in),
@@ -214,10 +243,10 @@ pub(super) fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Inverted dropout: zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`.
-pub(super) fn drop(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
+pub(super) fn drop<const D: usize>(x: Tensor<D>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<D> {
     let shape = x.dims();
     let keep = (1.0 - p) as f32;
-    let mask: Vec<f32> = (0..shape[0] * shape[1])
+    let mask: Vec<f32> = (0..shape.iter().product::<usize>())
         .map(|_| {
             if rng.random::<f32>() < keep {
                 1.0 / keep

@@ -4,7 +4,7 @@
 
 use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear};
+use burn::nn::{BatchNorm, Embedding, LayerNorm, Linear};
 use burn::tensor::{Tensor, TensorData};
 
 /// A tensor of a model under its PyTorch name, in PyTorch's layout.
@@ -22,6 +22,8 @@ pub struct NamedTensor {
 pub(crate) enum Slot<'a> {
     Param4(&'a mut Param<Tensor<4>>),
     Param1(&'a mut Param<Tensor<1>>),
+    /// A matrix in PyTorch's layout (embedding tables).
+    Param2(&'a mut Param<Tensor<2>>),
     /// Burn keeps linear weights as `[in, out]`, PyTorch as `[out, in]`.
     Linear(&'a mut Param<Tensor<2>>),
     /// Batch norm's running statistics: state, not parameters.
@@ -34,6 +36,7 @@ impl Slot<'_> {
         match self {
             Slot::Param4(p) => p.val().dims().to_vec(),
             Slot::Param1(p) => p.val().dims().to_vec(),
+            Slot::Param2(p) => p.val().dims().to_vec(),
             Slot::Linear(p) => {
                 let [i, o] = p.val().dims();
                 vec![o, i]
@@ -47,6 +50,7 @@ impl Slot<'_> {
         let data = match self {
             Slot::Param4(p) => p.val().into_data(),
             Slot::Param1(p) => p.val().into_data(),
+            Slot::Param2(p) => p.val().into_data(),
             Slot::Linear(p) => p.val().transpose().into_data(),
             Slot::Running(r) => r.value().into_data(),
         };
@@ -59,6 +63,7 @@ impl Slot<'_> {
         match self {
             Slot::Param4(p) => **p = replaced(p, values, shape),
             Slot::Param1(p) => **p = replaced(p, values, shape),
+            Slot::Param2(p) => **p = replaced(p, values, shape),
             Slot::Linear(p) => {
                 let device = p.val().device();
                 let t: Tensor<2> = Tensor::from_data(TensorData::new(values, shape), &device);
@@ -113,6 +118,21 @@ impl<'a> Slots<'a> {
             format!("{prefix}.running_var"),
             Slot::Running(&mut bn.running_var),
         ));
+    }
+
+    /// An embedding table, `{prefix}.weight` (`[rows, width]` in both).
+    pub(crate) fn embedding(&mut self, prefix: &str, e: &'a mut Embedding) {
+        self.0
+            .push((format!("{prefix}.weight"), Slot::Param2(&mut e.weight)));
+    }
+
+    /// A layer norm: `weight` and `bias` are Burn's gamma and beta.
+    pub(crate) fn layer_norm(&mut self, prefix: &str, n: &'a mut LayerNorm) {
+        self.0
+            .push((format!("{prefix}.weight"), Slot::Param1(&mut n.gamma)));
+        if let Some(b) = &mut n.beta {
+            self.0.push((format!("{prefix}.bias"), Slot::Param1(b)));
+        }
     }
 
     /// A linear layer, its weight transposed to PyTorch's `[out, in]`.

@@ -1,6 +1,7 @@
 //! The network a stage trains: one of the manifest's families, behind one type.
 
 use super::TrainError;
+use super::bert::BertNet;
 use super::import::Weights;
 use super::lstm::LstmNet;
 use super::mobilenet::MobileNetV2;
@@ -27,6 +28,8 @@ pub enum Net {
     Lstm(LstmNet),
     /// `mobilenet-v2`.
     MobileNet(MobileNetV2),
+    /// `bert` and `distilbert`.
+    Bert(BertNet),
 }
 
 impl Net {
@@ -39,6 +42,9 @@ impl Net {
         rng: Option<&mut ChaCha8Rng>,
         device: &Device,
     ) -> Self {
+        if let Some(b) = &spec.bert {
+            return Net::Bert(BertNet::new(b, spec.view, classes, rng, device));
+        }
         match (&spec.resnet, &spec.lstm) {
             (Some(r), _) => Net::ResNet(ResNet::new(r, input[0], classes, rng, device)),
             (_, Some(l)) => Net::Lstm(LstmNet::new(spec, l, classes, rng, device)),
@@ -62,6 +68,7 @@ impl Net {
             Net::ResNet(m) => m.forward(x),
             Net::Lstm(m) => m.forward_with(x, dropout),
             Net::MobileNet(m) => m.forward_with(x, dropout),
+            Net::Bert(m) => m.forward_with(x, dropout),
         }
     }
 
@@ -71,6 +78,7 @@ impl Net {
             Net::Cnn(m) => m.trainable_params(),
             // No running statistics: every parameter trains.
             Net::Lstm(m) => m.num_params(),
+            Net::Bert(m) => m.num_params(),
             Net::ResNet(_) | Net::MobileNet(_) => {
                 let mut model = self.clone();
                 let mut slots = Slots::default();
@@ -87,6 +95,7 @@ impl Net {
             // Not named yet: an lstm cannot be traced or imported.
             Net::Lstm(_) => {}
             Net::MobileNet(m) => m.slots(out),
+            Net::Bert(m) => m.slots(out),
         }
     }
 
@@ -97,6 +106,7 @@ impl Net {
             Net::ResNet(_) => "fc.",
             Net::Lstm(_) => "head.",
             Net::MobileNet(_) => "classifier.1.",
+            Net::Bert(_) => "classifier.",
         }
     }
 
@@ -173,6 +183,7 @@ impl Net {
             Net::ResNet(m) => m.try_load_file(path).map(Net::ResNet),
             Net::Lstm(m) => m.try_load_file(path).map(Net::Lstm),
             Net::MobileNet(m) => m.try_load_file(path).map(Net::MobileNet),
+            Net::Bert(m) => m.try_load_file(path).map(Net::Bert),
         };
         loaded.map_err(|e| TrainError::ModelFile {
             path: path.to_path_buf(),
@@ -187,6 +198,7 @@ impl Net {
             Net::ResNet(m) => m.save_file(path),
             Net::Lstm(m) => m.save_file(path),
             Net::MobileNet(m) => m.save_file(path),
+            Net::Bert(m) => m.save_file(path),
         };
         saved.map_err(|e| TrainError::ModelFile {
             path: path.to_path_buf(),
@@ -198,7 +210,7 @@ impl Net {
     pub fn pools(&self) -> &[bool] {
         match self {
             Net::Cnn(m) => m.pools(),
-            Net::ResNet(_) | Net::Lstm(_) | Net::MobileNet(_) => &[],
+            Net::ResNet(_) | Net::Lstm(_) | Net::MobileNet(_) | Net::Bert(_) => &[],
         }
     }
 }

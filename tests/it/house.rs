@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 /// Each top-level module's layer: a module may import from its own layer or a lower one, never
 /// from a higher one (cli → sweep → execute → report/store → train → data/plan → manifest, with
 /// identity, file writing, fault injection and the ONNX runtime below everything).
-const LAYERS: [(&str, u8); 13] = [
+const LAYERS: [(&str, u8); 14] = [
     ("cli", 7),
     ("sweep", 6),
     ("execute", 5),
@@ -20,6 +20,7 @@ const LAYERS: [(&str, u8); 13] = [
     ("atomic", 0),
     ("fault", 0),
     ("onnx", 0),
+    ("tokenizer", 0),
 ];
 
 fn sources() -> Vec<PathBuf> {

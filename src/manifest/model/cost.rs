@@ -55,6 +55,9 @@ pub fn cost(spec: &ModelSpec, input: [usize; 3], classes: usize) -> Cost {
     if let Some(r) = &spec.resnet {
         return super::resnet::cost(r, input, classes);
     }
+    if let Some(b) = &spec.bert {
+        return super::bert::cost(b, input[2], classes);
+    }
     if let Some(l) = &spec.lstm {
         return super::lstm::cost(spec, l, input[2], classes);
     }
@@ -117,6 +120,9 @@ mod tests {
             weights: None,
             ensemble: None,
             onnx: None,
+            bert: None,
+            tokenizer: None,
+            view: 0,
             family: "cnn".into(),
         };
         // conv: 4*1*9 + 4 = 40; 28x28 -> 14x14; dense: 4*14*14*8 + 8 = 6280; head: 8*10 + 10 = 90.

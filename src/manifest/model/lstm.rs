@@ -2,7 +2,7 @@
 
 use super::ModelSpec;
 use super::cost::{Cost, dense_cost};
-use super::raw::RawModel;
+use super::raw::{RawModel, Widths};
 use crate::manifest::error::Problems;
 use serde::Serialize;
 use toml::Spanned;
@@ -22,9 +22,14 @@ pub struct LstmSpec {
 
 /// An `lstm` table's architecture: `hidden` widths (required) and `embedding` (64 by default).
 pub(super) fn resolve(name: &str, m: &RawModel, problems: &mut Problems) -> ModelSpec {
-    let hidden: Vec<usize> = match &m.hidden {
-        Some(h) if !h.get_ref().is_empty() => h.get_ref().iter().map(|c| c.get()).collect(),
-        h => {
+    let widths = m.hidden.as_ref().map(|h| match h.get_ref() {
+        Widths::One(c) => vec![c.get()],
+        Widths::Many(w) => w.iter().map(|c| c.get()).collect(),
+    });
+    let hidden: Vec<usize> = match widths {
+        Some(w) if !w.is_empty() => w,
+        _ => {
+            let h = &m.hidden;
             problems.push(
                 h.as_ref()
                     .map(Spanned::span)

@@ -2,11 +2,13 @@
 //! stage ids see, so two spellings of the same network share their stages.
 //!
 //! One file per family holds its keys' checks, its resolution and its analytic cost (`cnn` and
-//! `mlp`, `plain-cnn`, `resnet`, `mobilenet`, `lstm`); `ensemble` and `weights` are the two
+//! `mlp`, `plain-cnn`, `resnet`, `mobilenet`, `lstm`, `bert` for `bert` and `distilbert`);
+//! `tokenizer` says how a text model reads its text; `ensemble` and `weights` are the two
 //! ways a model is made of other trained things, and `onnx` a frozen model from a file; `raw` is
 //! the table as serde reads it. A new
 //! family is a new file plus a [`Family`] variant and a line in [`check_model`].
 
+mod bert;
 mod cnn;
 mod cost;
 mod ensemble;
@@ -16,8 +18,10 @@ mod onnx;
 mod plain_cnn;
 mod raw;
 mod resnet;
+mod tokenizer;
 mod weights;
 
+pub use bert::{BertSpec, Encoder};
 pub use cnn::{FeatureMaps, Padding, feature_map_problem};
 pub use cost::{Cost, cost};
 pub use ensemble::{Combine, EnsembleSpec};
@@ -27,6 +31,7 @@ pub use onnx::{Layout, OnnxSpec, graph_problem};
 pub use plain_cnn::{PLAIN_CNN_SIZES, PlainCnnTable};
 pub(crate) use raw::RawModel;
 pub use resnet::{ResNetSpec, ResNetStem};
+pub use tokenizer::TokenizerRef;
 pub use weights::ImportedWeights;
 
 pub(crate) use cnn::check_feature_maps;
@@ -89,6 +94,17 @@ pub struct ModelSpec {
     /// A frozen model in an ONNX file instead of any of the above.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onnx: Option<OnnxSpec>,
+    /// A transformer encoder (`bert`, `distilbert`) instead of the conv stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bert: Option<BertSpec>,
+    /// The Hugging Face tokenizer a text model reads its ids from; `None`: the dataset's word
+    /// vocabulary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerRef>,
+    /// Which of a text dataset's tokenizations the model reads (0: words; `n`: the dataset's
+    /// `n`-th tokenizer file), set from `[dataset]`; the tokenizer's digest is in the id.
+    #[serde(skip)]
+    pub view: usize,
     /// How the manifest described it, for tables (`cnn`, `plain-cnn-4`, `mlp`, `resnet-20`).
     #[serde(skip)]
     pub family: String,
@@ -111,6 +127,9 @@ impl ModelSpec {
             weights: None,
             ensemble: None,
             onnx: None,
+            bert: None,
+            tokenizer: None,
+            view: 0,
             family: family.into(),
         }
     }
@@ -131,6 +150,8 @@ enum Family {
     Resnet,
     MobilenetV2,
     Lstm,
+    Bert,
+    Distilbert,
 }
 
 impl Family {
@@ -142,7 +163,14 @@ impl Family {
             Family::Resnet => "resnet",
             Family::MobilenetV2 => "mobilenet-v2",
             Family::Lstm => "lstm",
+            Family::Bert => "bert",
+            Family::Distilbert => "distilbert",
         }
+    }
+
+    /// A transformer encoder family.
+    fn is_encoder(self) -> bool {
+        matches!(self, Family::Bert | Family::Distilbert)
     }
 }
 
@@ -211,9 +239,28 @@ pub(crate) fn check_model(
         );
     }
     if family != Family::Lstm {
+        not_for(
+            name,
+            family,
+            "embedding",
+            m.embedding.as_ref().map(Spanned::span),
+            problems,
+        );
+    }
+    if family != Family::Lstm && !family.is_encoder() {
+        not_for(
+            name,
+            family,
+            "hidden",
+            m.hidden.as_ref().map(Spanned::span),
+            problems,
+        );
+    }
+    if !family.is_encoder() {
         for (key, span) in [
-            ("embedding", m.embedding.as_ref().map(Spanned::span)),
-            ("hidden", m.hidden.as_ref().map(Spanned::span)),
+            ("layers", m.layers.as_ref().map(Spanned::span)),
+            ("heads", m.heads.as_ref().map(Spanned::span)),
+            ("intermediate", m.intermediate.as_ref().map(Spanned::span)),
         ] {
             not_for(name, family, key, span, problems);
         }
@@ -229,7 +276,7 @@ pub(crate) fn check_model(
             not_for(name, family, key, span, problems);
         }
     }
-    if matches!(family, Family::MobilenetV2 | Family::Lstm) {
+    if matches!(family, Family::MobilenetV2 | Family::Lstm) || family.is_encoder() {
         not_for(
             name,
             family,
@@ -238,19 +285,28 @@ pub(crate) fn check_model(
             problems,
         );
     }
-    if matches!(family, Family::Resnet | Family::MobilenetV2)
+    if (matches!(family, Family::Resnet | Family::MobilenetV2) || family.is_encoder())
         && (!m.dense.is_empty() || m.batch_norm.is_some())
     {
         problems.push(
             m.family.as_ref().map(Spanned::span),
             format!(
-                "`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"{}\"` (its blocks always use batch norm; its classifier is its only dense layer)",
-                family.name()
+                "`models.{name}`: `dense` and `batch-norm` do not apply to `family = \"{}\"` ({})",
+                family.name(),
+                if family.is_encoder() {
+                    "its layers normalize themselves; its head is fixed by its Hugging Face class"
+                } else {
+                    "its blocks always use batch norm; its classifier is its only dense layer"
+                }
             ),
             None,
         );
     }
+    let tokenizer = tokenizer::check_tokenizer(name, family, m, base, problems);
     let mut spec = match family {
+        Family::Bert | Family::Distilbert => {
+            bert::resolve(name, family, m, base, tokenizer.as_ref(), problems)
+        }
         Family::MobilenetV2 => mobilenet::resolve(),
         Family::Lstm => lstm::resolve(name, m, problems),
         Family::Resnet => resnet::resolve(name, m, problems),
@@ -260,6 +316,7 @@ pub(crate) fn check_model(
     if let Some(d) = &m.dropout
         && spec.dense.is_empty()
         && !spec.mobilenet_v2
+        && spec.bert.is_none()
     {
         problems.push(
             Some(d.span()),
@@ -273,6 +330,7 @@ pub(crate) fn check_model(
         .map(|d| d.get_ref().get())
         .filter(|&p| p > 0.0);
     spec.weights = weights::check_weights(name, m, base, problems);
+    spec.tokenizer = tokenizer.map(|(t, _, _)| t);
     spec
 }
 

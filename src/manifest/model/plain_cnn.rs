@@ -71,6 +71,9 @@ impl ModelSpec {
             weights: None,
             ensemble: None,
             onnx: None,
+            bert: None,
+            tokenizer: None,
+            view: 0,
             family: format!("plain-cnn-{size}"),
         })
     }

@@ -18,6 +18,14 @@ pub(crate) struct FineTune {
     pub(super) lr: Option<Positive>,
 }
 
+/// `hidden`: the LSTM layers' widths (`[64, 64]`), or an encoder's one width (`256`).
+#[derive(Deserialize, Clone)]
+#[serde(untagged, expecting = "a positive integer or a list of them")]
+pub(crate) enum Widths {
+    One(Count),
+    Many(Vec<Count>),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawModel {
@@ -44,7 +52,11 @@ pub(crate) struct RawModel {
     pub(super) seeds: Option<Spanned<Vec<u64>>>,
     pub(super) combine: Option<Combine>,
     pub(super) embedding: Option<Spanned<Count>>,
-    pub(super) hidden: Option<Spanned<Vec<Count>>>,
+    pub(super) hidden: Option<Spanned<Widths>>,
+    pub(super) layers: Option<Spanned<Count>>,
+    pub(super) heads: Option<Spanned<Count>>,
+    pub(super) intermediate: Option<Spanned<Count>>,
+    pub(super) tokenizer: Option<Spanned<String>>,
     pub(crate) onnx: Option<Spanned<String>>,
     pub(super) input: Option<Spanned<RawInput>>,
     pub(super) class_map: Option<Spanned<Vec<usize>>>,
@@ -77,6 +89,10 @@ impl RawModel {
             combine: None,
             embedding: None,
             hidden: None,
+            layers: None,
+            heads: None,
+            intermediate: None,
+            tokenizer: None,
             onnx: None,
             input: None,
             class_map: None,
@@ -89,6 +105,10 @@ impl RawModel {
         self.family.is_some()
             || self.embedding.is_some()
             || self.hidden.is_some()
+            || self.layers.is_some()
+            || self.heads.is_some()
+            || self.intermediate.is_some()
+            || self.tokenizer.is_some()
             || self.size.is_some()
             || self.conv.is_some()
             || !self.dense.is_empty()

@@ -83,7 +83,35 @@ pub(super) fn check_weights(
             );
         }
     }
-    let (path, sha256) = super::file_digest(name, "weights", weights, base, problems);
+    let family = m.family.as_ref().map_or(Family::Cnn, |f| *f.get_ref());
+    let file = if base.join(weights.get_ref()).is_dir() {
+        // A Hugging Face checkpoint folder (`save_pretrained`): its weights file; its
+        // `config.json` sizes the model and its `tokenizer.json` tokenizes (family files).
+        if !family.is_encoder() {
+            problems.push(
+                Some(weights.span()),
+                format!("`models.{name}.weights` is a folder: only `bert` and `distilbert` read Hugging Face checkpoint folders"),
+                Some("name the weights file itself".into()),
+            );
+            return None;
+        }
+        let dir = base.join(weights.get_ref());
+        let Some(file) = ["model.safetensors", "pytorch_model.bin"]
+            .into_iter()
+            .find(|f| dir.join(f).is_file())
+        else {
+            problems.push(
+                Some(weights.span()),
+                format!("`models.{name}.weights`: `{}` holds neither `model.safetensors` nor `pytorch_model.bin`", dir.display()),
+                None,
+            );
+            return None;
+        };
+        Spanned::new(weights.span(), format!("{}/{file}", weights.get_ref()))
+    } else {
+        weights.clone()
+    };
+    let (path, sha256) = super::file_digest(name, "weights", &file, base, problems);
     Some(ImportedWeights {
         path,
         sha256,
