@@ -18,7 +18,7 @@ KDGRID = $(CARGO) run --release --quiet --
 endif
 
 # Studies whose `ci` profile CI trains and checks against the committed `results/<name>-ci/`.
-CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd onnx-teacher
+CI_STUDIES ?= default seed-variance kd-sweep pretrained-teacher text-kd onnx-teacher bert-distill
 CHECK_DIR ?= $(CURDIR)/target/check-results
 CHECK_ACROSS ?= 0.02
 
@@ -73,7 +73,8 @@ build:
 build-tch: torch
 	$(TCH_ENV) $(CARGO) build --release --features tch
 
-torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy $(TORCH_VENV)/.installed-onnx
+torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy $(TORCH_VENV)/.installed-onnx \
+	$(TORCH_VENV)/.installed-transformers
 
 $(TORCH_VENV)/.installed:
 	python3 -m venv "$(TORCH_VENV)"
@@ -97,6 +98,12 @@ $(TORCH_VENV)/.installed-scipy: $(TORCH_VENV)/.installed-io
 # parity tests export PyTorch models and compare kdgrid's logits with PyTorch's.
 $(TORCH_VENV)/.installed-onnx: $(TORCH_VENV)/.installed-io
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check onnx==1.19.1
+	touch "$@"
+
+# `transformers` and `tokenizers` for the BERT teachers: scripts/examples/bert-teacher.py builds
+# Hugging Face checkpoints, and the tests compare kdgrid's token ids and logits with Python's.
+$(TORCH_VENV)/.installed-transformers: $(TORCH_VENV)/.installed-io
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check transformers==4.57.1 tokenizers==0.22.2
 	touch "$@"
 
 ## The full test suite on both backends (release mode: the tests train real, tiny models).

@@ -355,17 +355,19 @@ pub fn trace(
         });
     }
     let store = Store::open_shared(results, &plan.name)?;
-    if let Some(p) = &stage.parent
-        && !matches!(store.lookup(p)?, Lookup::Found(ref r) if r.status == Status::Ok)
-    {
-        return Err(SweepError::TeacherMissing {
-            stage: id.into(),
-            teacher: p.to_string(),
-        });
+    for p in stage.needs() {
+        if !matches!(store.lookup(p)?, Lookup::Found(ref r) if r.status == Status::Ok) {
+            return Err(SweepError::TeacherMissing {
+                stage: id.into(),
+                teacher: p.to_string(),
+            });
+        }
     }
     let data = load_data(plan)?;
     let teacher = execute::stage::load_teacher(plan, &store, &data, backend, stage)?;
-    train::trace::trace(stage, &data, teacher.as_ref(), backend).map_err(SweepError::Model)
+    let init = execute::stage::load_init(plan, &store, &data, backend, stage)?;
+    train::trace::trace(stage, &data, teacher.as_ref(), init.as_ref(), backend)
+        .map_err(SweepError::Model)
 }
 
 /// The logits of a trained stage on the first `limit` test images (`kdgrid predict`).

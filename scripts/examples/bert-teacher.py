@@ -144,6 +144,7 @@ def check(args):
     model.eval()
     with torch.no_grad():
         ours = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    report["params"] = sum(p.numel() for p in model.parameters())
     report["max_abs_diff"] = (ours - logits).abs().max().item()
     report["logit_range"] = ours.abs().max().item()
     print(json.dumps(report))

@@ -6,7 +6,7 @@ use super::{Event, SweepError};
 use crate::data::Dataset;
 use crate::plan::{Plan, Stage, StageId};
 use crate::store::{Claim, StageRecord, Store};
-use crate::train::{Backend, EpochMetrics, Progress, Teacher};
+use crate::train::{Backend, EpochMetrics, Net, Progress, Teacher};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Messages from training workers to the sweep's thread.
@@ -108,6 +108,7 @@ impl Scheduler<'_> {
                         }
                         None => {
                             let teacher = self.teacher(stage)?;
+                            let init = self.init(stage)?;
                             let claim = self
                                 .store
                                 .claim(&stage.id)?
@@ -131,6 +132,7 @@ impl Scheduler<'_> {
                                             stage,
                                             data,
                                             teacher.as_ref(),
+                                            init.as_ref(),
                                             backend,
                                             jobs,
                                             &mut |p| {
@@ -222,6 +224,18 @@ impl Scheduler<'_> {
             self.models.insert(p.clone(), model);
         }
         Ok(self.models.get(p).cloned())
+    }
+
+    /// The model `stage` starts from (`init-from`): kept in memory when it trained in this
+    /// sweep, else from the store.
+    fn init(&mut self, stage: &Stage) -> Result<Option<Net>, SweepError> {
+        let Some(id) = &stage.init else {
+            return Ok(None);
+        };
+        if let Some(Teacher::One(net)) = self.models.get(id) {
+            return Ok(Some((**net).clone()));
+        }
+        stage::load_init(self.plan, self.store, self.data, self.backend, stage)
     }
 
     /// One fewer child waits for what `stage` needs; drop weights after the last.

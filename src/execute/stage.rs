@@ -30,6 +30,7 @@ pub fn train_and_commit(
     stage: &Stage,
     data: &Dataset,
     teacher: Option<&Teacher>,
+    init: Option<&train::Net>,
     backend: &Backend,
     jobs: usize,
     on_progress: &mut dyn FnMut(Progress),
@@ -47,6 +48,7 @@ pub fn train_and_commit(
             stage,
             data,
             teacher,
+            init,
             backend,
             Some((&checkpoints, stage.training.checkpoint_every)),
             on_progress,
@@ -237,6 +239,23 @@ pub fn load_teacher(
         ),
         None => Teacher::One(Box::new(load(source)?)),
     }))
+}
+
+/// The trained model `stage` starts from (`init-from`), out of the store.
+pub fn load_init(
+    plan: &Plan,
+    store: &Store,
+    data: &Dataset,
+    backend: &Backend,
+    stage: &Stage,
+) -> Result<Option<train::Net>, SweepError> {
+    let Some(id) = &stage.init else {
+        return Ok(None);
+    };
+    let source = plan.stage(id).expect("init stages are in the plan");
+    train::load_model(source, data, backend, &store.model_path(id))
+        .map(Some)
+        .map_err(SweepError::Model)
 }
 
 /// The record of a stage that was not trained because its teacher (`parent`) did not train;

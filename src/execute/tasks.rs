@@ -146,6 +146,7 @@ pub fn run(
             }
             let data = data.as_ref().expect("loaded");
             let teacher = stage::load_teacher(plan, store, data, backend, stage)?;
+            let init = stage::load_init(plan, store, data, backend, stage)?;
             match claim.took_over_from() {
                 Some(holder) => {
                     on_event(Event::Note(format!(
@@ -167,6 +168,7 @@ pub fn run(
                 stage,
                 data,
                 teacher.as_ref(),
+                init.as_ref(),
                 backend,
                 1,
                 &mut |p| match p {

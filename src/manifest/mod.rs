@@ -24,9 +24,10 @@ pub use grid::{
     TeacherSeed, Test, Value,
 };
 pub use model::{
-    BertSpec, Combine, Cost, Encoder, EnsembleSpec, FeatureMaps, ImportedWeights, Layout, LstmSpec,
-    MOBILENET_V2_STAGES, ModelSpec, OnnxSpec, PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec,
-    ResNetStem, TokenizerRef, cost, feature_map_problem, graph_problem,
+    BertSpec, Combine, Cost, Encoder, EnsembleSpec, FeatureMaps, HiddenLoss, HiddenLossKind,
+    ImportedWeights, InitFrom, Layout, LstmSpec, MOBILENET_V2_STAGES, ModelSpec, OnnxSpec,
+    PLAIN_CNN_SIZES, Padding, PlainCnnTable, ResNetSpec, ResNetStem, TokenizerRef, cost,
+    feature_map_problem, graph_problem,
 };
 pub use training::{
     AugmentSpec, DEFAULT_ADAMW_DECAY, DEFAULT_BETAS, DEFAULT_EPSILON, Holdout, KlReduction,
@@ -350,6 +351,12 @@ fn check(
     {
         check_frozen_lead(g, &models, raw_grid.span(), problems);
     }
+    if let (Some(g), Some(raw_grid)) = (&grid, &raw.grid)
+        && problems.is_empty()
+        && models.values().any(|m| m.hidden_loss.is_some())
+    {
+        check_hidden_loss(g, &models, raw_grid.span(), problems);
+    }
     let compute = check_compute(raw.compute.as_ref(), problems);
     if !problems.is_empty() {
         return None;
@@ -462,6 +469,35 @@ fn check_frozen_lead(
             Some(span),
             format!("{kind} `{model}` is not the first model of chain `{chain}`"),
             Some(format!("{why}: it can only teach, at the head of a chain")),
+        );
+    }
+}
+
+/// Refuses `hidden-loss` on a student whose teacher in some chain is not an encoder of its width
+/// reading its tokens: the cosine compares their vectors token by token.
+fn check_hidden_loss(
+    grid: &Grid,
+    models: &BTreeMap<String, ModelSpec>,
+    span: std::ops::Range<usize>,
+    problems: &mut Problems,
+) {
+    let fits = |student: &ModelSpec, teacher: &ModelSpec| {
+        matches!((&student.bert, &teacher.bert), (Some(s), Some(t)) if s.hidden == t.hidden)
+            && student.tokenizer == teacher.tokenizer
+            && teacher.ensemble.is_none()
+    };
+    let misfit = grid.cells().into_iter().find_map(|c| {
+        c.chain.windows(2).find_map(|pair| {
+            let (teacher, student) = (&models[&pair[0]], &models[&pair[1]]);
+            (student.hidden_loss.is_some() && !fits(student, teacher))
+                .then(|| (pair[1].clone(), pair[0].clone()))
+        })
+    });
+    if let Some((student, teacher)) = misfit {
+        problems.push(
+            Some(span),
+            format!("`models.{student}.hidden-loss` compares its hidden states with `{teacher}`'s, which is not an encoder of its width reading its tokens"),
+            Some("hidden-loss needs a `bert`/`distilbert` teacher with the same `hidden` and tokenizer".into()),
         );
     }
 }

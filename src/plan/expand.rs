@@ -28,6 +28,9 @@ struct StageKey<'a> {
     /// Only for ensembles, so other ids stay as they were.
     #[serde(skip_serializing_if = "<[StageId]>::is_empty")]
     members: &'a [StageId],
+    /// Only for models that start from another stage's weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<&'a StageId>,
 }
 
 /// The teacher seed paired with cell seed `seed` under the `independent` policy: a fixed
@@ -63,6 +66,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                 kd: stage.kd,
                 parent: stage.parent.as_ref(),
                 members: &stage.members,
+                init: stage.init.as_ref(),
             })[..8],
         ));
         let id = stage.id.clone();
@@ -82,6 +86,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
         kd: None,
         parent: None,
         members: Vec::new(),
+        init: None,
         chain: Vec::new(),
         role: Role::Teacher,
     };
@@ -98,23 +103,44 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
             reduction: manifest.training.kl_reduction,
         });
         let mut parent: Option<StageId> = None;
+        // Teachers, assistants and the stages others start from follow the teacher-seed
+        // policy; the chain's last model always takes the cell's seeds.
+        let teacher_seeds = match grid.teacher_seed {
+            TeacherSeed::Paired => (seed, seeds),
+            TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
+            TeacherSeed::Fixed(s) => (s, RoleSeeds::uniform(s)),
+            TeacherSeed::Independent => {
+                let s = independent_seed(seed);
+                (s, RoleSeeds::uniform(s))
+            }
+        };
+        // A model used as imported draws nothing random: one stage serves every seed.
+        let own_seeds = |spec: &crate::manifest::ModelSpec, s: (u64, RoleSeeds)| match &spec.weights
+        {
+            Some(w) if !w.fine_tune => (0, RoleSeeds::uniform(0)),
+            _ => s,
+        };
         for (depth, model) in chain.iter().enumerate() {
-            // Teachers and assistants follow the teacher-seed policy; the chain's last model
-            // always takes the cell's seeds.
             let (seed, seeds) = if depth + 1 == chain.len() {
                 (seed, seeds)
             } else {
-                match grid.teacher_seed {
-                    TeacherSeed::Paired => (seed, seeds),
-                    TeacherSeed::Shared => (first_seed, RoleSeeds::uniform(first_seed)),
-                    TeacherSeed::Fixed(s) => (s, RoleSeeds::uniform(s)),
-                    TeacherSeed::Independent => {
-                        let s = independent_seed(seed);
-                        (s, RoleSeeds::uniform(s))
-                    }
-                }
+                teacher_seeds
             };
             let spec = &manifest.models[model];
+            let init = spec.init_from.as_ref().map(|f| {
+                let source = &manifest.models[&f.model];
+                let (seed, seeds) = own_seeds(source, teacher_seeds);
+                let stage = Stage {
+                    model: f.model.clone(),
+                    spec: source.clone(),
+                    training: manifest.training_for(&f.model),
+                    seed,
+                    seeds,
+                    chain: vec![f.model.clone()],
+                    ..blank.clone()
+                };
+                add(&mut stages, &mut index, stage)
+            });
             let members: Vec<StageId> = match &spec.ensemble {
                 Some(e) => e
                     .seeds
@@ -134,12 +160,10 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                     .collect(),
                 None => Vec::new(),
             };
-            // A model used as imported, an ensemble of trained stages or an ONNX model draws
-            // nothing random: one stage serves every seed.
-            let (seed, seeds) = match &spec.weights {
-                Some(w) if !w.fine_tune => (0, RoleSeeds::uniform(0)),
+            // Neither does an ensemble of trained stages or an ONNX model.
+            let (seed, seeds) = match own_seeds(spec, (seed, seeds)) {
                 _ if !members.is_empty() || spec.onnx.is_some() => (0, RoleSeeds::uniform(0)),
-                _ => (seed, seeds),
+                s => s,
             };
             let stage = Stage {
                 model: model.clone(),
@@ -150,6 +174,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                 kd: if depth == 0 { None } else { kd },
                 parent: parent.clone(),
                 members,
+                init,
                 chain: chain[..=depth].to_vec(),
                 role: if depth == 0 {
                     Role::Teacher

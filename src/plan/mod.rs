@@ -133,6 +133,8 @@ pub struct Stage {
     pub parent: Option<StageId>,
     /// The stages an ensemble averages (empty for every other stage).
     pub members: Vec<StageId>,
+    /// The stage whose weights this one starts from (`init-from`), if any.
+    pub init: Option<StageId>,
     /// Model names from the chain's root to this stage.
     pub chain: Vec<String>,
     /// Role in the grid.
@@ -140,10 +142,14 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The stages this one needs settled before it can run: its teacher, or an ensemble's
-    /// members.
+    /// The stages this one needs settled before it can run: its teacher, an ensemble's
+    /// members, the stage it starts from (once, when that is also its teacher).
     pub fn needs(&self) -> impl Iterator<Item = &StageId> {
-        self.parent.iter().chain(&self.members)
+        let init = self
+            .init
+            .as_ref()
+            .filter(|i| Some(*i) != self.parent.as_ref());
+        self.parent.iter().chain(&self.members).chain(init)
     }
 
     /// Whether this stage averages trained stages instead of training.

@@ -90,7 +90,7 @@ pub fn images_per_second(workload: &str, backend: &Backend, seconds: f64) -> Opt
             &backend.device,
         )))
     });
-    let mut run = StageRun::new(stage, &data, teacher.as_ref(), backend).ok()?;
+    let mut run = StageRun::new(stage, &data, teacher.as_ref(), None, backend).ok()?;
     let eval = workload.ends_with("/eval");
     let mut work = |epoch: usize| -> usize {
         if eval {

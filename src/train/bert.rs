@@ -6,7 +6,7 @@ use super::lstm::token_ids;
 use super::model::{Init, drop};
 use super::named::Slots;
 use crate::manifest::{BertSpec, Encoder};
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -86,7 +86,7 @@ impl BertNet {
             // values so the weight stays a leaf of the autodiff graph.
             let mut values: Vec<f32> = words.weight.val().into_data().iter::<f32>().collect();
             values[b.pad_id * h..(b.pad_id + 1) * h].fill(0.0);
-            words.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            words.weight = Param::from_tensor(Tensor::from_data(
                 TensorData::new(values, [b.vocab, h]),
                 device,
             ));
@@ -186,12 +186,26 @@ impl BertNet {
 
     /// Logits `[batch, classes]` from the first token (`[CLS]`): BERT's tanh pooler, or
     /// DistilBERT's ReLU pre-classifier, then dropout and the classifier.
-    pub fn forward_with(
+    pub fn forward_with(&self, x: Tensor<4>, dropout: Option<(f64, &mut ChaCha8Rng)>) -> Tensor<2> {
+        self.forward_hidden(x, dropout).0
+    }
+
+    /// 1 where a token is not padding, 0 where it is, `[batch, length]`.
+    pub fn token_mask(&self, x: Tensor<4>) -> Tensor<2> {
+        self.ids(x).not_equal_elem(self.pad_id as i64).float()
+    }
+
+    /// Logits and the last layer's vectors of every token.
+    pub fn forward_hidden(
         &self,
         x: Tensor<4>,
         mut dropout: Option<(f64, &mut ChaCha8Rng)>,
-    ) -> Tensor<2> {
-        let h = self.encode(x, &mut dropout);
+    ) -> (Tensor<2>, Tensor<3>) {
+        let hidden = self.encode(x, &mut dropout);
+        (self.classify(hidden.clone(), &mut dropout), hidden)
+    }
+
+    fn classify(&self, h: Tensor<3>, dropout: Dropout) -> Tensor<2> {
         let [batch, _, width] = h.dims();
         let first: Tensor<2> = h.narrow(1, 0, 1).reshape([batch, width]);
         let pooled = self.pooler.forward(first);
@@ -200,7 +214,50 @@ impl BertNet {
         } else {
             pooled.tanh()
         };
-        self.head.forward(dropped(pooled, &mut dropout))
+        self.head.forward(dropped(pooled, dropout))
+    }
+
+    /// Takes `source`'s embeddings (token types only from a BERT into a BERT) and its encoder
+    /// layers `layers`, one per layer of this model, as values: the trained model keeps its
+    /// own parameters (leaves of its own graph). Pooler and classifier stay as drawn.
+    pub(super) fn copy_from(&mut self, source: &BertNet, layers: &[usize]) {
+        fn set<const D: usize>(dst: &mut Param<Tensor<D>>, src: &Param<Tensor<D>>) {
+            let device = dst.val().device();
+            *dst = Param::from_tensor(Tensor::from_data(src.val().into_data(), &device));
+        }
+        fn linear(dst: &mut Linear, src: &Linear) {
+            set(&mut dst.weight, &src.weight);
+            if let (Some(d), Some(s)) = (&mut dst.bias, &src.bias) {
+                set(d, s);
+            }
+        }
+        fn norm(dst: &mut LayerNorm, src: &LayerNorm) {
+            set(&mut dst.gamma, &src.gamma);
+            if let (Some(d), Some(s)) = (&mut dst.beta, &src.beta) {
+                set(d, s);
+            }
+        }
+        set(&mut self.words.weight, &source.words.weight);
+        set(&mut self.positions.weight, &source.positions.weight);
+        if let (Some(d), Some(s)) = (&mut self.token_types, &source.token_types) {
+            set(&mut d.weight, &s.weight);
+        }
+        norm(&mut self.embedding_norm, &source.embedding_norm);
+        for (dst, &l) in self.layers.iter_mut().zip(layers) {
+            let src = &source.layers[l];
+            for (d, s) in [
+                (&mut dst.query, &src.query),
+                (&mut dst.key, &src.key),
+                (&mut dst.value, &src.value),
+                (&mut dst.out, &src.out),
+                (&mut dst.up, &src.up),
+                (&mut dst.down, &src.down),
+            ] {
+                linear(d, s);
+            }
+            norm(&mut dst.attention_norm, &src.attention_norm);
+            norm(&mut dst.out_norm, &src.out_norm);
+        }
     }
 
     /// Every tensor under its Hugging Face name.

@@ -43,21 +43,22 @@ pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
     train.div_ceil(stage.training.batch_size)
 }
 
-/// Trains `stage` on `data`, distilling from `teacher` when the stage has one.
-/// `on_progress` sees each step and each epoch's metrics as they come. With `checkpoints`, the
+/// Trains `stage` on `data`, distilling from `teacher` when the stage has one and starting
+/// from `init`'s layers when it says so (`init-from`). `on_progress` sees each step and each epoch's metrics as they come. With `checkpoints`, the
 /// run resumes from the last epoch committed there and commits every `every`-th epoch (see
 /// `checkpoint.rs`); the result is bit-identical to an uninterrupted run.
 pub fn train(
     stage: &Stage,
     data: &Dataset,
     teacher: Option<&Teacher>,
+    init: Option<&Net>,
     backend: &Backend,
     checkpoints: Option<(&Path, usize)>,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained, TrainError> {
     crate::fault::check_panic("panic", &stage.model);
     let start = Instant::now();
-    let mut run = StageRun::new(stage, data, teacher, backend)?;
+    let mut run = StageRun::new(stage, data, teacher, init, backend)?;
     if stage.training.epochs == 0 {
         let metrics = run.evaluate_as_is()?;
         on_progress(Progress::Epoch(&metrics));
@@ -112,6 +113,7 @@ impl<'a> StageRun<'a> {
         stage: &'a Stage,
         data: &'a Dataset,
         teacher: Option<&'a Teacher>,
+        init: Option<&Net>,
         backend: &Backend,
     ) -> Result<Self, TrainError> {
         let plain = backend.device.clone();
@@ -125,6 +127,14 @@ impl<'a> StageRun<'a> {
         );
         if let Some(w) = &stage.spec.weights {
             import_into(&mut model, w)?;
+        }
+        if let Some(f) = &stage.spec.init_from {
+            let source = init.ok_or_else(|| TrainError::Panicked {
+                message: format!("`init-from` stage of `{}` not loaded", f.model),
+            })?;
+            model
+                .init_from(source, &f.layers)
+                .map_err(|message| TrainError::Panicked { message })?;
         }
         // Without augmentation the teacher sees the same images every epoch: run it once.
         let temperature = stage.kd.map_or(1.0, |k| k.temperature);
@@ -184,8 +194,27 @@ impl<'a> StageRun<'a> {
         let labels = labels_tensor(&data.train, batch, plain).autodiff();
         let dropout = self.stage.spec.dropout.map(|p| (p, &mut self.dropout_rng));
         let model = self.model.as_ref().expect("present between steps");
-        let logits = model.forward_with(images.clone().autodiff(), dropout);
-        match (self.teacher, self.stage.kd) {
+        let hidden_loss = self
+            .stage
+            .spec
+            .hidden_loss
+            .filter(|_| self.stage.kd.is_some());
+        let (logits, hidden) = match hidden_loss {
+            Some(_) => model.forward_hidden(images.clone().autodiff(), dropout),
+            None => (model.forward_with(images.clone().autodiff(), dropout), None),
+        };
+        // DistilBERT's cosine loss on the last hidden states, next to the logits' loss.
+        let hidden_term = match (hidden_loss, hidden, self.teacher) {
+            (Some(h), Some((student, mask)), Some(teacher)) => teacher
+                .hidden(images.clone())
+                .map(|t| loss::hidden_cosine(student, t.autodiff(), mask).mul_scalar(h.weight)),
+            _ => None,
+        };
+        let total = |l: Tensor<1>| match hidden_term {
+            Some(h) => l + h,
+            None => l,
+        };
+        total(match (self.teacher, self.stage.kd) {
             (Some(teacher), Some(kd)) => {
                 let teacher_logits = match &self.cached_teacher {
                     Some(all) => rows(all, batch, data.classes, plain),
@@ -208,7 +237,7 @@ impl<'a> StageRun<'a> {
                 )
             }
             _ => loss::cross_entropy(logits, labels),
-        }
+        })
     }
 
     /// Trains and evaluates epoch `epoch` (1-based).

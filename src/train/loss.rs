@@ -38,6 +38,23 @@ pub fn distillation(
     kl.mul_scalar(alpha * temperature * temperature * kl_scale) + ce.mul_scalar(1.0 - alpha)
 }
 
+/// DistilBERT's cosine loss between a student's and its teacher's last hidden states
+/// `[batch, length, width]`: `1 - cos(s, t)` per token, averaged over the tokens `mask` keeps
+/// (`[batch, length]`, 1 or 0), with `cos = s·t / sqrt((|s|² + 1e-12)(|t|² + 1e-12))` as
+/// PyTorch's `CosineEmbeddingLoss` computes it. The teacher's side is a constant.
+pub fn hidden_cosine(student: Tensor<3>, teacher: Tensor<3>, mask: Tensor<2>) -> Tensor<1> {
+    const EPS: f64 = 1e-12;
+    let teacher = teacher.detach();
+    let dot = (student.clone() * teacher.clone()).sum_dim(2);
+    let ss = student.powi_scalar(2).sum_dim(2).add_scalar(EPS);
+    let tt = teacher.powi_scalar(2).sum_dim(2).add_scalar(EPS);
+    let cos = dot / (ss * tt).sqrt();
+    let [batch, length, _] = cos.dims();
+    let per_token: Tensor<2> = cos.reshape([batch, length]).neg().add_scalar(1.0);
+    let kept = mask.clone().sum();
+    (per_token * mask).sum() / kept
+}
+
 /// Number of rows whose argmax equals the label.
 pub fn correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
     let predicted: Tensor<1, Int> = logits.argmax(1).flatten(0, 1);

@@ -72,6 +72,23 @@ impl Net {
         }
     }
 
+    /// Logits and, for encoders, the last hidden states `[batch, length, width]` with the mask
+    /// of the tokens that are not padding.
+    pub fn forward_hidden(
+        &self,
+        x: Tensor<4>,
+        dropout: Option<(f64, &mut ChaCha8Rng)>,
+    ) -> (Tensor<2>, Option<(Tensor<3>, Tensor<2>)>) {
+        match self {
+            Net::Bert(m) => {
+                let mask = m.token_mask(x.clone());
+                let (logits, hidden) = m.forward_hidden(x, dropout);
+                (logits, Some((hidden, mask)))
+            }
+            _ => (self.forward_with(x, dropout), None),
+        }
+    }
+
     /// Trainable parameters, as PyTorch counts them.
     pub fn trainable_params(&self) -> usize {
         match self {
@@ -173,6 +190,18 @@ impl Net {
                 "{} (is it this family and size? a `key-map` renames tensors)",
                 problems.join("; ")
             ))
+        }
+    }
+
+    /// Starts this encoder from `source`'s embeddings and encoder layers `layers` (see
+    /// [`crate::manifest::InitFrom`]); `Err` when either is not an encoder.
+    pub fn init_from(&mut self, source: &Net, layers: &[usize]) -> Result<(), String> {
+        match (self, source) {
+            (Net::Bert(m), Net::Bert(s)) => {
+                m.copy_from(s, layers);
+                Ok(())
+            }
+            _ => Err("`init-from` copies an encoder's layers into an encoder".into()),
         }
     }
 

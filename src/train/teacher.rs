@@ -45,6 +45,14 @@ impl Teacher {
         }
     }
 
+    /// The last hidden states of a single encoder teacher, `[batch, length, width]`.
+    pub fn hidden(&self, x: Tensor<4>) -> Option<Tensor<3>> {
+        match self {
+            Teacher::One(m) => m.forward_hidden(x, None).1.map(|(h, _)| h),
+            _ => None,
+        }
+    }
+
     /// Trainable parameters of every model involved (an ONNX graph's floating-point values).
     pub fn params(&self) -> usize {
         match self {

@@ -69,9 +69,10 @@ pub fn trace(
     stage: &Stage,
     data: &Dataset,
     teacher: Option<&super::Teacher>,
+    init: Option<&super::Net>,
     backend: &Backend,
 ) -> Result<Trace, TrainError> {
-    let mut run = StageRun::new(stage, data, teacher, backend)?;
+    let mut run = StageRun::new(stage, data, teacher, init, backend)?;
     run.trace = Some(Vec::new());
     let initial = run.model().export();
     for epoch in 1..=stage.training.epochs {

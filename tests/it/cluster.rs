@@ -234,14 +234,6 @@ fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
     );
 }
 
-/// A diagnostic as one line: miette wraps long messages and draws a margin.
-fn flat(text: &str) -> String {
-    text.split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A shard's stages that wait for a teacher of another shard, as (stage, teacher) ids, for the
 /// first shard count from 2 up that has one.
 fn cross_shard_student(ws: &Workspace) -> (usize, String, String) {

@@ -44,14 +44,6 @@ chains = [["student"], ["teacher", "student"]]
     )
 }
 
-/// An error message with miette's line wrapping undone.
-fn flat(err: &str) -> String {
-    err.split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn onnx_line(path: &Path) -> String {
     format!("onnx = \"{}\"", path.display())
 }

@@ -376,14 +376,6 @@ fn the_report_says_what_few_seeds_cannot_show_and_how_many_would() {
     );
 }
 
-/// A diagnostic as one line (miette wraps long messages).
-fn flat(text: &str) -> String {
-    text.replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[test]
 fn stats_skips_failed_and_empty_cells_and_refuses_nan_naming_the_row() {
     let dir = tempfile::tempdir().unwrap();

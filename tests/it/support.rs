@@ -184,3 +184,11 @@ pub fn assert_plan_params_match(ws: &Workspace, experiment: &str) {
         );
     }
 }
+
+/// A diagnostic as one line: miette wraps long messages and draws a margin.
+pub fn flat(text: &str) -> String {
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

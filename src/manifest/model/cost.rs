@@ -122,6 +122,8 @@ mod tests {
             onnx: None,
             bert: None,
             tokenizer: None,
+            init_from: None,
+            hidden_loss: None,
             view: 0,
             family: "cnn".into(),
         };

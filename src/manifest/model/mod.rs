@@ -21,7 +21,7 @@ mod resnet;
 mod tokenizer;
 mod weights;
 
-pub use bert::{BertSpec, Encoder};
+pub use bert::{BertSpec, Encoder, HiddenLoss, HiddenLossKind, InitFrom};
 pub use cnn::{FeatureMaps, Padding, feature_map_problem};
 pub use cost::{Cost, cost};
 pub use ensemble::{Combine, EnsembleSpec};
@@ -101,6 +101,12 @@ pub struct ModelSpec {
     /// vocabulary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerRef>,
+    /// Weights an encoder starts from: another model's stage's embeddings and layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<InitFrom>,
+    /// A loss between the encoder's and its teacher's last hidden states, when distilled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_loss: Option<HiddenLoss>,
     /// Which of a text dataset's tokenizations the model reads (0: words; `n`: the dataset's
     /// `n`-th tokenizer file), set from `[dataset]`; the tokenizer's digest is in the id.
     #[serde(skip)]
@@ -129,6 +135,8 @@ impl ModelSpec {
             onnx: None,
             bert: None,
             tokenizer: None,
+            init_from: None,
+            hidden_loss: None,
             view: 0,
             family: family.into(),
         }
@@ -391,5 +399,6 @@ pub(crate) fn check_models(
             models.insert(name.get_ref().clone(), spec);
         }
     }
+    bert::check_links(raw, &mut models, problems);
     models
 }

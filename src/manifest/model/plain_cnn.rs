@@ -73,6 +73,8 @@ impl ModelSpec {
             onnx: None,
             bert: None,
             tokenizer: None,
+            init_from: None,
+            hidden_loss: None,
             view: 0,
             family: format!("plain-cnn-{size}"),
         })

@@ -18,6 +18,22 @@ pub(crate) struct FineTune {
     pub(super) lr: Option<Positive>,
 }
 
+/// `init-from = { model = "teacher", layers = [0, 2] }` of an encoder.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInitFrom {
+    pub(super) model: String,
+    pub(super) layers: Option<Vec<usize>>,
+}
+
+/// `hidden-loss = { kind = "cosine", weight = 1.0 }` of an encoder.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHiddenLoss {
+    pub(super) kind: super::bert::HiddenLossKind,
+    pub(super) weight: Positive,
+}
+
 /// `hidden`: the LSTM layers' widths (`[64, 64]`), or an encoder's one width (`256`).
 #[derive(Deserialize, Clone)]
 #[serde(untagged, expecting = "a positive integer or a list of them")]
@@ -57,6 +73,8 @@ pub(crate) struct RawModel {
     pub(super) heads: Option<Spanned<Count>>,
     pub(super) intermediate: Option<Spanned<Count>>,
     pub(super) tokenizer: Option<Spanned<String>>,
+    pub(super) init_from: Option<Spanned<RawInitFrom>>,
+    pub(super) hidden_loss: Option<Spanned<RawHiddenLoss>>,
     pub(crate) onnx: Option<Spanned<String>>,
     pub(super) input: Option<Spanned<RawInput>>,
     pub(super) class_map: Option<Spanned<Vec<usize>>>,
@@ -93,6 +111,8 @@ impl RawModel {
             heads: None,
             intermediate: None,
             tokenizer: None,
+            init_from: None,
+            hidden_loss: None,
             onnx: None,
             input: None,
             class_map: None,
@@ -109,6 +129,8 @@ impl RawModel {
             || self.heads.is_some()
             || self.intermediate.is_some()
             || self.tokenizer.is_some()
+            || self.init_from.is_some()
+            || self.hidden_loss.is_some()
             || self.size.is_some()
             || self.conv.is_some()
             || !self.dense.is_empty()
