@@ -346,7 +346,6 @@ pub fn trace(
     if stage.is_frozen()
         || stage.spec.resnet.is_some()
         || stage.spec.lstm.is_some()
-        || stage.spec.bert.is_some()
         || stage.spec.mobilenet_v2
     {
         return Err(SweepError::NotTraceable {

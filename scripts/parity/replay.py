@@ -14,6 +14,12 @@ The model kdgrid's `cnn` family builds, as PyTorch code (see `Net`): for each co
 `Conv2d(c, out, k, padding=k//2)` (`padding=0` with `padding = "valid"`), then `BatchNorm2d(out)` when `batch-norm = true`, `ReLU`, and
 `MaxPool2d(2)` where the layer pools; `Flatten`; for each dense width `Linear(d, width)`, `ReLU`
 (and `Dropout(p)` when set); `Linear(d, classes)`.
+
+The `bert` and `distilbert` families are Hugging Face's own `BertForSequenceClassification` and
+`DistilBertForSequenceClassification` (`transformers`, eager attention, dropout off), fed the ids
+of the model's token row and the attention mask `ids != pad`; a stage with a `hidden-loss` adds
+`weight * CosineEmbeddingLoss` between its last hidden states and the teacher's (recorded in the
+trace) over the tokens that are not padding, as DistilBERT's training does.
 """
 
 import argparse
@@ -62,6 +68,48 @@ class Net(nn.Module):
         for layer in self.dense:
             x = F.relu(layer(x))
         return self.head(x)
+
+
+class Encoder(nn.Module):
+    """A `transformers` classifier reading kdgrid's token planes `[n, 2, rows, length]`."""
+
+    def __init__(self, spec, view, classes):
+        super().__init__()
+        from transformers import BertConfig, BertForSequenceClassification
+        from transformers import DistilBertConfig, DistilBertForSequenceClassification
+        if spec["encoder"] == "distilbert":
+            config = DistilBertConfig(
+                vocab_size=spec["vocab"], dim=spec["hidden"], n_layers=spec["layers"],
+                n_heads=spec["heads"], hidden_dim=spec["intermediate"],
+                max_position_embeddings=spec["positions"], pad_token_id=spec["pad_id"],
+                num_labels=classes, dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0)
+            cls = DistilBertForSequenceClassification
+        else:
+            config = BertConfig(
+                vocab_size=spec["vocab"], hidden_size=spec["hidden"], num_hidden_layers=spec["layers"],
+                num_attention_heads=spec["heads"], intermediate_size=spec["intermediate"],
+                max_position_embeddings=spec["positions"], type_vocab_size=spec["token_types"],
+                pad_token_id=spec["pad_id"], layer_norm_eps=spec["layer_norm_eps"],
+                num_labels=classes, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+            cls = BertForSequenceClassification
+        config._attn_implementation = "eager"
+        self.model = cls(config)
+        self.view, self.pad = view, spec["pad_id"]
+        self.hidden = None
+
+    def forward(self, x):
+        ids = (x[:, 0, self.view] + 256 * x[:, 1, self.view]).round().long()
+        self.mask = (ids != self.pad).long()
+        out = self.model(input_ids=ids, attention_mask=self.mask, output_hidden_states=True)
+        self.hidden = out.hidden_states[-1]
+        return out.logits
+
+
+def hidden_cosine(student, teacher, mask):
+    """DistilBERT's `CosineEmbeddingLoss` over the tokens that are not padding."""
+    keep = mask.bool()
+    s, t = student[keep], teacher[keep]
+    return F.cosine_embedding_loss(s, t, torch.ones(s.shape[0]), reduction="mean")
 
 
 def tensors(named):
@@ -121,9 +169,15 @@ def main():
     if tr["model"].get("dropout"):
         raise SystemExit("replay needs dropout off: its masks are kdgrid's own stream")
     t, kd = tr["training"], tr["kd"]
-    model = Net(tr["model"], tr["input"], tr["classes"])
+    if tr["model"].get("bert"):
+        encoder = Encoder(tr["model"]["bert"], tr["model"]["view"], tr["classes"])
+        model, forward = encoder.model, encoder
+    else:
+        model = Net(tr["model"], tr["input"], tr["classes"])
+        forward = model
+    hidden_loss = tr["model"].get("hidden_loss")
     missing, unexpected = model.load_state_dict(tensors(tr["initial"]), strict=False)
-    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    missing = [m for m in missing if not m.endswith(("num_batches_tracked", "position_ids", "token_type_ids"))]
     if missing or unexpected:
         raise SystemExit(f"weights do not match the architecture: missing {missing}, unexpected {unexpected}")
     opt = optimizer(model, t)
@@ -147,7 +201,10 @@ def main():
         if step.get("teacher_logits") is not None:
             teacher = torch.tensor(step["teacher_logits"], dtype=torch.float32).reshape(len(step["labels"]), -1)
         opt.zero_grad()
-        loss = loss_of(model(x), y, teacher, kd)
+        loss = loss_of(forward(x), y, teacher, kd)
+        if hidden_loss and step.get("teacher_hidden") is not None:
+            t_hidden = torch.tensor(step["teacher_hidden"], dtype=torch.float32).reshape(encoder.hidden.shape)
+            loss = loss + hidden_loss["weight"] * hidden_cosine(encoder.hidden, t_hidden, encoder.mask)
         ours, theirs = loss.item(), step["loss"]
         diff = abs(ours - theirs) / max(abs(theirs), 1.0)
         max_loss = max(max_loss, diff)
@@ -166,16 +223,21 @@ def main():
     # running mean that absorbs it, and evaluation-mode logits are decided by rounding (two
     # PyTorch builds disagree the same way). Reported, not compared.
     undetermined = set()
-    if t["optimizer"] in ("adam", "adamw") and tr["model"]["batch_norm"]:
+    if t["optimizer"] in ("adam", "adamw") and tr["model"].get("batch_norm"):
         for i in range(len(tr["model"]["conv"])):
             undetermined |= {f"conv.{i}.bias", f"bn.{i}.running_mean", "eval logits"}
+    # Likewise an attention layer's key bias: it adds `q·b` to every score of a query's row,
+    # which softmax removes, so its gradient is zero in exact arithmetic (it does not change the
+    # logits, which are compared).
+    if t["optimizer"] in ("adam", "adamw") and tr["model"].get("bert"):
+        undetermined |= {n for n in worst if n.endswith(("attention.self.key.bias", "attention.k_lin.bias"))}
     for name, d in worst.items():
         if d > args.weight_tol and name not in undetermined:
             problems.append(f"final tensor `{name}`: relative difference {d:.3g} > {args.weight_tol:g}")
     with torch.no_grad():
         n = len(tr["eval_logits"]) // tr["classes"]
         x = torch.tensor(tr["eval_inputs"], dtype=torch.float32).reshape(shape)
-        logits = model(x)
+        logits = forward(x)
         eval_diff = rel(logits, torch.tensor(tr["eval_logits"], dtype=torch.float32).reshape(n, -1))
     if eval_diff > args.weight_tol and "eval logits" not in undetermined:
         problems.append(f"evaluation-mode logits: relative difference {eval_diff:.3g} > {args.weight_tol:g}")
@@ -185,7 +247,7 @@ def main():
     for i, e, lr, theirs, ours, d in rows:
         print(f"{i:>4} {e:>5} {lr:>10.4g} {theirs:>14.9g} {ours:>14.9g} {d:>9.2e}")
     for name, d in list(worst.items()) + [("eval logits", eval_diff)]:
-        note = "  (rounding-determined under Adam with batch norm: not compared)" if name in undetermined else ""
+        note = "  (rounding-determined under Adam: not compared)" if name in undetermined else ""
         print(f"  {name:<24} relative difference {d:.2e}{note}")
     if args.json:
         with open(args.json, "w") as f:

@@ -90,9 +90,9 @@ pub enum SweepError {
         /// How long it waited.
         seconds: u64,
     },
-    /// `kdgrid trace` replays the `cnn` families only.
+    /// `kdgrid trace` replays the `cnn` families and the encoders only.
     #[error(
-        "stage `{stage}` is a `{family}`: only `cnn`, `plain-cnn` and `mlp` stages can be traced"
+        "stage `{stage}` is a `{family}`: only `cnn`, `plain-cnn`, `mlp`, `bert` and `distilbert` stages can be traced"
     )]
     #[diagnostic(code(kdgrid::sweep::not_traceable))]
     NotTraceable {

@@ -106,6 +106,9 @@ pub(crate) struct StageRun<'a> {
     pub(super) trace: Option<Vec<trace::Step>>,
     /// The teacher logits of the last batch, kept while tracing.
     pub(super) traced_teacher: Option<Vec<f32>>,
+    /// The teacher's last hidden states of the last batch, kept while tracing a stage with a
+    /// hidden loss.
+    pub(super) traced_hidden: Option<Vec<f32>>,
 }
 
 impl<'a> StageRun<'a> {
@@ -165,6 +168,7 @@ impl<'a> StageRun<'a> {
             plain,
             trace: None,
             traced_teacher: None,
+            traced_hidden: None,
         })
     }
 
@@ -205,9 +209,14 @@ impl<'a> StageRun<'a> {
         };
         // DistilBERT's cosine loss on the last hidden states, next to the logits' loss.
         let hidden_term = match (hidden_loss, hidden, self.teacher) {
-            (Some(h), Some((student, mask)), Some(teacher)) => teacher
-                .hidden(images.clone())
-                .map(|t| loss::hidden_cosine(student, t.autodiff(), mask).mul_scalar(h.weight)),
+            (Some(h), Some((student, mask)), Some(teacher)) => {
+                teacher.hidden(images.clone()).map(|t| {
+                    if self.trace.is_some() {
+                        self.traced_hidden = Some(t.clone().into_data().iter::<f32>().collect());
+                    }
+                    loss::hidden_cosine(student, t.autodiff(), mask).mul_scalar(h.weight)
+                })
+            }
             _ => None,
         };
         let total = |l: Tensor<1>| match hidden_term {
@@ -287,6 +296,7 @@ impl<'a> StageRun<'a> {
                     indices: batch.to_vec(),
                     inputs,
                     teacher_logits: self.traced_teacher.take(),
+                    teacher_hidden: self.traced_hidden.take(),
                     loss: value,
                 });
             }

@@ -30,6 +30,10 @@ pub struct Step {
     pub labels: Vec<i64>,
     /// The teacher's logits `[batch, classes]`, for a distilled stage.
     pub teacher_logits: Option<Vec<f32>>,
+    /// The teacher's last hidden states `[batch, length, width]`, for a stage with a
+    /// `hidden-loss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher_hidden: Option<Vec<f32>>,
     /// The loss kdgrid computed.
     pub loss: f32,
 }
@@ -40,7 +44,7 @@ pub struct Trace {
     /// The stage (id, model, training settings, distillation).
     pub stage: String,
     /// The architecture: conv widths, kernel, whether each conv is pooled, batch norm, dense
-    /// widths, dropout.
+    /// widths, dropout; for encoders their sizes (`bert`), token row (`view`) and hidden loss.
     pub model: serde_json::Value,
     /// Training settings as the manifest resolved them.
     pub training: serde_json::Value,
@@ -103,6 +107,9 @@ pub fn trace(
             "batch_norm": spec.batch_norm,
             "dense": spec.dense,
             "dropout": spec.dropout,
+            "bert": spec.bert,
+            "view": spec.view,
+            "hidden_loss": spec.hidden_loss,
         }),
         training: serde_json::to_value(&stage.training).expect("settings serialize"),
         kd: stage.kd,

@@ -49,12 +49,13 @@ fn shipped_teacher() -> String {
 
 /// The shipped teacher (fine-tuned in PyTorch to 0.97 on the test split, as
 /// `bert-teacher.py build` printed) is evaluated once and teaches a DistilBERT-style student
-/// reading its WordPiece ids and an LSTM reading the dataset's words; reruns reuse every stage
+/// (half its depth, starting from its first layer, with the cosine loss on hidden states)
+/// reading its WordPiece ids, and an LSTM reading the dataset's words; reruns reuse every stage
 /// and a fresh folder gives the same weights.
 #[test]
 fn a_bert_teacher_distills_into_students_that_tokenize_differently() {
     let models = format!(
-        "{}\n[models.distil]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\ntokenizer = \"{}\"\nlr = 0.003\n\n[models.lstm]\nfamily = \"lstm\"\nembedding = 16\nhidden = [32]\n",
+        "{}\n[models.distil]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 64\nheads = 4\nintermediate = 128\ntokenizer = \"{}\"\ninit-from = {{ model = \"bert\" }}\nhidden-loss = {{ kind = \"cosine\", weight = 1.0 }}\nlr = 0.001\n\n[models.lstm]\nfamily = \"lstm\"\nembedding = 16\nhidden = [32]\n",
         shipped_teacher(),
         repo("experiments/data/reviews-bert/tokenizer.json").display()
     );
@@ -80,15 +81,17 @@ fn a_bert_teacher_distills_into_students_that_tokenize_differently() {
             assert!(accuracy[i] >= 0.9, "{c}: {}", accuracy[i]);
         }
         if c.ends_with("distil") {
-            // One layer of width 32 from scratch, 3 epochs: above chance on 200 texts.
-            assert!(accuracy[i] > 0.55, "{c}: {}", accuracy[i]);
+            // Half the teacher's depth, from its first layer, 3 epochs.
+            assert!(accuracy[i] >= 0.65, "{c}: {}", accuracy[i]);
         }
     }
     let teacher_accuracy = floats(&runs, "teacher_accuracy");
     let distilled = chains.iter().position(|c| c == "bert > distil").unwrap();
     assert_eq!(teacher_accuracy[distilled], 0.97);
     let again = stdout(&ws.kdgrid(&["run"]).success());
-    assert!(again.contains("0 trained, 7 reused"), "{again}");
+    // The teacher once, for both students and the layers the DistilBERT starts from.
+    assert_eq!(chains.iter().filter(|c| *c == "bert").count(), 1);
+    assert!(again.contains("0 trained, 9 reused"), "{again}");
     // Same weights from a fresh folder.
     let other = Workspace::new(&text);
     other.kdgrid(&["run", "--quiet"]).success();
@@ -166,6 +169,40 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
             ),
             r#"[["cnn"]]"#,
             vec!["only `bert` and `distilbert` read Hugging Face checkpoint folders"],
+        ),
+        (
+            format!(
+                "{}\n[models.small]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 32\nheads = 4\ntokenizer = \"{}\"\ninit-from = {{ model = \"bert\" }}\n",
+                shipped_teacher(),
+                checkpoint.display()
+            ),
+            r#"[["bert", "small"]]"#,
+            vec!["`models.small.init-from`: `bert`'s layers do not fit: hidden 32 vs 64, intermediate 128 vs 128".split(", intermediate").next().unwrap()],
+        ),
+        (
+            format!(
+                "{}\n[models.small]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 64\nheads = 4\nintermediate = 128\ntokenizer = \"{}\"\ninit-from = {{ model = \"bert\", layers = [2] }}\n",
+                shipped_teacher(),
+                checkpoint.display()
+            ),
+            r#"[["small"]]"#,
+            vec!["`models.small.init-from.layers` = [2]: one layer of `bert` (0 to 1) for each of the 1 layers"],
+        ),
+        (
+            format!(
+                "{}\n[models.lstm]\nfamily = \"lstm\"\nhidden = [8]\ninit-from = {{ model = \"bert\" }}\n",
+                shipped_teacher()
+            ),
+            r#"[["lstm"]]"#,
+            vec!["`models.lstm.init-from` applies to `bert` and `distilbert` models"],
+        ),
+        (
+            format!(
+                "[models.lstm]\nfamily = \"lstm\"\nhidden = [8]\n\n[models.small]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 64\nheads = 4\ntokenizer = \"{}\"\nhidden-loss = {{ kind = \"cosine\", weight = 1.0 }}\n",
+                checkpoint.display()
+            ),
+            r#"[["lstm", "small"]]"#,
+            vec!["`models.small.hidden-loss` compares its hidden states with `lstm`'s"],
         ),
     ];
     for (models, chains, expected) in cases {
