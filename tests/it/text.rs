@@ -109,3 +109,79 @@ fn text_and_image_models_do_not_mix_and_bad_lines_are_located() {
     let err = stderr(&ws.kdgrid(&["run", "--quiet"]).failure());
     assert!(err.contains("train.tsv") && err.contains("line 2"), "{err}");
 }
+
+/// `scripts/examples/sentiment-data.py` lays out IMDB's folders and GLUE's SST-2 files (tabs,
+/// line breaks and `<br />` inside texts, a quote character SST-2 leaves unescaped) as lines
+/// kdgrid reads: one text per line, every review kept, labels named.
+#[test]
+fn public_sentiment_sets_are_laid_out_as_text_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let imdb = dir.path().join("aclImdb");
+    for (split, label, n) in [
+        ("train", "pos", 3),
+        ("train", "neg", 2),
+        ("test", "pos", 1),
+        ("test", "neg", 1),
+    ] {
+        let folder = imdb.join(split).join(label);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..n {
+            std::fs::write(
+                folder.join(format!("{i}_7.txt")),
+                format!("A {label} review.<br /><br />With\ta tab and\na break {i}."),
+            )
+            .unwrap();
+        }
+    }
+    let sst = dir.path().join("SST-2");
+    std::fs::create_dir_all(&sst).unwrap();
+    std::fs::write(
+        sst.join("train.tsv"),
+        "sentence\tlabel\nhide new secretions \t0\nthe \"greatest\" film \t1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sst.join("dev.tsv"),
+        "sentence\tlabel\nit 's a charming trip \t1\n",
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/examples/sentiment-data.py");
+    for (kind, src) in [("imdb", &imdb), ("sst2", &sst)] {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args([kind, src.to_str().unwrap()])
+            .arg(dir.path().join(kind))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let lines = |path: &str| std::fs::read_to_string(dir.path().join(path)).unwrap();
+    let train = lines("imdb/train.tsv");
+    assert_eq!(train.lines().count(), 5, "{train}");
+    assert_eq!(train.matches("negative\t").count(), 2);
+    assert!(
+        train
+            .lines()
+            .all(|l| l.split('\t').count() == 2 && !l.contains("<br")),
+        "{train}"
+    );
+    assert!(
+        train.contains("positive\tA pos review. With a tab and a break 0."),
+        "{train}"
+    );
+    assert_eq!(
+        lines("sst2/train.tsv"),
+        "negative\thide new secretions\npositive\tthe \"greatest\" film\n"
+    );
+    assert_eq!(lines("sst2/test.tsv"), "positive\tit 's a charming trip\n");
+    // kdgrid trains on what the script wrote.
+    let ws = Workspace::new(&format!(
+        "name = \"imdb\"\n[dataset]\nkind = \"text\"\npath = \"{}\"\nmax-length = 8\n[models.m]\nfamily = \"lstm\"\nhidden = [4]\n[training]\nepochs = 1\n[grid]\nseed = [0]\nchains = [[\"m\"]]\n",
+        dir.path().join("imdb").display()
+    ));
+    ws.kdgrid(&["run", "--quiet"]).success();
+}

@@ -3,7 +3,8 @@
 //!
 //! One file per family holds its keys' checks, its resolution and its analytic cost (`cnn` and
 //! `mlp`, `plain-cnn`, `resnet`, `mobilenet`, `lstm`, `bert` for `bert` and `distilbert`);
-//! `tokenizer` says how a text model reads its text; `ensemble` and `weights` are the two
+//! `tokenizer` says how a text model reads its text and `distil` what a student encoder takes
+//! from its teacher; `ensemble` and `weights` are the two
 //! ways a model is made of other trained things, and `onnx` a frozen model from a file; `raw` is
 //! the table as serde reads it. A new
 //! family is a new file plus a [`Family`] variant and a line in [`check_model`].
@@ -11,6 +12,7 @@
 mod bert;
 mod cnn;
 mod cost;
+mod distil;
 mod ensemble;
 mod lstm;
 mod mobilenet;
@@ -21,9 +23,10 @@ mod resnet;
 mod tokenizer;
 mod weights;
 
-pub use bert::{BertSpec, Encoder, HiddenLoss, HiddenLossKind, InitFrom};
+pub use bert::{BertSpec, Encoder};
 pub use cnn::{FeatureMaps, Padding, feature_map_problem};
 pub use cost::{Cost, cost};
+pub use distil::{HiddenLoss, HiddenLossKind, InitFrom};
 pub use ensemble::{Combine, EnsembleSpec};
 pub use lstm::LstmSpec;
 pub use mobilenet::MOBILENET_V2_STAGES;
@@ -399,6 +402,6 @@ pub(crate) fn check_models(
             models.insert(name.get_ref().clone(), spec);
         }
     }
-    bert::check_links(raw, &mut models, problems);
+    distil::check_links(raw, &mut models, problems);
     models
 }

@@ -30,7 +30,7 @@ pub(crate) struct RawInitFrom {
 #[derive(Deserialize, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHiddenLoss {
-    pub(super) kind: super::bert::HiddenLossKind,
+    pub(super) kind: super::distil::HiddenLossKind,
     pub(super) weight: Positive,
 }
 

@@ -75,6 +75,17 @@ pub(super) fn check_tokenizer(
             return None;
         }
     };
+    if vocab > usize::from(u16::MAX) + 1 {
+        problems.push(
+            Some(key.span()),
+            format!(
+                "`models.{name}.tokenizer`: {vocab} ids; a text row holds ids up to {}",
+                u16::MAX
+            ),
+            Some("tokenizers of at most 65,536 ids (BERT's 30,522, GPT-2's 50,257) fit".into()),
+        );
+        return None;
+    }
     let (path, sha256) = super::file_digest(
         name,
         "tokenizer",
