@@ -227,6 +227,7 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
 
 /// Writes a text dataset of real-shaped sentences (accents, CJK, emoji, digits, HTML line
 /// breaks as in IMDB's files, contractions, long texts that must be cut) to `dir`.
+#[cfg(feature = "tch")]
 fn tricky_reviews(dir: &Path) {
     let pieces = [
         "Café société was <br /><br />a triumph — 10/10!",
