@@ -23,6 +23,8 @@ pub struct TokenizerError {
 pub struct TextTokenizer {
     path: PathBuf,
     inner: Tokenizer,
+    /// `pad_token` of the `tokenizer_config.json` beside it, which Python's tokenizer pads with.
+    pad_token: Option<String>,
 }
 
 /// The file a tokenizer path names: the path itself, or `tokenizer.json` in a folder (a Hugging
@@ -51,7 +53,39 @@ impl TextTokenizer {
         }
         let inner = Tokenizer::from_file(&path)
             .map_err(|e| fail(format!("not a Hugging Face `tokenizer.json`: {e}")))?;
-        Ok(Self { path, inner })
+        // `transformers` reads the padding token and the sides it pads and cuts from
+        // `tokenizer_config.json` (written by `save_pretrained`), not from `tokenizer.json`.
+        let config_path = path.with_file_name("tokenizer_config.json");
+        let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| TokenizerError {
+                path: config_path.clone(),
+                message: format!("not JSON: {e}"),
+            })?,
+            Err(_) => serde_json::Value::Null,
+        };
+        for key in ["padding_side", "truncation_side"] {
+            if let Some(side) = config[key].as_str().filter(|s| *s != "right") {
+                return Err(TokenizerError {
+                    path: config_path,
+                    message: format!(
+                        "`{key} = \"{side}\"`: kdgrid pads and cuts texts on the right"
+                    ),
+                });
+            }
+        }
+        let pad_token = match &config["pad_token"] {
+            serde_json::Value::String(t) => Some(t.clone()),
+            serde_json::Value::Object(o) => o
+                .get("content")
+                .and_then(|c| c.as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        Ok(Self {
+            path,
+            inner,
+            pad_token,
+        })
     }
 
     /// Ids the tokenizer can produce (its vocabulary and added tokens).
@@ -59,9 +93,17 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// The id that pads a text to its length: the tokenizer's own padding setting, else the id
-    /// of `[PAD]` or `<pad>`.
+    /// The id that pads a text to its length: `tokenizer_config.json`'s `pad_token` (as Python
+    /// pads), else the tokenizer's own padding setting, else the id of `[PAD]` or `<pad>`.
     pub fn pad_id(&self) -> Result<u32, TokenizerError> {
+        if let Some(token) = &self.pad_token {
+            return self.inner.token_to_id(token).ok_or_else(|| TokenizerError {
+                path: self.path.clone(),
+                message: format!(
+                    "the padding token `{token}` of tokenizer_config.json is not in the vocabulary"
+                ),
+            });
+        }
         if let Some(p) = self.inner.get_padding() {
             return Ok(p.pad_id);
         }

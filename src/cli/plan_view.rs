@@ -32,6 +32,9 @@ struct PlanStage<'a> {
     /// An ensemble's member stages.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     members: Vec<&'a str>,
+    /// The stage whose weights it starts from (`init-from`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<&'a str>,
     done: bool,
     /// `done`, `failed`, `corrupt` or `pending`.
     status: &'static str,
@@ -151,6 +154,7 @@ pub(super) fn print_plan(
             alpha: s.kd.map(|k| k.alpha),
             parent: s.parent.as_ref().map(|p| p.as_str()),
             members: s.members.iter().map(|m| m.as_str()).collect(),
+            init: s.init.as_ref().map(|i| i.as_str()),
             done: r.is_some_and(|r| r.status == Status::Ok),
             status: match (l, r) {
                 (Lookup::Corrupt { .. }, _) => "corrupt",

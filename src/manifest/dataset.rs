@@ -86,10 +86,12 @@ pub struct TextSpec {
     /// Tokens per text.
     pub max_length: usize,
     /// The Hugging Face tokenizers the study's models read (each model's [`ModelSpec::view`]
-    /// `n` is the `n`-th, 1-based; 0 is the word vocabulary), set from `[models.*]`.
+    /// `n` is the `n`-th, 1-based; 0 is the word vocabulary), set from `[models.*]`. Not part of
+    /// stage ids: a model's id holds its own tokenizer's digest, and which other tokenizers a
+    /// study defines changes no model's ids.
     ///
     /// [`ModelSpec::view`]: crate::manifest::ModelSpec::view
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip)]
     pub tokenizers: Vec<crate::manifest::TokenizerRef>,
 }
 

@@ -30,6 +30,18 @@ pub(super) fn fit_models_to_text(
                 if let Some(l) = &mut spec.lstm {
                     l.vocab = t.vocab_rows();
                 }
+                if let Some(b) = spec.bert.as_ref().filter(|b| t.max_length > b.positions) {
+                    problems.push(
+                        Some(name.span()),
+                        format!(
+                            "`dataset.max-length = {}` is longer than `models.{}`'s {} positions",
+                            t.max_length,
+                            name.get_ref(),
+                            b.positions
+                        ),
+                        Some("lower `max-length`: an encoder reads at most its position table's tokens".into()),
+                    );
+                }
                 if let Some(tok) = &spec.tokenizer {
                     let position = t.tokenizers.iter().position(|k| k.sha256 == tok.sha256);
                     spec.view = 1 + position.unwrap_or_else(|| {

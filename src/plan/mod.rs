@@ -183,10 +183,11 @@ impl Stage {
     /// Seed of the weight-initialization stream: the cell seed and the architecture only, so
     /// that a distilled student and its no-KD baseline start from the same weights.
     pub fn init_stream(&self) -> [u8; 32] {
-        // Dropout draws nothing at init: with and without it, a model starts from the same
-        // weights, so the two compare pairwise.
+        // Dropout and a hidden-state loss draw nothing at init: with and without them, a model
+        // starts from the same weights, so the two compare pairwise.
         let weights = ModelSpec {
             dropout: None,
+            hidden_loss: None,
             ..self.spec.clone()
         };
         stream_seed(self.seeds.init, "init", &weights)

@@ -176,7 +176,13 @@ impl BertNet {
                 .matmul(v)
                 .swap_dims(1, 2)
                 .reshape([batch, length, width]);
-            let attended = dropped(layer.out.forward(context), dropout);
+            let attended = layer.out.forward(context);
+            // BERT drops the attention's output; DistilBERT does not (only its weights).
+            let attended = if self.distil {
+                attended
+            } else {
+                dropped(attended, dropout)
+            };
             h = layer.attention_norm.forward(attended + h);
             let ff = layer.down.forward(gelu(layer.up.forward(h.clone())));
             h = layer.out_norm.forward(dropped(ff, dropout) + h);

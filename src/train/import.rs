@@ -43,7 +43,8 @@ fn to_f32(bytes: &[u8], element: Element) -> Vec<f32> {
 
 /// Reads every floating-point tensor of `path` (by extension: `.safetensors`, or a PyTorch
 /// checkpoint `.pt`/`.pth`/`.bin`), renaming keys by `key_map` (regex, replacement; applied in
-/// order to every key). Integer tensors (`num_batches_tracked`) are left out.
+/// order to every key; a key renamed to nothing is dropped). Integer tensors
+/// (`num_batches_tracked`) are left out.
 pub fn read(path: &Path, key_map: &[(String, String)]) -> Result<Weights, TrainError> {
     let fail = |message: String| TrainError::ModelFile {
         path: path.to_path_buf(),
@@ -63,6 +64,10 @@ pub fn read(path: &Path, key_map: &[(String, String)]) -> Result<Weights, TrainE
         let renamed = rules.iter().fold(name.clone(), |n, (r, to)| {
             r.replace_all(&n, *to).into_owned()
         });
+        // A rule that renames a tensor to nothing drops it (a pretraining head, say).
+        if renamed.is_empty() {
+            continue;
+        }
         if out.insert(renamed.clone(), tensor).is_some() {
             return Err(fail(format!(
                 "key-map renames two tensors to `{renamed}` (one of them `{name}`)"

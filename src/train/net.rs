@@ -138,8 +138,8 @@ impl Net {
 
     /// Replaces the weights with `weights` (PyTorch names and layouts), as PyTorch's strict
     /// `load_state_dict` does: every tensor must be there with its shape, and nothing else may
-    /// be. With `keep_head`, a classifier whose shape differs from the file's keeps its own
-    /// (fresh) weights, to be fine-tuned. `Err` says what disagrees.
+    /// be. With `keep_head`, a classifier whose shape differs from the file's, or that the file
+    /// lacks, keeps its own (fresh) weights, to be fine-tuned. `Err` says what disagrees.
     pub fn import(&mut self, weights: &Weights, keep_head: bool) -> Result<(), String> {
         let head = self.head();
         let mut slots = Slots::default();
@@ -149,7 +149,11 @@ impl Net {
         let mut used = std::collections::BTreeSet::new();
         for (name, slot) in &mut slots.0 {
             let Some((shape, values)) = weights.get(name) else {
-                missing.push(&*name);
+                // A backbone saved without a classifier (a pretraining checkpoint) gets a fresh
+                // one to fine-tune.
+                if !(keep_head && name.starts_with(head)) {
+                    missing.push(&*name);
+                }
                 continue;
             };
             used.insert(name.as_str());

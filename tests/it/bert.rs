@@ -204,6 +204,14 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
             r#"[["lstm", "small"]]"#,
             vec!["`models.small.hidden-loss` compares its hidden states with `lstm`'s"],
         ),
+        (
+            format!(
+                "[models.small]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 64\nheads = 4\ntokenizer = \"{}\"\ninit-from = {{ model = \"small\" }}\n",
+                checkpoint.display()
+            ),
+            r#"[["small"]]"#,
+            vec!["`models.small.init-from`: `small` is not a `bert` or `distilbert` model of its own weights"],
+        ),
     ];
     for (models, chains, expected) in cases {
         let ws = Workspace::new(&manifest(&models, chains, 24, &reviews));
@@ -213,6 +221,42 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
         }
         assert!(err.contains("m.toml:"), "names the file and line: {err}");
     }
+    // More tokens than positions.
+    let ws = Workspace::new(&manifest(
+        &shipped_teacher(),
+        r#"[["bert"]]"#,
+        600,
+        &reviews,
+    ));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("`dataset.max-length = 600` is longer than `models.bert`'s 512 positions"),
+        "{err}"
+    );
+    // A tokenizer Python pads on the left.
+    let left = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        checkpoint.join("tokenizer.json"),
+        left.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(checkpoint.join("tokenizer_config.json")).unwrap();
+    let config = config.replacen('{', "{\n  \"padding_side\": \"left\",", 1);
+    std::fs::write(left.path().join("tokenizer_config.json"), config).unwrap();
+    let ws = Workspace::new(&manifest(
+        &format!(
+            "[models.b]\nfamily = \"bert\"\nlayers = 1\nhidden = 8\nheads = 2\ntokenizer = \"{}\"\n",
+            left.path().display()
+        ),
+        r#"[["b"]]"#,
+        24,
+        &reviews,
+    ));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("`padding_side = \"left\"`: kdgrid pads and cuts texts on the right"),
+        "{err}"
+    );
     // An encoder on images.
     let ws = Workspace::new(&format!(
         "name = \"x\"\n[dataset]\nkind = \"synthetic\"\n{}\n[training]\nepochs = 1\n[grid]\nseed = [0]\nchains = [[\"bert\"]]\n",
@@ -223,6 +267,56 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
         err.contains("`models.bert` is a `bert`: it reads text"),
         "{err}"
     );
+}
+
+/// A checkpoint of 2 classes on 3 labels: refused as it is (the classifier's shape named),
+/// fine-tuned with a fresh head when asked, also when the file has no classifier (here dropped
+/// by a `key-map` rule that renames it to nothing).
+#[test]
+fn a_checkpoint_of_other_classes_is_fine_tuned_with_a_new_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let reviews = repo("experiments/data/reviews");
+    for split in ["train", "test"] {
+        let text = std::fs::read_to_string(reviews.join(format!("{split}.tsv"))).unwrap();
+        // A third label, "mixed", for every fifth review.
+        let relabelled: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let (label, body) = l.split_once('\t').unwrap();
+                format!("{}\t{body}\n", if i % 5 == 0 { "mixed" } else { label })
+            })
+            .collect();
+        std::fs::write(dir.path().join(format!("{split}.tsv")), relabelled).unwrap();
+    }
+    let teacher = |extra: &str| {
+        format!(
+            "[models.bert]\nfamily = \"bert\"\nweights = \"{}\"\n{extra}",
+            repo("experiments/data/reviews-bert").display()
+        )
+    };
+    let ws = Workspace::new(&manifest(&teacher(""), r#"[["bert"]]"#, 24, dir.path()));
+    let err = flat(&stderr(&ws.kdgrid(&["run"]).failure()));
+    assert!(
+        err.contains("`classifier.weight` is [2, 64] in the file, [3, 64] in the model")
+            && err.contains("fine-tune"),
+        "{err}"
+    );
+    let ws = Workspace::new(&manifest(
+        &teacher(
+            // The file's classifier dropped by the key-map: a fresh head all the same.
+            "fine-tune = { epochs = 2, lr = 0.001 }\nkey-map = [[\"^classifier\\\\..*\", \"\"]]\n",
+        ),
+        r#"[["bert"]]"#,
+        24,
+        dir.path(),
+    ));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let runs = ws.parquet("bert", "runs.parquet");
+    let accuracy = floats(&runs, "test_accuracy");
+    // Two epochs on a new head over the teacher's features: well above a third.
+    assert!(accuracy.iter().all(|&a| a > 0.6), "{accuracy:?}");
+    assert_eq!(floats(&runs, "params")[0], 117_314.0 + 64.0 + 1.0);
 }
 
 /// Writes a text dataset of real-shaped sentences (accents, CJK, emoji, digits, HTML line

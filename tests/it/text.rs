@@ -180,7 +180,7 @@ fn public_sentiment_sets_are_laid_out_as_text_datasets() {
     assert_eq!(lines("sst2/test.tsv"), "positive\tit 's a charming trip\n");
     // kdgrid trains on what the script wrote.
     let ws = Workspace::new(&format!(
-        "name = \"imdb\"\n[dataset]\nkind = \"text\"\npath = \"{}\"\nmax-length = 8\n[models.m]\nfamily = \"lstm\"\nhidden = [4]\n[training]\nepochs = 1\n[grid]\nseed = [0]\nchains = [[\"m\"]]\n",
+        "name = \"imdb\"\n[dataset]\nkind = \"text\"\npath = \"{}\"\nmax-length = 8\n[models.m]\nfamily = \"lstm\"\nhidden = [4]\n[training]\nepochs = 1\nbatch-size = 4\noptimizer = \"adam\"\nlr = 0.01\n[grid]\nseed = [0]\nchains = [[\"m\"]]\n",
         dir.path().join("imdb").display()
     ));
     ws.kdgrid(&["run", "--quiet"]).success();

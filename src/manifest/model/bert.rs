@@ -90,7 +90,7 @@ fn read_config(folder: &Path, family: Family) -> Result<Config, String> {
         ));
     }
     let int = |key: &str, default: Option<usize>| -> Result<usize, String> {
-        match v.get(key) {
+        match v.get(key).filter(|x| !x.is_null()) {
             Some(x) => x
                 .as_u64()
                 .map(|x| x as usize)
@@ -129,7 +129,12 @@ fn read_config(folder: &Path, family: Family) -> Result<Config, String> {
         pad_id: int("pad_token_id", Some(0))?,
         layer_norm_eps: match family {
             Family::Distilbert => 1e-12,
-            _ => v["layer_norm_eps"].as_f64().unwrap_or(1e-12),
+            _ => match v.get("layer_norm_eps").filter(|x| !x.is_null()) {
+                Some(x) => x.as_f64().ok_or_else(|| {
+                    format!("`layer_norm_eps` in `{}` is not a number", path.display())
+                })?,
+                None => 1e-12,
+            },
         },
     })
 }

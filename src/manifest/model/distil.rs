@@ -97,10 +97,16 @@ pub(super) fn check_links(
             );
             continue;
         };
-        let Some(sb) = source.bert.as_ref().filter(|_| source.init_from.is_none()) else {
+        // The raw table says whether the source starts from another model: its resolved spec
+        // may not be filled in yet.
+        let chained = source_name == name
+            || raw
+                .iter()
+                .any(|(n, r)| n.get_ref() == source_name && r.init_from.is_some());
+        let Some(sb) = source.bert.as_ref().filter(|_| !chained) else {
             problems.push(
                 at,
-                format!("`models.{name}.init-from`: `{source_name}` is not a `bert` or `distilbert` model of its own weights"),
+                format!("`models.{name}.init-from`: `{source_name}` is not a `bert` or `distilbert` model of its own weights (another one's, or this one)"),
                 Some("the source gives embeddings and encoder layers: an encoder trained here or imported".into()),
             );
             continue;
@@ -117,7 +123,9 @@ pub(super) fn check_links(
                 differ.push(format!("{what} {a} vs {s}"));
             }
         }
-        if spec.tokenizer != source.tokenizer {
+        if spec.tokenizer.as_ref().map(|t| &t.sha256)
+            != source.tokenizer.as_ref().map(|t| &t.sha256)
+        {
             differ.push("another tokenizer".into());
         }
         if !differ.is_empty() {

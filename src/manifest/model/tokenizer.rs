@@ -9,8 +9,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// A Hugging Face tokenizer file a model reads its text through.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A Hugging Face tokenizer file a model reads its text through; two are the same tokenizer
+/// when their bytes are, wherever they lie.
+#[derive(Debug, Clone, Serialize)]
 pub struct TokenizerRef {
     /// The `tokenizer.json` (resolved against the manifest's folder); its digest, not its
     /// path, is part of stage ids.
@@ -18,6 +19,12 @@ pub struct TokenizerRef {
     pub path: PathBuf,
     /// SHA-256 of the file's bytes.
     pub sha256: String,
+}
+
+impl PartialEq for TokenizerRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha256 == other.sha256
+    }
 }
 
 /// The tokenizer file of `models.<name>` with its vocabulary size and padding id: the
