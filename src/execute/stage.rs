@@ -269,6 +269,11 @@ pub fn skipped_record(stage: &Stage, parent: &StageRecord) -> StageRecord {
         threads: parent.threads,
         processor: parent.processor.clone(),
         kdgrid_version: parent.kdgrid_version.clone(),
+        // The stage it starts from, when that is not also its teacher, says so.
+        error: (stage.init.as_ref() == Some(&parent.id)
+            && stage.parent.as_ref() != Some(&parent.id))
+        .then(|| "the stage it starts from (`init-from`) did not train".to_string())
+        .or_else(|| empty_record(stage).error),
         ..empty_record(stage)
     }
 }

@@ -323,10 +323,11 @@ impl Plan {
     }
 
     /// Stages all cells would train if each trained alone what it needs (its chain, an
-    /// ensemble's members): the work before merging equal stages. Linear in the plan: each
-    /// stage's count is memoized (stages come parents first), which is exact because what one
-    /// stage needs never shares ancestors (a chain's parent, or an ensemble's label-trained
-    /// members).
+    /// ensemble's members, the stage it starts from): the work before merging equal stages.
+    /// Linear in the plan: each stage's count is memoized (stages come parents first), which is
+    /// exact when what one stage needs shares no ancestors (a chain's parent, an ensemble's
+    /// label-trained members); a student that starts from a stage above its own teacher counts
+    /// that stage twice.
     pub fn stages_without_reuse(&self) -> usize {
         scanned();
         let mut needed: Vec<usize> = Vec::with_capacity(self.stages.len());

@@ -48,15 +48,7 @@ impl Init<'_> {
         shape: [usize; D],
         bound: f32,
     ) -> Param<Tensor<D>> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = match self.rng.as_deref_mut() {
-            Some(rng) => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
-            None => vec![0.0; n],
-        };
-        Param::from_tensor(Tensor::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        self.draw(shape, |rng| rng.random_range(-bound..bound))
     }
 
     /// `N(0, std)` values (zeros without a stream), as Hugging Face initializes transformers.
@@ -65,25 +57,32 @@ impl Init<'_> {
         shape: [usize; D],
         std: f32,
     ) -> Param<Tensor<D>> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = match self.rng.as_deref_mut() {
-            Some(rng) => {
-                let normal = rand_distr::Normal::new(0.0, std).expect("a positive deviation");
-                (0..n).map(|_| rng.sample(normal)).collect()
-            }
-            None => vec![0.0; n],
-        };
-        Param::from_tensor(Tensor::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        let normal = rand_distr::Normal::new(0.0, std).expect("a positive deviation");
+        self.draw(shape, |rng| rng.sample(normal))
     }
 
     /// Zeros.
     pub(super) fn zeros<const D: usize>(&mut self, shape: [usize; D]) -> Param<Tensor<D>> {
+        self.param(vec![0.0; shape.iter().product()], shape)
+    }
+
+    /// One value per element from `value`, in row-major order (zeros without a stream).
+    fn draw<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        mut value: impl FnMut(&mut ChaCha8Rng) -> f32,
+    ) -> Param<Tensor<D>> {
         let n: usize = shape.iter().product();
+        let values: Vec<f32> = match self.rng.as_deref_mut() {
+            Some(rng) => (0..n).map(|_| value(rng)).collect(),
+            None => vec![0.0; n],
+        };
+        self.param(values, shape)
+    }
+
+    fn param<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Param<Tensor<D>> {
         Param::from_tensor(Tensor::from_data(
-            TensorData::new(vec![0f32; n], shape),
+            TensorData::new(values, shape),
             self.device,
         ))
     }

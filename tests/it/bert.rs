@@ -269,6 +269,41 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
     );
 }
 
+/// A student whose `init-from` stage fails is skipped with that reason, and its sweep goes on.
+#[test]
+fn a_student_whose_source_failed_is_skipped_saying_why() {
+    let models = format!(
+        "{}\n[models.distil]\nfamily = \"distilbert\"\nlayers = 1\nhidden = 64\nheads = 4\nintermediate = 128\ntokenizer = \"{}\"\ninit-from = {{ model = \"bert\" }}\n\n[models.lstm]\nfamily = \"lstm\"\nhidden = [8]\n",
+        shipped_teacher(),
+        repo("experiments/data/reviews-bert").display()
+    );
+    let text = manifest(
+        &models,
+        r#"[["distil"], ["lstm"]]"#,
+        24,
+        &repo("experiments/data/reviews"),
+    );
+    let ws = Workspace::new(&text.replace("epochs = 3", "epochs = 1"));
+    ws.kdgrid_env(&["run", "--quiet"], &[("KDGRID_FAULT", "panic:bert")])
+        .success();
+    let runs = ws.parquet("bert", "runs.parquet");
+    let (chains, status) = (strings(&runs, "chain"), strings(&runs, "status"));
+    let errors = strings(&runs, "error");
+    for (i, c) in chains.iter().enumerate() {
+        match c.as_str() {
+            "bert" => assert_eq!(status[i], "failed"),
+            "distil" => {
+                assert_eq!(status[i], "skipped");
+                assert_eq!(
+                    errors[i],
+                    "the stage it starts from (`init-from`) did not train"
+                );
+            }
+            _ => assert_eq!(status[i], "ok", "{c}"),
+        }
+    }
+}
+
 /// A checkpoint of 2 classes on 3 labels: refused as it is (the classifier's shape named),
 /// fine-tuned with a fresh head when asked, also when the file has no classifier (here dropped
 /// by a `key-map` rule that renames it to nothing).
