@@ -1,5 +1,5 @@
-//! Hugging Face tokenizers (`tokenizer.json`: WordPiece, BPE, Unigram) through their own Rust
-//! crate, so a text model reads the ids its checkpoint was trained on. A leaf module: the
+//! Hugging Face tokenizers (`tokenizer.json`: WordPiece, BPE, Unigram; or a BERT `vocab.txt`)
+//! through their own Rust crate, so a text model reads the ids its checkpoint was trained on. A leaf module: the
 //! manifest asks it for a vocabulary's size and padding id, the text reader for ids.
 
 use std::path::{Path, PathBuf};
@@ -27,14 +27,80 @@ pub struct TextTokenizer {
     pad_token: Option<String>,
 }
 
-/// The file a tokenizer path names: the path itself, or `tokenizer.json` in a folder (a Hugging
-/// Face checkpoint saved with `save_pretrained`).
+/// The file a tokenizer path names: the path itself, or in a folder (a Hugging Face checkpoint
+/// saved with `save_pretrained`) its `tokenizer.json`, else the `vocab.txt` of a BERT
+/// WordPiece vocabulary.
 pub fn resolve(path: &Path) -> PathBuf {
     if path.is_dir() {
-        path.join("tokenizer.json")
+        let json = path.join("tokenizer.json");
+        let vocab = path.join("vocab.txt");
+        if !json.exists() && vocab.exists() {
+            vocab
+        } else {
+            json
+        }
     } else {
         path.to_path_buf()
     }
+}
+
+/// BERT's tokenizer from a WordPiece `vocab.txt` and the settings of the
+/// `tokenizer_config.json` beside it, built as `transformers` converts a `BertTokenizer` into
+/// its fast tokenizer: BERT's normalizer (lowercasing unless `do_lower_case = false`, Chinese
+/// characters split, accents as `strip_accents` says), BERT's pre-tokenizer, WordPiece with
+/// `##` continuations, `[CLS] text [SEP]`.
+fn bert_wordpiece(vocab: &Path, config: &serde_json::Value) -> Result<Tokenizer, String> {
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::bert::BertProcessing;
+    let token = |key: &str, default: &str| match &config[key] {
+        serde_json::Value::String(t) => t.clone(),
+        serde_json::Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .unwrap_or(default)
+            .to_string(),
+        _ => default.to_string(),
+    };
+    let (unk, cls, sep) = (
+        token("unk_token", "[UNK]"),
+        token("cls_token", "[CLS]"),
+        token("sep_token", "[SEP]"),
+    );
+    let model = WordPiece::from_file(&vocab.display().to_string())
+        .unk_token(unk)
+        .build()
+        .map_err(|e| format!("not a WordPiece vocabulary: {e}"))?;
+    let mut t = Tokenizer::new(model);
+    let id = |t: &Tokenizer, name: &str| {
+        t.token_to_id(name)
+            .ok_or_else(|| format!("`{name}` is not in the vocabulary"))
+    };
+    let (cls_id, sep_id) = (id(&t, &cls)?, id(&t, &sep)?);
+    t.with_normalizer(Some(BertNormalizer::new(
+        true,
+        config["tokenize_chinese_chars"].as_bool().unwrap_or(true),
+        config["strip_accents"].as_bool(),
+        config["do_lower_case"].as_bool().unwrap_or(true),
+    )));
+    t.with_pre_tokenizer(Some(BertPreTokenizer));
+    t.with_post_processor(Some(BertProcessing::new((sep, sep_id), (cls, cls_id))));
+    let specials: Vec<tokenizers::AddedToken> = [
+        "unk_token",
+        "sep_token",
+        "pad_token",
+        "cls_token",
+        "mask_token",
+    ]
+    .iter()
+    .zip(["[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"])
+    .map(|(key, default)| token(key, default))
+    .filter(|name| t.token_to_id(name).is_some())
+    .map(|name| tokenizers::AddedToken::from(name, true))
+    .collect();
+    t.add_special_tokens(&specials);
+    Ok(t)
 }
 
 impl TextTokenizer {
@@ -47,12 +113,9 @@ impl TextTokenizer {
         };
         if !path.exists() {
             return Err(fail(
-                "no such file (a folder must hold `tokenizer.json`: `AutoTokenizer.from_pretrained(folder).save_pretrained(folder)` writes one from `vocab.txt`)"
-                    .into(),
+                "no such file (a folder must hold `tokenizer.json`, or a BERT `vocab.txt`)".into(),
             ));
         }
-        let inner = Tokenizer::from_file(&path)
-            .map_err(|e| fail(format!("not a Hugging Face `tokenizer.json`: {e}")))?;
         // `transformers` reads the padding token and the sides it pads and cuts from
         // `tokenizer_config.json` (written by `save_pretrained`), not from `tokenizer.json`.
         let config_path = path.with_file_name("tokenizer_config.json");
@@ -62,6 +125,12 @@ impl TextTokenizer {
                 message: format!("not JSON: {e}"),
             })?,
             Err(_) => serde_json::Value::Null,
+        };
+        let inner = if path.extension().is_some_and(|e| e == "txt") {
+            bert_wordpiece(&path, &config).map_err(fail)?
+        } else {
+            Tokenizer::from_file(&path)
+                .map_err(|e| fail(format!("not a Hugging Face `tokenizer.json`: {e}")))?
         };
         for key in ["padding_side", "truncation_side"] {
             if let Some(side) = config[key].as_str().filter(|s| *s != "right") {

@@ -1,5 +1,6 @@
 //! `tokenizer` of a text model: the dataset's word vocabulary (`"words"`, the default of
-//! `lstm`) or a Hugging Face `tokenizer.json`, whose ids a `bert`/`distilbert` model reads.
+//! `lstm`) or a Hugging Face `tokenizer.json` (or a BERT `vocab.txt`), whose ids a
+//! `bert`/`distilbert` model reads.
 
 use super::raw::RawModel;
 use super::{Family, not_for};
@@ -52,9 +53,7 @@ pub(super) fn check_tokenizer(
             return None;
         }
         (Some(t), _) => t.clone(),
-        (None, Some(w)) if family.is_encoder() && base.join(w.get_ref()).is_dir() => {
-            Spanned::new(w.span(), format!("{}/tokenizer.json", w.get_ref()))
-        }
+        (None, Some(w)) if family.is_encoder() && base.join(w.get_ref()).is_dir() => w.clone(),
         (None, _) => return None,
     };
     if !family.is_encoder() {
