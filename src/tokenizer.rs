@@ -78,12 +78,18 @@ fn bert_wordpiece(vocab: &Path, config: &serde_json::Value) -> Result<Tokenizer,
             .ok_or_else(|| format!("`{name}` is not in the vocabulary"))
     };
     let (cls_id, sep_id) = (id(&t, &cls)?, id(&t, &sep)?);
-    t.with_normalizer(Some(BertNormalizer::new(
-        true,
-        config["tokenize_chinese_chars"].as_bool().unwrap_or(true),
-        config["strip_accents"].as_bool(),
-        config["do_lower_case"].as_bool().unwrap_or(true),
-    )));
+    // Without basic tokenization the converter keeps case, accents and Chinese characters.
+    let basic = config["do_basic_tokenize"].as_bool().unwrap_or(true);
+    t.with_normalizer(Some(if basic {
+        BertNormalizer::new(
+            true,
+            config["tokenize_chinese_chars"].as_bool().unwrap_or(true),
+            config["strip_accents"].as_bool(),
+            config["do_lower_case"].as_bool().unwrap_or(true),
+        )
+    } else {
+        BertNormalizer::new(true, false, Some(false), false)
+    }));
     t.with_pre_tokenizer(Some(BertPreTokenizer));
     t.with_post_processor(Some(BertProcessing::new((sep, sep_id), (cls, cls_id))));
     let specials: Vec<tokenizers::AddedToken> = [

@@ -30,6 +30,17 @@ pub(super) fn fit_models_to_text(
                 if let Some(l) = &mut spec.lstm {
                     l.vocab = t.vocab_rows();
                 }
+                if spec.bert.is_some() && t.max_length < 3 {
+                    problems.push(
+                        Some(name.span()),
+                        format!(
+                            "`dataset.max-length = {}` leaves `models.{}` no room for a token between `[CLS]` and `[SEP]`",
+                            t.max_length,
+                            name.get_ref()
+                        ),
+                        Some("an encoder reads at least 3 tokens".into()),
+                    );
+                }
                 if let Some(b) = spec.bert.as_ref().filter(|b| t.max_length > b.positions) {
                     problems.push(
                         Some(name.span()),

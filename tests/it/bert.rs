@@ -233,6 +233,13 @@ fn encoders_that_cannot_work_are_refused_at_their_line() {
         err.contains("`dataset.max-length = 600` is longer than `models.bert`'s 512 positions"),
         "{err}"
     );
+    // Fewer tokens than an encoder's special tokens leave room for.
+    let ws = Workspace::new(&manifest(&shipped_teacher(), r#"[["bert"]]"#, 2, &reviews));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("`dataset.max-length = 2` leaves `models.bert` no room for a token"),
+        "{err}"
+    );
     // A tokenizer Python pads on the left.
     let left = tempfile::tempdir().unwrap();
     std::fs::copy(

@@ -99,5 +99,18 @@ pub(super) fn check_tokenizer(
         Path::new(""),
         problems,
     );
+    // A `vocab.txt` tokenizer is also what `tokenizer_config.json` says (lowercasing, accents,
+    // special tokens): both files are in its digest.
+    let config = path.with_file_name("tokenizer_config.json");
+    let sha256 = match std::fs::read(&config) {
+        Ok(bytes) if path.extension().is_some_and(|e| e == "txt") => {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(sha256.as_bytes());
+            h.update(&bytes);
+            hex::encode(h.finalize())
+        }
+        _ => sha256,
+    };
     Some((TokenizerRef { path, sha256 }, vocab, pad as usize))
 }
