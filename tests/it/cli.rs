@@ -614,7 +614,7 @@ fn report_and_status_read_the_compute_settings_the_run_used_and_never_empty_good
             .failure(),
     );
     assert!(
-        err.contains("no stage of this plan (compute `tch2-cpu-3threads`) is in the store"),
+        err.contains("no stage of this plan (compute `tch3-cpu-3threads`) is in the store"),
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), before);

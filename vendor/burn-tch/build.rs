@@ -37,7 +37,11 @@ struct SystemInfo {
 }
 
 /// kdgrid patch: LibTorch kernels called directly (see `src/native`).
-const NATIVE_OPS: [&str; 2] = ["src/native/conv_backward.cpp", "src/native/max_pool.cpp"];
+const NATIVE_OPS: [&str; 3] = [
+    "src/native/conv_backward.cpp",
+    "src/native/max_pool.cpp",
+    "src/native/batch_norm.cpp",
+];
 
 fn env_var_rerun(name: &str) -> Result<String, env::VarError> {
     println!("cargo:rerun-if-env-changed={name}");

@@ -1,6 +1,10 @@
 //! kdgrid patch: LibTorch's native kernels for gradients Burn otherwise decomposes into several
 //! generic ops (see `conv_backward.cpp`).
 
+mod norm;
+
+pub use norm::{batch_norm, batch_norm_train, batch_norm_train_backward};
+
 use crate::{LibTorch, TchTensor};
 use burn_backend::ops::{ConvOptions, conv::pad_asymmetric_conv_input};
 use std::ffi::{CStr, c_char, c_int};
@@ -28,7 +32,7 @@ unsafe extern "C" {
 }
 
 /// Panics with the shim's error message, if any.
-fn check(error: *mut c_char, op: &str) {
+pub(crate) fn check(error: *mut c_char, op: &str) {
     if !error.is_null() {
         // SAFETY: the shim returns a NUL-terminated string from strdup.
         let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();

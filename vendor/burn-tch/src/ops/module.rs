@@ -1,9 +1,10 @@
-use crate::native::{ConvGrad, conv_backward, is_max_pool_2x2, max_pool2d_2x2};
+use crate::native::{self, ConvGrad, conv_backward, is_max_pool_2x2, max_pool2d_2x2};
 use crate::{IntoKind, LibTorch, TchTensor};
 use burn_backend::{
     IntDType, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions,
+        ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, InterpolateMode, InterpolateOptions, MaxPool1dWithIndices,
         MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, attention::attention_fallback,
         conv::pad_asymmetric_conv_input,
@@ -100,6 +101,41 @@ impl ModuleOps<Self> for LibTorch {
         );
 
         TchTensor::new(tensor)
+    }
+
+    // kdgrid patch: batch normalization as LibTorch's fused kernels (see `crate::native`).
+    fn batch_norm(
+        x: TchTensor,
+        gamma: TchTensor,
+        beta: TchTensor,
+        mean: TchTensor,
+        variance: TchTensor,
+        epsilon: f64,
+    ) -> TchTensor {
+        native::batch_norm(&x, &gamma, &beta, &mean, &variance, epsilon)
+    }
+
+    fn batch_norm_train(
+        x: TchTensor,
+        gamma: TchTensor,
+        beta: TchTensor,
+        epsilon: f64,
+    ) -> BatchNormTrain<Self> {
+        let (output, mean, variance) = native::batch_norm_train(&x, &gamma, &beta, epsilon);
+        BatchNormTrain::new(output, mean, variance)
+    }
+
+    fn batch_norm_train_backward(
+        x: TchTensor,
+        gamma: TchTensor,
+        mean: TchTensor,
+        variance: TchTensor,
+        epsilon: f64,
+        output_grad: TchTensor,
+    ) -> BatchNormTrainBackward<Self> {
+        let (x_grad, gamma_grad, beta_grad) =
+            native::batch_norm_train_backward(&x, &gamma, &mean, &variance, epsilon, &output_grad);
+        BatchNormTrainBackward::new(x_grad, gamma_grad, beta_grad)
     }
 
     // kdgrid patch: LibTorch's native convolution gradients (see `crate::native`).
