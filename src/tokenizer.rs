@@ -44,6 +44,12 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
+/// Whether a [`resolve`]d tokenizer path is a BERT WordPiece `vocab.txt` (read with the
+/// `tokenizer_config.json` beside it) rather than a `tokenizer.json`.
+pub fn is_vocab_txt(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "txt")
+}
+
 /// BERT's tokenizer from a WordPiece `vocab.txt` and the settings of the
 /// `tokenizer_config.json` beside it, built as `transformers` converts a `BertTokenizer` into
 /// its fast tokenizer: BERT's normalizer (lowercasing unless `do_lower_case = false`, Chinese
@@ -132,7 +138,7 @@ impl TextTokenizer {
             })?,
             Err(_) => serde_json::Value::Null,
         };
-        let inner = if path.extension().is_some_and(|e| e == "txt") {
+        let inner = if is_vocab_txt(&path) {
             bert_wordpiece(&path, &config).map_err(fail)?
         } else {
             Tokenizer::from_file(&path)

@@ -103,7 +103,7 @@ pub(super) fn check_tokenizer(
     // special tokens): both files are in its digest.
     let config = path.with_file_name("tokenizer_config.json");
     let sha256 = match std::fs::read(&config) {
-        Ok(bytes) if path.extension().is_some_and(|e| e == "txt") => {
+        Ok(bytes) if crate::tokenizer::is_vocab_txt(&path) => {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
             h.update(sha256.as_bytes());

@@ -15,11 +15,12 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
-use burn_std::{Bytes, Shape, bf16, f16};
+use burn_backend::{DType, TensorData};
+use burn_std::Shape;
 use num_traits::{Float, NumCast};
 
-use crate::{FlexTensor, Layout};
+use crate::FlexTensor;
+use crate::ops::module::{narrow_half, widen_half};
 
 /// `[N, C, S]` view of a `[N, C, ...]` tensor.
 #[derive(Clone, Copy)]
@@ -217,12 +218,8 @@ fn backward<T: Float + Send + Sync>(
     (dx, gamma_grad, beta_grad)
 }
 
-fn tensor<T: bytemuck::Pod + Send + Sync>(data: Vec<T>, shape: Shape, dtype: DType) -> FlexTensor {
-    FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), dtype)
-}
-
-/// Runs `f` on the tensors' values in their float type (f16/bf16 through f32) and returns its
-/// outputs, each with the shape given beside it.
+/// Runs `f32_op` or `f64_op` on the tensors' values in their float type (f16/bf16 through
+/// f32) and returns its outputs, each with the shape given beside it.
 fn with_floats<const K: usize>(
     inputs: &[&FlexTensor],
     shapes: [Shape; K],
@@ -235,33 +232,19 @@ fn with_floats<const K: usize>(
     match dtype {
         DType::F32 => {
             let views: Vec<&[f32]> = inputs.iter().map(|t| t.storage::<f32>()).collect();
-            f32_op(&views).map(|v| tensor(v, shapes.next().unwrap(), DType::F32))
+            f32_op(&views)
+                .map(|v| FlexTensor::from_data(TensorData::new(v, shapes.next().unwrap())))
         }
         DType::F64 => {
             let views: Vec<&[f64]> = inputs.iter().map(|t| t.storage::<f64>()).collect();
-            f64_op(&views).map(|v| tensor(v, shapes.next().unwrap(), DType::F64))
+            f64_op(&views)
+                .map(|v| FlexTensor::from_data(TensorData::new(v, shapes.next().unwrap())))
         }
-        DType::F16 => {
-            let wide: Vec<Vec<f32>> = inputs
-                .iter()
-                .map(|t| t.storage::<f16>().iter().map(|v| v.to_f32()).collect())
-                .collect();
-            let views: Vec<&[f32]> = wide.iter().map(|v| v.as_slice()).collect();
-            f32_op(&views).map(|v| {
-                let v: Vec<f16> = v.into_iter().map(f16::from_f32).collect();
-                tensor(v, shapes.next().unwrap(), DType::F16)
-            })
-        }
-        DType::BF16 => {
-            let wide: Vec<Vec<f32>> = inputs
-                .iter()
-                .map(|t| t.storage::<bf16>().iter().map(|v| v.to_f32()).collect())
-                .collect();
-            let views: Vec<&[f32]> = wide.iter().map(|v| v.as_slice()).collect();
-            f32_op(&views).map(|v| {
-                let v: Vec<bf16> = v.into_iter().map(bf16::from_f32).collect();
-                tensor(v, shapes.next().unwrap(), DType::BF16)
-            })
+        DType::F16 | DType::BF16 => {
+            let wide: Vec<FlexTensor> = inputs.iter().map(widen_half).collect();
+            let wide: Vec<&FlexTensor> = wide.iter().collect();
+            let shapes: [Shape; K] = core::array::from_fn(|_| shapes.next().unwrap());
+            with_floats(&wide, shapes, f32_op, f64_op).map(|t| narrow_half(t, dtype))
         }
         dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
     }

@@ -17,11 +17,12 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
-use burn_std::{Bytes, Shape, bf16, f16};
+use burn_backend::{DType, TensorData};
+use burn_std::Shape;
 use num_traits::Float;
 
-use crate::{FlexTensor, Layout};
+use crate::FlexTensor;
+use crate::ops::module::{narrow_half, widen_half};
 use burn_backend::ops::ConvOptions;
 
 /// Samples whose weight-gradient contributions one task sums before the chunks are added in
@@ -114,6 +115,15 @@ impl Geometry {
             && self.stride == [1, 1]
             && self.padding == [0, 0]
             && [self.out_height, self.out_width] == [self.height, self.width]
+    }
+    /// Scratch for one sample's column matrix; none for a pointwise convolution, which reads its
+    /// input (and writes its input gradient) in place.
+    fn column_buffer<T: Float>(&self) -> Vec<T> {
+        if self.is_pointwise() {
+            Vec::new()
+        } else {
+            vec![T::zero(); self.rows() * self.positions()]
+        }
     }
     /// For kernel offset `k` along `axis`, the output range whose input index is inside the
     /// image, and the input index of its first element.
@@ -248,17 +258,28 @@ unsafe fn gemm_into<T: 'static + Float>(
     }
 }
 
-/// Runs `f(i, chunk)` over consecutive `chunk`-sized pieces of `out`, in parallel with rayon.
-fn for_each_chunk<T: Send>(out: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+/// Runs `f(state, i, chunk)` over consecutive `chunk`-sized pieces of `out`, in parallel with
+/// rayon; `init` makes a scratch state once per rayon job rather than once per piece.
+fn for_each_chunk<T: Send, S>(
+    out: &mut [T],
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
         out.par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(i, c)| f(i, c));
+            .for_each_init(init, |s, (i, c)| f(s, i, c));
     }
     #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    {
+        let mut s = init();
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(&mut s, i, c));
+    }
 }
 
 /// Forward convolution of contiguous `x` `[N, C, H, W]`, `weight` `[O, C/groups, KH, KW]`.
@@ -274,40 +295,40 @@ fn forward<T: 'static + Float + Send + Sync>(
     }
     let (rows, p, og) = (g.rows(), g.positions(), g.group_out());
     let cg_len = g.group_in() * g.height * g.width;
-    for_each_chunk(&mut out, g.out_sample(), |n, y| {
-        let mut col = if g.is_pointwise() {
-            Vec::new()
-        } else {
-            vec![T::zero(); rows * p]
-        };
-        for group in 0..g.groups {
-            let xg = &x[n * g.in_sample() + group * cg_len..][..cg_len];
-            let col: &[T] = if g.is_pointwise() {
-                xg
-            } else {
-                im2col(xg, g, &mut col);
-                &col
-            };
-            let yg = &mut y[group * og * p..(group + 1) * og * p];
-            if let Some(bias) = bias {
-                for (o, row) in yg.chunks_mut(p).enumerate() {
-                    row.fill(bias[group * og + o]);
+    for_each_chunk(
+        &mut out,
+        g.out_sample(),
+        || g.column_buffer(),
+        |col, n, y| {
+            for group in 0..g.groups {
+                let xg = &x[n * g.in_sample() + group * cg_len..][..cg_len];
+                let col: &[T] = if g.is_pointwise() {
+                    xg
+                } else {
+                    im2col(xg, g, col);
+                    &col
+                };
+                let yg = &mut y[group * og * p..(group + 1) * og * p];
+                if let Some(bias) = bias {
+                    for (o, row) in yg.chunks_mut(p).enumerate() {
+                        row.fill(bias[group * og + o]);
+                    }
+                }
+                unsafe {
+                    gemm_into(
+                        [og, p, rows],
+                        yg.as_mut_ptr(),
+                        [p, 1],
+                        bias.is_some(),
+                        weight[group * og * rows..].as_ptr(),
+                        [rows, 1],
+                        col.as_ptr(),
+                        [p, 1],
+                    );
                 }
             }
-            unsafe {
-                gemm_into(
-                    [og, p, rows],
-                    yg.as_mut_ptr(),
-                    [p, 1],
-                    bias.is_some(),
-                    weight[group * og * rows..].as_ptr(),
-                    [rows, 1],
-                    col.as_ptr(),
-                    [p, 1],
-                );
-            }
-        }
-    });
+        },
+    );
     out
 }
 
@@ -319,33 +340,37 @@ fn input_grad<T: 'static + Float + Send + Sync>(weight: &[T], dy: &[T], g: &Geom
     }
     let (rows, p, og) = (g.rows(), g.positions(), g.group_out());
     let cg_len = g.group_in() * g.height * g.width;
-    for_each_chunk(&mut dx, g.in_sample(), |n, dxn| {
-        let mut col = vec![T::zero(); rows * p];
-        for group in 0..g.groups {
-            let dyg = &dy[n * g.out_sample() + group * og * p..][..og * p];
-            let dxg = &mut dxn[group * cg_len..(group + 1) * cg_len];
-            let target = if g.is_pointwise() {
-                dxg.as_mut_ptr()
-            } else {
-                col.as_mut_ptr()
-            };
-            unsafe {
-                gemm_into(
-                    [rows, p, og],
-                    target,
-                    [p, 1],
-                    false,
-                    weight[group * og * rows..].as_ptr(),
-                    [1, rows],
-                    dyg.as_ptr(),
-                    [p, 1],
-                );
+    for_each_chunk(
+        &mut dx,
+        g.in_sample(),
+        || g.column_buffer(),
+        |col, n, dxn| {
+            for group in 0..g.groups {
+                let dyg = &dy[n * g.out_sample() + group * og * p..][..og * p];
+                let dxg = &mut dxn[group * cg_len..(group + 1) * cg_len];
+                let target = if g.is_pointwise() {
+                    dxg.as_mut_ptr()
+                } else {
+                    col.as_mut_ptr()
+                };
+                unsafe {
+                    gemm_into(
+                        [rows, p, og],
+                        target,
+                        [p, 1],
+                        false,
+                        weight[group * og * rows..].as_ptr(),
+                        [1, rows],
+                        dyg.as_ptr(),
+                        [p, 1],
+                    );
+                }
+                if !g.is_pointwise() {
+                    col2im(&col, g, dxg);
+                }
             }
-            if !g.is_pointwise() {
-                col2im(&col, g, dxg);
-            }
-        }
-    });
+        },
+    );
     dx
 }
 
@@ -360,38 +385,38 @@ fn weight_grad<T: 'static + Float + Send + Sync>(x: &[T], dy: &[T], g: &Geometry
     }
     let cg_len = g.group_in() * g.height * g.width;
     let mut partial = vec![T::zero(); chunks * w_len];
-    for_each_chunk(&mut partial, w_len, |chunk, dw| {
-        let mut col = if g.is_pointwise() {
-            Vec::new()
-        } else {
-            vec![T::zero(); rows * p]
-        };
-        let first = chunk * WEIGHT_GRAD_CHUNK;
-        for n in first..(first + WEIGHT_GRAD_CHUNK).min(g.batch) {
-            for group in 0..g.groups {
-                let xg = &x[n * g.in_sample() + group * cg_len..][..cg_len];
-                let col: &[T] = if g.is_pointwise() {
-                    xg
-                } else {
-                    im2col(xg, g, &mut col);
-                    &col
-                };
-                let dyg = &dy[n * g.out_sample() + group * og * p..][..og * p];
-                unsafe {
-                    gemm_into(
-                        [og, rows, p],
-                        dw[group * og * rows..].as_mut_ptr(),
-                        [rows, 1],
-                        n != first,
-                        dyg.as_ptr(),
-                        [p, 1],
-                        col.as_ptr(),
-                        [1, p],
-                    );
+    for_each_chunk(
+        &mut partial,
+        w_len,
+        || g.column_buffer(),
+        |col, chunk, dw| {
+            let first = chunk * WEIGHT_GRAD_CHUNK;
+            for n in first..(first + WEIGHT_GRAD_CHUNK).min(g.batch) {
+                for group in 0..g.groups {
+                    let xg = &x[n * g.in_sample() + group * cg_len..][..cg_len];
+                    let col: &[T] = if g.is_pointwise() {
+                        xg
+                    } else {
+                        im2col(xg, g, col);
+                        &col
+                    };
+                    let dyg = &dy[n * g.out_sample() + group * og * p..][..og * p];
+                    unsafe {
+                        gemm_into(
+                            [og, rows, p],
+                            dw[group * og * rows..].as_mut_ptr(),
+                            [rows, 1],
+                            n != first,
+                            dyg.as_ptr(),
+                            [p, 1],
+                            col.as_ptr(),
+                            [1, p],
+                        );
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     let (total, rest) = partial.split_at_mut(w_len);
     for chunk in rest.chunks(w_len) {
         for (t, c) in total.iter_mut().zip(chunk) {
@@ -406,114 +431,73 @@ fn weight_grad<T: 'static + Float + Send + Sync>(x: &[T], dy: &[T], g: &Geometry
 /// eight interleaved partial sums per row (fixed order) so the adds pipeline.
 fn bias_grad<T: Float + Send + Sync>(dy: &[T], batch: usize, channels: usize, p: usize) -> Vec<T> {
     let mut out = vec![T::zero(); channels];
-    for_each_chunk(&mut out, 1, |o, slot| {
-        let mut lanes = [T::zero(); 8];
-        for n in 0..batch {
-            let row = &dy[(n * channels + o) * p..][..p];
-            let mut pieces = row.chunks_exact(8);
-            for piece in &mut pieces {
-                for (l, v) in lanes.iter_mut().zip(piece) {
+    for_each_chunk(
+        &mut out,
+        1,
+        || (),
+        |_, o, slot| {
+            let mut lanes = [T::zero(); 8];
+            for n in 0..batch {
+                let row = &dy[(n * channels + o) * p..][..p];
+                let mut pieces = row.chunks_exact(8);
+                for piece in &mut pieces {
+                    for (l, v) in lanes.iter_mut().zip(piece) {
+                        *l = *l + *v;
+                    }
+                }
+                for (l, v) in lanes.iter_mut().zip(pieces.remainder()) {
                     *l = *l + *v;
                 }
             }
-            for (l, v) in lanes.iter_mut().zip(pieces.remainder()) {
-                *l = *l + *v;
-            }
-        }
-        slot[0] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-    });
+            slot[0] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        },
+    );
     out
 }
 
 /// Which computation of [`conv2d`], for its dtype dispatch.
-enum Op<'a> {
-    Forward(Option<&'a FlexTensor>),
+enum Op {
+    Forward,
     InputGrad,
     WeightGrad,
 }
 
-/// Runs `op` in the tensors' float type: f32 and f64 natively, f16/bf16 through f32.
-fn dispatch(a: &FlexTensor, b: &FlexTensor, op: Op, g: &Geometry, shape: Shape) -> FlexTensor {
-    fn run<T: 'static + Float + Send + Sync>(
-        a: &[T],
-        b: &[T],
-        bias: Option<&[T]>,
-        op: &Op,
+/// Runs `op` on `a`, `b` (and the forward's `bias`) in their float type: f32 and f64 natively,
+/// f16/bf16 through f32.
+fn dispatch(
+    a: &FlexTensor,
+    b: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    op: Op,
+    g: &Geometry,
+    shape: Shape,
+) -> FlexTensor {
+    fn run<T: 'static + Float + Send + Sync + burn_backend::Element + bytemuck::Pod>(
+        a: &FlexTensor,
+        b: &FlexTensor,
+        bias: Option<&FlexTensor>,
+        op: Op,
         g: &Geometry,
-    ) -> Vec<T> {
-        match op {
-            Op::Forward(_) => forward(a, b, bias, g),
-            Op::InputGrad => input_grad(a, b, g),
-            Op::WeightGrad => weight_grad(a, b, g),
-        }
+        shape: Shape,
+    ) -> FlexTensor {
+        let (a, b) = (a.to_contiguous(), b.to_contiguous());
+        let bias = bias.map(|t| t.to_contiguous());
+        let (a, b, bias) = (a.storage(), b.storage(), bias.as_ref().map(|t| t.storage()));
+        let out = match op {
+            Op::Forward => forward::<T>(a, b, bias, g),
+            Op::InputGrad => input_grad::<T>(a, b, g),
+            Op::WeightGrad => weight_grad::<T>(a, b, g),
+        };
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
-    let a = a.to_contiguous();
-    let b = b.to_contiguous();
-    let bias = match &op {
-        Op::Forward(Some(bias)) => Some(bias.to_contiguous()),
-        _ => None,
-    };
     match a.dtype() {
-        DType::F32 => {
-            let out = run::<f32>(
-                a.storage(),
-                b.storage(),
-                bias.as_ref().map(|b| b.storage()),
-                &op,
-                g,
-            );
-            FlexTensor::new(
-                Bytes::from_elems(out),
-                Layout::contiguous(shape),
-                DType::F32,
-            )
-        }
-        DType::F64 => {
-            let out = run::<f64>(
-                a.storage(),
-                b.storage(),
-                bias.as_ref().map(|b| b.storage()),
-                &op,
-                g,
-            );
-            FlexTensor::new(
-                Bytes::from_elems(out),
-                Layout::contiguous(shape),
-                DType::F64,
-            )
-        }
-        DType::F16 => {
-            let widen = |t: &FlexTensor| {
-                t.storage::<f16>()
-                    .iter()
-                    .map(|v| v.to_f32())
-                    .collect::<Vec<_>>()
-            };
-            let bias = bias.as_ref().map(widen);
-            let out = run::<f32>(&widen(&a), &widen(&b), bias.as_deref(), &op, g);
-            let out: Vec<f16> = out.into_iter().map(f16::from_f32).collect();
-            FlexTensor::new(
-                Bytes::from_elems(out),
-                Layout::contiguous(shape),
-                DType::F16,
-            )
-        }
-        DType::BF16 => {
-            let widen = |t: &FlexTensor| {
-                t.storage::<bf16>()
-                    .iter()
-                    .map(|v| v.to_f32())
-                    .collect::<Vec<_>>()
-            };
-            let bias = bias.as_ref().map(widen);
-            let out = run::<f32>(&widen(&a), &widen(&b), bias.as_deref(), &op, g);
-            let out: Vec<bf16> = out.into_iter().map(bf16::from_f32).collect();
-            FlexTensor::new(
-                Bytes::from_elems(out),
-                Layout::contiguous(shape),
-                DType::BF16,
-            )
+        DType::F32 => run::<f32>(a, b, bias, op, g, shape),
+        DType::F64 => run::<f64>(a, b, bias, op, g, shape),
+        dtype @ (DType::F16 | DType::BF16) => {
+            let bias = bias.map(widen_half);
+            let out = run::<f32>(&widen_half(a), &widen_half(b), bias.as_ref(), op, g, shape);
+            narrow_half(out, dtype)
         }
         dtype => panic!("conv2d: unsupported dtype {dtype:?}"),
     }
@@ -558,7 +542,7 @@ pub fn conv2d(
     ];
     let g = Geometry::new(&xs, &ws, out, options);
     let shape = Shape::new([g.batch, g.out_channels, out[0], out[1]]);
-    dispatch(&x, &weight, Op::Forward(bias.as_ref()), &g, shape)
+    dispatch(&x, &weight, bias.as_ref(), Op::Forward, &g, shape)
 }
 
 /// The geometry of a convolution from its input, weight and output gradient, which must have
@@ -592,6 +576,7 @@ pub fn conv2d_x_backward(
     dispatch(
         &weight,
         &output_grad,
+        None,
         Op::InputGrad,
         &g,
         x.layout().shape().clone(),
@@ -609,6 +594,7 @@ pub fn conv2d_weight_backward(
     dispatch(
         &x,
         &output_grad,
+        None,
         Op::WeightGrad,
         &g,
         weight.layout().shape().clone(),
@@ -621,39 +607,16 @@ pub fn conv2d_bias_backward(output_grad: FlexTensor, bias_shape: Shape) -> FlexT
     let (batch, channels, p) = (os[0], os[1], os[2] * os[3]);
     let dy = output_grad.to_contiguous();
     match dy.dtype() {
-        DType::F32 => FlexTensor::new(
-            Bytes::from_elems(bias_grad::<f32>(dy.storage(), batch, channels, p)),
-            Layout::contiguous(bias_shape),
-            DType::F32,
-        ),
-        DType::F64 => FlexTensor::new(
-            Bytes::from_elems(bias_grad::<f64>(dy.storage(), batch, channels, p)),
-            Layout::contiguous(bias_shape),
-            DType::F64,
-        ),
-        DType::F16 => {
-            let wide: Vec<f32> = dy.storage::<f16>().iter().map(|v| v.to_f32()).collect();
-            let out: Vec<f16> = bias_grad(&wide, batch, channels, p)
-                .into_iter()
-                .map(f16::from_f32)
-                .collect();
-            FlexTensor::new(
-                Bytes::from_elems(out),
-                Layout::contiguous(bias_shape),
-                DType::F16,
-            )
-        }
-        DType::BF16 => {
-            let wide: Vec<f32> = dy.storage::<bf16>().iter().map(|v| v.to_f32()).collect();
-            let out: Vec<bf16> = bias_grad(&wide, batch, channels, p)
-                .into_iter()
-                .map(bf16::from_f32)
-                .collect();
-            FlexTensor::new(
-                Bytes::from_elems(out),
-                Layout::contiguous(bias_shape),
-                DType::BF16,
-            )
+        DType::F32 => FlexTensor::from_data(TensorData::new(
+            bias_grad::<f32>(dy.storage(), batch, channels, p),
+            bias_shape,
+        )),
+        DType::F64 => FlexTensor::from_data(TensorData::new(
+            bias_grad::<f64>(dy.storage(), batch, channels, p),
+            bias_shape,
+        )),
+        dtype @ (DType::F16 | DType::BF16) => {
+            narrow_half(conv2d_bias_backward(widen_half(&dy), bias_shape), dtype)
         }
         dtype => panic!("conv2d_bias_backward: unsupported dtype {dtype:?}"),
     }

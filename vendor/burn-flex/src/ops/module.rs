@@ -2,18 +2,19 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{batch_norm, conv, conv2d_gemm, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{batch_norm, conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
-        DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions,
+        ConvTransposeOptions, DeformConv2dBackward, DeformConvOptions, FloatTensorOps,
+        IntTensorOps, InterpolateMode, InterpolateOptions, MaxPool2dBackward, MaxPool2dWithIndices,
+        ModuleOps, conv::pad_asymmetric_conv_input,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
-use burn_std::{Bytes, IntDType, Shape};
+use burn_std::{Bytes, IntDType, Shape, bf16, f16};
 use bytemuck::Pod;
 
 /// Cast a tensor from half-precision type E to f32.
@@ -40,6 +41,25 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
     let half_data: alloc::vec::Vec<E> = data.iter().map(|&v| from_f32(v)).collect();
     let bytes = Bytes::from_elems(half_data);
     FlexTensor::new(bytes, Layout::contiguous(shape), E::dtype())
+}
+
+/// kdgrid patch: a half-precision tensor widened to f32 (others as they are), for kernels that
+/// compute f16/bf16 through f32.
+pub(crate) fn widen_half(tensor: &FlexTensor) -> FlexTensor {
+    match tensor.dtype() {
+        DType::F16 => cast_to_f32(tensor.clone(), f16::to_f32),
+        DType::BF16 => cast_to_f32(tensor.clone(), bf16::to_f32),
+        _ => tensor.clone(),
+    }
+}
+
+/// kdgrid patch: an f32 result narrowed back to `dtype` when that is a half-precision type.
+pub(crate) fn narrow_half(tensor: FlexTensor, dtype: DType) -> FlexTensor {
+    match dtype {
+        DType::F16 => cast_from_f32(tensor, f16::from_f32),
+        DType::BF16 => cast_from_f32(tensor, bf16::from_f32),
+        _ => tensor,
+    }
 }
 
 impl ModuleOps<Flex> for Flex {
