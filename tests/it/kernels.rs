@@ -47,9 +47,11 @@ fn to_vec(t: &tch::Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor")
 }
 
+/// Max-pooling on LibTorch (the patched burn-tch's kernel) and on flex (the patched burn-flex's
+/// 2x2 pass), values, indices and the gradient it routes, against LibTorch's own op and
+/// autograd, bit for bit.
 #[test]
 fn max_pooling_equals_libtorch_bit_for_bit() {
-    let device = Device::libtorch();
     for (i, shape) in [
         [2, 3, 8, 8],
         [3, 5, 9, 13],
@@ -61,24 +63,41 @@ fn max_pooling_equals_libtorch_bit_for_bit() {
     .enumerate()
     {
         let v = values(shape.iter().product(), i as u64 + 1, true);
-        let x = Tensor::<4>::from_data(TensorData::new(v.clone(), shape), &device);
-        let (y, idx) = max_pool2d_with_indices(x, MaxPoolOptions::new([2, 2]));
-        let (ty, tidx) =
-            torch(&v, shape).max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let tx = torch(&v, shape).set_requires_grad(true);
+        let (ty, tidx) = tx.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let gv = values(ty.numel(), i as u64 + 7, false);
+        (&ty * tch::Tensor::from_slice(&gv).view(ty.size().as_slice()))
+            .sum(tch::Kind::Float)
+            .backward();
         let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-        assert_eq!(
-            y.dims().map(|d| d as i64).to_vec(),
-            ty.size(),
-            "shape {shape:?}"
-        );
-        assert_eq!(
-            bits(y.into_data().to_vec().unwrap()),
-            bits(to_vec(&ty)),
-            "values of {shape:?}"
-        );
-        let idx: Vec<i64> = idx.into_data().convert::<i64>().to_vec().unwrap();
-        let tidx = Vec::<i64>::try_from(tidx.flatten(0, -1)).unwrap();
-        assert_eq!(idx, tidx, "indices of {shape:?}");
+        for (backend, device) in [
+            ("tch", Device::libtorch().autodiff()),
+            ("flex", Device::flex().autodiff()),
+        ] {
+            let x =
+                Tensor::<4>::from_data(TensorData::new(v.clone(), shape), &device).require_grad();
+            let (y, idx) = max_pool2d_with_indices(x.clone(), MaxPoolOptions::new([2, 2]));
+            assert_eq!(
+                y.dims().map(|d| d as i64).to_vec(),
+                ty.size(),
+                "{backend}: shape {shape:?}"
+            );
+            let g = Tensor::<4>::from_data(TensorData::new(gv.clone(), y.dims()), &device);
+            let grads = (y.clone() * g).sum().backward();
+            assert_eq!(
+                bits(y.into_data().to_vec().unwrap()),
+                bits(to_vec(&ty)),
+                "{backend}: values of {shape:?}"
+            );
+            let idx: Vec<i64> = idx.into_data().convert::<i64>().to_vec().unwrap();
+            let tidx = Vec::<i64>::try_from(tidx.flatten(0, -1)).unwrap();
+            assert_eq!(idx, tidx, "{backend}: indices of {shape:?}");
+            assert_eq!(
+                bits(x.grad(&grads).unwrap().into_data().to_vec().unwrap()),
+                bits(to_vec(&tx.grad())),
+                "{backend}: gradient of {shape:?}"
+            );
+        }
     }
 }
 

@@ -115,6 +115,8 @@ mod int;
 pub mod interpolate;
 pub mod mask;
 pub mod matmul;
+/// kdgrid patch: 2x2/stride-2 max-pooling and its gradient in one pass.
+pub mod max_pool_2x2;
 mod module;
 pub mod pool;
 mod qtensor;

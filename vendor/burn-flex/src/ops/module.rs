@@ -2,7 +2,9 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{batch_norm, conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
+use crate::ops::{
+    batch_norm, conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, max_pool_2x2, pool,
+};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -546,6 +548,10 @@ impl ModuleOps<Flex> for Flex {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
+        // kdgrid patch: the 2x2/stride-2 pooling in one pass (`max_pool_2x2.rs`).
+        if max_pool_2x2::applies(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+            return max_pool_2x2::forward(x).0;
+        }
         match x.dtype() {
             DType::F32 => {
                 pool::max_pool2d_f32(x, kernel_size, stride, padding, dilation, ceil_mode)
@@ -572,7 +578,9 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
+        let fast = max_pool_2x2::applies(&x, kernel_size, stride, padding, dilation, ceil_mode);
         let (output, mut indices) = match x.dtype() {
+            _ if fast => max_pool_2x2::forward(x),
             DType::F32 => pool::max_pool2d_with_indices_f32(
                 x,
                 kernel_size,
@@ -615,15 +623,20 @@ impl ModuleOps<Flex> for Flex {
 
     fn max_pool2d_with_indices_backward(
         x: FloatTensor<Flex>,
-        _kernel_size: [usize; 2],
-        _stride: [usize; 2],
-        _padding: [usize; 2],
-        _dilation: [usize; 2],
-        _ceil_mode: bool,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
         output_grad: FloatTensor<Flex>,
         indices: IntTensor<Flex>,
     ) -> MaxPool2dBackward<Flex> {
         let x_grad = match x.dtype() {
+            _ if max_pool_2x2::applies(&x, kernel_size, stride, padding, dilation, ceil_mode)
+                && max_pool_2x2::backward_applies(&x, &output_grad, &indices) =>
+            {
+                max_pool_2x2::backward(x.layout().shape().clone(), output_grad, indices)
+            }
             DType::F32 => pool::max_pool2d_backward_f32(x, output_grad, indices),
             DType::F64 => pool::max_pool2d_backward_f64(x, output_grad, indices),
             DType::F16 => pool::max_pool2d_backward_f16(x, output_grad, indices),
