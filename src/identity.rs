@@ -9,12 +9,15 @@
 /// batch order), so stale stages are never reused; the pinned digests in `tests/it/pinned.rs`
 /// fail until it is bumped and they are updated. 4: flex's convolutions, their gradients and
 /// batch norm computed by the patched burn-flex (`vendor/burn-flex/PATCH.md`), which sums in
-/// other orders than upstream's.
-pub const TRAINER_VERSION: u32 = 4;
+/// other orders than upstream's. 5: the same orders on every x86-64-v3 processor (no AVX-512
+/// kernels in macerator, GEMM blocking independent of the cache sizes, `crate::numerics`):
+/// stages trained by version 4 on AVX-512 machines hold other numbers under the same ids.
+pub const TRAINER_VERSION: u32 = 5;
 
 /// Revision of the LibTorch kernels behind the `tch` backend, part of its stage ids (flex
 /// stages are untouched by it, unlike [`TRAINER_VERSION`]). 2: LibTorch's own convolution and
 /// ReLU gradients (`vendor/burn-tch`, as PyTorch's autograd computes them) instead of Burn's
 /// decompositions, which summed in another order: same model, other bits. 3: batch norm as
-/// LibTorch's fused `native_batch_norm` and its backward.
-pub const TCH_KERNELS: u32 = 3;
+/// LibTorch's fused `native_batch_norm` and its backward. 4: ATen, oneDNN and MKL pinned to their
+/// AVX2 kernels on every x86-64 processor (`crate::numerics::PINNED`).
+pub const TCH_KERNELS: u32 = 4;

@@ -14,6 +14,7 @@ pub mod execute;
 pub mod fault;
 pub mod identity;
 pub mod manifest;
+pub mod numerics;
 pub mod onnx;
 pub mod plan;
 pub mod report;

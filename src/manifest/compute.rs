@@ -95,11 +95,13 @@ impl ComputeSpec {
     }
 
     /// What of the compute settings decides a stage's numbers, for stage ids: `flex` is
-    /// bit-identical across thread counts, LibTorch on CPU is not, and on CUDA the device index
-    /// does not matter. LibTorch keys carry [`TCH_KERNELS`].
+    /// bit-identical across thread counts and across x86-64-v3 processors (other processors
+    /// add their numeric class, [`crate::numerics::flex_key`]), LibTorch on CPU is not
+    /// bit-identical across thread counts, and on CUDA the device index does not matter.
+    /// LibTorch keys carry [`TCH_KERNELS`].
     pub fn result_key(&self) -> String {
         match (self.backend, self.device) {
-            (BackendKind::Flex, _) => "flex".into(),
+            (BackendKind::Flex, _) => crate::numerics::flex_key(),
             (BackendKind::Tch, DeviceSpec::Cpu) => {
                 format!("tch{TCH_KERNELS}-cpu-{}threads", self.resolved_threads())
             }

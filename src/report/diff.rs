@@ -146,6 +146,46 @@ fn computed_by(dir: &Path) -> Result<Vec<String>, ReportError> {
     Ok(kinds)
 }
 
+/// What docs/reproducibility.md promises for two folders computed by `a` and `b` (their
+/// `backend/processor` pairs): bit for bit for flex on one numeric class (every x86-64-v3
+/// processor is one class), and for LibTorch only on one processor kind; within a tolerance
+/// otherwise.
+fn promise(a: &[String], b: &[String]) -> String {
+    let all: Vec<&String> = a.iter().chain(b).collect();
+    if all.is_empty() {
+        return "no runs to say which promise applies".to_string();
+    }
+    let same = a == b;
+    let portable = format!("flex/{}", crate::numerics::PORTABLE);
+    if same && all.iter().all(|k| **k == portable) {
+        format!(
+            "both computed by {portable}: bit-identical on every x86-64-v3 processor, AVX-512 \
+             included (docs/reproducibility.md)"
+        )
+    } else if same {
+        format!(
+            "both computed by {}: bit-identical promised on the same processor kind and thread \
+             settings (docs/reproducibility.md)",
+            a.join(", ")
+        )
+    } else {
+        format!(
+            "A computed by {}, B by {}: only agreement within a tolerance is promised \
+             (docs/reproducibility.md)",
+            if a.is_empty() {
+                "nothing".to_string()
+            } else {
+                a.join(", ")
+            },
+            if b.is_empty() {
+                "nothing".to_string()
+            } else {
+                b.join(", ")
+            }
+        )
+    }
+}
+
 /// How two frames are compared.
 #[derive(Debug, Clone, Copy)]
 struct Mode {
@@ -362,6 +402,7 @@ pub fn compare(
         _ => tolerance,
     };
     out.tolerance = tolerance;
+    let _ = writeln!(out.text, "{}", promise(&ka, &kb));
     if cross {
         let _ = writeln!(
             out.text,

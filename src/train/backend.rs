@@ -85,36 +85,17 @@ impl Backend {
         self.threads
     }
 
-    /// The kind of processor that computes: the CPU architecture and the widest SIMD level the
-    /// kernels can use (results may differ in the last bits across kinds), or the device for
-    /// CUDA.
+    /// The kind of processor that computes, as far as it decides the numbers: flex's numeric
+    /// class (`x86_64-v3` on every AVX2/FMA machine, AVX-512 ones included), the CPU kind for
+    /// LibTorch (`x86_64-avx512`: its kernels agree across kinds only within a tolerance), or
+    /// the device for CUDA.
     pub fn processor(&self) -> String {
-        match self.spec.device {
-            DeviceSpec::Cuda(i) => format!("cuda:{i}"),
-            DeviceSpec::Cpu => cpu_kind(),
+        match (self.spec.backend, self.spec.device) {
+            (_, DeviceSpec::Cuda(i)) => format!("cuda:{i}"),
+            (BackendKind::Flex, DeviceSpec::Cpu) => crate::numerics::flex_class().to_string(),
+            (BackendKind::Tch, DeviceSpec::Cpu) => crate::numerics::cpu_kind(),
         }
     }
-}
-
-/// `x86_64-avx512`, `x86_64-avx2`, `aarch64-neon`...
-fn cpu_kind() -> String {
-    #[cfg(target_arch = "x86_64")]
-    let level = {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            "avx512"
-        } else if std::arch::is_x86_feature_detected!("avx2") {
-            "avx2"
-        } else if std::arch::is_x86_feature_detected!("sse4.1") {
-            "sse4.1"
-        } else {
-            "sse2"
-        }
-    };
-    #[cfg(target_arch = "aarch64")]
-    let level = "neon";
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let level = "base";
-    format!("{}-{level}", std::env::consts::ARCH)
 }
 
 #[cfg(feature = "tch")]

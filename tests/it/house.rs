@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module's layer: a module may import from its own layer or a lower one, never
 /// from a higher one (cli → sweep → execute → report/store → train → data/plan → manifest, with
-/// identity, file writing, fault injection and the ONNX runtime below everything).
-const LAYERS: [(&str, u8); 14] = [
+/// identity, numerics, file writing, fault injection and the ONNX runtime below everything).
+const LAYERS: [(&str, u8); 15] = [
     ("cli", 7),
     ("sweep", 6),
     ("execute", 5),
@@ -17,6 +17,7 @@ const LAYERS: [(&str, u8); 14] = [
     ("plan", 2),
     ("manifest", 1),
     ("identity", 0),
+    ("numerics", 0),
     ("atomic", 0),
     ("fault", 0),
     ("onnx", 0),

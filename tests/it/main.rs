@@ -17,6 +17,7 @@ mod onnx;
 #[cfg(feature = "tch")]
 mod parity;
 mod pinned;
+mod processors;
 mod report;
 mod support;
 mod text;

@@ -1,0 +1,134 @@
+//! Same bits on every x86-64-v3 processor: a small flex study trained natively and under
+//! `qemu-x86_64` emulating other processors (another vendor, other cache sizes reported by
+//! `cpuid`, no AVX-512) must give identical weight digests, processor labels and tables.
+//! docs/reproducibility.md states the promise; `.ci/run` installs Debian's `qemu-user`.
+//! `KDGRID_SKIP_QEMU=1` skips the emulated runs on a machine without it, and says so.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Large enough to reach the kernels that differed between processor kinds: 28x28 inputs,
+/// a dense layer over 1,568 features (GEMMs deeper than one 512-deep block), batch sums of
+/// 64 rows, Adam, and a distilled student (softmax at a temperature).
+const STUDY: &str = include_str!("../fixtures/processors/study.toml");
+
+/// qemu CPU models, each unlike the machine that runs the tests in vendor, model or the caches
+/// `cpuid` reports: an Intel AVX2 part (the kind the committed tables come from) and an AMD one.
+const MODELS: [&str; 2] = ["Haswell", "EPYC-Rome"];
+
+/// `(processor, weights_sha256, test_accuracy)` of every run, in stage order.
+fn runs(results: &Path) -> Vec<(String, String, String)> {
+    let runs = read_parquet(&results.join("processors").join("runs.parquet"));
+    let ids = strings(&runs, "stage_id");
+    let mut rows: Vec<(String, String, String, String)> = ids
+        .into_iter()
+        .zip(strings(&runs, "processor"))
+        .zip(strings(&runs, "weights_sha256"))
+        .zip(floats(&runs, "test_accuracy"))
+        .map(|(((id, p), w), a)| (id, p, w, format!("{:016x}", a.to_bits())))
+        .collect();
+    rows.sort();
+    rows.into_iter().map(|(_, p, w, a)| (p, w, a)).collect()
+}
+
+#[test]
+fn a_flex_study_has_the_same_bits_on_other_x86_64_v3_processors() {
+    let ws = Workspace::new(STUDY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let native = runs(&ws.results());
+    assert_eq!(native.len(), 3);
+    // A real training, not bits of noise: 10 classes, chance is 0.1.
+    let accuracy = floats(&ws.parquet("processors", "runs.parquet"), "test_accuracy");
+    assert!(accuracy.iter().all(|a| *a > 0.5), "{accuracy:?}");
+    assert!(
+        native.iter().all(|r| r.0 == kdgrid::numerics::PORTABLE),
+        "the machine running the tests is not x86-64-v3: {native:?}"
+    );
+
+    if std::env::var_os("KDGRID_SKIP_QEMU").is_some() {
+        eprintln!("KDGRID_SKIP_QEMU is set: the emulated processors were not compared");
+        return;
+    }
+    let qemu = Command::new("qemu-x86_64").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-x86_64 not found: install Debian's qemu-user (.ci/run does), or set \
+         KDGRID_SKIP_QEMU=1 to skip this comparison"
+    );
+    let bin = assert_cmd::cargo::cargo_bin("kdgrid");
+    // Both emulations at once: each takes minutes of one core.
+    let children: Vec<_> = MODELS
+        .iter()
+        .map(|model| {
+            let results = ws.dir.path().join(format!("results-{model}"));
+            let child = Command::new("qemu-x86_64")
+                .args(["-cpu", model])
+                .arg(&bin)
+                .arg("--results")
+                .arg(&results)
+                .args(["run", "--quiet"])
+                .arg(ws.manifest())
+                .env("NO_COLOR", "1")
+                // qemu warns of every feature of the model it does not emulate (TSX, PCID...).
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("qemu-x86_64 starts");
+            (model, results, child)
+        })
+        .collect();
+    for (model, results, child) in children {
+        let out = child.wait_with_output().expect("qemu-x86_64 runs");
+        assert!(
+            out.status.success(),
+            "kdgrid under qemu -cpu {model}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            runs(&results),
+            native,
+            "qemu -cpu {model} computed other bits than this machine"
+        );
+        let summary = |dir: &Path| std::fs::read(dir.join("processors").join("summary.csv"));
+        assert_eq!(
+            summary(&results).unwrap(),
+            summary(&ws.results()).unwrap(),
+            "summary.csv under qemu -cpu {model}"
+        );
+    }
+}
+
+/// The AVX-512 kernels this machine may lack, and so qemu cannot run, stay out of the build:
+/// macerator without `avx512` and gemm without `x86-v4` run their AVX2 kernels on AVX-512
+/// processors too (docs/reproducibility.md).
+#[test]
+fn no_avx512_kernels_are_compiled_in() {
+    for (krate, forbidden) in [("macerator", "avx512"), ("gemm-common", "x86-v4")] {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--offline",
+                "--all-features",
+                "-e",
+                "features",
+                "-i",
+                krate,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(krate),
+            "cargo tree -i {krate}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let feature = format!("{krate} feature \"{forbidden}\"");
+        assert!(
+            !text.contains(&feature),
+            "{feature} is enabled, so AVX-512 machines would compute other bits:\n{text}"
+        );
+    }
+}
