@@ -98,16 +98,23 @@ fn ids_change_with_what_decides_the_result() {
     );
 }
 
+fn kdgrid_class_is_portable() -> bool {
+    crate::numerics::flex_class() == crate::numerics::PORTABLE
+}
+
 #[test]
 fn stage_ids_are_stable_across_releases() {
     // A snapshot: if this changes, every user's results store would be retrained. It moved on
     // purpose with trainer version 2 (PyTorch's Adam epsilon and AdamW decay, data content
-    // digests in ids), 3 (batch norm's running variance unbiased, as PyTorch's) and 4 (the
-    // patched burn-flex's convolution and batch-norm kernels).
+    // digests in ids), 3 (batch norm's running variance unbiased, as PyTorch's), 4 (the
+    // patched burn-flex's convolution and batch-norm kernels) and 5 (the same kernels on every
+    // x86-64-v3 processor). On another numeric class the id carries the class and differs.
     let plan = expand(&manifest(GRID), "");
     let first = &plan.stages[0];
     assert_eq!((first.model.as_str(), first.seed), ("small", 0));
-    assert_eq!(first.id.as_str(), "1ff55199a43dbf1d");
+    if kdgrid_class_is_portable() {
+        assert_eq!(first.id.as_str(), "0779749d001747f1");
+    }
 }
 
 #[test]

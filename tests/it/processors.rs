@@ -132,3 +132,33 @@ fn no_avx512_kernels_are_compiled_in() {
         );
     }
 }
+
+/// ARM and x86-64-v2 processors sum in scalar code in the order AVX2's kernel sums in
+/// (`vendor/burn-flex/PATCH.md`): on this x86-64-v3 machine both run, and must agree bit for bit
+/// on every length around the kernel's blocks of 8 and 64.
+#[test]
+fn the_reference_sum_adds_in_avx2s_order() {
+    use burn_flex::simd::kernels::{sum_f32, sum_f32_reference};
+    use rand::{RngExt, SeedableRng};
+    assert_eq!(kdgrid::numerics::flex_class(), kdgrid::numerics::PORTABLE);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);
+    let mut order_mattered = false;
+    for len in (0..=300).chain([511, 512, 513, 4095, 4096, 10_007]) {
+        // Magnitudes over six decades, both signs: sums that round differently in other orders.
+        let xs: Vec<f32> = (0..len)
+            .map(|_| {
+                let e = rng.random_range(-3..3);
+                rng.random_range(-1.0f32..1.0) * 10f32.powi(e)
+            })
+            .collect();
+        let simd = sum_f32(&xs);
+        assert_eq!(
+            simd.to_bits(),
+            sum_f32_reference(&xs).to_bits(),
+            "length {len}"
+        );
+        let sequential: f32 = xs.iter().sum();
+        order_mattered |= sequential.to_bits() != simd.to_bits();
+    }
+    assert!(order_mattered, "the data never made the order matter");
+}

@@ -25,8 +25,56 @@ pub fn sum_f32(data: &[f32]) -> f32 {
 }
 
 #[macerator::with_simd]
-fn macerator_sum<S: Simd, F: VAdd + Sum + ReduceAdd>(xs: &[F]) -> F {
-    sum_body::<S, F>(xs)
+fn macerator_sum<S: Simd>(xs: &[f32]) -> f32 {
+    sum_body::<S>(xs)
+}
+
+/// kdgrid patch: the lanes of the reference order, one AVX2 register of f32.
+pub const REFERENCE_LANES: usize = 8;
+
+/// kdgrid patch: the sum in one order on every processor. Where the SIMD level has AVX2's
+/// width (every x86-64-v3 processor, macerator's AVX-512 kernels being compiled out), the
+/// vector code below is that order; on 4-lane NEON or SSE, or the scalar fallback, the same
+/// additions run in scalar code ([`sum_f32_reference`]), so a sum is a function of its input
+/// only. Not dispatched itself so it inlines into the loop of a dispatched caller.
+#[inline(always)]
+fn sum_body<S: Simd>(xs: &[f32]) -> f32 {
+    if <f32 as macerator::Scalar>::lanes::<S>() == REFERENCE_LANES {
+        sum_body_native::<S, f32>(xs)
+    } else {
+        sum_f32_reference(xs)
+    }
+}
+
+/// kdgrid patch: AVX2's summation order written out: eight accumulators of eight lanes over
+/// blocks of 64, combined pairwise, then whole groups of eight lane by lane, then the lanes
+/// halved (`i + 4`, then `i + 2`, then `i + 1`, as `_mm256_extractf128_ps` and
+/// `_mm_movehl_ps` fold them), then the remainder in order. Plain adds, so no FMA is involved
+/// and every processor computes the same bits.
+pub fn sum_f32_reference(mut xs: &[f32]) -> f32 {
+    const L: usize = REFERENCE_LANES;
+    let mut acc = [[0.0f32; L]; 8];
+    while xs.len() >= 8 * L {
+        for (r, a) in acc.iter_mut().enumerate() {
+            for (l, v) in a.iter_mut().enumerate() {
+                *v += xs[r * L + l];
+            }
+        }
+        xs = &xs[8 * L..];
+    }
+    let mut sum = [0.0f32; L];
+    for (l, v) in sum.iter_mut().enumerate() {
+        *v = ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]))
+            + ((acc[4][l] + acc[5][l]) + (acc[6][l] + acc[7][l]));
+    }
+    while xs.len() >= L {
+        for (l, v) in sum.iter_mut().enumerate() {
+            *v += xs[l];
+        }
+        xs = &xs[L..];
+    }
+    let h = [sum[0] + sum[4], sum[1] + sum[5], sum[2] + sum[6], sum[3] + sum[7]];
+    ((h[0] + h[2]) + (h[1] + h[3])) + xs.iter().copied().sum::<f32>()
 }
 
 /// 8-accumulator SIMD sum. Independent accumulator chains let the CPU
@@ -34,7 +82,7 @@ fn macerator_sum<S: Simd, F: VAdd + Sum + ReduceAdd>(xs: &[F]) -> F {
 ///
 /// Not dispatched itself so it inlines into the loop of a dispatched caller.
 #[inline(always)]
-fn sum_body<S: Simd, F: VAdd + Sum + ReduceAdd>(mut xs: &[F]) -> F {
+fn sum_body_native<S: Simd, F: VAdd + Sum + ReduceAdd>(mut xs: &[F]) -> F {
     let lanes = F::lanes::<S>();
     let stride = lanes * 8;
     let zero = F::default().splat::<S>();
@@ -184,7 +232,7 @@ pub fn sum_rows_at_f32<S: Simd, I: Iterator<Item = usize>>(
     dst: &mut [f32],
 ) {
     for (start, dst_val) in starts.zip(dst.iter_mut()) {
-        *dst_val = sum_body::<S, f32>(&src[start..start + row_len]);
+        *dst_val = sum_body::<S>(&src[start..start + row_len]);
     }
 }
 
