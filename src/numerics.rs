@@ -59,10 +59,30 @@ pub fn flex_class() -> &'static str {
 /// What a flex stage id carries of the processor: nothing on the portable class (so its ids
 /// are the same on every x86-64-v3 machine), the class otherwise.
 pub fn flex_key() -> String {
-    match flex_class() {
+    flex_key_of(flex_class())
+}
+
+/// [`flex_key`] for the stages of numeric class `class`, computed on any processor (what
+/// `gc`, `status` and `report` need for stages another class trained into a shared store).
+pub fn flex_key_of(class: &str) -> String {
+    match class {
         PORTABLE => "flex".to_string(),
         other => format!("flex-{other}"),
     }
+}
+
+/// The numeric class a record's `processor` names, if it is one of this version's
+/// (records of trainer version 4 and before named processor kinds, `x86_64-avx2`).
+pub fn class_named(processor: &str) -> Option<&'static str> {
+    [
+        "x86_64-v3",
+        "x86_64-v2",
+        "x86_64-v1",
+        "aarch64-neon",
+        std::env::consts::ARCH,
+    ]
+    .into_iter()
+    .find(|c| *c == processor)
 }
 
 /// The processor kind LibTorch computes on (`x86_64-avx512`, `x86_64-avx2`...): its CPU kernels
@@ -102,17 +122,21 @@ pub const PINNED: [(&str, &str); 6] = [
     ("MKL_CBWR", "AVX2"),
 ];
 
-/// Sets [`PINNED`]'s variables that are unset. Call it first thing in `main`, before any thread
-/// starts and before tract or LibTorch reads its environment.
-pub fn pin_libraries() {
-    if !cfg!(target_arch = "x86_64") {
-        return;
-    }
-    for (key, value) in PINNED {
-        if std::env::var_os(key).is_none() {
-            // SAFETY: called from `main` before any other thread exists (see the doc above),
-            // so no other thread reads or writes the environment concurrently.
-            unsafe { std::env::set_var(key, value) };
+/// Sets [`PINNED`]'s variables that are unset, on x86-64-v3 processors only (elsewhere the
+/// AVX2 kernels they name do not exist: LibTorch would take `ATEN_CPU_CAPABILITY=avx2` at its
+/// word and fault).
+///
+/// # Safety
+/// Call it first thing in `main`, before any other thread starts (the environment is not
+/// thread-safe) and before tract or LibTorch reads its environment.
+pub(crate) unsafe fn pin_libraries() {
+    #[cfg(target_arch = "x86_64")]
+    if has_v3() {
+        for (key, value) in PINNED {
+            if std::env::var_os(key).is_none() {
+                // SAFETY: the caller guarantees no other thread exists yet.
+                unsafe { std::env::set_var(key, value) };
+            }
         }
     }
 }
@@ -122,12 +146,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_portable_class_keys_stages_as_before() {
+    fn only_classes_other_than_the_portable_one_are_in_stage_ids() {
         // Stage ids of the class the committed tables come from do not carry the class.
-        if flex_class() == PORTABLE {
-            assert_eq!(flex_key(), "flex");
-        } else {
-            assert_eq!(flex_key(), format!("flex-{}", flex_class()));
-        }
+        assert_eq!(flex_key_of("x86_64-v3"), "flex");
+        assert_eq!(flex_key_of("aarch64-neon"), "flex-aarch64-neon");
+        assert_eq!(flex_key(), flex_key_of(flex_class()));
+        assert_eq!(class_named("aarch64-neon"), Some("aarch64-neon"));
+        assert_eq!(class_named("x86_64-avx2"), None);
     }
 }

@@ -261,6 +261,10 @@ pub(super) struct ComputeArgs {
     /// Intra-op threads (part of a stage's id on LibTorch CPU, whose results depend on it).
     #[arg(long, value_name = "N")]
     pub(super) threads: Option<usize>,
+    /// The numeric class whose flex stages to plan, from a record (never a flag): stages
+    /// another processor class trained into a shared store have it in their ids.
+    #[arg(skip)]
+    pub(super) class: Option<&'static str>,
 }
 
 impl ComputeArgs {
@@ -284,6 +288,9 @@ impl ComputeArgs {
         }
         if let Some(t) = self.threads {
             c.threads = Some(t.max(1));
+        }
+        if self.class.is_some() {
+            c.class = self.class;
         }
         if c.backend == BackendKind::Flex && c.device != DeviceSpec::Cpu {
             return Err(Failure {

@@ -147,7 +147,7 @@ fn referenced(
     // not name stages, so settings are told apart by what does.
     let mut trained: Vec<ComputeSpec> = Vec::new();
     for r in dirs.iter().filter_map(|d| d.record.as_ref()) {
-        let c = compute_of(&r.backend, &r.device, r.threads);
+        let c = compute_of(&r.backend, &r.device, r.threads, &r.processor);
         if trained.iter().all(|t| t.result_key() != c.result_key()) {
             trained.push(c);
         }
@@ -171,9 +171,11 @@ fn referenced(
     Ok(ids)
 }
 
-/// The compute settings a record was trained with.
-fn compute_of(backend: &str, device: &str, threads: usize) -> ComputeSpec {
+/// The compute settings a record was trained with (the processor's numeric class for flex).
+fn compute_of(backend: &str, device: &str, threads: usize, processor: &str) -> ComputeSpec {
     ComputeSpec {
+        // A flex stage of another numeric class has its class in its id.
+        class: crate::numerics::class_named(processor),
         backend: if backend == "tch" {
             BackendKind::Tch
         } else {

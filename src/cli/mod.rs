@@ -57,8 +57,9 @@ fn keep_freed_memory() {
 
 /// Entry point of the `kdgrid` binary.
 pub fn main() -> ExitCode {
-    // Before any thread starts and before tract or LibTorch reads its environment.
-    crate::numerics::pin_libraries();
+    // SAFETY: the first statement of `main`, before any thread starts and before tract or
+    // LibTorch reads its environment.
+    unsafe { crate::numerics::pin_libraries() };
     // Die quietly when stdout is closed early (`kdgrid plan m.toml | head`), like other Unix
     // tools, instead of panicking on the failed write.
     #[cfg(unix)]

@@ -33,18 +33,27 @@ pub(super) fn load_plan_from_store(
     if stored.is_empty() || found(&plan) > 0 {
         return Ok((plan, provenance));
     }
-    let settings: BTreeSet<(String, String, usize)> = dirs
+    let settings: BTreeSet<(String, String, usize, String)> = dirs
         .iter()
         .filter_map(|d| d.record.as_ref())
-        .map(|r| (r.backend.clone(), r.device.clone(), r.threads))
+        .map(|r| {
+            (
+                r.backend.clone(),
+                r.device.clone(),
+                r.threads,
+                r.processor.clone(),
+            )
+        })
         .collect();
     let mut best: Option<(usize, Plan, Provenance)> = None;
-    for (backend, device, threads) in settings {
+    for (backend, device, threads, processor) in settings {
         let Ok(device) = device.parse() else { continue };
         let args = ComputeArgs {
             backend: Some(backend),
             device: Some(device),
             threads: Some(threads),
+            // Flex stages of another numeric class carry it in their ids.
+            class: crate::numerics::class_named(&processor),
         };
         // A setting this build cannot plan for (e.g. `tch` without LibTorch) is skipped.
         let Ok((p, prov)) = load_plan(manifest, profile, &args, results) else {

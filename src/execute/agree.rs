@@ -118,6 +118,12 @@ impl TaskInfo {
                 self.threads.to_string(),
                 other.threads.to_string(),
             );
+            // Same settings, other processor class: its flex stage ids differ.
+            differ(
+                "compute key (processor class)",
+                self.compute.clone(),
+                other.compute.clone(),
+            );
         }
         let short = |d: &str| format!("sha256 {}", &d[..d.len().min(12)]);
         differ("dataset", short(&self.data), short(&other.data));

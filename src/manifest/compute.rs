@@ -74,6 +74,10 @@ pub struct ComputeSpec {
     pub device: DeviceSpec,
     /// Intra-op threads; `None` means all available cores.
     pub threads: Option<usize>,
+    /// The numeric class whose flex stages to name (`crate::numerics`); `None`, as every
+    /// manifest has it, means this processor's. Set from records, to find stages another
+    /// class trained into a shared store.
+    pub class: Option<&'static str>,
 }
 
 impl Default for ComputeSpec {
@@ -82,6 +86,7 @@ impl Default for ComputeSpec {
             backend: BackendKind::Flex,
             device: DeviceSpec::Cpu,
             threads: None,
+            class: None,
         }
     }
 }
@@ -101,7 +106,10 @@ impl ComputeSpec {
     /// LibTorch keys carry [`TCH_KERNELS`].
     pub fn result_key(&self) -> String {
         match (self.backend, self.device) {
-            (BackendKind::Flex, _) => crate::numerics::flex_key(),
+            (BackendKind::Flex, _) => match self.class {
+                Some(class) => crate::numerics::flex_key_of(class),
+                None => crate::numerics::flex_key(),
+            },
             (BackendKind::Tch, DeviceSpec::Cpu) => {
                 format!("tch{TCH_KERNELS}-cpu-{}threads", self.resolved_threads())
             }

@@ -155,17 +155,16 @@ fn promise(a: &[String], b: &[String]) -> String {
     if all.is_empty() {
         return "no runs to say which promise applies".to_string();
     }
-    let same = a == b;
     let portable = format!("flex/{}", crate::numerics::PORTABLE);
-    if same && all.iter().all(|k| **k == portable) {
+    if a == b && all.iter().all(|k| **k == portable) {
         format!(
             "both computed by {portable}: bit-identical on every x86-64-v3 processor, AVX-512 \
              included (docs/reproducibility.md)"
         )
-    } else if same {
+    } else if a == b {
         format!(
-            "both computed by {}: bit-identical promised on the same processor kind and thread \
-             settings (docs/reproducibility.md)",
+            "both computed by {}: bit-identical only for reruns on one machine with the same \
+             thread settings, within a tolerance across machines (docs/reproducibility.md)",
             a.join(", ")
         )
     } else {
@@ -186,6 +185,50 @@ fn promise(a: &[String], b: &[String]) -> String {
     }
 }
 
+/// A folder's stage ids mapped to what names their cell whatever computed them (chain, model,
+/// seeds, temperature, alpha): flex stage ids carry the numeric class of processors other than
+/// x86-64-v3, so across classes rows are matched by cell.
+type Cells = BTreeMap<String, String>;
+
+fn cells(dir: &Path) -> Result<Cells, ReportError> {
+    let Some(runs) = read(&dir.join("runs.parquet"))? else {
+        return Ok(Cells::new());
+    };
+    const CELL: [&str; 8] = [
+        "chain",
+        "model",
+        "seed",
+        "init_seed",
+        "order_seed",
+        "augment_seed",
+        "temperature",
+        "alpha",
+    ];
+    Ok((0..runs.height())
+        .map(|i| {
+            let id = text(&cell(&runs, "stage_id", i));
+            let key: Vec<String> = CELL.iter().map(|c| text(&cell(&runs, c, i))).collect();
+            (id, format!("[{}]", key.join(" / ")))
+        })
+        .collect())
+}
+
+/// `df` with its stage-id columns replaced by the cells they name in `cells`.
+fn by_cell(df: &DataFrame, cells: &Cells) -> DataFrame {
+    let mut df = df.clone();
+    for name in ["stage_id", "parent_id"] {
+        let Ok(col) = df.column(name) else { continue };
+        let mapped: Vec<String> = (0..col.len())
+            .map(|i| {
+                let id = col.get(i).map_or(String::new(), |v| text(&v));
+                cells.get(&id).cloned().unwrap_or(id)
+            })
+            .collect();
+        let _ = df.replace(name, Column::new(name.into(), mapped));
+    }
+    df
+}
+
 /// How two frames are compared.
 #[derive(Debug, Clone, Copy)]
 struct Mode {
@@ -203,6 +246,7 @@ fn compare_table(
     keys: &[&str],
     (a, b): (&Path, &Path),
     mode: Mode,
+    cross_cells: Option<&(Cells, Cells)>,
     out: &mut Diff,
 ) -> Result<(), ReportError> {
     let (ta, tb) = (read(&a.join(name))?, read(&b.join(name))?);
@@ -222,6 +266,10 @@ fn compare_table(
             return Ok(());
         }
         (Some(x), Some(y)) => (x, y),
+    };
+    let (ta, tb) = match cross_cells {
+        Some((ca, cb)) => (by_cell(&ta, ca), by_cell(&tb, cb)),
+        None => (ta, tb),
     };
     compare_frames(name, keys, (&ta, &tb), mode, out);
     Ok(())
@@ -413,6 +461,11 @@ pub fn compare(
             kb.join(", ")
         );
     }
+    let cross_cells = if cross {
+        Some((cells(a)?, cells(b)?))
+    } else {
+        None
+    };
     for (name, keys) in TABLES {
         // Statistics derived from few runs (p-values, spreads) amplify last-bit differences:
         // across processor kinds the runs, epochs and seed summaries carry the comparison.
@@ -425,7 +478,7 @@ pub fn compare(
             cross,
             twin: false,
         };
-        compare_table(name, keys, (a, b), mode, &mut out)?;
+        compare_table(name, keys, (a, b), mode, cross_cells.as_ref(), &mut out)?;
     }
     compare_twins(a, "A", &mut out)?;
     compare_twins(b, "B", &mut out)?;
