@@ -85,9 +85,9 @@ pub fn class_named(processor: &str) -> Option<&'static str> {
     .find(|c| *c == processor)
 }
 
-/// The processor kind LibTorch computes on (`x86_64-avx512`, `x86_64-avx2`...): its CPU kernels
-/// are pinned to AVX2 by [`pin_libraries`], which makes AVX2 and AVX-512 machines agree only
-/// within a tolerance (oneDNN and MKL still choose blockings), so results say which it was.
+/// The processor kind LibTorch computes on (`x86_64-avx512`, `x86_64-avx2`...): even with its
+/// kernels pinned to AVX2 ([`PINNED`]) its results depend on the processor model (oneDNN and
+/// MKL choose from the vendor and caches), so rows say which kind computed them.
 pub fn cpu_kind() -> String {
     #[cfg(target_arch = "x86_64")]
     let level = {
@@ -112,7 +112,8 @@ pub fn cpu_kind() -> String {
 /// Environment switches read once by the libraries kdgrid links, which would otherwise choose
 /// kernels from the processor: tract (ONNX teachers) drops its AVX-512 kernels and uses one
 /// cost model and one cache size for its kernel choice whatever the vendor; LibTorch's ATen,
-/// oneDNN and MKL stay on AVX2 code. A value the user set is kept (and is theirs to record).
+/// oneDNN and MKL stay on AVX2 code. Set on x86-64-v3 processors only; a value the user set is
+/// kept (and is theirs to record).
 pub const PINNED: [(&str, &str); 6] = [
     ("TRACT_CPU_ISA", "-avx512f,-avx512fp16,-avx512vnni"),
     ("TRACT_X86_KIND", "amd"),
