@@ -113,17 +113,20 @@ impl TaskInfo {
         differ("backend", self.backend.clone(), other.backend.clone());
         differ("device", self.device.clone(), other.device.clone());
         if self.compute != other.compute {
-            differ(
-                "threads",
-                self.threads.to_string(),
-                other.threads.to_string(),
-            );
-            // Same settings, other processor class: its flex stage ids differ.
-            differ(
-                "compute key (processor class)",
-                self.compute.clone(),
-                other.compute.clone(),
-            );
+            if self.threads != other.threads {
+                differ(
+                    "threads",
+                    self.threads.to_string(),
+                    other.threads.to_string(),
+                );
+            } else {
+                // Same settings on another processor class: flex ids carry the class.
+                differ(
+                    "compute key (processor class)",
+                    self.compute.clone(),
+                    other.compute.clone(),
+                );
+            }
         }
         let short = |d: &str| format!("sha256 {}", &d[..d.len().min(12)]);
         differ("dataset", short(&self.data), short(&other.data));
@@ -248,6 +251,13 @@ mod tests {
         assert_eq!(
             c.differences(&d),
             "`dataset`: sha256 dddddddddddd here, sha256 eeeeeeeeeeee there"
+        );
+        // An ARM node's flex plan names its class.
+        let (mut e, mut f) = (info("flex", 2), info("flex-aarch64-neon", 2));
+        (e.backend, f.backend) = ("flex".into(), "flex".into());
+        assert_eq!(
+            e.differences(&f),
+            "`compute key (processor class)`: flex here, flex-aarch64-neon there"
         );
     }
 }

@@ -8,6 +8,7 @@
 //! Measurements — wall-clock, never compared: `timings.csv` / `timings.parquet`.
 //! Every file is written atomically; Parquet files carry the provenance as key-value metadata.
 
+mod across;
 mod columns;
 mod compare;
 pub mod diff;
