@@ -41,14 +41,14 @@ pub fn flex_class() -> &'static str {
         if has_v3() {
             PORTABLE
         } else if has!("sse4.2") && has!("popcnt") {
-            "x86_64-v2"
+            X86_64_V2
         } else {
-            "x86_64-v1"
+            X86_64_V1
         }
     }
     #[cfg(target_arch = "aarch64")]
     {
-        "aarch64-neon"
+        AARCH64
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
@@ -74,16 +74,17 @@ pub fn flex_key_of(class: &str) -> String {
 /// The numeric class a record's `processor` names, if it is one of this version's
 /// (records of trainer version 4 and before named processor kinds, `x86_64-avx2`).
 pub fn class_named(processor: &str) -> Option<&'static str> {
-    [
-        "x86_64-v3",
-        "x86_64-v2",
-        "x86_64-v1",
-        "aarch64-neon",
-        std::env::consts::ARCH,
-    ]
-    .into_iter()
-    .find(|c| *c == processor)
+    CLASSES
+        .into_iter()
+        .chain([std::env::consts::ARCH])
+        .find(|c| *c == processor)
 }
+
+/// Every class [`flex_class`] names on x86-64 and ARM (other architectures name themselves).
+const CLASSES: [&str; 4] = [PORTABLE, X86_64_V2, X86_64_V1, AARCH64];
+const X86_64_V2: &str = "x86_64-v2";
+const X86_64_V1: &str = "x86_64-v1";
+const AARCH64: &str = "aarch64-neon";
 
 /// The processor kind LibTorch computes on (`x86_64-avx512`, `x86_64-avx2`...): even with its
 /// kernels pinned to AVX2 ([`PINNED`]) its results depend on the processor model (oneDNN and

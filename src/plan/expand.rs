@@ -18,7 +18,7 @@ struct StageKey<'a> {
     data: &'a str,
     model: &'a ModelSpec,
     training: &'a TrainingSpec,
-    compute: String,
+    compute: &'a str,
     seed: u64,
     /// Only when a role seed differs from `seed`, so ids of plain grids stay as they were.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +49,8 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
     let mut cells = Vec::new();
 
     let first_seed = grid.seeds[0];
+    // The same for every stage: computed once, not once per stage of a 100,000-stage grid.
+    let compute = manifest.compute.result_key();
     // Completes a stage with its id and adds it unless an equal one is there.
     let add = |stages: &mut Vec<Stage>, index: &mut HashMap<StageId, usize>, mut stage: Stage| {
         stage.id = StageId(hex::encode(
@@ -60,7 +62,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
                 data,
                 model: &stage.spec,
                 training: &stage.training,
-                compute: manifest.compute.result_key(),
+                compute: &compute,
                 seed: stage.seed,
                 seeds: (stage.seeds != RoleSeeds::uniform(stage.seed)).then_some(stage.seeds),
                 kd: stage.kd,
