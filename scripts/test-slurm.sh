@@ -31,14 +31,28 @@ chmod 700 "$WORK/munge"
 pids=()
 cleanup() {
   local status=$?
+  set +e
+  local daemons=()
   for pidfile in "$WORK/slurmd.pid" "$WORK/slurmctld.pid" "$WORK/munge/munged.pid"; do
-    [[ -s $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    [[ -s $pidfile ]] && daemons+=("$(cat "$pidfile")")
   done
+  ((${#daemons[@]})) && kill "${daemons[@]}" 2>/dev/null
   if [[ $status != 0 ]]; then
     echo "test-slurm: FAILED; daemon logs:" >&2
-    tail -n 20 "$WORK"/*.log "$WORK"/munge/*.log 2>/dev/null >&2 || true
+    tail -n 20 "$WORK"/*.log "$WORK"/munge/*.log 2>/dev/null >&2
   fi
-  rm -rf "$WORK"
+  # slurmctld saves its state while it shuts down: removing the folder before it has exited
+  # races with those writes ("Directory not empty"), so wait up to 30 s for every daemon.
+  for _ in $(seq 300); do
+    local alive=0
+    for pid in "${daemons[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  # Removing the scratch folder is housekeeping: it never changes the verdict.
+  rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK" 2>/dev/null; } ||
+    echo "test-slurm: could not remove $WORK (left behind)" >&2
+  exit "$status"
 }
 trap cleanup EXIT
 
