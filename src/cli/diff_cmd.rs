@@ -48,12 +48,14 @@ pub(super) fn diff_command(
     if diff.differences > 0 {
         return Err(Failure {
             report: miette::miette!(
-                "{} differences beyond tolerance {tolerance}",
-                diff.differences
+                "{} differences beyond tolerance {}",
+                diff.differences,
+                diff.tolerance
             ),
             code: 1,
         });
     }
-    println!("no differences beyond tolerance {tolerance}");
+    // The tolerance applied: `--across`'s when the folders were computed differently.
+    println!("no differences beyond tolerance {}", diff.tolerance);
     Ok(())
 }

@@ -35,9 +35,14 @@ fn finite(text: &str, where_: impl Fn() -> String) -> Result<f64, Failure> {
 /// not `ok` and empty cells are left out and listed in the returned note; a cell that is not a
 /// finite number is an error naming its row.
 fn csv_sample(file: &str, column: &str) -> Result<(Vec<f64>, Option<String>), Failure> {
-    let df = std::fs::File::open(file)
+    let df = std::fs::read(file)
         .map_err(|e| e.to_string())
-        .and_then(|f| CsvReader::new(f).finish().map_err(|e| e.to_string()))
+        .and_then(|bytes| {
+            let text = without_bom(&bytes).to_vec();
+            CsvReader::new(std::io::Cursor::new(text))
+                .finish()
+                .map_err(|e| e.to_string())
+        })
         .map_err(|e| fail(format!("cannot read `{file}`: {e}")))?;
     let col = df.column(column).map_err(|_| {
         fail(format!(
@@ -80,6 +85,12 @@ fn csv_sample(file: &str, column: &str) -> Result<(Vec<f64>, Option<String>), Fa
     Ok((values, note))
 }
 
+/// `bytes` without a leading UTF-8 byte order mark (spreadsheet exports write one; it would
+/// otherwise read as an invisible character in the first number or column name).
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes)
+}
+
 /// Reads a sample: `FILE.csv:COLUMN` (a column of a CSV table, e.g. `runs.csv:test_accuracy`)
 /// or a file of numbers, one per line; with a note on what was left out.
 fn sample(spec: &str) -> Result<(Vec<f64>, Option<String>), Failure> {
@@ -88,6 +99,7 @@ fn sample(spec: &str) -> Result<(Vec<f64>, Option<String>), Failure> {
     }
     let text = std::fs::read_to_string(Path::new(spec))
         .map_err(|e| fail(format!("cannot read `{spec}`: {e}")))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let values = text
         .lines()
         .enumerate()
@@ -111,15 +123,22 @@ pub(super) fn stats(a: &str, b: &str, labels: Option<&str>) -> Result<(), Failur
     let interval = |i: Option<stats::Interval>| {
         i.map_or_else(|| "-".to_string(), |(lo, hi)| format!("[{lo:.4}, {hi:.4}]"))
     };
+    // Resamples are seeded by the values, not by names: the same data gives the same bounds
+    // whatever the files or `--labels` are called.
     for (label, xs) in [(&la, &xa), (&lb, &xb)] {
-        let Some(d) = stats::describe(xs, label) else {
+        let Some(d) = stats::describe(xs, &stats::data_label(&[xs])) else {
             return Err(Failure {
                 report: miette::miette!("`{label}` has no values"),
                 code: 2,
             });
         };
+        let tie = if d.ties() {
+            format!(" (the {} values tie: no interval estimable)", d.n)
+        } else {
+            String::new()
+        };
         println!(
-            "{label}: n {}, mean {:.4}, std {}, 95% CI (t) {}, min {:.4}, max {:.4}",
+            "{label}: n {}, mean {:.4}, std {}, 95% CI (t) {}, min {:.4}, max {:.4}{tie}",
             d.n,
             d.mean,
             d.std.map_or_else(|| "-".into(), |s| format!("{s:.4}")),
@@ -128,13 +147,21 @@ pub(super) fn stats(a: &str, b: &str, labels: Option<&str>) -> Result<(), Failur
             d.max
         );
     }
-    let u = stats::unpaired(&xa, &xb, &format!("{la} vs {lb}")).expect("both non-empty");
+    let u = stats::unpaired(&xa, &xb, &stats::data_label(&[&xa, &xb])).expect("both non-empty");
+    let unreliable = if u.ci_boot.is_some() && stats::bootstrap_unreliable(xa.len().min(xb.len())) {
+        format!(
+            " (unreliable below {} values per side)",
+            stats::BOOTSTRAP_MIN_N
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{la} - {lb}: {:+.4}, 95% CI (Welch t) {}, 95% CI (bootstrap) {}, p (Welch) {}",
+        "{la} - {lb}: {:+.4}, 95% CI (Welch t) {}, 95% CI (bootstrap) {}{unreliable}, {} (Welch)",
         u.mean,
         interval(u.ci_t),
         interval(u.ci_boot),
-        u.p_welch.map_or_else(|| "-".into(), |p| format!("{p:.3}"))
+        u.p_welch.map_or_else(|| "p -".into(), stats::format_p)
     );
     println!(
         "P({la} > {lb}) = {:.2}, 95% CI {}",

@@ -69,13 +69,40 @@ pub struct Comparison {
 
 /// The gap a distilled student closes: `mean_diff / teacher_gain` over the finished runs —
 /// mean(KD) - mean(no-KD) over mean(teacher) - mean(no-KD), the ratio of the mean (paired)
-/// differences, so one seed whose teacher is barely better cannot dominate it.
+/// differences, so one seed whose teacher is barely better cannot dominate it. Given only with
+/// Fieller's interval, and only when the teacher's lead is distinguishable from zero: a lead
+/// within noise makes the ratio any number.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gap {
     /// Mean accuracy of the KD runs' teachers minus the mean of the no-KD runs.
     pub teacher_gain: f64,
-    /// The fraction closed; `None` when the teacher is not better on average.
-    pub closed: Option<f64>,
+    /// Its 95% t interval, when estimable.
+    pub teacher_gain_ci: Option<stats::Interval>,
+    /// The fraction closed with its 95% Fieller interval.
+    pub closed: Option<(f64, stats::Interval)>,
+}
+
+impl Gap {
+    /// Why there is no fraction closed (`None` when there is one).
+    pub fn why_none(&self) -> Option<String> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let pts = |v: f64| format!("{:+.2}", v * 100.0);
+        Some(match self.teacher_gain_ci {
+            _ if self.teacher_gain <= 0.0 => {
+                "teacher not better than no-KD on average: no gap closed".to_string()
+            }
+            None => "the teacher's lead has no interval: no gap closed".to_string(),
+            Some((lo, hi)) => format!(
+                "the teacher's lead ({} points [{}, {}]) is not distinguishable from zero: no \
+                 gap closed",
+                pts(self.teacher_gain),
+                pts(lo),
+                pts(hi)
+            ),
+        })
+    }
 }
 
 impl Comparison {
@@ -87,6 +114,24 @@ impl Comparison {
             .or(self.unpaired.as_ref().and_then(|u| u.seeds_needed))
     }
 
+    /// The same at the upper end of the spread's 95% interval.
+    pub fn seeds_needed_high(&self) -> Option<usize> {
+        match (&self.paired, &self.unpaired) {
+            (Some(p), _) => p.pairs_needed_high,
+            (_, Some(u)) => u.seeds_needed_high,
+            _ => None,
+        }
+    }
+
+    /// What is compared, with the distillation setting: `wide > cnn2 vs cnn2 (T=4, alpha=0.5)`.
+    pub fn head(&self) -> String {
+        let setting = match (self.temperature, self.alpha) {
+            (Some(t), Some(a)) => format!(" (T={t}, alpha={a})"),
+            _ => String::new(),
+        };
+        format!("{} vs {}{setting}", self.a, self.b)
+    }
+
     /// `paired` or `unpaired`.
     pub fn method(&self) -> &'static str {
         if self.paired.is_some() {
@@ -96,15 +141,15 @@ impl Comparison {
         }
     }
 
-    /// The comparison in words, e.g. `teacher > student vs student: +0.22 points [-1.10,
-    /// +1.54], p = 0.62, KD better on 2/3 seeds`.
+    /// The comparison in words, e.g. `teacher > student vs student (T=4, alpha=0.5): +0.22
+    /// points [-1.10, +1.54], p = 0.62, KD better on 2/3 seeds`.
     pub fn sentence(&self) -> String {
-        let head = format!("{} vs {}", self.a, self.b);
+        let head = self.head();
         let pts = |v: f64| format!("{:+.2}", v * 100.0);
         let ci = |c: Option<stats::Interval>| {
             c.map_or_else(String::new, |(l, h)| format!(" [{}, {}]", pts(l), pts(h)))
         };
-        let p = |p: Option<f64>| p.map_or_else(|| "p n/a".to_string(), |p| format!("p = {p:.2}"));
+        let p = |p: Option<f64>| p.map_or_else(|| "p n/a".to_string(), stats::format_p);
         if let Some(x) = &self.paired {
             format!(
                 "{head}: {} points{}, {}, {} better on {}/{} seeds",
@@ -132,7 +177,9 @@ impl Comparison {
     }
 
     /// What the study could have seen: the smallest possible Wilcoxon p-value when it cannot
-    /// reach 0.05, and the seeds a 1-point effect needs at the observed spread.
+    /// reach 0.05, and the seeds a 1-point effect needs at the observed spread — with what it
+    /// needs at the top of the spread's 95% interval, since a spread from a few pairs is itself
+    /// uncertain (`docs/statistics.md`, "How many seeds").
     pub fn power_line(&self) -> Option<String> {
         let pts = |v: f64| format!("{:.2}", v * 100.0);
         let seeds = |n: Option<usize>| {
@@ -143,20 +190,27 @@ impl Comparison {
         };
         let effect = stats::EFFECT * 100.0;
         let power = stats::POWER * 100.0;
+        let few = |n: usize, what: &str| {
+            if n < stats::BOOTSTRAP_MIN_N {
+                format!("; the spread rests on {n} {what}: a rough guide")
+            } else {
+                String::new()
+            }
+        };
         let mut parts = Vec::new();
         if let Some(x) = &self.paired {
-            if let Some(p) = x.min_p_wilcoxon.filter(|p| *p > 1.0 - stats::LEVEL) {
-                parts.push(format!(
-                    "with {} pairs the smallest possible Wilcoxon p is {p:.3}",
-                    x.n
-                ));
+            if let Some(floor) = wilcoxon_floor(x) {
+                parts.push(floor);
             }
             if let Some(sd) = x.sd {
                 parts.push(format!(
                     "to see a {effect}-point effect at this spread (std of differences {} \
-                     points), use {} seeds (paired t-test, {power}% power, two-sided 5%)",
+                     points), use {} seeds, or {} if the spread is at the top of its 95% \
+                     interval (paired t-test, {power}% power, two-sided 5%){}",
                     pts(sd),
-                    seeds(x.pairs_needed)
+                    seeds(x.pairs_needed),
+                    seeds(x.pairs_needed_high),
+                    few(x.n, "pairs")
                 ));
             }
         } else if let (Some(x), (na, nb)) = (&self.unpaired, self.n)
@@ -165,9 +219,12 @@ impl Comparison {
             && x.ci_t.is_some()
         {
             parts.push(format!(
-                "to see a {effect}-point effect at this spread, use {} seeds per chain \
-                 (two-sample t-test, {power}% power, two-sided 5%)",
-                seeds(x.seeds_needed)
+                "to see a {effect}-point effect at this spread, use {} seeds per chain, or {} if \
+                 the spread is at the top of its 95% interval (two-sample t-test, {power}% power, \
+                 two-sided 5%){}",
+                seeds(x.seeds_needed),
+                seeds(x.seeds_needed_high),
+                few(na.min(nb), "runs per side")
             ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
@@ -198,17 +255,70 @@ fn teachers_pair(plan: &Plan, runs: &[Run]) -> bool {
 /// Test accuracy of every finished stage, for the teachers of a comparison's runs.
 type Accuracies<'a> = BTreeMap<&'a StageId, f64>;
 
-/// The gap `a` closes between `b` (no-KD) and the teachers of `a`'s runs.
-fn gap(mean_diff: f64, ra: &[(Run, f64)], vb: &[f64], teachers: &Accuracies) -> Option<Gap> {
+/// The gap `a` closes between `b` (no-KD) and the teachers of `a`'s runs; `pairs` when the
+/// runs pair by seeds (then the variances come from per-seed differences).
+fn gap(
+    mean_diff: f64,
+    pairs: bool,
+    ra: &[(Run, f64)],
+    rb: &[(Run, f64)],
+    teachers: &Accuracies,
+) -> Option<Gap> {
     let t: Vec<f64> = ra
         .iter()
-        .filter_map(|(r, _)| r.stage.parent.as_ref().and_then(|p| teachers.get(p)))
-        .copied()
-        .collect();
-    let teacher_gain = stats::mean(&t)? - stats::mean(vb)?;
+        .map(|(r, _)| {
+            r.stage
+                .parent
+                .as_ref()
+                .and_then(|p| teachers.get(p))
+                .copied()
+        })
+        .collect::<Option<_>>()?;
+    let va: Vec<f64> = ra.iter().map(|x| x.1).collect();
+    let vb: Vec<f64> = rb.iter().map(|x| x.1).collect();
+    let teacher_gain = stats::mean(&t)? - stats::mean(&vb)?;
+    let estimates = if pairs {
+        let base: BTreeMap<(u64, u64, u64), f64> =
+            rb.iter().map(|(r, acc)| (r.seeds(), *acc)).collect();
+        let (num, den): (Vec<f64>, Vec<f64>) = ra
+            .iter()
+            .zip(&t)
+            .map(|((r, acc), teacher)| {
+                let b = base.get(&r.seeds()).copied().unwrap_or(f64::NAN);
+                (acc - b, teacher - b)
+            })
+            .unzip();
+        stats::Estimates::paired(mean_diff, teacher_gain, &num, &den)
+    } else {
+        stats::Estimates::unpaired(mean_diff, teacher_gain, &va, &t, &vb)
+    };
+    let teacher_gain_ci = estimates.denominator_interval();
+    let closed = estimates
+        .fieller()
+        .filter(|_| teacher_gain > 0.0)
+        .map(|ci| (mean_diff / teacher_gain, ci));
     Some(Gap {
         teacher_gain,
-        closed: (teacher_gain > 0.0).then(|| mean_diff / teacher_gain),
+        teacher_gain_ci,
+        closed,
+    })
+}
+
+/// The smallest Wilcoxon p-value the pairs that count (the nonzero differences) can give, in
+/// words, when it cannot reach the 5% level.
+fn wilcoxon_floor(p: &stats::Paired) -> Option<String> {
+    let floor = p.min_p_wilcoxon.filter(|m| *m > 1.0 - stats::LEVEL)?;
+    Some(if p.nonzero == p.n {
+        format!(
+            "with {} pairs the smallest possible Wilcoxon p is {floor:.3}",
+            p.n
+        )
+    } else {
+        format!(
+            "with {} nonzero differences of {} pairs the smallest possible Wilcoxon p is \
+             {floor:.3}",
+            p.nonzero, p.n
+        )
     })
 }
 
@@ -227,6 +337,12 @@ fn notes(
     } else if paired.is_some_and(|p| p.p_t.is_none()) {
         out.push("identical differences: no test".to_string());
     }
+    if let Some(p) = paired
+        && p.n >= 2
+        && p.nonzero < 2
+    {
+        out.push("fewer than 2 nonzero differences: no Wilcoxon test".to_string());
+    }
     let min = stats::BOOTSTRAP_MIN_N;
     match (paired, unpaired) {
         (Some(p), _) if p.ci_boot.is_some() && stats::bootstrap_unreliable(p.n) => {
@@ -237,16 +353,11 @@ fn notes(
         }
         _ => {}
     }
-    if let Some(p) = paired.and_then(|p| p.min_p_wilcoxon.map(|m| (p.n, m)))
-        && p.1 > 1.0 - stats::LEVEL
-    {
-        out.push(format!(
-            "with {} pairs the smallest possible Wilcoxon p is {:.3}",
-            p.0, p.1
-        ));
+    if let Some(floor) = paired.and_then(wilcoxon_floor) {
+        out.push(floor);
     }
-    if gap.is_some_and(|g| g.closed.is_none()) {
-        out.push("teacher not better than no-KD on average: no gap closed".to_string());
+    if let Some(why) = gap.and_then(|g| g.why_none()) {
+        out.push(why);
     }
     (!out.is_empty()).then(|| out.join("; "))
 }
@@ -285,7 +396,7 @@ fn compare(plan: &Plan, teachers: &Accuracies, kind: Kind, a: &Group, b: &Group)
         .or(unpaired.as_ref().map(|u| u.mean));
     let gap = mean_diff
         .filter(|_| kind == Kind::KdVsNoKd)
-        .and_then(|m| gap(m, &ra, &vb, teachers));
+        .and_then(|m| gap(m, paired.is_some(), &ra, &rb, teachers));
     let n = (va.len(), vb.len());
     let note = notes(n, paired.as_ref(), unpaired.as_ref(), gap);
     Comparison {
@@ -398,8 +509,13 @@ pub fn frame(rows: &[Comparison]) -> PolarsResult<DataFrame> {
         "p_improve_high" => u(|u| u.p_improve_ci.map(|c| c.1)),
         "min_p_wilcoxon" => p(|p| p.min_p_wilcoxon),
         "seeds_for_1_point" => rows.iter().map(|r| r.seeds_needed().map(|n| n as u32)).collect::<Vec<_>>(),
+        "seeds_for_1_point_high" => rows.iter().map(|r| r.seeds_needed_high().map(|n| n as u32)).collect::<Vec<_>>(),
         "teacher_gain" => rows.iter().map(|r| r.gap.map(|g| g.teacher_gain)).collect::<Vec<_>>(),
-        "gap_closed" => rows.iter().map(|r| r.gap.and_then(|g| g.closed)).collect::<Vec<_>>(),
+        "teacher_gain_low" => rows.iter().map(|r| r.gap.and_then(|g| g.teacher_gain_ci).map(|c| c.0)).collect::<Vec<_>>(),
+        "teacher_gain_high" => rows.iter().map(|r| r.gap.and_then(|g| g.teacher_gain_ci).map(|c| c.1)).collect::<Vec<_>>(),
+        "gap_closed" => rows.iter().map(|r| r.gap.and_then(|g| g.closed).map(|c| c.0)).collect::<Vec<_>>(),
+        "gap_low" => rows.iter().map(|r| r.gap.and_then(|g| g.closed).map(|c| c.1.0)).collect::<Vec<_>>(),
+        "gap_high" => rows.iter().map(|r| r.gap.and_then(|g| g.closed).map(|c| c.1.1)).collect::<Vec<_>>(),
         "note" => rows.iter().map(|r| r.note.as_deref()).collect::<Vec<_>>(),
         "summary" => rows.iter().map(|r| r.sentence()).collect::<Vec<_>>(),
     ]

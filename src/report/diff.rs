@@ -98,22 +98,27 @@ fn number(v: &AnyValue) -> Option<f64> {
     v.extract::<f64>().filter(|_| v.is_primitive_numeric())
 }
 
-/// Rows of `df` keyed by their key columns' text.
-fn rows(df: &DataFrame, keys: &[&str]) -> BTreeMap<String, usize> {
-    (0..df.height())
-        .map(|i| {
-            let k: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    df.column(k)
-                        .ok()
-                        .and_then(|c| c.get(i).ok())
-                        .map_or("?".into(), |v| text(&v))
-                })
-                .collect();
-            (k.join(" | "), i)
-        })
-        .collect()
+/// Rows of `df` keyed by their key columns' text, and the keys that more than one row holds
+/// (with their row count): a duplicated row must not hide behind its key.
+fn rows(df: &DataFrame, keys: &[&str]) -> (BTreeMap<String, usize>, Vec<(String, usize)>) {
+    let mut out = BTreeMap::new();
+    let mut repeated: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..df.height() {
+        let k: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                df.column(k)
+                    .ok()
+                    .and_then(|c| c.get(i).ok())
+                    .map_or("?".into(), |v| text(&v))
+            })
+            .collect();
+        let k = k.join(" | ");
+        if out.insert(k.clone(), i).is_some() {
+            *repeated.entry(k).or_insert(1) += 1;
+        }
+    }
+    (out, repeated.into_iter().collect())
 }
 
 pub(super) fn cell<'a>(df: &'a DataFrame, col: &str, i: usize) -> AnyValue<'a> {
@@ -230,8 +235,14 @@ fn compare_frames(
         cross,
         twin,
     } = mode;
-    let (ra, rb) = (rows(ta, keys), rows(tb, keys));
+    let ((ra, dup_a), (rb, dup_b)) = (rows(ta, keys), rows(tb, keys));
     let mut lines = Vec::new();
+    for (dups, side) in [(&dup_a, "A"), (&dup_b, "B")] {
+        for (key, count) in dups {
+            lines.push(format!("  ! {count} rows in {side} share the key {key}"));
+        }
+    }
+    let duplicates = dup_a.len() + dup_b.len();
     let mut changed_rows = 0;
     let names = |df: &DataFrame| -> Vec<String> {
         df.get_column_names()
@@ -304,7 +315,7 @@ fn compare_frames(
     }
     let missing = ra.keys().filter(|k| !rb.contains_key(*k)).count();
     let new = rb.keys().filter(|k| !ra.contains_key(*k)).count();
-    out.differences += changed_rows + missing + new + schema;
+    out.differences += changed_rows + missing + new + schema + duplicates;
     if lines.is_empty() {
         let _ = writeln!(out.text, "{name}: {} rows equal", ra.len());
     } else {
@@ -313,9 +324,14 @@ fn compare_frames(
         } else {
             String::new()
         };
+        let dups = if duplicates > 0 {
+            format!(", {duplicates} duplicated keys")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out.text,
-            "{name}: {changed_rows} changed, {new} new, {missing} missing{columns}"
+            "{name}: {changed_rows} changed, {new} new, {missing} missing{columns}{dups}"
         );
         for l in lines {
             let _ = writeln!(out.text, "{l}");

@@ -128,11 +128,26 @@ pub(super) fn accuracy_table(s: &DataFrame) -> String {
         strs(s, "source"),
         strs(s, "note"),
     );
-    let [t, a, n, failed, mean, std, lo, hi, blo, bhi, min, max] = [
+    let [
+        t,
+        a,
+        n,
+        failed,
+        skipped,
+        mean,
+        std,
+        lo,
+        hi,
+        blo,
+        bhi,
+        min,
+        max,
+    ] = [
         "temperature",
         "alpha",
         "n",
         "failed",
+        "skipped",
         "mean",
         "std",
         "ci_low",
@@ -156,9 +171,14 @@ pub(super) fn accuracy_table(s: &DataFrame) -> String {
             if show_source {
                 r.push(source[i].clone());
             }
-            let n_text = match failed[i] {
-                Some(f) if f > 0.0 => format!("{} (+{f} failed)", n[i].unwrap_or(0.0)),
-                _ => format!("{}", n[i].unwrap_or(0.0)),
+            let others: Vec<String> = [(failed[i], "failed"), (skipped[i], "skipped")]
+                .into_iter()
+                .filter_map(|(k, what)| k.filter(|k| *k > 0.0).map(|k| format!("+{k} {what}")))
+                .collect();
+            let n_text = if others.is_empty() {
+                format!("{}", n[i].unwrap_or(0.0))
+            } else {
+                format!("{} ({})", n[i].unwrap_or(0.0), others.join(", "))
             };
             r.extend([
                 n_text,
@@ -205,10 +225,11 @@ pub fn summary(p: &Provenance, tables: &Tables) -> String {
 
 fn variance_table(v: &DataFrame) -> String {
     let (chain, source) = (strs(v, "chain"), strs(v, "source"));
-    let [t, a, n, std, lo, hi, range, p1, pairs] = [
+    let [t, a, n, cells, std, lo, hi, range, p1, pairs] = [
         "temperature",
         "alpha",
         "n",
+        "cells",
         "std",
         "std_low",
         "std_high",
@@ -225,7 +246,10 @@ fn variance_table(v: &DataFrame) -> String {
                 setting(t[i]),
                 setting(a[i]),
                 source[i].clone(),
-                format!("{}", n[i].unwrap_or(0.0)),
+                match cells[i] {
+                    Some(c) if c > 1.0 => format!("{} ({c} cell seeds)", n[i].unwrap_or(0.0)),
+                    _ => format!("{}", n[i].unwrap_or(0.0)),
+                },
                 pct(std[i]),
                 match (lo[i], hi[i]) {
                     (Some(l), Some(h)) => format!("[{}, {}]", pct(Some(l)), pct(Some(h))),
@@ -258,14 +282,28 @@ fn variance_table(v: &DataFrame) -> String {
 /// of the mean differences, or why there is none.
 fn gaps(c: &DataFrame) -> HashMap<(String, String, String), String> {
     let (kind, chain) = (strs(c, "kind"), strs(c, "chain_a"));
-    let [t, a, gain, closed] =
-        ["temperature", "alpha", "teacher_gain", "gap_closed"].map(|n| floats(c, n));
+    let [t, a, gain, gain_low, closed, lo, hi] = [
+        "temperature",
+        "alpha",
+        "teacher_gain",
+        "teacher_gain_low",
+        "gap_closed",
+        "gap_low",
+        "gap_high",
+    ]
+    .map(|n| floats(c, n));
+    let pct = |v: f64| format!("{:+.0}%", v * 100.0);
     (0..c.height())
         .filter(|&i| kind[i] == "kd-vs-nokd")
         .filter_map(|i| {
-            let text = match (closed[i], gain[i]) {
-                (Some(g), _) => format!("{:+.0}%", g * 100.0),
-                (None, Some(_)) => "none: teacher not better".to_string(),
+            let text = match (closed[i], gain[i], gain_low[i]) {
+                (Some(g), _, _) => match (lo[i], hi[i]) {
+                    (Some(l), Some(h)) => format!("{} [{}, {}]", pct(g), pct(l), pct(h)),
+                    _ => pct(g),
+                },
+                (None, Some(g), _) if g <= 0.0 => "none: teacher not better".to_string(),
+                (None, Some(_), None) => "none: teacher's lead has no interval".to_string(),
+                (None, Some(_), Some(_)) => "none: teacher's lead within noise".to_string(),
                 _ => return None,
             };
             Some(((chain[i].clone(), setting(t[i]), setting(a[i])), text))
@@ -421,8 +459,9 @@ pub fn report(p: &Provenance, tables: &Tables, figures: &[Figure], dir: &Path) -
     out.push_str(
         "\nECE: expected calibration error (15 bins). Agreement and KL are measured on the \
          test split against the stage's own teacher. Gap closed: mean(KD - no-KD) / \
-         mean(teacher - no-KD) over the seeds, none when the teacher is not better than no-KD \
-         on average. Inference latency is a measurement: see `timings.csv`.\n",
+         mean(teacher - no-KD) over the seeds with its 95% Fieller interval; none when the \
+         teacher's lead over no-KD is not distinguishable from zero (its 95% interval contains \
+         zero), where the ratio could be any number. Inference latency is a measurement: see `timings.csv`.\n",
     );
     if !figures.is_empty() {
         out.push_str("\n## Figures\n\n");

@@ -171,24 +171,63 @@ impl Source {
     }
 }
 
-/// The samples of a group, one per source that varies: a group whose runs vary only the cell
-/// seed gives one `all` sample; a seed-role study gives one sample per source, each holding
-/// the runs whose other sources sit at the cell seed (the shared baseline run is in each).
-pub fn samples<'a>(group: &Group<'a>) -> Vec<(Source, Vec<Run<'a>>)> {
+/// A sample of runs that differ in one source of randomness (or, for [`Source::All`], in all
+/// of them), as cells: runs of one cell differ only in that source; different cells hold
+/// different cell seeds, so their runs also differ in the other sources and are compared
+/// only within their cell.
+#[derive(Debug, Clone)]
+pub struct Sample<'a> {
+    /// The source that varies within each cell.
+    pub source: Source,
+    /// Runs by cell seed, in plan order.
+    pub cells: Vec<Vec<Run<'a>>>,
+}
+
+impl<'a> Sample<'a> {
+    /// Every run of the sample, cell after cell.
+    pub fn runs(&self) -> impl Iterator<Item = &Run<'a>> {
+        self.cells.iter().flatten()
+    }
+}
+
+/// The samples of a group, one per source that varies. A group whose runs vary only the cell
+/// seed gives one `all` sample. A seed-role study (`init-seed`, `order-seed`, `augment-seed`)
+/// gives an `all` sample of the runs whose every source sits at the cell seed (when there are
+/// 2 cell seeds or more), and for each source a sample of cells: within cell seed `s`, the
+/// runs whose two other sources sit at `s`, when they hold 2 values of this source or more. A
+/// source the grid never varies alone has no sample.
+pub fn samples<'a>(group: &Group<'a>) -> Vec<Sample<'a>> {
     let uniform = |r: &Run| {
         let (i, o, a) = r.seeds();
         let s = r.stage.seed;
         i == s && o == s && a == s
     };
     if group.runs.iter().all(uniform) {
-        return vec![(Source::All, group.runs.clone())];
+        return vec![Sample {
+            source: Source::All,
+            cells: vec![group.runs.clone()],
+        }];
     }
     let mut out = Vec::new();
     let all: Vec<Run> = group.runs.iter().copied().filter(uniform).collect();
     if distinct(all.iter().map(|r| r.stage.seed)) >= 2 {
-        out.push((Source::All, all));
+        out.push(Sample {
+            source: Source::All,
+            cells: vec![all],
+        });
+    }
+    // Cell seeds in order of first appearance, each with its runs.
+    let mut cells: Vec<(u64, Vec<Run>)> = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    for r in &group.runs {
+        let c = *index.entry(r.stage.seed).or_insert_with(|| {
+            cells.push((r.stage.seed, Vec::new()));
+            cells.len() - 1
+        });
+        cells[c].1.push(*r);
     }
     for source in [Source::Init, Source::Order, Source::Augment] {
+        // Whether a run's other sources sit at its cell seed, and its seed of this source.
         let pick = |r: &Run| {
             let (i, o, a) = r.seeds();
             let s = r.stage.seed;
@@ -199,9 +238,21 @@ pub fn samples<'a>(group: &Group<'a>) -> Vec<(Source, Vec<Run<'a>>)> {
                 Source::All => unreachable!(),
             }
         };
-        let runs: Vec<Run> = group.runs.iter().copied().filter(|r| pick(r).0).collect();
-        if distinct(runs.iter().map(|r| pick(r).1)) >= 2 {
-            out.push((source, runs));
+        let counting: Vec<Vec<Run>> = cells
+            .iter()
+            .map(|(_, runs)| {
+                runs.iter()
+                    .copied()
+                    .filter(|r| pick(r).0)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|runs| distinct(runs.iter().map(|r| pick(r).1)) >= 2)
+            .collect();
+        if !counting.is_empty() {
+            out.push(Sample {
+                source,
+                cells: counting,
+            });
         }
     }
     out

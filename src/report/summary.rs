@@ -2,6 +2,7 @@
 
 use super::stats::{self, Describe};
 use super::study::{Group, RowKey, Run, samples, with_key_columns};
+use crate::store::Status;
 use polars::prelude::*;
 
 /// A metric the summary describes.
@@ -61,39 +62,68 @@ pub struct Row {
     pub key: RowKey,
     /// Metric.
     pub metric: &'static str,
-    /// Runs that did not finish.
+    /// Runs that failed.
     pub failed: u32,
-    /// The statistics, when a run finished.
+    /// Runs skipped because their teacher failed.
+    pub skipped: u32,
+    /// The statistics, when a run finished; the t interval cut to [0, 1].
     pub stats: Option<Describe>,
-    /// What could not be computed, and why.
+    /// What could not be computed, what was cut, and why.
     pub note: Option<String>,
+}
+
+/// Cuts the t interval of an accuracy to [0, 1], saying where it was cut: a bound beyond
+/// would read as a reachable accuracy.
+fn bounded(stats: &mut Describe) -> Vec<&'static str> {
+    let mut cut = Vec::new();
+    if let Some((lo, hi)) = &mut stats.ci_t {
+        if *lo < 0.0 {
+            *lo = 0.0;
+            cut.push("t interval cut at 0");
+        }
+        if *hi > 1.0 {
+            *hi = 1.0;
+            cut.push("t interval cut at 1");
+        }
+    }
+    cut
 }
 
 /// Every summary row of `groups`.
 pub fn rows(groups: &[Group]) -> Vec<Row> {
     let mut out = Vec::new();
     for g in groups {
-        for (source, runs) in samples(g) {
+        for sample in samples(g) {
+            let runs: Vec<&Run> = sample.runs().collect();
+            let source = sample.source.as_str();
+            let count = |s: Status| runs.iter().filter(|r| r.record.status == s).count() as u32;
             for metric in metrics(g) {
                 let values: Vec<f64> = runs.iter().filter_map(|r| metric.of(r)).collect();
-                let failed = runs.iter().filter(|r| !r.ok()).count() as u32;
-                let label = format!("{} {} {}", g.key(), source.as_str(), metric.as_str());
-                let stats = stats::describe(&values, &label);
-                let note = match values.len() {
+                let label = format!("{} {} {}", g.key(), source, metric.as_str());
+                let mut stats = stats::describe(&values, &label);
+                let mut notes = vec![match values.len() {
                     0 => Some("no finished run".to_string()),
                     1 => Some("one seed: no spread or interval".to_string()),
+                    n if stats.as_ref().is_some_and(Describe::ties) => {
+                        Some(format!("the {n} values tie: no interval estimable"))
+                    }
                     n if stats::bootstrap_unreliable(n) => Some(format!(
                         "bootstrap CI unreliable below {} seeds",
                         stats::BOOTSTRAP_MIN_N
                     )),
                     _ => None,
-                };
+                }];
+                if let Some(s) = &mut stats {
+                    notes.extend(bounded(s).into_iter().map(|c| Some(c.to_string())));
+                }
+                let notes: Vec<String> = notes.into_iter().flatten().collect();
                 out.push(Row {
-                    key: g.row_key(source.as_str()),
+                    key: g.row_key(source),
                     metric: metric.as_str(),
-                    failed,
+                    failed: count(Status::Failed),
+                    skipped: count(Status::Skipped),
                     stats,
-                    note,
+                    note: (!notes.is_empty()).then(|| notes.join("; ")),
                 });
             }
         }
@@ -111,6 +141,7 @@ pub fn frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         "metric" => rows.iter().map(|r| r.metric).collect::<Vec<_>>(),
         "n" => rows.iter().map(|r| r.stats.as_ref().map_or(0, |s| s.n as u32)).collect::<Vec<_>>(),
         "failed" => rows.iter().map(|r| r.failed).collect::<Vec<_>>(),
+        "skipped" => rows.iter().map(|r| r.skipped).collect::<Vec<_>>(),
         "mean" => s(|d| Some(d.mean)),
         "std" => s(|d| d.std),
         "sem" => s(|d| d.sem),

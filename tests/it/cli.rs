@@ -500,8 +500,8 @@ fn diff_names_the_changed_row_and_column_and_report_check_catches_an_edit() {
     let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     let line = summary.lines().nth(1).unwrap().to_string();
     let mut cells: Vec<String> = line.split(',').map(String::from).collect();
-    let mean: f64 = cells[8].parse().unwrap();
-    cells[8] = format!("{}", mean - 0.01);
+    let mean: f64 = cells[9].parse().unwrap();
+    cells[9] = format!("{}", mean - 0.01);
     std::fs::write(
         dir.join("summary.csv"),
         summary.replace(&line, &cells.join(",")),
@@ -597,7 +597,7 @@ fn diff_across_processor_kinds_uses_the_tolerance_and_says_why() {
     let summary = std::fs::read_to_string(same.join("summary.csv")).unwrap();
     let line = summary.lines().nth(1).unwrap().to_string();
     let mut cells: Vec<String> = line.split(',').map(String::from).collect();
-    cells[8] = format!("{}", cells[8].parse::<f64>().unwrap() + 0.0001);
+    cells[9] = format!("{}", cells[9].parse::<f64>().unwrap() + 0.0001);
     std::fs::write(
         same.join("summary.csv"),
         summary.replace(&line, &cells.join(",")),

@@ -500,7 +500,7 @@ fn the_scipy_reference_catches_an_edited_cell() {
     let summary = std::fs::read_to_string(&path).unwrap();
     let line = summary.lines().nth(1).unwrap().to_string();
     let mut cells: Vec<String> = line.split(',').map(String::from).collect();
-    cells[8] = format!("{}", cells[8].parse::<f64>().unwrap() + 0.01);
+    cells[9] = format!("{}", cells[9].parse::<f64>().unwrap() + 0.01);
     std::fs::write(&path, summary.replace(&line, &cells.join(","))).unwrap();
     let out = reference(&python, std::slice::from_ref(&dir));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -7,7 +7,8 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
 /// Each group's mean as a point with its 95% t interval as whiskers (no bars: the axis is
-/// cut to the data, so a bar's length would mean nothing).
+/// cut to the data, so a bar's length would mean nothing); an interval cut at an accuracy
+/// bound ends in an arrowhead there.
 pub(super) struct MeanCi<'a>(pub(super) &'a Groups);
 
 impl Plot for MeanCi<'_> {
@@ -34,11 +35,18 @@ impl Plot for MeanCi<'_> {
                     BLACK.stroke_width(2),
                 )))
                 .map_err(err)?;
-            // End caps, 14 pixels high.
+            // End caps, 14 pixels high; an end cut at an accuracy bound (0 or 1) gets an
+            // arrowhead instead, so the whisker does not look as if the interval ended there.
+            let (cut_low, cut_high) = g.cut[i];
             chart
-                .draw_series([l, h].map(|x| {
+                .draw_series([(l, cut_low, -1), (h, cut_high, 1)].map(|(x, cut, side)| {
+                    let shape = if cut {
+                        vec![(-8 * side, -7), (0, 0), (-8 * side, 7)]
+                    } else {
+                        vec![(0, -7), (0, 7)]
+                    };
                     EmptyElement::at((x, SegmentValue::CenterOf(i)))
-                        + PathElement::new(vec![(0, -7), (0, 7)], BLACK.stroke_width(2))
+                        + PathElement::new(shape, BLACK.stroke_width(2))
                 }))
                 .map_err(err)?;
         }

@@ -11,6 +11,8 @@ pub(super) struct Groups {
     pub(super) chains: Vec<String>,
     pub(super) mean: Vec<f64>,
     pub(super) ci: Vec<Option<(f64, f64)>>,
+    /// Whether the interval was cut at 0 and at 1 (accuracy bounds): drawn open-ended.
+    pub(super) cut: Vec<(bool, bool)>,
     pub(super) seeds: Vec<Vec<f64>>,
 }
 
@@ -26,7 +28,7 @@ impl Groups {
     /// The groups of `tables`, each with every finished seed's accuracy.
     pub(super) fn of(tables: &Tables) -> Self {
         let s = &tables.summary;
-        let (chain, metric) = (strs(s, "chain"), strs(s, "metric"));
+        let (chain, metric, note) = (strs(s, "chain"), strs(s, "metric"), strs(s, "note"));
         let [t, a, mean, lo, hi] =
             ["temperature", "alpha", "mean", "ci_low", "ci_high"].map(|c| floats(s, c));
         let r = &tables.runs;
@@ -54,6 +56,7 @@ impl Groups {
             chains: Vec::new(),
             mean: Vec::new(),
             ci: Vec::new(),
+            cut: Vec::new(),
             seeds: Vec::new(),
         };
         let mut seen = HashSet::new();
@@ -75,6 +78,10 @@ impl Groups {
             g.chains.push(chain[i].clone());
             g.mean.push(mean[i].unwrap_or(0.0));
             g.ci.push(lo[i].zip(hi[i]));
+            g.cut.push((
+                note[i].contains("t interval cut at 0"),
+                note[i].contains("t interval cut at 1"),
+            ));
         }
         g
     }

@@ -11,10 +11,12 @@ use sha2::{Digest, Sha256};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 
 mod power;
+mod ratio;
 pub use power::{
     BOOTSTRAP_MIN_N, EFFECT, MAX_SEEDS, POWER, bootstrap_unreliable, min_p_wilcoxon, pairs_needed,
     seeds_needed_unpaired, t_test_power,
 };
+pub use ratio::Estimates;
 
 /// Bootstrap resamples per interval.
 pub const RESAMPLES: usize = 10_000;
@@ -30,14 +32,41 @@ pub fn rng(label: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(Sha256::digest(label.as_bytes()).into())
 }
 
+/// A p-value for people: two significant digits (`p = 0.62`, `p = 0.050`, `p = 0.0031`), and
+/// `p < 0.001` below that, where more digits would claim a precision the model lacks.
+pub fn format_p(p: f64) -> String {
+    if p < 0.001 {
+        return "p < 0.001".to_string();
+    }
+    let decimals = (1 - p.log10().floor() as i32).max(1) as usize;
+    format!("p = {p:.decimals$}")
+}
+
+/// A resampling label derived from the values themselves (their bits, each sample's length
+/// first): data read from files is resampled the same way whatever the files are named.
+pub fn data_label(samples: &[&[f64]]) -> String {
+    let mut h = Sha256::new();
+    for xs in samples {
+        h.update((xs.len() as u64).to_le_bytes());
+        for x in *xs {
+            h.update(x.to_bits().to_le_bytes());
+        }
+    }
+    format!("data {:x}", h.finalize())
+}
+
 /// Arithmetic mean (`None` when empty).
 pub fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
-/// Sample standard deviation, `n - 1` in the denominator (`None` below 2 values).
+/// Sample standard deviation, `n - 1` in the denominator (`None` below 2 values); exactly 0
+/// when the values tie (their rounded mean could leave a residue).
 pub fn std(xs: &[f64]) -> Option<f64> {
     let m = mean(xs)?;
+    if xs.len() >= 2 && xs.iter().all(|x| x.to_bits() == xs[0].to_bits()) {
+        return Some(0.0);
+    }
     (xs.len() >= 2)
         .then(|| (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt())
 }
@@ -100,7 +129,7 @@ pub struct Describe {
     pub sem: Option<f64>,
     /// Student t interval of the mean.
     pub ci_t: Option<Interval>,
-    /// Percentile bootstrap interval of the mean.
+    /// Percentile bootstrap interval of the mean (`None`, like `ci_t`, when the values tie).
     pub ci_boot: Option<Interval>,
     /// Median.
     pub median: f64,
@@ -108,6 +137,13 @@ pub struct Describe {
     pub min: f64,
     /// Largest value.
     pub max: f64,
+}
+
+impl Describe {
+    /// Whether there are 2 or more values and they all tie (no interval is estimable).
+    pub fn ties(&self) -> bool {
+        self.std == Some(0.0)
+    }
 }
 
 /// Describes `xs` (`None` when empty); `label` seeds the bootstrap.
@@ -122,11 +158,13 @@ pub fn describe(xs: &[f64], label: &str) -> Option<Describe> {
         mean,
         std,
         sem,
-        ci_t: sem.map(|sem| {
+        // Tied values have no spread to estimate an interval from: a zero-width one would
+        // read as certainty.
+        ci_t: sem.filter(|sem| *sem > 0.0).map(|sem| {
             let h = t_critical((n - 1) as f64) * sem;
             (mean - h, mean + h)
         }),
-        ci_boot: bootstrap_mean(xs, &mut rng(label)),
+        ci_boot: bootstrap_mean(xs, &mut rng(label)).filter(|_| std != Some(0.0)),
         median: quantile(&s, 0.5)?,
         min: s[0],
         max: s[n - 1],
@@ -139,12 +177,14 @@ pub fn t_half_width(xs: &[f64]) -> Option<f64> {
     Some(t_critical((xs.len() - 1) as f64) * s / (xs.len() as f64).sqrt())
 }
 
-/// Chi-square interval of a standard deviation from `n` values (normal data assumed).
-pub fn std_interval(std: f64, n: usize) -> Option<Interval> {
-    if n < 2 {
+/// Chi-square interval of a standard deviation estimated with `df` degrees of freedom (`n - 1`
+/// for one sample; `n - cells` when pooled within cells), normal data assumed. `None` without
+/// degrees of freedom or spread: tied values give no interval.
+pub fn std_interval(std: f64, df: usize) -> Option<Interval> {
+    if df == 0 || std.is_nan() || std <= 0.0 {
         return None;
     }
-    let df = (n - 1) as f64;
+    let df = df as f64;
     let chi = ChiSquared::new(df).expect("df > 0");
     let a = (1.0 - LEVEL) / 2.0;
     let var = std * std * df;
@@ -180,6 +220,11 @@ pub struct Paired {
     /// Pairs a paired t-test needs to see a [`EFFECT`] difference at this spread with
     /// [`POWER`].
     pub pairs_needed: Option<usize>,
+    /// The same at the upper end of the spread's 95% interval: what a study should plan for
+    /// when the spread was estimated from a few pairs.
+    pub pairs_needed_high: Option<usize>,
+    /// Nonzero differences: the pairs the Wilcoxon test counts.
+    pub nonzero: usize,
 }
 
 /// Compares matched samples `a` and `b` (same length, pair `i` shares a seed).
@@ -189,6 +234,7 @@ pub fn paired(a: &[f64], b: &[f64], label: &str) -> Option<Paired> {
     let m = mean(&d)?;
     let sd = std(&d).filter(|s| *s > 0.0);
     let t = sd.map(|sd| m / (sd / (n as f64).sqrt()));
+    let nonzero = d.iter().filter(|x| **x != 0.0).count();
     Some(Paired {
         n,
         mean: m,
@@ -198,13 +244,17 @@ pub fn paired(a: &[f64], b: &[f64], label: &str) -> Option<Paired> {
         }),
         ci_boot: bootstrap_mean(&d, &mut rng(label)),
         p_t: t.map(|t| t_p(t, (n - 1) as f64)),
-        // One pair is no test, whatever its sign.
-        p_wilcoxon: wilcoxon(&d).filter(|_| n >= 2),
+        // The test ranks nonzero differences only: with fewer than 2 it has nothing to rank.
+        p_wilcoxon: wilcoxon(&d).filter(|_| nonzero >= 2),
         wins: d.iter().filter(|x| **x > 0.0).count(),
         cohen_d: sd.map(|sd| m / sd),
         sd,
         min_p_wilcoxon: min_p_wilcoxon(&d),
         pairs_needed: sd.and_then(|sd| pairs_needed(sd, EFFECT)),
+        pairs_needed_high: sd
+            .and_then(|sd| std_interval(sd, n - 1))
+            .and_then(|(_, high)| pairs_needed(high, EFFECT)),
+        nonzero,
     })
 }
 
@@ -285,23 +335,69 @@ pub struct Unpaired {
     /// Seeds per side a two-sample t-test needs to see a [`EFFECT`] difference with
     /// [`POWER`], at the pooled standard deviation sqrt((s_a² + s_b²) / 2).
     pub seeds_needed: Option<usize>,
+    /// The same at the upper end of the pooled deviation's 95% interval (`n_a + n_b - 2`
+    /// degrees of freedom).
+    pub seeds_needed_high: Option<usize>,
 }
 
 /// `P(A > B) + P(A = B) / 2` over all pairs of one value of `a` and one of `b`.
 pub fn probability_of_improvement(a: &[f64], b: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for x in a {
-        for y in b {
-            s += if x > y {
-                1.0
-            } else if x == y {
-                0.5
-            } else {
-                0.0
-            };
+    let ia: Vec<usize> = (0..a.len()).collect();
+    let ib: Vec<usize> = (0..b.len()).collect();
+    Improvement::new(a, b).of(&ia, &ib)
+}
+
+/// `P(A > B)` of resamples of `a` and `b` in `O(n_a + n_b)` each: both samples are sorted once,
+/// and each value of `a` knows how many values of `b` lie below it and how many equal it, so a
+/// resample needs only its counts per original value (Mann-Whitney's U by ranks, not by pairs).
+struct Improvement {
+    /// For `a[i]`: the positions in sorted `b` of the first value `>= a[i]` and `> a[i]`.
+    bounds: Vec<(usize, usize)>,
+    /// For `b[j]`: its position in sorted `b`.
+    rank_b: Vec<usize>,
+}
+
+impl Improvement {
+    fn new(a: &[f64], b: &[f64]) -> Self {
+        let mut order: Vec<usize> = (0..b.len()).collect();
+        order.sort_by(|&i, &j| b[i].total_cmp(&b[j]));
+        let sorted: Vec<f64> = order.iter().map(|&j| b[j]).collect();
+        let mut rank_b = vec![0; b.len()];
+        for (pos, &j) in order.iter().enumerate() {
+            rank_b[j] = pos;
         }
+        let bounds = a
+            .iter()
+            .map(|x| {
+                (
+                    sorted.partition_point(|y| y < x),
+                    sorted.partition_point(|y| y <= x),
+                )
+            })
+            .collect();
+        Self { bounds, rank_b }
     }
-    s / (a.len() * b.len()) as f64
+
+    /// P(A > B) + P(A = B) / 2 for the resample that draws `a[ia[k]]` and `b[ib[k]]`.
+    fn of(&self, ia: &[usize], ib: &[usize]) -> f64 {
+        // below[p]: drawn values of `b` at sorted positions < p.
+        let mut below = vec![0u64; self.rank_b.len() + 1];
+        for &j in ib {
+            below[self.rank_b[j] + 1] += 1;
+        }
+        for p in 1..below.len() {
+            below[p] += below[p - 1];
+        }
+        // Twice the count, so ties (one half each) stay integers: the sum is exact.
+        let twice: u64 = ia
+            .iter()
+            .map(|&i| {
+                let (lt, le) = self.bounds[i];
+                below[lt] + below[le]
+            })
+            .sum();
+        (twice as f64 / 2.0) / (ia.len() * ib.len()) as f64
+    }
 }
 
 /// Compares independent samples `a` and `b`.
@@ -322,18 +418,23 @@ pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
         (Some(sa), Some(sb)) => seeds_needed_unpaired(((sa * sa + sb * sb) / 2.0).sqrt(), EFFECT),
         _ => None,
     };
+    let seeds_needed_high = match (std(a), std(b)) {
+        (Some(sa), Some(sb)) => {
+            std_interval(((sa * sa + sb * sb) / 2.0).sqrt(), a.len() + b.len() - 2)
+                .and_then(|(_, high)| seeds_needed_unpaired(high, EFFECT))
+        }
+        _ => None,
+    };
     let mut r = rng(label);
     let (mut diffs, mut probs) = (Vec::new(), Vec::new());
     if a.len() >= 2 && b.len() >= 2 {
+        let improvement = Improvement::new(a, b);
         for _ in 0..RESAMPLES {
-            let ra: Vec<f64> = (0..a.len())
-                .map(|_| a[r.random_range(0..a.len())])
-                .collect();
-            let rb: Vec<f64> = (0..b.len())
-                .map(|_| b[r.random_range(0..b.len())])
-                .collect();
-            diffs.push(ra.iter().sum::<f64>() / na - rb.iter().sum::<f64>() / nb);
-            probs.push(probability_of_improvement(&ra, &rb));
+            let ia: Vec<usize> = (0..a.len()).map(|_| r.random_range(0..a.len())).collect();
+            let ib: Vec<usize> = (0..b.len()).map(|_| r.random_range(0..b.len())).collect();
+            let sum = |xs: &[f64], idx: &[usize]| idx.iter().map(|&i| xs[i]).sum::<f64>();
+            diffs.push(sum(a, &ia) / na - sum(b, &ib) / nb);
+            probs.push(improvement.of(&ia, &ib));
         }
     }
     let d = ma - mb;
@@ -348,6 +449,7 @@ pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
         p_improve: probability_of_improvement(a, b),
         p_improve_ci: percentile_interval(probs).filter(|_| a.len() >= 2),
         seeds_needed,
+        seeds_needed_high,
     })
 }
 
