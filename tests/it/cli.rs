@@ -528,6 +528,77 @@ fn diff_names_the_changed_row_and_column_and_report_check_catches_an_edit() {
 }
 
 #[test]
+fn a_duplicated_missing_or_extra_row_and_an_edited_report_fail_diff_and_check() {
+    let ws = Workspace::new(TINY);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let dir = ws.results().join("tiny");
+    let pristine = ws.dir.path().join("pristine");
+    copy_dir(&dir, &pristine);
+    let runs = std::fs::read_to_string(dir.join("runs.csv")).unwrap();
+    let lines: Vec<&str> = runs.lines().collect();
+    let (header, first, second) = (lines[0], lines[1], lines[2]);
+    let stage = first.split(',').next().unwrap();
+    // A duplicated row with the same stage id and another accuracy: keyed in a map, it used to
+    // hide behind the original.
+    let mut fake: Vec<String> = first.split(',').map(String::from).collect();
+    let col = header
+        .split(',')
+        .position(|c| c == "test_accuracy")
+        .unwrap();
+    fake[col] = "0.99".into();
+    // What `diff edited pristine` says; `report --check` compares the same way (the committed,
+    // edited folder as A, the regeneration as B).
+    let edits = [
+        (
+            "duplicated",
+            format!("{runs}{}\n", fake.join(",")),
+            "1 duplicated keys",
+        ),
+        (
+            "missing",
+            runs.replace(&format!("{second}\n"), ""),
+            "1 new, 0 missing",
+        ),
+        (
+            "extra",
+            format!("{runs}{}\n", first.replacen(stage, "0123456789abcdef", 1)),
+            "0 new, 1 missing",
+        ),
+    ];
+    for (what, text, says) in edits {
+        std::fs::write(dir.join("runs.csv"), &text).unwrap();
+        let out =
+            stdout(&kdgrid_diff(&[dir.to_str().unwrap(), pristine.to_str().unwrap()]).code(1));
+        assert!(out.contains(says), "{what}: {out}");
+        if what == "duplicated" {
+            assert!(
+                out.contains(&format!("! 2 rows in A share the key {stage}")),
+                "{out}"
+            );
+        }
+        let check = ws.kdgrid(&["report", "--check"]).code(1);
+        assert!(stdout(&check).contains(says), "{what}: {}", stdout(&check));
+    }
+    std::fs::write(dir.join("runs.csv"), &runs).unwrap();
+    ws.kdgrid(&["report", "--check"]).success();
+    // One edited word of report.md.
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    std::fs::write(
+        dir.join("report.md"),
+        report.replacen("stages", "Stages", 1),
+    )
+    .unwrap();
+    let out = stdout(&kdgrid_diff(&[pristine.to_str().unwrap(), dir.to_str().unwrap()]).code(1));
+    assert!(out.contains("report.md: differs"), "{out}");
+    let check = ws.kdgrid(&["report", "--check"]).code(1);
+    assert!(
+        stdout(&check).contains("report.md: differs"),
+        "{}",
+        stdout(&check)
+    );
+}
+
+#[test]
 fn diff_across_processor_kinds_uses_the_tolerance_and_says_why() {
     use polars::prelude::*;
     let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));

@@ -286,7 +286,11 @@ fn row(df: &polars::prelude::DataFrame, column: &str, value: &str) -> usize {
 
 #[test]
 fn gap_closed_is_the_ratio_of_mean_differences_and_empty_when_the_teacher_is_no_better() {
-    let ws = Workspace::new(TINY);
+    // A student held back by a small learning rate: the teacher's lead is far beyond seed noise.
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0, 1, 2]").replace(
+        "[models.student]\nconv = [4]",
+        "[models.student]\nconv = [4]\nlr = 0.0003",
+    ));
     ws.kdgrid(&["run", "--quiet"]).success();
     let runs = ws.parquet("tiny", "runs.parquet");
     let c = ws.parquet_csv("tiny", "comparisons.csv");
@@ -304,10 +308,57 @@ fn gap_closed_is_the_ratio_of_mean_differences_and_empty_when_the_teacher_is_no_
     let diff = of("teacher > student", &acc) - of("student", &acc);
     assert!(gain > 0.0, "the tiny teacher beats the student: {runs}");
     assert!((floats(&c, "teacher_gain")[i] - gain).abs() < 1e-12, "{c}");
-    assert!(
-        (floats(&c, "gap_closed")[i] - diff / gain).abs() < 1e-9,
-        "{c}"
+    // The gap has its Fieller interval.
+    let (lead_low, closed) = (
+        floats(&c, "teacher_gain_low")[i],
+        floats(&c, "gap_closed")[i],
     );
+    assert!(lead_low > 0.0 && lead_low < gain, "{c}");
+    assert!((closed - diff / gain).abs() < 1e-9, "{c}");
+    let (lo, hi) = (floats(&c, "gap_low")[i], floats(&c, "gap_high")[i]);
+    assert!(lo < closed && closed < hi, "{c}");
+    let report = std::fs::read_to_string(ws.results().join("tiny/report.md")).unwrap();
+    let pct = |v: f64| format!("{:+.0}%", v * 100.0);
+    assert!(
+        report.contains(&format!("{} [{}, {}]", pct(closed), pct(lo), pct(hi))),
+        "{report}"
+    );
+    // The teacher's interval reaches past 100% accuracy: cut at 1 in the table, and drawn with
+    // an arrowhead (three points, the tip 8 pixels out) instead of an end cap in the figure.
+    let summary = ws.parquet_csv("tiny", "summary.csv");
+    let (metric, notes) = (strings(&summary, "metric"), strings(&summary, "note"));
+    let cuts: usize = (0..notes.len())
+        .filter(|&k| metric[k] == "test_accuracy")
+        .map(|k| notes[k].matches("t interval cut at").count())
+        .sum();
+    assert!(cuts >= 1, "{summary}");
+    assert!(
+        floats(&summary, "ci_high")
+            .iter()
+            .all(|h| h.is_nan() || *h <= 1.0)
+    );
+    let svg = std::fs::read_to_string(ws.results().join("tiny/plots/accuracy.svg")).unwrap();
+    let arrowheads = svg
+        .split("points=\"")
+        .skip(1)
+        .filter(|rest| {
+            let pts: Vec<(f64, f64)> = rest
+                .split('"')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect();
+            pts.len() == 3
+                && pts[0].0 == pts[2].0
+                && ((pts[1].0 - pts[0].0).abs() - 8.0).abs() < 1e-9
+                && pts[0].1 != pts[2].1
+        })
+        .count();
+    assert_eq!(arrowheads, cuts, "{summary}");
 
     // A teacher that learns nothing (tiny learning rate) is worse than no-KD: no gap closed,
     // neither per seed nor for the chain, and the report says why.
@@ -353,15 +404,20 @@ fn the_report_says_what_few_seeds_cannot_show_and_how_many_would() {
     assert!(strings(&c, "note")[i].contains(words), "{c}");
     assert!(report.contains(words), "{report}");
     assert!(out.contains(words), "{out}");
-    // Bootstrap intervals of 2 values are flagged, in the summary and the comparisons.
+    // Bootstrap intervals of 2 values are flagged in the summary, and 2 values that tie get no
+    // interval at all.
     let summary = ws.parquet_csv("tiny", "summary.csv");
-    assert!(
-        strings(&summary, "note")
-            .iter()
-            .filter(|n| !n.is_empty())
-            .all(|n| n.contains("bootstrap CI unreliable below 5 seeds")),
-        "{summary}"
-    );
+    let (notes, low) = (strings(&summary, "note"), floats(&summary, "ci_low"));
+    for (note, low) in notes.iter().zip(low) {
+        if note.contains("the 2 values tie: no interval estimable") {
+            assert!(low.is_nan(), "{summary}");
+        } else {
+            assert!(
+                note.contains("bootstrap CI unreliable below 5 seeds"),
+                "{summary}"
+            );
+        }
+    }
     assert!(
         strings(&c, "note")[i].contains("bootstrap CI unreliable below 5 pairs"),
         "{c}"
@@ -369,10 +425,70 @@ fn the_report_says_what_few_seeds_cannot_show_and_how_many_would() {
     // A power line per comparison with spread: the seeds a 1-point effect needs.
     let seeds = floats(&c, "seeds_for_1_point")[i];
     assert!(seeds >= 2.0, "{c}");
+    // ... and what it needs if the spread, estimated from 2 pairs, is at the top of its
+    // interval, flagged as a rough guide.
+    let high = floats(&c, "seeds_for_1_point_high")[i];
+    assert!(high > seeds, "{c}");
     assert!(
         report.contains("to see a 1-point effect at this spread (std of differences")
-            && report.contains(&format!("use ≥ {seeds} seeds (paired t-test, 80% power")),
+            && report.contains(&format!(
+                "use ≥ {seeds} seeds, or ≥ {high} if the spread is at the top of its 95% interval \
+                 (paired t-test, 80% power"
+            ))
+            && report.contains("the spread rests on 2 pairs: a rough guide"),
         "{report}"
+    );
+    // Every comparison names its setting.
+    assert!(
+        report.contains("- teacher > student vs student (T=4, alpha=0.5): "),
+        "{report}"
+    );
+}
+
+#[test]
+fn seed_roles_compare_each_source_within_its_cell_seed() {
+    // Two cell seeds, three init seeds each, data order and augmentation at the cell seed: the
+    // init row pools the spread within each cell seed; no order or augment row, since the grid
+    // never varies them alone.
+    let text = TINY
+        .replace("seed = [0, 1]", "seed = [0, 1]\ninit-seed = { range = [0, 3] }")
+        .replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+            "chains = [[\"student\"]]",
+        )
+        .replace("epochs = 4", "epochs = 2");
+    let ws = Workspace::new(&text);
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let v = ws.parquet_csv("tiny", "variance.csv");
+    assert_eq!(strings(&v, "source"), vec!["all", "init"], "{v}");
+    assert_eq!(floats(&v, "n"), vec![2.0, 6.0], "{v}");
+    assert_eq!(floats(&v, "cells"), vec![1.0, 2.0], "{v}");
+    let summary = ws.parquet_csv("tiny", "summary.csv");
+    let sources: std::collections::BTreeSet<String> =
+        strings(&summary, "source").into_iter().collect();
+    assert_eq!(
+        sources,
+        ["all", "init"].map(String::from).into(),
+        "{summary}"
+    );
+    // The init row's std from its definition: squared deviations from each cell seed's own
+    // mean, over n - cells = 4 degrees of freedom.
+    let runs = ws.parquet("tiny", "runs.parquet");
+    let (seed, acc) = (floats(&runs, "seed"), floats(&runs, "test_accuracy"));
+    let mut squares = 0.0;
+    for cell in [0.0, 1.0] {
+        let xs: Vec<f64> = (0..acc.len())
+            .filter(|&i| seed[i] == cell)
+            .map(|i| acc[i])
+            .collect();
+        assert_eq!(xs.len(), 3, "{runs}");
+        let m = xs.iter().sum::<f64>() / 3.0;
+        squares += xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>();
+    }
+    let pooled = (squares / 4.0).sqrt();
+    assert!(
+        (floats(&v, "std")[1] - pooled).abs() < 1e-12,
+        "{pooled} vs {v}"
     );
 }
 
@@ -510,5 +626,126 @@ fn the_scipy_reference_catches_an_edited_cell() {
             "summary.csv row 1 (student | student |  |  | all | test_accuracy) column `mean`"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn the_power_rule_reaches_its_power_in_a_simulation() {
+    // The upper-bound recommendation must reach 80% power in >= 95% of simulated pilot studies;
+    // the script prints how rarely the point estimate does.
+    let Some(python) = scipy_python() else { return };
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/statistics-reference.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg("--simulate-power")
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Lines between `<!-- quote: FILE -->` and `<!-- /quote -->` in `doc`, by quoted file.
+fn quotes(doc: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut open = false;
+    for line in doc.lines() {
+        let t = line.trim();
+        if let Some(file) = t
+            .strip_prefix("<!-- quote:")
+            .and_then(|r| r.strip_suffix("-->"))
+        {
+            out.push((file.trim().to_string(), Vec::new()));
+            open = true;
+        } else if t == "<!-- /quote -->" {
+            open = false;
+        } else if open && !t.is_empty() {
+            out.last_mut().unwrap().1.push(line.to_string());
+        }
+    }
+    assert!(!open, "a quote block is not closed");
+    out
+}
+
+#[test]
+fn readme_and_docs_quote_the_committed_reports_verbatim() {
+    // Numbers in prose drift from the tables at the next regeneration: every quoted line must
+    // be a line of the committed file it names.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md")];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    let mut stale = Vec::new();
+    let mut readme_quotes_default = false;
+    for doc in &docs {
+        for (file, lines) in quotes(&std::fs::read_to_string(doc).unwrap()) {
+            let source = std::fs::read_to_string(root.join(&file))
+                .unwrap_or_else(|e| panic!("{}: quotes {file}: {e}", doc.display()));
+            let have: std::collections::HashSet<&str> = source.lines().collect();
+            readme_quotes_default |=
+                doc.ends_with("README.md") && file == "results/default/report.md";
+            assert!(
+                !lines.is_empty(),
+                "{}: empty quote of {file}",
+                doc.display()
+            );
+            for l in lines.iter().filter(|l| !have.contains(l.as_str())) {
+                stale.push(format!("{}: not in {file}: {l}", doc.display()));
+            }
+        }
+    }
+    assert!(
+        readme_quotes_default,
+        "README.md quotes results/default/report.md"
+    );
+    assert!(stale.is_empty(), "{}", stale.join("\n"));
+}
+
+#[test]
+fn stats_seeds_its_bootstrap_from_the_data_and_reads_a_bom() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Vec<String> = (0..4).map(|i| format!("0.8{i}")).collect();
+    let b = ["0.79", "0.815", "0.80"];
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // A spreadsheet export: a byte order mark before the first number.
+    let pa = write("a.txt", format!("\u{feff}{}\n", a.join("\n")));
+    let pa2 = write("renamed.txt", a.join("\n"));
+    let pb = write("b.txt", b.join("\n"));
+    let run = |x: &std::path::Path, labels: &str| {
+        stdout(
+            &assert_cmd::Command::cargo_bin("kdgrid")
+                .unwrap()
+                .arg("stats")
+                .arg(x)
+                .arg(&pb)
+                .args(["--labels", labels])
+                .assert()
+                .success(),
+        )
+    };
+    let (one, two) = (run(&pa, "left,right"), run(&pa2, "left,right"));
+    assert_eq!(one, two, "same data, other file name and BOM");
+    let other = run(&pa, "kdgrid,paper");
+    assert_eq!(
+        one.replace("left", "kdgrid").replace("right", "paper"),
+        other,
+        "same data under other labels"
+    );
+    // 4 and 3 values: the bootstrap interval is flagged.
+    assert!(
+        one.contains("(unreliable below 5 values per side)"),
+        "{one}"
     );
 }

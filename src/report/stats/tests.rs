@@ -36,7 +36,7 @@ fn one_value_has_no_spread_and_no_interval() {
 
 #[test]
 fn std_interval_matches_scipy_chi2() {
-    let (lo, hi) = std_interval(0.008167006795638164, 5).unwrap();
+    let (lo, hi) = std_interval(0.008167006795638164, 4).unwrap();
     close(lo, 0.0048931244188005546, 1e-9);
     close(hi, 0.02346834839116115, 1e-9);
 }
@@ -166,4 +166,72 @@ fn bootstrap_intervals_of_few_values_are_flagged_and_span_min_to_max() {
     let (lo, hi) = d.ci_boot.unwrap();
     close(lo, 0.80, 1e-12);
     close(hi, 0.83, 1e-12);
+}
+
+#[test]
+fn p_values_keep_two_significant_digits_and_floor_at_a_thousandth() {
+    let cases = [
+        (0.6234, "p = 0.62"),
+        (0.05, "p = 0.050"),
+        (0.0031, "p = 0.0031"),
+        (0.00099, "p < 0.001"),
+        (1.0, "p = 1.0"),
+    ];
+    for (p, text) in cases {
+        assert_eq!(format_p(p), text);
+    }
+}
+
+#[test]
+fn one_nonzero_difference_gives_no_wilcoxon_p() {
+    // Two pairs, one tied: the signed-rank test ranks only the nonzero difference.
+    let p = paired(&[0.81, 0.80], &[0.80, 0.80], "zero").unwrap();
+    assert_eq!((p.n, p.nonzero, p.p_wilcoxon), (2, 1, None));
+    let p = paired(&[0.81, 0.82], &[0.80, 0.80], "two").unwrap();
+    assert_eq!(p.nonzero, 2);
+    assert!(p.p_wilcoxon.is_some());
+}
+
+#[test]
+fn tied_values_have_no_interval() {
+    let d = describe(&[0.1, 0.1, 0.1], "tie").unwrap();
+    assert!(d.ties());
+    assert_eq!((d.std, d.ci_t, d.ci_boot), (Some(0.0), None, None));
+    assert_eq!(std_interval(0.0, 2), None);
+}
+
+#[test]
+fn resampled_probability_of_improvement_equals_counting_every_pair() {
+    // Ties across and within samples, as rounded accuracies have.
+    let mut r = rng("values");
+    let draw = |r: &mut ChaCha8Rng, n: usize| -> Vec<f64> {
+        (0..n)
+            .map(|_| (r.random_range(0..40) as f64) / 1000.0 + 0.8)
+            .collect()
+    };
+    for (na, nb) in [(1, 1), (3, 7), (25, 18)] {
+        let (a, b) = (draw(&mut r, na), draw(&mut r, nb));
+        let mut pairs = 0.0;
+        for x in &a {
+            for y in &b {
+                pairs += if x > y {
+                    1.0
+                } else if x == y {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        assert_eq!(probability_of_improvement(&a, &b), pairs / (na * nb) as f64);
+    }
+}
+
+#[test]
+fn data_labels_depend_on_values_only() {
+    let (a, b) = ([0.8, 0.81], [0.79]);
+    assert_eq!(data_label(&[&a, &b]), data_label(&[&a, &b]));
+    assert_ne!(data_label(&[&a, &b]), data_label(&[&b, &a]));
+    // The split between samples is part of the data.
+    assert_ne!(data_label(&[&[0.8], &[0.81, 0.79]]), data_label(&[&a, &b]));
 }
