@@ -517,7 +517,7 @@ def check_comparisons(c, groups, by_id, comparisons, columns):
             s = sd(list(d))
             mean_diff = float(np.mean(d))
             if n >= 2 and s == 0:
-                notes.append("identical differences: no test")
+                notes.append("identical differences: no test or interval")
             if n >= 2 and nz < 2:
                 notes.append("fewer than 2 nonzero differences: no Wilcoxon test")
             s = s if s else None  # no spread: no interval, test or power
@@ -527,8 +527,10 @@ def check_comparisons(c, groups, by_id, comparisons, columns):
                 if s else (None, None)
             v("ci_low", ci[0])
             v("ci_high", ci[1])
+            # Identical differences (no spread): every resample is the same, so no interval.
+            boot = n >= 2 and s is not None
             c.within("comparisons.csv", i, label, rec, "boot_low", "boot_high",
-                     float(d.min()) if n >= 2 else None, float(d.max()) if n >= 2 else None,
+                     float(d.min()) if boot else None, float(d.max()) if boot else None,
                      2 <= n <= 3)
             v("p_t", float(st.ttest_rel(x, y).pvalue) if s else None)
             v("p_wilcoxon", wilcoxon_p(d) if nz >= 2 else None)
@@ -539,7 +541,7 @@ def check_comparisons(c, groups, by_id, comparisons, columns):
             v("seeds_for_1_point", pairs_needed(s))
             high = pairs_needed(sd_high(s, n - 1), cap=MAX_SEEDS) if s else None
             v("seeds_for_1_point_high", high)
-            if 2 <= n < BOOTSTRAP_MIN_N:
+            if boot and n < BOOTSTRAP_MIN_N:
                 notes.append(f"bootstrap CI unreliable below {BOOTSTRAP_MIN_N} pairs")
             if min_p is not None and min_p > 1 - LEVEL:
                 notes.append(f"with {n} pairs the smallest possible Wilcoxon p is {min_p:.3f}"
@@ -563,19 +565,24 @@ def check_comparisons(c, groups, by_id, comparisons, columns):
             v("ci_low", ci[0])
             v("ci_high", ci[1])
             both = len(va) >= 2 and len(vb) >= 2
+            # Each side's values tie: every resample is the same, so no interval.
+            tie = both and sa == 0 and sb == 0
+            if tie:
+                notes.append("the values tie on each side: no interval estimable")
+            boot = both and not tie
             c.within("comparisons.csv", i, label, rec, "boot_low", "boot_high",
-                     min(va) - max(vb) if both else None, max(va) - min(vb) if both else None,
+                     min(va) - max(vb) if boot else None, max(va) - min(vb) if boot else None,
                      False)
             v("p_welch", float(r.pvalue) if welch else None)
             v("p_improve", float(st.mannwhitneyu(va, vb).statistic) / (len(va) * len(vb)))
             c.within("comparisons.csv", i, label, rec, "p_improve_low", "p_improve_high",
-                     0.0 if both else None, 1.0 if both else None, False)
+                     0.0 if boot else None, 1.0 if boot else None, False)
             pooled = math.sqrt((sa * sa + sb * sb) / 2) if both else None
             v("seeds_for_1_point", seeds_needed_unpaired(pooled))
             high = seeds_needed_unpaired(sd_high(pooled, len(va) + len(vb) - 2),
                                          cap=MAX_SEEDS) if pooled else None
             v("seeds_for_1_point_high", high)
-            if both and min(len(va), len(vb)) < BOOTSTRAP_MIN_N:
+            if boot and min(len(va), len(vb)) < BOOTSTRAP_MIN_N:
                 notes.append(f"bootstrap CI unreliable below {BOOTSTRAP_MIN_N} runs per side")
             for col in ["p_t", "p_wilcoxon", "wins", "cohen_d", "min_p_wilcoxon"]:
                 v(col, None)

@@ -335,7 +335,9 @@ fn notes(
     } else if n.0.min(n.1) < 2 {
         out.push("fewer than 2 runs on one side: no interval or test".to_string());
     } else if paired.is_some_and(|p| p.p_t.is_none()) {
-        out.push("identical differences: no test".to_string());
+        out.push("identical differences: no test or interval".to_string());
+    } else if unpaired.is_some_and(|u| u.ties) {
+        out.push("the values tie on each side: no interval estimable".to_string());
     }
     if let Some(p) = paired
         && p.n >= 2

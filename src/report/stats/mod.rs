@@ -242,7 +242,8 @@ pub fn paired(a: &[f64], b: &[f64], label: &str) -> Option<Paired> {
             let h = t_critical((n - 1) as f64) * sd / (n as f64).sqrt();
             (m - h, m + h)
         }),
-        ci_boot: bootstrap_mean(&d, &mut rng(label)),
+        // Identical differences resample to one value: a zero-width interval is no estimate.
+        ci_boot: bootstrap_mean(&d, &mut rng(label)).filter(|_| sd.is_some()),
         p_t: t.map(|t| t_p(t, (n - 1) as f64)),
         // The test ranks nonzero differences only: with fewer than 2 it has nothing to rank.
         p_wilcoxon: wilcoxon(&d).filter(|_| nonzero >= 2),
@@ -338,6 +339,8 @@ pub struct Unpaired {
     /// The same at the upper end of the pooled deviation's 95% interval (`n_a + n_b - 2`
     /// degrees of freedom).
     pub seeds_needed_high: Option<usize>,
+    /// Each side has 2 values or more and they tie: no interval.
+    pub ties: bool,
 }
 
 /// `P(A > B) + P(A = B) / 2` over all pairs of one value of `a` and one of `b`.
@@ -438,16 +441,19 @@ pub fn unpaired(a: &[f64], b: &[f64], label: &str) -> Option<Unpaired> {
         }
     }
     let d = ma - mb;
+    // Each side's values tie: every resample is the same, so no interval is estimable.
+    let ties = std(a) == Some(0.0) && std(b) == Some(0.0);
     Some(Unpaired {
         mean: d,
         ci_t: welch.map(|(se, df)| {
             let h = t_critical(df) * se;
             (d - h, d + h)
         }),
-        ci_boot: percentile_interval(diffs).filter(|_| a.len() >= 2),
+        ci_boot: percentile_interval(diffs).filter(|_| a.len() >= 2 && !ties),
         p_welch: welch.map(|(se, df)| t_p(d / se, df)),
         p_improve: probability_of_improvement(a, b),
-        p_improve_ci: percentile_interval(probs).filter(|_| a.len() >= 2),
+        p_improve_ci: percentile_interval(probs).filter(|_| a.len() >= 2 && !ties),
+        ties,
         seeds_needed,
         seeds_needed_high,
     })

@@ -235,3 +235,13 @@ fn data_labels_depend_on_values_only() {
     // The split between samples is part of the data.
     assert_ne!(data_label(&[&[0.8], &[0.81, 0.79]]), data_label(&[&a, &b]));
 }
+
+#[test]
+fn tied_samples_and_identical_differences_have_no_bootstrap_interval() {
+    let u = unpaired(&[0.8, 0.8, 0.8], &[0.7, 0.7], "ties").unwrap();
+    assert!(u.ties);
+    assert_eq!((u.ci_t, u.ci_boot, u.p_improve_ci), (None, None, None));
+    assert_eq!(u.p_improve, 1.0);
+    let p = paired(&[0.75, 0.5], &[0.5, 0.25], "same").unwrap();
+    assert_eq!((p.ci_t, p.ci_boot, p.p_t), (None, None, None));
+}
