@@ -69,6 +69,10 @@ pub(super) enum Command {
         /// diverging setting is not retried on every rerun).
         #[arg(long)]
         retry_failed: bool,
+        /// Keep `--jobs` × `--threads` even above the cores (LibTorch on the CPU): by default
+        /// kdgrid runs fewer jobs at once, since oversubscribed LibTorch runs ~10x slower.
+        #[arg(long)]
+        oversubscribe: bool,
         /// Train only shard M of N (0-based): the stages whose id falls in it, waiting for
         /// teachers that other shards train. Run N processes (on one machine or many sharing the
         /// results folder) to train the study; the last to finish writes the tables.

@@ -191,8 +191,19 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             jobs,
             quiet,
             retry_failed,
+            oversubscribe,
             shard: None,
-        } => run_cmd::run(cli, manifest, compute, *jobs, *quiet, *retry_failed),
+        } => run_cmd::run(
+            cli,
+            manifest,
+            compute,
+            *jobs,
+            run_cmd::Flags {
+                quiet: *quiet,
+                retry_failed: *retry_failed,
+                oversubscribe: *oversubscribe,
+            },
+        ),
     }
 }
 

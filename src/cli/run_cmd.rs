@@ -2,10 +2,22 @@
 //! prints the summary table, the study's sentences and where the tables are.
 
 use super::{Cli, ComputeArgs, Failure, Jobs, load_plan, progress};
+use crate::execute::cores;
+use crate::manifest::{BackendKind, DeviceSpec};
 use crate::report;
 use crate::sweep;
 use crate::train::Backend;
 use std::path::Path;
+
+/// How `kdgrid run` behaves.
+pub(super) struct Flags {
+    /// Only the summary, no per-epoch progress.
+    pub(super) quiet: bool,
+    /// Train failed stages again.
+    pub(super) retry_failed: bool,
+    /// Keep jobs × threads above the cores.
+    pub(super) oversubscribe: bool,
+}
 
 /// Runs the sweep of `manifest` with `jobs` stages at once.
 pub(super) fn run(
@@ -13,24 +25,42 @@ pub(super) fn run(
     manifest: &Path,
     compute: &ComputeArgs,
     jobs: Jobs,
-    quiet: bool,
-    retry_failed: bool,
+    flags: Flags,
 ) -> Result<(), Failure> {
-    let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+    let (mut plan, mut provenance) =
+        load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+    let mut jobs_now = jobs.resolve();
+    let c = plan.compute;
+    if c.backend == BackendKind::Tch && c.device == DeviceSpec::Cpu {
+        let split = cores::split(jobs_now, c.threads, cores::available(), flags.oversubscribe);
+        if let Some(w) = &split.warning {
+            eprintln!("warning: {w}");
+        }
+        jobs_now = split.jobs;
+        if split.threads != c.threads {
+            // Threads are part of a LibTorch stage's id: plan again with the split's.
+            let mut compute = compute.clone();
+            compute.threads = split.threads;
+            (plan, provenance) =
+                load_plan(manifest, cli.profile.as_deref(), &compute, &cli.results)?;
+        }
+    }
     let backend = Backend::new(plan.compute).map_err(|e| Failure {
         report: e.into(),
         code: 2,
     })?;
     let options = sweep::Options {
-        jobs: jobs.resolve(),
-        retry_failed,
+        jobs: jobs_now,
+        retry_failed: flags.retry_failed,
     };
+    let quiet = flags.quiet;
     let mut display = progress::Display::new(quiet);
-    if matches!(jobs, Jobs::Auto) && !quiet {
+    if (matches!(jobs, Jobs::Auto) || jobs_now > 1) && !quiet {
         println!(
-            "--jobs auto: up to {} stages at once ({} threads each)",
+            "up to {} stages at once ({} threads each, {} cores)",
             options.jobs,
-            backend.threads()
+            backend.threads(),
+            cores::available()
         );
     }
     let outcome = sweep::run(

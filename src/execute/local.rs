@@ -120,6 +120,7 @@ impl Scheduler<'_> {
                             let tx = tx.clone();
                             let (store, data, backend) = (self.store, self.data, self.backend);
                             scope.spawn(move || {
+                                backend.bind_thread();
                                 // Training panics fail their stage inside; anything else that
                                 // panics (saving, committing) must still report, or the
                                 // receive below, whose sender this scheduler also holds,

@@ -9,6 +9,7 @@
 //! - [`slurm`]: hands the plan to Slurm as job arrays of `run-stage` tasks, one per DAG level.
 
 pub mod agree;
+pub mod cores;
 mod error;
 mod event;
 pub mod local;

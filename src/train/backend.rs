@@ -85,6 +85,17 @@ impl Backend {
         self.threads
     }
 
+    /// Binds the calling thread to this backend's thread count before it trains. OpenMP's
+    /// count is a per-thread setting; ATen 2.9 applies its process-wide count to each new
+    /// thread lazily (measured: a fresh thread reports the count set at setup), and binding
+    /// makes a stage's worker thread not depend on that. flex's rayon pool is global.
+    pub fn bind_thread(&self) {
+        #[cfg(feature = "tch")]
+        if self.spec.backend == BackendKind::Tch && self.spec.device == DeviceSpec::Cpu {
+            tch::set_num_threads(self.threads as i32);
+        }
+    }
+
     /// The kind of processor that computes, as far as it decides the numbers: flex's numeric
     /// class (`x86_64-v3` on every AVX2/FMA machine, AVX-512 ones included), the CPU kind for
     /// LibTorch (`x86_64-avx512`: its kernels agree across kinds only within a tolerance), or
@@ -117,4 +128,30 @@ fn tch_device(device: DeviceSpec, threads: usize) -> Result<Device, BackendError
 #[cfg(not(feature = "tch"))]
 fn tch_device(_: DeviceSpec, _: usize) -> Result<Device, BackendError> {
     Err(BackendError::NotBuilt)
+}
+
+#[cfg(all(test, feature = "tch"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_thread_runs_libtorch_with_the_stage_threads() {
+        let spec = ComputeSpec {
+            backend: BackendKind::Tch,
+            threads: Some(1),
+            ..ComputeSpec::default()
+        };
+        let backend = Backend::new(spec).unwrap();
+        assert_eq!(tch::get_num_threads(), 1, "the thread that set it up");
+        // OpenMP's count is per thread: a fresh one starts from the process default.
+        let unbound = std::thread::spawn(tch::get_num_threads).join().unwrap();
+        let bound = std::thread::spawn(move || {
+            backend.bind_thread();
+            tch::get_num_threads()
+        })
+        .join()
+        .unwrap();
+        // A stage's worker thread never runs LibTorch wider than the stage's threads.
+        assert_eq!((unbound, bound), (1, 1));
+    }
 }

@@ -273,6 +273,52 @@ fn flex_cannot_run_on_cuda_and_tch_needs_its_feature() {
     }
 }
 
+/// `--jobs` × `--threads` above the cores (here 2, as a Slurm task would be given) runs fewer
+/// jobs and says so; unset threads share the cores among the jobs.
+#[cfg(feature = "tch")]
+#[test]
+fn tch_never_runs_more_threads_than_cores_without_saying_so() {
+    let text = TINY.replace(
+        "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
+        "chains = [[\"student\"]]",
+    );
+    let ws = Workspace::new(&text);
+    let two_cores = [("SLURM_CPUS_PER_TASK", "2")];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let out = ws
+        .kdgrid_env(
+            &["run", "--backend", "tch", "--jobs", "2", "--threads", "2"],
+            &two_cores,
+        )
+        .success();
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: 2 jobs × 2 threads = 4 LibTorch threads on {cores} cores"
+        )) && err
+            .contains("running 1 job of 2 threads at a time instead (--oversubscribe keeps 2)"),
+        "{err}"
+    );
+    let runs = ws.parquet("tiny", "runs.parquet");
+    assert!(floats(&runs, "threads").iter().all(|t| *t == 2.0), "{runs}");
+    // Threads left unset: the cores are shared, one thread per job, without a warning.
+    let ws = Workspace::new(&text);
+    let out = ws
+        .kdgrid_env(
+            &["run", "--backend", "tch", "--jobs", "2"],
+            &[("SLURM_CPUS_PER_TASK", "2")],
+        )
+        .success();
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("up to 2 stages at once (1 threads each"),
+        "{}",
+        stdout(&out)
+    );
+    let runs = ws.parquet("tiny", "runs.parquet");
+    assert!(floats(&runs, "threads").iter().all(|t| *t == 1.0), "{runs}");
+}
+
 /// The same tiny grid on LibTorch lands within seed noise of flex.
 #[cfg(feature = "tch")]
 #[test]
