@@ -214,7 +214,7 @@ fn parallel_jobs_give_bit_identical_weights() {
     let out = stdout(&auto.kdgrid(&["run", "--jobs", "auto"]).success());
     let cores = std::thread::available_parallelism().unwrap().get();
     assert!(
-        out.contains(&format!("--jobs auto: up to {cores} stages at once")),
+        out.contains(&format!("up to {cores} stages at once")),
         "{out}"
     );
     assert_eq!(jobs(&auto), vec![cores as f64; 10]);
