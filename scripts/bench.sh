@@ -33,6 +33,19 @@ for backend in "${backends[@]}"; do
   python3 -c 'import json, sys; print(json.dumps({"system": sys.argv[2], "workload": "grid/fmnist", "seconds": json.load(open(sys.argv[1]))["seconds"]}))' \
     "$out/grid-$backend.json" "kdgrid-$backend" >> "$out/raw.jsonl"
 done
+# The thread split on LibTorch: 2 stages of 1 thread against 1 stage of 2 threads on the same
+# grid (kdgrid never runs jobs x threads above the cores unless told: docs/performance.md).
+if [[ " ${backends[*]} " == *" tch "* ]]; then
+  for split in "2 1" "1 2"; do
+    read -r jobs each <<< "$split"
+    echo "grid: kdgrid tch, $jobs jobs x $each threads..." >&2
+    rm -rf "$out/grid-tch-$jobs-$each"
+    scripts/measure.py "$out/grid-tch-$jobs-$each.json" $kdgrid --results "$out/grid-tch-$jobs-$each" \
+      run --quiet --backend tch --threads "$each" --jobs "$jobs" bench/grid.toml > /dev/null
+    python3 -c 'import json, sys; print(json.dumps({"system": sys.argv[2], "workload": "grid/fmnist", "seconds": json.load(open(sys.argv[1]))["seconds"]}))' \
+      "$out/grid-tch-$jobs-$each.json" "kdgrid-tch-${jobs}jobs-x${each}threads" >> "$out/raw.jsonl"
+  done
+fi
 # Real data, when the user has it: one epoch of the seed CNN on an image folder (CIFAR-10 as
 # PNG/JPEG files: train/<class>/*, test/<class>/*) at $KDGRID_BENCH_IMAGES, training and test
 # pass timed on both sides (decoding before it), so the synthetic rows can be checked against

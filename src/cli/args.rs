@@ -58,8 +58,9 @@ pub(super) enum Command {
         #[command(flatten)]
         compute: ComputeArgs,
         /// Train up to N independent stages at once (a stage starts once its teacher is done);
-        /// results are bit-identical to `--jobs 1`. `auto`: one per core (measured faster than
-        /// one stage on all cores for small models; recorded in `timings`).
+        /// results are bit-identical to `--jobs 1`. `auto`: one per core on flex (measured faster
+        /// than one stage on all cores for small models; recorded in `timings`), as many as fit
+        /// their threads on LibTorch's CPU backend.
         #[arg(long, short, default_value = "1", value_name = "N|auto")]
         jobs: Jobs,
         /// Print only the summary, not per-epoch progress.
@@ -70,7 +71,8 @@ pub(super) enum Command {
         #[arg(long)]
         retry_failed: bool,
         /// Keep `--jobs` × `--threads` even above the cores (LibTorch on the CPU): by default
-        /// kdgrid runs fewer jobs at once, since oversubscribed LibTorch runs ~10x slower.
+        /// kdgrid runs fewer jobs at once, since oversubscribed LibTorch runs ~10x slower
+        /// (`--jobs auto` on LibTorch: as many stages as fit their threads).
         #[arg(long)]
         oversubscribe: bool,
         /// Train only shard M of N (0-based): the stages whose id falls in it, waiting for
@@ -248,7 +250,7 @@ impl Jobs {
     pub(super) fn resolve(self) -> usize {
         match self {
             Jobs::N(n) => n,
-            Jobs::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Jobs::Auto => crate::execute::cores::available(),
         }
     }
 }

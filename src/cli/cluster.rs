@@ -174,6 +174,21 @@ fn run_tasks(
         report: e.into(),
         code: 2,
     })?;
+    // One task trains one stage at a time: only a stage wider than its cores can oversubscribe
+    // (threads are part of a LibTorch stage's id, so they are the user's to change).
+    let cores = crate::execute::cores::available();
+    if plan.compute.backend == crate::manifest::BackendKind::Tch
+        && plan.compute.device == crate::manifest::DeviceSpec::Cpu
+        && backend.threads() > cores
+    {
+        eprintln!(
+            "warning: {} LibTorch threads on the {cores} cores this task may use: with more \
+             threads than free cores LibTorch runs about 10x slower (give the task {} cores, or \
+             plan with --threads {cores})",
+            backend.threads(),
+            backend.threads()
+        );
+    }
     let mut display = progress::Display::new(quiet);
     let outcome = sweep::run_tasks(
         plan,

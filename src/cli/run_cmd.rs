@@ -27,23 +27,25 @@ pub(super) fn run(
     jobs: Jobs,
     flags: Flags,
 ) -> Result<(), Failure> {
-    let (mut plan, mut provenance) =
-        load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
+    let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
     let mut jobs_now = jobs.resolve();
     let c = plan.compute;
     if c.backend == BackendKind::Tch && c.device == DeviceSpec::Cpu {
-        let split = cores::split(jobs_now, c.threads, cores::available(), flags.oversubscribe);
+        let cores = cores::available();
+        if matches!(jobs, Jobs::Auto) {
+            jobs_now = cores::fitting(c.resolved_threads(), cores);
+        }
+        let split = cores::split(
+            jobs_now,
+            c.resolved_threads(),
+            c.threads.is_some(),
+            cores,
+            flags.oversubscribe,
+        );
         if let Some(w) = &split.warning {
             eprintln!("warning: {w}");
         }
         jobs_now = split.jobs;
-        if split.threads != c.threads {
-            // Threads are part of a LibTorch stage's id: plan again with the split's.
-            let mut compute = compute.clone();
-            compute.threads = split.threads;
-            (plan, provenance) =
-                load_plan(manifest, cli.profile.as_deref(), &compute, &cli.results)?;
-        }
     }
     let backend = Backend::new(plan.compute).map_err(|e| Failure {
         report: e.into(),

@@ -163,8 +163,13 @@ pub(super) fn stats(a: &str, b: &str, labels: Option<&str>) -> Result<(), Failur
         interval(u.ci_boot),
         u.p_welch.map_or_else(|| "p -".into(), stats::format_p)
     );
+    let unreliable_p = if u.p_improve_ci.is_some() {
+        unreliable.as_str()
+    } else {
+        ""
+    };
     println!(
-        "P({la} > {lb}) = {:.2}, 95% CI {}",
+        "P({la} > {lb}) = {:.2}, 95% CI (bootstrap) {}{unreliable_p}",
         u.p_improve,
         interval(u.p_improve_ci)
     );

@@ -12,6 +12,7 @@ mod across;
 mod columns;
 mod compare;
 pub mod diff;
+mod gap;
 mod markdown;
 mod plots;
 pub mod stats;

@@ -23,7 +23,8 @@ fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
     assert!(out.contains("95% CI (t)") && out.contains("mean"), "{out}");
     // The comparisons, in words.
     assert!(
-        out.contains("teacher > student vs student: ") && out.contains("KD better on "),
+        out.contains("teacher > student vs student (T=4, alpha=0.5): ")
+            && out.contains("KD better on "),
         "{out}"
     );
 
@@ -273,8 +274,8 @@ fn flex_cannot_run_on_cuda_and_tch_needs_its_feature() {
     }
 }
 
-/// `--jobs` × `--threads` above the cores (here 2, as a Slurm task would be given) runs fewer
-/// jobs and says so; unset threads share the cores among the jobs.
+/// `--jobs` × `--threads` above the cores (here at most 2, as a Slurm task would be given) runs
+/// fewer jobs and says so, keeping the stage ids `--jobs 1` gives.
 #[cfg(feature = "tch")]
 #[test]
 fn tch_never_runs_more_threads_than_cores_without_saying_so() {
@@ -282,9 +283,9 @@ fn tch_never_runs_more_threads_than_cores_without_saying_so() {
         "chains = [[\"student\"], [\"teacher\", \"student\"], [\"teacher\", \"assistant\", \"student\"]]",
         "chains = [[\"student\"]]",
     );
-    let ws = Workspace::new(&text);
     let two_cores = [("SLURM_CPUS_PER_TASK", "2")];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let ws = Workspace::new(&text);
     let out = ws
         .kdgrid_env(
             &["run", "--backend", "tch", "--jobs", "2", "--threads", "2"],
@@ -295,28 +296,51 @@ fn tch_never_runs_more_threads_than_cores_without_saying_so() {
     assert!(
         err.contains(&format!(
             "warning: 2 jobs × 2 threads = 4 LibTorch threads on {cores} cores"
-        )) && err
-            .contains("running 1 job of 2 threads at a time instead (--oversubscribe keeps 2)"),
+        )) && err.contains("running 1 job at a time instead (--oversubscribe keeps 2)"),
         "{err}"
     );
+    let jobs = |ws: &Workspace| floats(&ws.parquet("tiny", "timings.parquet"), "jobs");
+    assert_eq!(jobs(&ws), vec![1.0, 1.0], "one stage at a time");
     let runs = ws.parquet("tiny", "runs.parquet");
     assert!(floats(&runs, "threads").iter().all(|t| *t == 2.0), "{runs}");
-    // Threads left unset: the cores are shared, one thread per job, without a warning.
-    let ws = Workspace::new(&text);
-    let out = ws
+    // Threads left unset (every core): the same cut, and the ids of `--jobs 1`.
+    let ws2 = Workspace::new(&text);
+    let out = ws2
+        .kdgrid_env(&["run", "--backend", "tch", "--jobs", "2"], &two_cores)
+        .success();
+    assert!(
+        stderr(&out).contains("running 1 job at a time"),
+        "{}",
+        stderr(&out)
+    );
+    let ws1 = Workspace::new(&text);
+    ws1.kdgrid_env(&["run", "--quiet", "--backend", "tch"], &two_cores)
+        .success();
+    let ids = |ws: &Workspace| strings(&ws.parquet("tiny", "runs.parquet"), "stage_id");
+    assert_eq!(ids(&ws2), ids(&ws1));
+    // Asked for, kept.
+    let ws3 = Workspace::new(&text);
+    let out = ws3
         .kdgrid_env(
-            &["run", "--backend", "tch", "--jobs", "2"],
-            &[("SLURM_CPUS_PER_TASK", "2")],
+            &[
+                "run",
+                "--backend",
+                "tch",
+                "--jobs",
+                "2",
+                "--threads",
+                "2",
+                "--oversubscribe",
+            ],
+            &two_cores,
         )
         .success();
-    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("up to 2 stages at once (1 threads each"),
+        stderr(&out).contains("running so anyway"),
         "{}",
-        stdout(&out)
+        stderr(&out)
     );
-    let runs = ws.parquet("tiny", "runs.parquet");
-    assert!(floats(&runs, "threads").iter().all(|t| *t == 1.0), "{runs}");
+    assert_eq!(jobs(&ws3), vec![2.0, 2.0]);
 }
 
 /// The same tiny grid on LibTorch lands within seed noise of flex.
@@ -708,6 +732,11 @@ fn diff_across_processor_kinds_uses_the_tolerance_and_says_why() {
     let loose = stdout(&kdgrid_diff(&[a, b, "--across", "0.002"]).success());
     assert!(loose.contains("computed on flex/"), "{loose}");
     assert!(loose.contains("differ within the tolerance"), "{loose}");
+    // The last line names the tolerance that was applied, not the default 0.
+    assert!(
+        loose.contains("no differences beyond tolerance 0.002"),
+        "{loose}"
+    );
     // The same kind is still compared bit for bit.
     let same = ws.dir.path().join("same");
     copy_dir(&dir, &same);

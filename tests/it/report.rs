@@ -37,6 +37,15 @@ fn kd_comparisons_pair_by_seed_and_fall_back_to_unpaired_with_independent_teache
         out.contains("(unpaired, Welch)") && out.contains("P(KD better) ="),
         "{out}"
     );
+    // scipy recomputes the unpaired statistics, the gap's variances included.
+    if let Some(python) = scipy_python() {
+        let out = reference(&python, &[ws.results().join("tiny")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 #[test]
@@ -359,6 +368,15 @@ fn gap_closed_is_the_ratio_of_mean_differences_and_empty_when_the_teacher_is_no_
         })
         .count();
     assert_eq!(arrowheads, cuts, "{summary}");
+    // scipy recomputes the gap's Fieller interval and the teacher's lead from runs.csv.
+    if let Some(python) = scipy_python() {
+        let out = reference(&python, &[ws.results().join("tiny")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 
     // A teacher that learns nothing (tiny learning rate) is worse than no-KD: no gap closed,
     // neither per seed nor for the chain, and the report says why.
@@ -743,9 +761,23 @@ fn stats_seeds_its_bootstrap_from_the_data_and_reads_a_bom() {
         other,
         "same data under other labels"
     );
-    // 4 and 3 values: the bootstrap interval is flagged.
-    assert!(
-        one.contains("(unreliable below 5 values per side)"),
+    // 4 and 3 values: the bootstrap intervals are flagged.
+    assert_eq!(
+        one.matches("(unreliable below 5 values per side)").count(),
+        2,
         "{one}"
     );
+    // A CSV export with a byte order mark before its header names the same column.
+    let rows: Vec<String> = a
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{i},{v}\n"))
+        .collect();
+    let csv = write(
+        "runs.csv",
+        format!("\u{feff}seed,test_accuracy\n{}", rows.concat()),
+    );
+    let spec = format!("{}:test_accuracy", csv.display());
+    let from_csv = run(std::path::Path::new(&spec), "left,right");
+    assert_eq!(from_csv, one, "the same values from a table");
 }

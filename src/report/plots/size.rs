@@ -8,9 +8,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::HashMap;
 
-/// A group with a known size: params, mean accuracy, its interval, and the chain kind (0 no KD,
-/// 1 KD, 2 with assistants).
-type SizePoint = (f64, f64, Option<(f64, f64)>, usize);
+/// A group with a known size: params, mean accuracy, its interval, the chain kind (0 no KD,
+/// 1 KD, 2 with assistants), and whether the interval was cut at 0 and at 1.
+type SizePoint = (f64, f64, Option<(f64, f64)>, usize, (bool, bool));
 
 /// Every group with a known size.
 pub(super) struct Sizes(pub(super) Vec<SizePoint>);
@@ -33,7 +33,7 @@ impl Sizes {
                 .filter_map(|(i, c)| {
                     let p = (*first.get(c.as_str())?)?;
                     let kind = c.matches(" > ").count().min(2);
-                    (p > 0.0).then_some((p, g.mean[i], g.ci[i], kind))
+                    (p > 0.0).then_some((p, g.mean[i], g.ci[i], kind, g.cut[i]))
                 })
                 .collect(),
         )
@@ -94,6 +94,20 @@ impl Plot for Sizes {
                             c.stroke_width(2),
                         )))
                         .map_err(err)?;
+                    // An end cut at an accuracy bound gets an arrowhead: the interval goes on.
+                    let (cut_low, cut_high) = p.4;
+                    // Pixel y grows downwards: the top head's arms hang below its tip.
+                    let heads = [(lo, cut_low, -1), (hi, cut_high, 1)]
+                        .into_iter()
+                        .filter(|h| h.1)
+                        .map(|(y, _, side)| {
+                            EmptyElement::at((p.0, y))
+                                + PathElement::new(
+                                    vec![(-6, 8 * side), (0, 0), (6, 8 * side)],
+                                    c.stroke_width(2),
+                                )
+                        });
+                    chart.draw_series(heads).map_err(err)?;
                 }
             }
             let marker =

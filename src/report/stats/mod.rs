@@ -38,8 +38,18 @@ pub fn format_p(p: f64) -> String {
     if p < 0.001 {
         return "p < 0.001".to_string();
     }
-    let decimals = (1 - p.log10().floor() as i32).max(1) as usize;
-    format!("p = {p:.decimals$}")
+    let mut decimals = (1 - p.log10().floor() as i32).max(1) as usize;
+    let text = |d: usize| format!("{p:.d$}");
+    let shown: f64 = text(decimals).parse().expect("a number");
+    // Rounding up across a decade (0.0996 -> 0.100) would show 3 digits: drop one.
+    if decimals > 1 && shown >= 10f64.powi(1 - decimals as i32) * 10.0 {
+        decimals -= 1;
+    }
+    // Never round a p below 5% to 0.050, which reads as not significant.
+    if p < 0.05 && text(decimals).parse::<f64>().expect("a number") >= 0.05 {
+        decimals += 1;
+    }
+    format!("p = {}", text(decimals))
 }
 
 /// A resampling label derived from the values themselves (their bits, each sample's length

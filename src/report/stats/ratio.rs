@@ -23,12 +23,14 @@ pub struct Estimates {
     pub df: usize,
 }
 
-/// Sample covariance of `x` and `y` (`n - 1` in the denominator; 0 for one value).
+/// Sample covariance of `x` and `y` (`n - 1` in the denominator; 0 for one value, and 0 when
+/// either side's values tie, where a rounded mean could leave a residue).
 fn cov(x: &[f64], y: &[f64]) -> f64 {
     let (Some(mx), Some(my)) = (mean(x), mean(y)) else {
         return 0.0;
     };
-    if x.len() < 2 {
+    let ties = |v: &[f64]| v.iter().all(|a| a.to_bits() == v[0].to_bits());
+    if x.len() < 2 || ties(x) || ties(y) {
         return 0.0;
     }
     x.iter()

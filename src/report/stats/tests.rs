@@ -175,6 +175,13 @@ fn p_values_keep_two_significant_digits_and_floor_at_a_thousandth() {
         (0.05, "p = 0.050"),
         (0.0031, "p = 0.0031"),
         (0.00099, "p < 0.001"),
+        (0.001, "p = 0.0010"),
+        (0.0095, "p = 0.0095"),
+        (0.00996, "p = 0.010"),
+        (0.0999, "p = 0.10"),
+        (0.996, "p = 1.0"),
+        (0.0496, "p = 0.0496"),
+        (0.0504, "p = 0.050"),
         (1.0, "p = 1.0"),
     ];
     for (p, text) in cases {
@@ -244,4 +251,40 @@ fn tied_samples_and_identical_differences_have_no_bootstrap_interval() {
     assert_eq!(u.p_improve, 1.0);
     let p = paired(&[0.75, 0.5], &[0.5, 0.25], "same").unwrap();
     assert_eq!((p.ci_t, p.ci_boot, p.p_t), (None, None, None));
+}
+
+#[test]
+fn resamples_with_repeated_draws_count_like_every_pair() {
+    let mut r = rng("draws");
+    let a: Vec<f64> = (0..9)
+        .map(|_| r.random_range(0..6) as f64 / 100.0)
+        .collect();
+    let b: Vec<f64> = (0..7)
+        .map(|_| r.random_range(0..6) as f64 / 100.0)
+        .collect();
+    let improvement = Improvement::new(&a, &b);
+    for _ in 0..200 {
+        let ia: Vec<usize> = (0..a.len()).map(|_| r.random_range(0..a.len())).collect();
+        let ib: Vec<usize> = (0..b.len()).map(|_| r.random_range(0..b.len())).collect();
+        let (ra, rb): (Vec<f64>, Vec<f64>) = (
+            ia.iter().map(|&i| a[i]).collect(),
+            ib.iter().map(|&j| b[j]).collect(),
+        );
+        let mut pairs = 0.0;
+        for x in &ra {
+            for y in &rb {
+                pairs += if x > y {
+                    1.0
+                } else if x == y {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        assert_eq!(
+            improvement.of(&ia, &ib),
+            pairs / (ra.len() * rb.len()) as f64
+        );
+    }
 }
