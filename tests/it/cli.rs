@@ -53,7 +53,7 @@ fn tiny_grid_trains_reuses_teachers_and_reruns_identically() {
     let summary_csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(summary_csv.lines().count(), 1 + 5, "{summary_csv}");
     assert!(summary_csv.starts_with(
-        "chain,model,temperature,alpha,source,metric,n,failed,mean,std,sem,ci_low,ci_high"
+        "chain,model,temperature,alpha,source,metric,n,failed,skipped,mean,std,sem,ci_low,ci_high"
     ));
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     let cells = |l: &str| {

@@ -38,14 +38,7 @@ fn kd_comparisons_pair_by_seed_and_fall_back_to_unpaired_with_independent_teache
         "{out}"
     );
     // scipy recomputes the unpaired statistics, the gap's variances included.
-    if let Some(python) = scipy_python() {
-        let out = reference(&python, &[ws.results().join("tiny")]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    scipy_agrees(&ws.results().join("tiny"));
 }
 
 #[test]
@@ -369,14 +362,7 @@ fn gap_closed_is_the_ratio_of_mean_differences_and_empty_when_the_teacher_is_no_
         .count();
     assert_eq!(arrowheads, cuts, "{summary}");
     // scipy recomputes the gap's Fieller interval and the teacher's lead from runs.csv.
-    if let Some(python) = scipy_python() {
-        let out = reference(&python, &[ws.results().join("tiny")]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    scipy_agrees(&ws.results().join("tiny"));
 
     // A teacher that learns nothing (tiny learning rate) is worse than no-KD: no gap closed,
     // neither per seed nor for the chain, and the report says why.
@@ -582,6 +568,18 @@ fn scipy_python() -> Option<String> {
         eprintln!("skipped: no python3 with scipy (`make test` runs this with the torch venv's)");
     }
     has.then(|| "python3".to_string())
+}
+
+/// Requires scipy's recomputation of the tables in `dir` to agree (when scipy is at hand).
+fn scipy_agrees(dir: &std::path::Path) {
+    if let Some(python) = scipy_python() {
+        let out = reference(&python, &[dir.to_path_buf()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 /// Runs `scripts/statistics-reference.py` over `folders`.
