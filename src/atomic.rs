@@ -3,9 +3,20 @@
 //! the same folder, synced, and renamed into place, so a reader (or a killed process) sees the
 //! whole old file or the whole new one, never a part.
 
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+/// `builder` made to create what a plain `open` or `mkdir` would: mode 0666 (files) or 0777
+/// (folders) less the umask. tempfile's own default, 0600 and 0700, survives the rename into
+/// place and would hide a shared store's files from the teammates its umask lets read them.
+pub fn as_umask_allows<'a, 'b, 'c>(
+    builder: &'c mut tempfile::Builder<'a, 'b>,
+    folder: bool,
+) -> &'c mut tempfile::Builder<'a, 'b> {
+    builder.permissions(Permissions::from_mode(if folder { 0o777 } else { 0o666 }))
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -20,10 +31,11 @@ pub fn write_with(
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kdgrid")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let mut tmp = as_umask_allows(
+        tempfile::Builder::new().prefix(".kdgrid").suffix(".tmp"),
+        false,
+    )
+    .tempfile_in(dir)?;
     write(tmp.as_file_mut())
         .and_then(|_| crate::fault::check_write(path))
         .and_then(|_| tmp.as_file_mut().sync_all())?;

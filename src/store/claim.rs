@@ -281,11 +281,12 @@ fn parse(token: &str) -> Option<(i32, &str, &str)> {
 
 /// A file in `dir` holding `text`, under a name no other process uses.
 fn unique_file(dir: &Path, prefix: &str, text: &str) -> Result<tempfile::TempPath, StoreError> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let mut tmp = crate::atomic::as_umask_allows(
+        tempfile::Builder::new().prefix(prefix).suffix(".tmp"),
+        false,
+    )
+    .tempfile_in(dir)
+    .map_err(io(dir))?;
     tmp.write_all(format!("{text}\n").as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(io(tmp.path()))?;

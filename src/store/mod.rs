@@ -288,12 +288,13 @@ impl Store {
     ) -> Result<Result<StagedModel, E>, StoreError> {
         let dir = self.stage_dir(id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".model")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(io(&dir))?
-            .into_temp_path();
+        let tmp = crate::atomic::as_umask_allows(
+            tempfile::Builder::new().prefix(".model").suffix(".tmp"),
+            false,
+        )
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?
+        .into_temp_path();
         if let Err(e) = save(&tmp) {
             return Ok(Err(e));
         }
@@ -410,11 +411,12 @@ impl Store {
             // Linked, not renamed: a record can appear once only, whatever else happens; the
             // claim is checked right before, so a task that lost it meanwhile (stopped past the
             // stale time) leaves the stage to the task that took it over.
-            let tmp = tempfile::Builder::new()
-                .prefix(".record")
-                .suffix(".tmp")
-                .tempfile_in(&dir)
-                .map_err(io(&dir))?;
+            let tmp = crate::atomic::as_umask_allows(
+                tempfile::Builder::new().prefix(".record").suffix(".tmp"),
+                false,
+            )
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
             tmp.as_file()
                 .write_all(&json)
                 .and_then(|_| crate::fault::check_write(&path))

@@ -65,8 +65,8 @@ fn committed(dir: &Path) -> Vec<(usize, PathBuf)> {
 /// Commits the state of `run` after epoch `epoch` under `dir`.
 pub(super) fn save(dir: &Path, epoch: usize, run: &StageRun) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-epoch-{epoch}-"))
+    let prefix = format!(".tmp-epoch-{epoch}-");
+    let tmp = crate::atomic::as_umask_allows(tempfile::Builder::new().prefix(&prefix), true)
         .tempdir_in(dir)
         .map_err(|e| failed(dir, e))?;
     let tmp = tmp.path();

@@ -588,3 +588,37 @@ fn slurm_submit_settles_stages_below_a_failed_teacher_and_pins_the_manifests_thr
         "{dry}"
     );
 }
+
+/// A store a team shares: every file and folder kdgrid writes (records, weights, claims'
+/// leftovers, checkpoints, tables) gets the mode the umask allows, not tempfile's private 0600.
+#[test]
+fn a_store_is_as_readable_as_the_umask_allows() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 027 && exec \"$0\" \"$@\"")
+        .arg(kdgrid_bin())
+        .arg("--results")
+        .arg(ws.results())
+        .args(["run", "--quiet"])
+        .arg(ws.manifest())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut seen = 0;
+    for entry in walkdir::WalkDir::new(ws.results()).min_depth(1) {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        let want = if entry.file_type().is_dir() {
+            0o750
+        } else {
+            0o640
+        };
+        assert_eq!(mode, want, "{}: {mode:o}", entry.path().display());
+        seen += 1;
+    }
+    assert!(seen > 10, "{seen} entries");
+}
