@@ -7,7 +7,7 @@
 //! run's bit for bit.
 //!
 //! `KDGRID_CHAOS_SEED` replays another seed; `KDGRID_CHAOS_DIR` puts the shared store under
-//! another folder (an NFS mount: scripts/test-chaos-nfs.sh).
+//! another folder, e.g. an NFS mount made by hand (no script mounts one yet: issue 33).
 
 use crate::support::*;
 use rand::{RngExt, SeedableRng};
