@@ -78,7 +78,7 @@ pub(super) enum Command {
         /// Train only shard M of N (0-based): the stages whose id falls in it, waiting for
         /// teachers that other shards train. Run N processes (on one machine or many sharing the
         /// results folder) to train the study; the last to finish writes the tables.
-        #[arg(long, value_name = "M/N", conflicts_with_all = ["jobs", "retry_failed"])]
+        #[arg(long, value_name = "M/N", conflicts_with_all = ["jobs", "retry_failed", "oversubscribe"])]
         shard: Option<cluster::Shard>,
     },
     /// Train one stage of a manifest into a results folder shared with other tasks (what each

@@ -53,9 +53,12 @@ pub fn split(jobs: usize, threads: usize, set: bool, cores: usize, oversubscribe
         };
     }
     let fit = (cores / threads).max(1);
-    let mut warning = format!("{trap}; running {fit} job{} at a time instead", plural(fit));
+    let mut warning = trap;
     if fit < jobs {
-        warning.push_str(&format!(" (--oversubscribe keeps {jobs})"));
+        warning.push_str(&format!(
+            "; running {fit} job{} at a time instead (--oversubscribe keeps {jobs})",
+            plural(fit)
+        ));
     }
     // Other threads give other numbers and stage ids: the user's call, never made silently.
     let side_by_side = (cores / jobs).max(1);
@@ -114,9 +117,12 @@ mod tests {
                 .unwrap()
                 .contains("running so anyway (--oversubscribe)")
         );
-        // A stage wider than the machine is named.
+        // A stage wider than the machine is named; one job is not "cut" to one.
         let w = split(1, 4, true, 2, false).warning.unwrap();
-        assert!(w.contains("pass --threads 2"), "{w}");
+        assert!(
+            w.contains("pass --threads 2") && !w.contains("instead"),
+            "{w}"
+        );
         // A split that fits is left alone.
         assert_eq!(
             split(2, 4, true, 8, false),

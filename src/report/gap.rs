@@ -58,6 +58,7 @@ pub(super) fn gap(
     teachers: &Accuracies,
 ) -> Option<Gap> {
     // The distilled runs whose teacher has an accuracy (an imported teacher may have none).
+    let all = ra.len();
     let ra: Vec<(Run, f64, f64)> = ra
         .iter()
         .filter_map(|(r, acc)| {
@@ -69,16 +70,25 @@ pub(super) fn gap(
     let va: Vec<f64> = ra.iter().map(|x| x.1).collect();
     let vb: Vec<f64> = rb.iter().map(|x| x.1).collect();
     let teacher_gain = stats::mean(&t)? - stats::mean(&vb)?;
+    let base: BTreeMap<(u64, u64, u64), f64> =
+        rb.iter().map(|(r, acc)| (r.seeds(), *acc)).collect();
+    let (num, den): (Vec<f64>, Vec<f64>) = ra
+        .iter()
+        .map(|(r, acc, teacher)| {
+            let b = base.get(&r.seeds()).copied().unwrap_or(f64::NAN);
+            (acc - b, teacher - b)
+        })
+        .unzip();
+    // Numerator and denominator over the same runs: the comparison's difference when every
+    // distilled run has its teacher's accuracy, else the difference over those that do.
+    let mean_diff = if ra.len() == all {
+        mean_diff
+    } else if pairs {
+        stats::mean(&num)?
+    } else {
+        stats::mean(&va)? - stats::mean(&vb)?
+    };
     let estimates = if pairs {
-        let base: BTreeMap<(u64, u64, u64), f64> =
-            rb.iter().map(|(r, acc)| (r.seeds(), *acc)).collect();
-        let (num, den): (Vec<f64>, Vec<f64>) = ra
-            .iter()
-            .map(|(r, acc, teacher)| {
-                let b = base.get(&r.seeds()).copied().unwrap_or(f64::NAN);
-                (acc - b, teacher - b)
-            })
-            .unzip();
         stats::Estimates::paired(mean_diff, teacher_gain, &num, &den)
     } else {
         stats::Estimates::unpaired(mean_diff, teacher_gain, &va, &t, &vb)

@@ -32,8 +32,9 @@ pub fn rng(label: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(Sha256::digest(label.as_bytes()).into())
 }
 
-/// A p-value for people: two significant digits (`p = 0.62`, `p = 0.050`, `p = 0.0031`), and
-/// `p < 0.001` below that, where more digits would claim a precision the model lacks.
+/// A p-value for people: two significant digits (`p = 0.62`, `p = 0.050`, `p = 0.0031`), more
+/// only where rounding would lift a p below 5% to 0.050 (`p = 0.0496`), and `p < 0.001` below
+/// that, where more digits would claim a precision the model lacks.
 pub fn format_p(p: f64) -> String {
     if p < 0.001 {
         return "p < 0.001".to_string();
@@ -46,7 +47,7 @@ pub fn format_p(p: f64) -> String {
         decimals -= 1;
     }
     // Never round a p below 5% to 0.050, which reads as not significant.
-    if p < 0.05 && text(decimals).parse::<f64>().expect("a number") >= 0.05 {
+    while p < 0.05 && decimals < 12 && text(decimals).parse::<f64>().expect("a number") >= 0.05 {
         decimals += 1;
     }
     format!("p = {}", text(decimals))

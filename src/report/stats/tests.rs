@@ -181,6 +181,7 @@ fn p_values_keep_two_significant_digits_and_floor_at_a_thousandth() {
         (0.0999, "p = 0.10"),
         (0.996, "p = 1.0"),
         (0.0496, "p = 0.0496"),
+        (0.04996, "p = 0.04996"),
         (0.0504, "p = 0.050"),
         (1.0, "p = 1.0"),
     ];
