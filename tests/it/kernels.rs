@@ -176,14 +176,15 @@ fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
 fn flex_convolution_and_gradients_equal_libtorch() {
     let device = Device::flex().autodiff();
     // (input, weight, padding, stride, dilation, groups)
-    let cases: [(
+    type Case = (
         [usize; 4],
         [usize; 4],
         [(usize, usize); 2],
         usize,
         usize,
         usize,
-    ); 9] = [
+    );
+    let cases: [Case; 9] = [
         ([4, 3, 10, 11], [5, 3, 3, 3], [(1, 1), (1, 1)], 1, 1, 1),
         ([4, 3, 10, 11], [5, 3, 3, 3], [(0, 0), (0, 0)], 1, 1, 1),
         ([5, 4, 9, 12], [6, 4, 3, 3], [(1, 1), (1, 1)], 2, 1, 1),
