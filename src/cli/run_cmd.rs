@@ -29,9 +29,9 @@ pub(super) fn run(
 ) -> Result<(), Failure> {
     let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
     let mut jobs_now = jobs.resolve();
+    let cores = cores::available();
     let c = plan.compute;
     if c.backend == BackendKind::Tch && c.device == DeviceSpec::Cpu {
-        let cores = cores::available();
         if matches!(jobs, Jobs::Auto) {
             jobs_now = cores::fitting(c.resolved_threads(), cores);
         }
@@ -62,7 +62,7 @@ pub(super) fn run(
             "up to {} stages at once ({} threads each, {} cores)",
             options.jobs,
             backend.threads(),
-            cores::available()
+            cores
         );
     }
     let outcome = sweep::run(

@@ -4,7 +4,7 @@
 //! seeds (the plan gives them the same init and data-order streams) and their teachers do not
 //! vary independently of those seeds; otherwise the comparison is unpaired.
 
-use super::gap::{Accuracies, Gap, gap};
+use super::gap::{Accuracies, Baseline, Gap, gap};
 use super::stats;
 use super::study::{Group, Run};
 use crate::plan::{Kd, KdKey, Plan, Stage};
@@ -307,9 +307,13 @@ fn compare(plan: &Plan, teachers: &Accuracies, kind: Kind, a: &Group, b: &Group)
         .as_ref()
         .map(|p| p.mean)
         .or(unpaired.as_ref().map(|u| u.mean));
-    let gap = mean_diff
-        .filter(|_| kind == Kind::KdVsNoKd)
-        .and_then(|m| gap(m, paired.is_some(), &ra, &rb, teachers));
+    let gap = mean_diff.filter(|_| kind == Kind::KdVsNoKd).and_then(|m| {
+        let baseline = Baseline {
+            values: &vb,
+            by_seeds: &kb,
+        };
+        gap(m, paired.is_some(), &ra, baseline, teachers)
+    });
     let n = (va.len(), vb.len());
     let note = notes(n, paired.as_ref(), unpaired.as_ref(), gap);
     Comparison {

@@ -48,13 +48,21 @@ impl Gap {
 /// Test accuracy of every finished stage, for the teachers of a comparison's runs.
 pub(super) type Accuracies<'a> = BTreeMap<&'a StageId, f64>;
 
-/// The gap `a` closes between `b` (no-KD) and the teachers of `a`'s runs; `pairs` when the
+/// The no-KD runs of a comparison: their accuracies, and the same keyed by the students' seeds.
+pub(super) struct Baseline<'a> {
+    /// Accuracies.
+    pub(super) values: &'a [f64],
+    /// Accuracy by (init, order, augment) seeds.
+    pub(super) by_seeds: &'a BTreeMap<(u64, u64, u64), f64>,
+}
+
+/// The gap `a` closes between the no-KD runs and the teachers of `a`'s runs; `pairs` when the
 /// runs pair by seeds (then the variances come from per-seed differences).
 pub(super) fn gap(
     mean_diff: f64,
     pairs: bool,
     ra: &[(Run, f64)],
-    rb: &[(Run, f64)],
+    baseline: Baseline,
     teachers: &Accuracies,
 ) -> Option<Gap> {
     // The distilled runs whose teacher has an accuracy (an imported teacher may have none).
@@ -68,14 +76,16 @@ pub(super) fn gap(
         .collect();
     let t: Vec<f64> = ra.iter().map(|x| x.2).collect();
     let va: Vec<f64> = ra.iter().map(|x| x.1).collect();
-    let vb: Vec<f64> = rb.iter().map(|x| x.1).collect();
-    let teacher_gain = stats::mean(&t)? - stats::mean(&vb)?;
-    let base: BTreeMap<(u64, u64, u64), f64> =
-        rb.iter().map(|(r, acc)| (r.seeds(), *acc)).collect();
+    let vb = baseline.values;
+    let teacher_gain = stats::mean(&t)? - stats::mean(vb)?;
     let (num, den): (Vec<f64>, Vec<f64>) = ra
         .iter()
         .map(|(r, acc, teacher)| {
-            let b = base.get(&r.seeds()).copied().unwrap_or(f64::NAN);
+            let b = baseline
+                .by_seeds
+                .get(&r.seeds())
+                .copied()
+                .unwrap_or(f64::NAN);
             (acc - b, teacher - b)
         })
         .unzip();
@@ -86,12 +96,12 @@ pub(super) fn gap(
     } else if pairs {
         stats::mean(&num)?
     } else {
-        stats::mean(&va)? - stats::mean(&vb)?
+        stats::mean(&va)? - stats::mean(vb)?
     };
     let estimates = if pairs {
         stats::Estimates::paired(mean_diff, teacher_gain, &num, &den)
     } else {
-        stats::Estimates::unpaired(mean_diff, teacher_gain, &va, &t, &vb)
+        stats::Estimates::unpaired(mean_diff, teacher_gain, &va, &t, vb)
     };
     let teacher_gain_ci = estimates.denominator_interval();
     let closed = estimates

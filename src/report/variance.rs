@@ -48,8 +48,7 @@ pub fn rows(groups: &[Group]) -> Vec<Row> {
             let squares: f64 = cells
                 .iter()
                 .map(|acc| {
-                    // Tied values have no spread; their rounded mean could leave a residue.
-                    if acc.iter().all(|x| x.to_bits() == acc[0].to_bits()) {
+                    if stats::ties(acc) {
                         return 0.0;
                     }
                     let m = stats::mean(acc).expect("2 values or more");

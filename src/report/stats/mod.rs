@@ -66,6 +66,12 @@ pub fn data_label(samples: &[&[f64]]) -> String {
     format!("data {:x}", h.finalize())
 }
 
+/// Whether every value of `xs` is the same number, bit for bit (true when empty): tied values
+/// have no spread, whatever residue their rounded mean would leave.
+pub fn ties(xs: &[f64]) -> bool {
+    xs.iter().all(|x| x.to_bits() == xs[0].to_bits())
+}
+
 /// Arithmetic mean (`None` when empty).
 pub fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
@@ -75,7 +81,7 @@ pub fn mean(xs: &[f64]) -> Option<f64> {
 /// when the values tie (their rounded mean could leave a residue).
 pub fn std(xs: &[f64]) -> Option<f64> {
     let m = mean(xs)?;
-    if xs.len() >= 2 && xs.iter().all(|x| x.to_bits() == xs[0].to_bits()) {
+    if xs.len() >= 2 && ties(xs) {
         return Some(0.0);
     }
     (xs.len() >= 2)

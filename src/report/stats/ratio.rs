@@ -4,7 +4,7 @@
 //! covariance; it is bounded only when the denominator is distinguishable from zero, which is
 //! exactly when a ratio is worth printing. Formulas in `docs/statistics.md`.
 
-use super::{Interval, mean, t_critical};
+use super::{Interval, mean, t_critical, ties};
 
 /// A numerator `a` and a denominator `b` with the variances and covariance of their estimates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,7 +29,6 @@ fn cov(x: &[f64], y: &[f64]) -> f64 {
     let (Some(mx), Some(my)) = (mean(x), mean(y)) else {
         return 0.0;
     };
-    let ties = |v: &[f64]| v.iter().all(|a| a.to_bits() == v[0].to_bits());
     if x.len() < 2 || ties(x) || ties(y) {
         return 0.0;
     }
