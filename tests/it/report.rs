@@ -494,6 +494,8 @@ fn seed_roles_compare_each_source_within_its_cell_seed() {
         (floats(&v, "std")[1] - pooled).abs() < 1e-12,
         "{pooled} vs {v}"
     );
+    // scipy recomputes the cells, the pooled spread and its chi-square interval.
+    scipy_agrees(&ws.results().join("tiny"));
 }
 
 #[test]
