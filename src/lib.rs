@@ -3,7 +3,7 @@
 //! The data flow is visible in the module layout:
 //! [`manifest`] (TOML → validated settings) → [`plan`] (grid → DAG of content-addressed
 //! stages) → [`train`] (Burn training of one stage) → [`store`] (atomic per-stage records) →
-//! [`report`] (Polars tables and Markdown). [`execute`] holds the ways stages get trained (local threads, tasks sharing a store, Slurm
+//! [`report`] (Polars tables and Markdown), [`track`] (the same runs in TensorBoard and MLflow). [`execute`] holds the ways stages get trained (local threads, tasks sharing a store, Slurm
 //! job arrays); [`sweep`] drives a plan through the other phases and
 //! [`cli`] is the command-line edge that renders errors for people.
 
@@ -21,4 +21,5 @@ pub mod report;
 pub mod store;
 pub mod sweep;
 pub mod tokenizer;
+pub mod track;
 pub mod train;

@@ -251,6 +251,16 @@ pub fn report(
     write_report(plan, &records, provenance, into.unwrap_or(store.root()))
 }
 
+/// Every stage of `plan` the store under `results` settles (see [`report`]), for the viewers
+/// (`kdgrid export`, `run --tensorboard`).
+pub fn stored(
+    plan: &Plan,
+    results: &Path,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
+    settled(plan, &Store::open(results, &plan.name)?, on_event)
+}
+
 /// Every stage of `plan` the store settles: its committed record, or skipped below a failed
 /// teacher, as a sweep that ran them all would report it.
 fn settled(

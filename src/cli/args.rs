@@ -80,6 +80,10 @@ pub(super) enum Command {
         /// results folder) to train the study; the last to finish writes the tables.
         #[arg(long, value_name = "M/N", conflicts_with_all = ["jobs", "retry_failed", "oversubscribe"])]
         shard: Option<cluster::Shard>,
+        /// Write each stage's curves and the HParams grid for TensorBoard into DIR/<study>/ as
+        /// the stages train (stages already in the store first); `tensorboard --logdir DIR`.
+        #[arg(long, value_name = "DIR")]
+        tensorboard: Option<PathBuf>,
     },
     /// Train one stage of a manifest into a results folder shared with other tasks (what each
     /// Slurm array task runs); its teacher must be in the store or being trained.
@@ -94,6 +98,25 @@ pub(super) enum Command {
         /// Print only the outcome, not per-epoch progress.
         #[arg(long, short)]
         quiet: bool,
+        /// Write the stage's curves for TensorBoard into DIR/<study>/ (see `run`).
+        #[arg(long, value_name = "DIR")]
+        tensorboard: Option<PathBuf>,
+    },
+    /// Send a study's stages from the results store to the viewers: TensorBoard event files
+    /// (`--tensorboard DIR`) and an MLflow tracking server (`--mlflow URI`: one experiment per
+    /// study, one run per stage). Exporting again adds only what is new, never duplicates.
+    Export {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// TensorBoard folder (the study's runs go to DIR/<study>/).
+        #[arg(long, value_name = "DIR", required_unless_present = "mlflow")]
+        tensorboard: Option<PathBuf>,
+        /// MLflow tracking server (`http://127.0.0.1:5000`); a token in
+        /// `MLFLOW_TRACKING_TOKEN` is sent as a bearer token.
+        #[arg(long, value_name = "URI")]
+        mlflow: Option<String>,
     },
     /// Remove stage folders under the results folder that no manifest under `experiments/`
     /// references any more (an edited manifest, a new trainer version), listing each with its

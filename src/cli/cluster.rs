@@ -1,6 +1,7 @@
 //! Commands that run a study as independent tasks sharing a results folder: `run --shard M/N`,
 //! `run-stage` (one Slurm array task), and `slurm submit` / `slurm status`.
 
+use super::tracking::Live;
 use super::{
     ComputeArgs, Failure, kd_text, load_manifest, load_plan, load_plan_with, progress, status_view,
 };
@@ -93,11 +94,19 @@ pub(super) fn run_stage(
     manifest: &Path,
     compute: &ComputeArgs,
     id: &str,
-    quiet: bool,
+    output: Output,
 ) -> Result<(), Failure> {
     let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
     let stage = sweep::find_stage(&plan, id)?;
-    let outcome = run_tasks(cli, &plan, &provenance, &[stage], Role::Stage, false, quiet)?;
+    let outcome = run_tasks(
+        cli,
+        &plan,
+        &provenance,
+        &[stage],
+        Role::Stage,
+        false,
+        output,
+    )?;
     let t = &outcome.tally;
     println!(
         "stage {id}: {}",
@@ -114,13 +123,22 @@ pub(super) fn run_stage(
     Ok(())
 }
 
+/// What a task shows and writes beside its stages.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Output<'a> {
+    /// Only the outcome, no per-epoch progress.
+    pub(super) quiet: bool,
+    /// TensorBoard folder (`--tensorboard`).
+    pub(super) tensorboard: Option<&'a Path>,
+}
+
 /// `kdgrid run --shard M/N`.
 pub(super) fn run_shard(
     cli: &super::Cli,
     manifest: &Path,
     compute: &ComputeArgs,
     shard: Shard,
-    quiet: bool,
+    output: Output,
 ) -> Result<(), Failure> {
     let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
     let mine: Vec<&Stage> = plan
@@ -139,7 +157,7 @@ pub(super) fn run_shard(
         index: shard.index,
         count: shard.count,
     };
-    let outcome = run_tasks(cli, &plan, &provenance, &mine, role, true, quiet)?;
+    let outcome = run_tasks(cli, &plan, &provenance, &mine, role, true, output)?;
     let t = &outcome.tally;
     println!(
         "{} trained, {} reused, {} failed, {} skipped",
@@ -168,7 +186,7 @@ fn run_tasks(
     stages: &[&Stage],
     role: Role,
     write_report: bool,
-    quiet: bool,
+    output: Output,
 ) -> Result<sweep::TasksOutcome, Failure> {
     let backend = Backend::new(plan.compute).map_err(|e| Failure {
         report: e.into(),
@@ -189,7 +207,8 @@ fn run_tasks(
             backend.threads()
         );
     }
-    let mut display = progress::Display::new(quiet);
+    let mut live = Live::start(output.tensorboard, plan, &cli.results, Some(stages))?;
+    let mut display = progress::Display::new(output.quiet);
     let outcome = sweep::run_tasks(
         plan,
         &cli.results,
@@ -198,7 +217,10 @@ fn run_tasks(
         role,
         write_report,
         provenance,
-        &mut |e| display.event(e),
+        &mut |e| {
+            live.event(&e);
+            display.event(e)
+        },
     );
     display.finish();
     Ok(outcome?)

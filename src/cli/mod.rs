@@ -11,6 +11,7 @@
 mod args;
 mod cluster;
 mod diff_cmd;
+mod export_cmd;
 mod failure;
 mod gc;
 mod load;
@@ -21,6 +22,7 @@ mod run_cmd;
 mod stats_view;
 mod status_view;
 mod stored_compute;
+mod tracking;
 mod validate_cmd;
 
 pub use args::Cli;
@@ -134,7 +136,17 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             compute,
             stage,
             quiet,
-        } => cluster::run_stage(cli, manifest, compute, stage, *quiet),
+            tensorboard,
+        } => cluster::run_stage(
+            cli,
+            manifest,
+            compute,
+            stage,
+            cluster::Output {
+                quiet: *quiet,
+                tensorboard: tensorboard.as_deref(),
+            },
+        ),
         Command::Slurm { command } => cluster::slurm(cli, command),
         Command::Stats { a, b, labels } => stats_view::stats(a, b, labels.as_deref()),
         Command::Trace {
@@ -174,6 +186,18 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Export {
+            manifest,
+            compute,
+            tensorboard,
+            mlflow,
+        } => export_cmd::export(
+            cli,
+            manifest,
+            compute,
+            tensorboard.as_deref(),
+            mlflow.as_deref(),
+        ),
         Command::Gc {
             experiments,
             dry_run,
@@ -183,8 +207,18 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             compute,
             shard: Some(shard),
             quiet,
+            tensorboard,
             ..
-        } => cluster::run_shard(cli, manifest, compute, *shard, *quiet),
+        } => cluster::run_shard(
+            cli,
+            manifest,
+            compute,
+            *shard,
+            cluster::Output {
+                quiet: *quiet,
+                tensorboard: tensorboard.as_deref(),
+            },
+        ),
         Command::Run {
             manifest,
             compute,
@@ -193,6 +227,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
             retry_failed,
             oversubscribe,
             shard: None,
+            tensorboard,
         } => run_cmd::run(
             cli,
             manifest,
@@ -202,6 +237,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
                 quiet: *quiet,
                 retry_failed: *retry_failed,
                 oversubscribe: *oversubscribe,
+                tensorboard: tensorboard.as_deref(),
             },
         ),
     }

@@ -1,6 +1,7 @@
 //! `kdgrid run` on this machine: trains what the store lacks with a progress display, then
 //! prints the summary table, the study's sentences and where the tables are.
 
+use super::tracking::Live;
 use super::{Cli, ComputeArgs, Failure, Jobs, load_plan, progress};
 use crate::execute::cores;
 use crate::manifest::{BackendKind, DeviceSpec};
@@ -10,13 +11,15 @@ use crate::train::Backend;
 use std::path::Path;
 
 /// How `kdgrid run` behaves.
-pub(super) struct Flags {
+pub(super) struct Flags<'a> {
     /// Only the summary, no per-epoch progress.
     pub(super) quiet: bool,
     /// Train failed stages again.
     pub(super) retry_failed: bool,
     /// Keep jobs × threads above the cores.
     pub(super) oversubscribe: bool,
+    /// TensorBoard folder (`--tensorboard`).
+    pub(super) tensorboard: Option<&'a Path>,
 }
 
 /// Runs the sweep of `manifest` with `jobs` stages at once.
@@ -25,7 +28,7 @@ pub(super) fn run(
     manifest: &Path,
     compute: &ComputeArgs,
     jobs: Jobs,
-    flags: Flags,
+    flags: Flags<'_>,
 ) -> Result<(), Failure> {
     let (plan, provenance) = load_plan(manifest, cli.profile.as_deref(), compute, &cli.results)?;
     let mut jobs_now = jobs.resolve();
@@ -56,6 +59,7 @@ pub(super) fn run(
         retry_failed: flags.retry_failed,
     };
     let quiet = flags.quiet;
+    let mut live = Live::start(flags.tensorboard, &plan, &cli.results, None)?;
     let mut display = progress::Display::new(quiet);
     if (matches!(jobs, Jobs::Auto) || jobs_now > 1) && !quiet {
         println!(
@@ -71,7 +75,10 @@ pub(super) fn run(
         &backend,
         options,
         &provenance,
-        &mut |e| display.event(e),
+        &mut |e| {
+            live.event(&e);
+            display.event(e)
+        },
     );
     display.finish();
     let outcome = outcome?;

@@ -1,0 +1,71 @@
+//! `--tensorboard DIR` on `run` and `run-stage`: the stages' curves written while they train,
+//! and the ones the store already holds written first. A failure to write is a warning that
+//! stops tracking, never the run.
+
+use super::Failure;
+use crate::plan::{Plan, Stage};
+use crate::sweep::{self, Event};
+use crate::track::{TensorBoard, TrackError};
+use std::path::Path;
+
+/// Live tracking of one run, if asked for.
+pub(super) struct Live<'p> {
+    board: Option<TensorBoard<'p>>,
+}
+
+impl<'p> Live<'p> {
+    /// Opens `dir` for `plan` and writes what the store holds of `stages` (all of the plan's
+    /// when `None`).
+    pub(super) fn start(
+        dir: Option<&Path>,
+        plan: &'p Plan,
+        results: &Path,
+        stages: Option<&[&Stage]>,
+    ) -> Result<Self, Failure> {
+        let Some(dir) = dir else {
+            return Ok(Self { board: None });
+        };
+        let mut live = Self {
+            board: Some(TensorBoard::open(dir, plan).map_err(|e| Failure {
+                report: e.into(),
+                code: 1,
+            })?),
+        };
+        let records = sweep::stored(plan, results, &mut |_| {})?;
+        let all: Vec<&Stage>;
+        let stages = match stages {
+            Some(s) => s,
+            None => {
+                all = plan.stages.iter().collect();
+                &all
+            }
+        };
+        for stage in stages {
+            if let Some(r) = records.get(&stage.id) {
+                let result = live.board.as_mut().map(|b| b.finish(stage, r));
+                live.check(result);
+            }
+        }
+        if live.board.is_some() {
+            println!("TensorBoard runs in {}", dir.join(&plan.name).display());
+        }
+        Ok(live)
+    }
+
+    /// Writes what `event` adds to a stage's run.
+    pub(super) fn event(&mut self, event: &Event) {
+        let result = match (self.board.as_mut(), event) {
+            (Some(b), Event::Epoch(stage, m)) => Some(b.epoch(stage, m)),
+            (Some(b), Event::Done(stage, record)) => Some(b.finish(stage, record)),
+            _ => None,
+        };
+        self.check(result);
+    }
+
+    fn check(&mut self, result: Option<Result<(), TrackError>>) {
+        if let Some(Err(e)) = result {
+            eprintln!("warning: {e}; TensorBoard tracking stops here, training goes on");
+            self.board = None;
+        }
+    }
+}
