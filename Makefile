@@ -89,7 +89,7 @@ build-tch: torch
 	$(TCH_ENV) $(CARGO) build --release --features tch
 
 torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy $(TORCH_VENV)/.installed-onnx \
-	$(TORCH_VENV)/.installed-transformers
+	$(TORCH_VENV)/.installed-transformers $(TORCH_VENV)/.installed-viewers
 
 $(TORCH_VENV)/.installed:
 	python3 -m venv "$(TORCH_VENV)"
@@ -119,6 +119,13 @@ $(TORCH_VENV)/.installed-onnx: $(TORCH_VENV)/.installed-io
 # Hugging Face checkpoints, and the tests compare kdgrid's token ids and logits with Python's.
 $(TORCH_VENV)/.installed-transformers: $(TORCH_VENV)/.installed-io
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check transformers==4.57.1 tokenizers==0.22.2
+	touch "$@"
+
+# The viewers `kdgrid run --tensorboard` and `kdgrid export --mlflow` feed: the tests read
+# the event files through a real `tensorboard` server and the runs through MLflow's client
+# against a real `mlflow server` (scripts/check-tensorboard.py, scripts/check-mlflow.py).
+$(TORCH_VENV)/.installed-viewers: $(TORCH_VENV)/.installed-io
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check tensorboard==2.21.0 mlflow==3.18.0
 	touch "$@"
 
 ## The full test suite on both backends (release mode: the tests train real, tiny models).

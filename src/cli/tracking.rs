@@ -25,12 +25,9 @@ impl<'p> Live<'p> {
         let Some(dir) = dir else {
             return Ok(Self { board: None });
         };
-        let mut live = Self {
-            board: Some(TensorBoard::open(dir, plan).map_err(|e| Failure {
-                report: e.into(),
-                code: 1,
-            })?),
-        };
+        let mut live = Self { board: None };
+        let opened = TensorBoard::open(dir, plan).map(|b| live.board = Some(b));
+        live.check(Some(opened));
         let records = sweep::stored(plan, results, &mut |_| {})?;
         let all: Vec<&Stage>;
         let stages = match stages {

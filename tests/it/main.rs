@@ -21,4 +21,5 @@ mod processors;
 mod report;
 mod support;
 mod text;
+mod tracking;
 mod training;
