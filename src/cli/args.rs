@@ -82,6 +82,7 @@ pub(super) enum Command {
         shard: Option<cluster::Shard>,
         /// Write each stage's curves and the HParams grid for TensorBoard into DIR/<study>/ as
         /// the stages train (stages already in the store first); `tensorboard --logdir DIR`.
+        /// Default: the manifest's `[tracking] tensorboard`.
         #[arg(long, value_name = "DIR")]
         tensorboard: Option<PathBuf>,
     },
@@ -110,11 +111,12 @@ pub(super) enum Command {
         manifest: PathBuf,
         #[command(flatten)]
         compute: ComputeArgs,
-        /// TensorBoard folder (the study's runs go to DIR/<study>/).
-        #[arg(long, value_name = "DIR", required_unless_present = "mlflow")]
+        /// TensorBoard folder (the study's runs go to DIR/<study>/); default: the manifest's
+        /// `[tracking] tensorboard`.
+        #[arg(long, value_name = "DIR")]
         tensorboard: Option<PathBuf>,
-        /// MLflow tracking server (`http://127.0.0.1:5000`); a token in
-        /// `MLFLOW_TRACKING_TOKEN` is sent as a bearer token.
+        /// MLflow tracking server (`http://127.0.0.1:5000`); default: the manifest's `[tracking]
+        /// mlflow`. A token in `MLFLOW_TRACKING_TOKEN` is sent as a bearer token.
         #[arg(long, value_name = "URI")]
         mlflow: Option<String>,
     },

@@ -5,7 +5,8 @@ use crate::sweep;
 use crate::track::{TensorBoard, mlflow};
 use std::path::Path;
 
-/// Writes every settled stage of the manifest's study to the viewers asked for.
+/// Writes every settled stage of the manifest's study to the viewers asked for (on the
+/// command line, else in the manifest's `[tracking]`).
 pub(super) fn export(
     cli: &super::Cli,
     manifest: &Path,
@@ -19,6 +20,18 @@ pub(super) fn export(
         compute,
         &cli.results,
     )?;
+    let tensorboard = tensorboard.or(plan.tracking.tensorboard.as_deref());
+    let mlflow_uri = mlflow_uri.or(plan.tracking.mlflow.as_deref());
+    if tensorboard.is_none() && mlflow_uri.is_none() {
+        return Err(Failure {
+            report: miette::miette!(
+                help = "give `--tensorboard DIR` or `--mlflow URI`, or set them in the manifest's `[tracking]` table",
+                "nowhere to export `{}` to",
+                manifest.display()
+            ),
+            code: 2,
+        });
+    }
     let records = sweep::stored(&plan, &cli.results, &mut |e| {
         if let sweep::Event::Warning(w) = e {
             eprintln!("warning: {w}");

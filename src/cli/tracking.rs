@@ -14,15 +14,15 @@ pub(super) struct Live<'p> {
 }
 
 impl<'p> Live<'p> {
-    /// Opens `dir` for `plan` and writes what the store holds of `stages` (all of the plan's
-    /// when `None`).
+    /// Opens `dir` (else the manifest's `[tracking] tensorboard`) for `plan` and writes what
+    /// the store holds of `stages` (all of the plan's when `None`).
     pub(super) fn start(
         dir: Option<&Path>,
         plan: &'p Plan,
         results: &Path,
         stages: Option<&[&Stage]>,
     ) -> Result<Self, Failure> {
-        let Some(dir) = dir else {
+        let Some(dir) = dir.or(plan.tracking.tensorboard.as_deref()) else {
             return Ok(Self { board: None });
         };
         let mut live = Self { board: None };

@@ -13,10 +13,12 @@ mod error;
 mod fit;
 mod grid;
 mod model;
+mod tracking;
 mod training;
 mod values;
 
 pub use compute::{BackendKind, ComputeSpec, DeviceSpec, TCH_KERNELS};
+pub use tracking::Tracking;
 
 pub use dataset::{DataShape, DatasetSpec, FileFormat, Normalize, SyntheticSpec, TextSpec};
 pub use error::{ManifestError, ManifestWarnings, Problem, Warning};
@@ -45,6 +47,7 @@ use model::RawModel;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+use tracking::{RawTracking, check_tracking};
 use training::{RawTraining, check_training};
 
 /// A validated manifest.
@@ -68,6 +71,8 @@ pub struct Manifest {
     pub grid: Grid,
     /// Backend, device and threads.
     pub compute: ComputeSpec,
+    /// Where runs are tracked besides the tables (`[tracking]`).
+    pub tracking: Tracking,
     /// The profile applied, if any (`--profile`).
     pub profile: Option<String>,
     /// Every profile the manifest defines.
@@ -110,10 +115,11 @@ struct RawManifest {
     training: Option<Spanned<RawTraining>>,
     grid: Option<Spanned<RawGrid>>,
     compute: Option<RawCompute>,
+    tracking: Option<RawTracking>,
 }
 
 /// Top-level keys of a manifest.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "name",
     "description",
     "dataset",
@@ -121,6 +127,7 @@ const SECTIONS: [&str; 8] = [
     "training",
     "grid",
     "compute",
+    "tracking",
     "profiles",
 ];
 
@@ -233,6 +240,9 @@ fn sections(doc: &document::Doc<'_>, problems: &mut Problems) -> RawManifest {
     let compute = doc
         .get("compute")
         .and_then(|v| document::section(v, problems));
+    let tracking = doc
+        .get("tracking")
+        .and_then(|v| document::section(v, problems));
     RawManifest {
         name,
         description,
@@ -241,6 +251,7 @@ fn sections(doc: &document::Doc<'_>, problems: &mut Problems) -> RawManifest {
         training,
         grid,
         compute,
+        tracking,
     }
 }
 
@@ -360,6 +371,7 @@ fn check(
         check_hidden_loss(g, &models, raw_grid.span(), problems);
     }
     let compute = check_compute(raw.compute.as_ref(), problems);
+    let tracking = check_tracking(raw.tracking.as_ref(), base, problems);
     if !problems.is_empty() {
         return None;
     }
@@ -373,6 +385,7 @@ fn check(
         overrides,
         grid: grid?,
         compute,
+        tracking,
         profile: None,
         profiles: Vec::new(),
         warnings: Vec::new(),

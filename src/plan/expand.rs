@@ -207,6 +207,7 @@ pub fn expand(manifest: &Manifest, data: &str) -> Plan {
         validation: manifest.training.validation,
         data: data.to_string(),
         adaptive: manifest.grid.adaptive,
+        tracking: manifest.tracking.clone(),
         index,
     }
 }

@@ -244,6 +244,8 @@ pub struct Plan {
     pub data: String,
     /// How many of the seeds each group runs, when decided while running.
     pub adaptive: Option<Adaptive>,
+    /// Where runs are tracked besides the tables (no part of any stage id).
+    pub tracking: crate::manifest::Tracking,
     /// Position of each stage in `stages`, for lookups by id.
     index: HashMap<StageId, usize>,
 }

@@ -292,3 +292,31 @@ fn an_mlflow_server_that_is_down_fails_the_export_naming_it_and_leaves_the_table
         runs
     );
 }
+
+#[test]
+fn the_manifests_tracking_table_names_the_folder_and_bad_addresses_are_located() {
+    let one_seed = TINY.replace("seed = [0, 1]", "seed = [0]");
+    let ws = Workspace::new(&format!("{one_seed}\n[tracking]\ntensorboard = \"tb\"\n"));
+    let run = stdout(&ws.kdgrid(&["run", "--quiet"]).success());
+    // Relative to the manifest, like the dataset's path.
+    let folder = ws.dir.path().join("tb/tiny");
+    assert!(run.contains(&folder.display().to_string()), "{run}");
+    assert_eq!(event_files(&folder).len(), 6, "5 stages and the experiment");
+    // Nowhere to export to: the command says how to name one.
+    let bare = Workspace::new(&one_seed);
+    bare.kdgrid(&["run", "--quiet"]).success();
+    let err = stderr(&bare.kdgrid(&["export"]).code(2));
+    assert!(
+        err.contains("nowhere to export") && err.contains("[tracking]"),
+        "{err}"
+    );
+
+    let bad = Workspace::new(&format!(
+        "{one_seed}\n[tracking]\nmlflow = \"localhost:5000\"\n"
+    ));
+    let err = stderr(&bad.kdgrid(&["validate"]).code(2));
+    assert!(
+        err.contains("is not an http(s) address") && err.contains("m.toml:"),
+        "{err}"
+    );
+}
