@@ -24,7 +24,7 @@ CHECK_DIR ?= $(CURDIR)/target/check-results
 # (docs/reproducibility.md). Set it (e.g. 0.02) only on a machine the promise does not cover.
 CHECK_ACROSS ?=
 
-.PHONY: run data build build-tch torch test test-flex test-tch test-slurm test-processors lint fmt clean results-ci check-results bench bench-scale build-timings parity
+.PHONY: run data build build-tch torch screenshots test test-flex test-tch test-slurm test-processors lint fmt clean results-ci check-results bench bench-scale build-timings parity
 
 ## Train the default experiment on Fashion-MNIST and print its summary.
 run: data build
@@ -127,6 +127,11 @@ $(TORCH_VENV)/.installed-transformers: $(TORCH_VENV)/.installed-io
 $(TORCH_VENV)/.installed-viewers: $(TORCH_VENV)/.installed-io
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check tensorboard==2.21.0 mlflow==3.18.0
 	touch "$@"
+
+## docs/img/tensorboard-*.png: TensorBoard's scalars and HParams views of the default study
+## (its store from `make run`), taken with headless Chromium (Debian's `chromium`).
+screenshots: build torch
+	scripts/tensorboard-screenshots.sh "$(or $(CARGO_TARGET_DIR),target)/release/kdgrid" "$(TORCH_VENV)/bin"
 
 ## The full test suite on both backends (release mode: the tests train real, tiny models).
 ## With `tch` compiled in, every flex test runs too, plus the LibTorch ones.

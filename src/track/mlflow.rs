@@ -211,6 +211,7 @@ pub fn export(
     }
     let mut existing = client.runs(&experiment)?;
     let names = runs::run_names(plan);
+    let role_seeds = runs::role_seeds_vary(plan);
     let mut done = Exported {
         experiment_id: experiment.clone(),
         ..Default::default()
@@ -225,7 +226,15 @@ pub fn export(
         let name = &names[&stage.id];
         match existing.remove(stage.id.as_str()) {
             None => {
-                let run = create_run(&client, &experiment, plan, stage, record, name)?;
+                let hparams = runs::hparams(plan, stage, role_seeds);
+                let run = create_run(
+                    &client,
+                    &experiment,
+                    stage,
+                    record,
+                    (&plan.name, name),
+                    hparams,
+                )?;
                 send(&client, &run, plan, stage, record)?;
                 done.created += 1;
             }
@@ -244,14 +253,14 @@ pub fn export(
 fn create_run(
     client: &Client,
     experiment: &str,
-    plan: &Plan,
     stage: &Stage,
     record: &StageRecord,
-    name: &str,
+    (study, name): (&str, &str),
+    hparams: Vec<(&'static str, runs::Value)>,
 ) -> Result<RunState, TrackError> {
     let tags = [
         ("kdgrid.stage_id", stage.id.to_string()),
-        ("kdgrid.study", plan.name.clone()),
+        ("kdgrid.study", study.to_string()),
         ("kdgrid.chain", stage.chain_label()),
         ("kdgrid.role", stage.role.as_str().to_string()),
         ("kdgrid.backend", record.backend.clone()),
@@ -271,7 +280,7 @@ fn create_run(
         .as_str()
         .ok_or_else(|| client.fail("runs/create gave no run id"))?
         .to_string();
-    let params: Vec<Json> = runs::hparams(plan, stage)
+    let params: Vec<Json> = hparams
         .into_iter()
         .map(|(k, v)| json!({"key": k, "value": v.text()}))
         .collect();

@@ -89,9 +89,18 @@ fn grid_name(stage: &Stage) -> String {
     name
 }
 
-/// The stage's hyperparameters: its place in the grid and what computed it. Distillation
-/// settings only for distilled stages.
-pub fn hparams(plan: &Plan, stage: &Stage) -> Vec<(&'static str, Value)> {
+/// Whether any stage of `plan` draws a source of randomness from a seed other than its cell
+/// seed (role-seed axes): only then do the viewers show the role seeds.
+pub fn role_seeds_vary(plan: &Plan) -> bool {
+    plan.stages.iter().any(|s| {
+        let r = s.seeds;
+        [r.init, r.order, r.augment] != [s.seed; 3]
+    })
+}
+
+/// The stage's hyperparameters: its place in the grid and what computed it; distillation
+/// settings only for distilled stages, role seeds only when `role_seeds` ([`role_seeds_vary`]).
+pub fn hparams(plan: &Plan, stage: &Stage, role_seeds: bool) -> Vec<(&'static str, Value)> {
     let mut h = vec![
         ("chain", Value::Text(stage.chain_label())),
         ("role", Value::Text(stage.role.as_str().into())),
@@ -101,13 +110,16 @@ pub fn hparams(plan: &Plan, stage: &Stage) -> Vec<(&'static str, Value)> {
             Value::Text(stage.teacher_model().unwrap_or("").into()),
         ),
         ("seed", Value::Number(stage.seed as f64)),
-        ("init_seed", Value::Number(stage.seeds.init as f64)),
-        ("order_seed", Value::Number(stage.seeds.order as f64)),
-        ("augment_seed", Value::Number(stage.seeds.augment as f64)),
         ("epochs", Value::Number(stage.training.epochs as f64)),
         ("lr", Value::Number(stage.training.lr)),
         ("backend", Value::Text(plan.compute.backend.to_string())),
     ];
+    if role_seeds {
+        let r = stage.seeds;
+        h.push(("init_seed", Value::Number(r.init as f64)));
+        h.push(("order_seed", Value::Number(r.order as f64)));
+        h.push(("augment_seed", Value::Number(r.augment as f64)));
+    }
     if let Some(kd) = &stage.kd {
         h.push(("temperature", Value::Number(kd.temperature)));
         h.push(("alpha", Value::Number(kd.alpha)));

@@ -42,6 +42,7 @@ pub fn event_file_name(id: &StageId) -> String {
 /// A study's TensorBoard folder, written while it trains or from the store.
 pub struct TensorBoard<'p> {
     plan: &'p Plan,
+    role_seeds: bool,
     root: PathBuf,
     names: HashMap<StageId, String>,
     open: HashMap<StageId, RunFile>,
@@ -72,6 +73,7 @@ impl<'p> TensorBoard<'p> {
         }
         Ok(Self {
             plan,
+            role_seeds: runs::role_seeds_vary(plan),
             names: runs::run_names(plan),
             root,
             open: HashMap::new(),
@@ -86,9 +88,9 @@ impl<'p> TensorBoard<'p> {
     /// Writes an epoch that just ended (and the session's start, the first time).
     pub fn epoch(&mut self, stage: &Stage, m: &EpochMetrics) -> Result<(), TrackError> {
         let scalars = runs::epoch_scalars(self.plan, stage, m);
-        let plan = self.plan;
+        let hparams = runs::hparams(self.plan, stage, self.role_seeds);
         let file = self.file(stage)?;
-        file.write(plan, stage, &scalars, None)
+        file.write(hparams, &scalars, None)
     }
 
     /// Writes what `stage`'s run lacks of its record: epochs, the final scalars and the
@@ -107,9 +109,9 @@ impl<'p> TensorBoard<'p> {
             Status::Ok => hp::Status::Success,
             _ => hp::Status::Failure,
         };
-        let plan = self.plan;
+        let hparams = runs::hparams(self.plan, stage, self.role_seeds);
         let file = self.file(stage)?;
-        file.write(plan, stage, &scalars, Some(status))?;
+        file.write(hparams, &scalars, Some(status))?;
         self.open.remove(&stage.id);
         Ok(())
     }
@@ -186,8 +188,7 @@ impl RunFile {
     /// its end when `end` differs from the last one written.
     fn write(
         &mut self,
-        plan: &Plan,
-        stage: &Stage,
+        hparams: Vec<(&'static str, Value)>,
         scalars: &[Scalar],
         end: Option<hp::Status>,
     ) -> Result<(), TrackError> {
@@ -195,7 +196,7 @@ impl RunFile {
         let mut events = Vec::new();
         if self.seen.insert((SESSION_START_TAG.into(), 0)) {
             let start = SessionStartInfo {
-                hparams: runs::hparams(plan, stage)
+                hparams: hparams
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), pb_value(&v)))
                     .collect(),
@@ -371,8 +372,11 @@ fn pb_value(v: &Value) -> PbValue {
 fn experiment(plan: &Plan) -> Experiment {
     let mut texts: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut numbers: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    let role_seeds = runs::role_seeds_vary(plan);
     for stage in &plan.stages {
-        for (name, value) in runs::hparams(plan, stage) {
+        for (name, value) in runs::hparams(plan, stage, role_seeds) {
+            *uses.entry(name).or_default() += 1;
             match value {
                 Value::Text(s) => {
                     texts.entry(name).or_default().insert(s);
@@ -392,34 +396,29 @@ fn experiment(plan: &Plan) -> Experiment {
                 .collect(),
         }))
     };
-    let info = |name: &str, kind: hp::DataType, domain| HParamInfo {
+    // TensorBoard lists first (and shows by default) the hyperparameters that differ between
+    // sessions: those with two values or more, or missing from some stages.
+    let stages = plan.stages.len();
+    let info = |name: &str, kind: hp::DataType, values: Vec<Kind>| HParamInfo {
         name: name.into(),
         r#type: kind as i32,
-        differs: true,
-        domain,
+        differs: values.len() > 1 || uses[name] < stages,
+        domain: discrete(values),
         ..Default::default()
     };
     let mut hparam_infos: Vec<HParamInfo> = texts
         .into_iter()
         .map(|(name, values)| {
-            info(
-                name,
-                hp::DataType::String,
-                discrete(values.into_iter().map(Kind::StringValue).collect()),
-            )
+            let values = values.into_iter().map(Kind::StringValue).collect();
+            info(name, hp::DataType::String, values)
         })
         .collect();
     hparam_infos.extend(numbers.into_iter().map(|(name, values)| {
-        info(
-            name,
-            hp::DataType::Float64,
-            discrete(
-                values
-                    .into_iter()
-                    .map(|b| Kind::NumberValue(f64::from_bits(b)))
-                    .collect(),
-            ),
-        )
+        let values = values
+            .into_iter()
+            .map(|b| Kind::NumberValue(f64::from_bits(b)))
+            .collect();
+        info(name, hp::DataType::Float64, values)
     }));
     let metric = |tag: &str| MetricInfo {
         name: Some(MetricName {
@@ -435,6 +434,7 @@ fn experiment(plan: &Plan) -> Experiment {
         hparam_infos,
         metric_infos: FINAL_TAGS
             .iter()
+            .filter(|t| plan.validation.is_some() || **t != "final/val_accuracy")
             .chain(&["accuracy/test", "loss/train", "loss/test"])
             .map(|t| metric(t))
             .collect(),
