@@ -251,7 +251,7 @@ pub fn report(
     write_report(plan, &records, provenance, into.unwrap_or(store.root()))
 }
 
-/// Every stage of `plan` the store under `results` settles (see [`report`]), for the viewers
+/// Every stage of `plan` the store under `results` settles (see [`report()`]), for the viewers
 /// (`kdgrid export`, `run --tensorboard`).
 pub fn stored(
     plan: &Plan,
