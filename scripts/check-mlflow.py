@@ -10,7 +10,8 @@ Checks, from the definitions of the tables (not from kdgrid's exporter):
   skipped (`mlflow.search_runs`), found by its `kdgrid.stage_id` tag, FINISHED when the stage
   is `ok` and FAILED when it failed;
 - its params equal the row's grid cell (seed, chain, model, role, temperature, alpha);
-- the metric history of `loss/train`, `loss/test`, `accuracy/test` equals `epochs.parquet`
+- the metric history of `loss/train`, `loss/test`, `accuracy/test`, `loss/kd` equals
+  `epochs.parquet`
   (every epoch, by step, once, all 64 bits), and `final/test_accuracy`, `final/agreement`,
   `final/kl_teacher` equal `runs.csv`;
 - its tags name the chain, role, backend, processor and kdgrid version of `runs.csv`.
@@ -19,6 +20,7 @@ Prints one line per failure and exits 1 if there is any.
 """
 
 import csv
+import math
 import os
 import sys
 
@@ -29,6 +31,15 @@ from mlflow.tracking import MlflowClient
 
 def number(text):
     return None if text in ("", None) else float(text)
+
+
+def same(got, want):
+    """Lists equal, a NaN (a diverged stage) equal to a NaN."""
+    flat = lambda v: v if isinstance(v, tuple) else (v,)
+    return len(got) == len(want) and all(
+        all(a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+            for a, b in zip(flat(g), flat(w)))
+        for g, w in zip(got, want))
 
 
 def main():
@@ -83,16 +94,16 @@ def main():
                 fail(f"stage {sid}: tag {tag} {t.get(tag)!r}, runs.csv {r[column]!r}")
         history = sorted(epochs.get(sid, []), key=lambda e: e["epoch"])
         for key, column in [("loss/train", "train_loss"), ("loss/test", "test_loss"),
-                            ("accuracy/test", "test_accuracy")]:
+                            ("accuracy/test", "test_accuracy"), ("loss/kd", "kd_loss")]:
             got = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
-            want = [(e["epoch"], e[column]) for e in history]
-            if got != want:
+            want = [(e["epoch"], e[column]) for e in history if e.get(column) is not None]
+            if not same(got, want):
                 fail(f"stage {sid}: {key} history {got}, epochs.parquet {want}")
         for key, column in [("final/test_accuracy", "test_accuracy"),
                             ("final/agreement", "agreement"), ("final/kl_teacher", "kl_teacher")]:
             want = number(r[column])
             got = [m.value for m in client.get_metric_history(run.info.run_id, key)]
-            if got != ([] if want is None else [want]):
+            if not same(got, [] if want is None else [want]):
                 fail(f"stage {sid}: {key} {got}, runs.csv {want}")
     for f in failures:
         print(f)

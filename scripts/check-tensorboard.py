@@ -9,7 +9,8 @@ LOGDIR is the folder given to `kdgrid run --tensorboard` / `kdgrid export --tens
 `epochs.parquet`). Checks, from the definitions of the tables (not from kdgrid's writer):
 
 - one run per stage of `runs.csv` that is not skipped, found by its event file's name;
-- each epoch's `loss/train`, `loss/test`, `accuracy/test` (and validation ones when present)
+- each epoch's `loss/train`, `loss/test`, `accuracy/test` (and the validation ones, `loss/kd`
+  and `loss/hidden` when the table has them)
   equal `epochs.parquet`'s values rounded to float32 (TensorBoard keeps scalars as float32),
   at step = epoch, once each;
 - `final/test_accuracy`, `final/test_loss`, `final/agreement`, `final/kl_teacher` equal
@@ -62,6 +63,13 @@ def f32(x):
     return None if x is None else float(np.float32(x))
 
 
+def same(got, want):
+    """Lists of (step, value) equal, a NaN (a diverged stage) equal to a NaN."""
+    return len(got) == len(want) and all(
+        g[0] == w[0] and (g[1] == w[1] or (math.isnan(g[1]) and math.isnan(w[1])))
+        for g, w in zip(got, want))
+
+
 def main():
     logdir, results = sys.argv[1], sys.argv[2]
     expect = None
@@ -82,6 +90,19 @@ def main():
         run_of[stage] = os.path.relpath(os.path.dirname(path), logdir)
     failures = []
     fail = failures.append
+    # Each (tag, step) once per file, read raw with TensorBoard's own loader: the server keeps
+    # one value per step and would hide a step written twice.
+    from tensorboard.backend.event_processing import event_file_loader
+    for stage, run in run_of.items():
+        path = glob.glob(os.path.join(logdir, run, "events.out.tfevents.kdgrid." + stage))[0]
+        seen = {}
+        for event in event_file_loader.EventFileLoader(path).Load():
+            for v in event.summary.value:
+                key = (v.tag, event.step)
+                seen[key] = seen.get(key, 0) + 1
+        repeated = sorted(k for k, n in seen.items() if n > 1)
+        if repeated:
+            fail(f"{run}: (tag, step) written more than once: {repeated}")
     if expect is not None and len(rows) != expect:
         fail(f"runs.csv has {len(rows)} stages, expected {expect}")
 
@@ -125,6 +146,8 @@ def check(port, rows, by_stage, run_of, runs, fail):
         ("accuracy/test", "test_accuracy"),
         ("loss/validation", "val_loss"),
         ("accuracy/validation", "val_accuracy"),
+        ("loss/kd", "kd_loss"),
+        ("loss/hidden", "hidden_loss"),
     ]
     final_tags = [
         ("final/test_accuracy", "test_accuracy"),
@@ -147,7 +170,7 @@ def check(port, rows, by_stage, run_of, runs, fail):
                 continue
             got = get(port, "/data/plugin/scalars/scalars?" + urllib.parse.urlencode({"run": run, "tag": tag}))
             got = [(step, value) for _, step, value in got]
-            if got != want:
+            if not same(got, want):
                 fail(f"{run} {tag}: TensorBoard {got}, epochs.parquet {want}")
         last = len(history)
         for tag, column in final_tags:
@@ -157,7 +180,7 @@ def check(port, rows, by_stage, run_of, runs, fail):
                     fail(f"{run} {tag}: in TensorBoard, empty in runs.csv")
                 continue
             got = get(port, "/data/plugin/scalars/scalars?" + urllib.parse.urlencode({"run": run, "tag": tag}))
-            if [(s, v) for _, s, v in got] != [(last, want)]:
+            if not same([(s, v) for _, s, v in got], [(last, want)]):
                 fail(f"{run} {tag}: TensorBoard {got}, runs.csv {want} at step {last}")
 
     experiment = get(port, "/data/plugin/hparams/experiment", {"experimentName": ""})

@@ -27,6 +27,6 @@ shot() {
     --user-data-dir="$scratch/chrome" --screenshot="$1" "$2" 2>/dev/null
   echo "wrote $1"
 }
-# Scalars dashboard, filtered to the runs of the 2-layer student's chains.
-shot docs/img/tensorboard-scalars.png "http://127.0.0.1:$port/?runFilter=student%2Fseed#scalars&tagFilter=accuracy%2Ftest%7Closs%2Ftest"
+# Scalars dashboard, test accuracy and loss of every stage.
+shot docs/img/tensorboard-scalars.png "http://127.0.0.1:$port/#scalars&tagFilter=accuracy%2Ftest%7Closs%2Ftest"
 shot docs/img/tensorboard-hparams.png "http://127.0.0.1:$port/#hparams"

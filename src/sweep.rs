@@ -251,14 +251,31 @@ pub fn report(
     write_report(plan, &records, provenance, into.unwrap_or(store.root()))
 }
 
-/// Every stage of `plan` the store under `results` settles (see [`report()`]), for the viewers
-/// (`kdgrid export`, `run --tensorboard`).
-pub fn stored(
+/// The committed records of `stages` (of `plan`) in the store under `results`, read without
+/// locking it, so that tasks and runs training into it go on (for the viewers: `kdgrid export`,
+/// `--tensorboard`). A corrupt record is a warning and is left out.
+pub fn stored<'a>(
     plan: &Plan,
     results: &Path,
+    stages: impl IntoIterator<Item = &'a Stage>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
-    settled(plan, &Store::open(results, &plan.name)?, on_event)
+    let root = results.join(&plan.name);
+    let mut records = BTreeMap::new();
+    for stage in stages {
+        match crate::store::lookup(&root, &stage.id)? {
+            Lookup::Found(r) => {
+                records.insert(stage.id.clone(), *r);
+            }
+            Lookup::Missing => {}
+            Lookup::Corrupt { path, message } => on_event(Event::Warning(format!(
+                "stage `{}` is left out: `{}`: {message}",
+                stage.id,
+                path.display()
+            ))),
+        }
+    }
+    Ok(records)
 }
 
 /// Every stage of `plan` the store settles: its committed record, or skipped below a failed

@@ -207,7 +207,7 @@ fn run_tasks(
             backend.threads()
         );
     }
-    let mut live = Live::start(output.tensorboard, plan, &cli.results, Some(stages))?;
+    let mut live = Live::start(output.tensorboard, plan, &cli.results, Some(stages));
     let mut display = progress::Display::new(output.quiet);
     let outcome = sweep::run_tasks(
         plan,

@@ -32,7 +32,7 @@ pub(super) fn export(
             code: 2,
         });
     }
-    let records = sweep::stored(&plan, &cli.results, &mut |e| {
+    let records = sweep::stored(&plan, &cli.results, &plan.stages, &mut |e| {
         if let sweep::Event::Warning(w) = e {
             eprintln!("warning: {w}");
         }

@@ -59,7 +59,7 @@ pub(super) fn run(
         retry_failed: flags.retry_failed,
     };
     let quiet = flags.quiet;
-    let mut live = Live::start(flags.tensorboard, &plan, &cli.results, None)?;
+    let mut live = Live::start(flags.tensorboard, &plan, &cli.results, None);
     let mut display = progress::Display::new(quiet);
     if (matches!(jobs, Jobs::Auto) || jobs_now > 1) && !quiet {
         println!(

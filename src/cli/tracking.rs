@@ -2,7 +2,6 @@
 //! and the ones the store already holds written first. A failure to write is a warning that
 //! stops tracking, never the run.
 
-use super::Failure;
 use crate::plan::{Plan, Stage};
 use crate::sweep::{self, Event};
 use crate::track::{TensorBoard, TrackError};
@@ -21,32 +20,47 @@ impl<'p> Live<'p> {
         plan: &'p Plan,
         results: &Path,
         stages: Option<&[&Stage]>,
-    ) -> Result<Self, Failure> {
+    ) -> Self {
         let Some(dir) = dir.or(plan.tracking.tensorboard.as_deref()) else {
-            return Ok(Self { board: None });
+            return Self { board: None };
         };
         let mut live = Self { board: None };
         let opened = TensorBoard::open(dir, plan).map(|b| live.board = Some(b));
         live.check(Some(opened));
-        let records = sweep::stored(plan, results, &mut |_| {})?;
-        let all: Vec<&Stage>;
-        let stages = match stages {
-            Some(s) => s,
-            None => {
-                all = plan.stages.iter().collect();
-                &all
-            }
+        if live.board.is_none() {
+            return live;
+        }
+        let stages: Vec<&Stage> = match stages {
+            Some(s) => s.to_vec(),
+            None => plan.stages.iter().collect(),
         };
-        for stage in stages {
-            if let Some(r) = records.get(&stage.id) {
-                let result = live.board.as_mut().map(|b| b.finish(stage, r));
-                live.check(result);
+        let mut warnings = Vec::new();
+        let stored = sweep::stored(plan, results, stages.iter().copied(), &mut |e| {
+            if let Event::Warning(w) = e {
+                warnings.push(w);
             }
+        });
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        match stored {
+            Ok(records) => {
+                for stage in &stages {
+                    if let Some(r) = records.get(&stage.id) {
+                        let result = live.board.as_mut().map(|b| b.finish(stage, r));
+                        live.check(result);
+                    }
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: cannot read the store for TensorBoard ({e}); stages trained before \
+                 this run are not written"
+            ),
         }
         if live.board.is_some() {
             println!("TensorBoard runs in {}", dir.join(&plan.name).display());
         }
-        Ok(live)
+        live
     }
 
     /// Writes what `event` adds to a stage's run.

@@ -123,6 +123,8 @@ pub fn epochs_frame(
         "test_accuracy" => rows.iter().map(|(_, e)| e.test_accuracy).collect::<Vec<_>>(),
         "val_loss" => rows.iter().map(|(_, e)| e.val_loss).collect::<Vec<_>>(),
         "val_accuracy" => rows.iter().map(|(_, e)| e.val_accuracy).collect::<Vec<_>>(),
+        "kd_loss" => rows.iter().map(|(_, e)| e.kd_loss).collect::<Vec<_>>(),
+        "hidden_loss" => rows.iter().map(|(_, e)| e.hidden_loss).collect::<Vec<_>>(),
     ]
 }
 

@@ -16,9 +16,11 @@ use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-/// MLflow's limits on one `log-batch` request (`mlflow/utils/validation.py`).
+/// MLflow's limits on one `log-batch` request and on an experiment tag's value
+/// (`mlflow/utils/validation.py`).
 const MAX_METRICS_PER_BATCH: usize = 1000;
 const MAX_PARAMS_TAGS_PER_BATCH: usize = 100;
+const MAX_EXPERIMENT_TAG_CHARS: usize = 20_000;
 
 /// What an export did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -128,6 +130,12 @@ impl Client {
             &[("experiment_name", name)],
         )?;
         let id = match found {
+            Some(a) if a["experiment"]["lifecycle_stage"] == "deleted" => {
+                return Err(self.fail(format!(
+                    "experiment `{name}` is deleted: restore it (`mlflow experiments restore`) or \
+                     delete it for good (`mlflow gc`) before exporting"
+                )));
+            }
             Some(a) => a["experiment"]["experiment_id"].clone(),
             None => {
                 self.must("experiments/create", &json!({"name": name}))?["experiment_id"].clone()
@@ -146,7 +154,8 @@ impl Client {
             let mut body = json!({
                 "experiment_ids": [experiment],
                 "max_results": 1000,
-                "run_view_type": "ALL",
+                // Runs deleted in the UI stay deleted: their stages get new runs.
+                "run_view_type": "ACTIVE_ONLY",
             });
             if let Some(t) = &token {
                 body["page_token"] = json!(t);
@@ -172,7 +181,8 @@ impl Client {
                             .get("kdgrid.logged_epochs")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0),
-                        logged_final: tags.get("kdgrid.logged_final") == Some(&"true"),
+                        logged_params: tags.get("kdgrid.logged_params") == Some(&"true"),
+                        logged_final: tags.get("kdgrid.logged_final").map(|s| s.to_string()),
                         status: run["info"]["status"].as_str().unwrap_or("").to_string(),
                     },
                 );
@@ -188,8 +198,10 @@ impl Client {
 /// What a run on the server already holds.
 struct RunState {
     run_id: String,
+    logged_params: bool,
     logged_epochs: usize,
-    logged_final: bool,
+    /// The stage status whose final metrics the run holds (`ok`, `failed`).
+    logged_final: Option<String>,
     status: String,
 }
 
@@ -206,7 +218,7 @@ pub fn export(
     if let Some(text) = report {
         client.must(
             "experiments/set-experiment-tag",
-            &json!({"experiment_id": experiment, "key": "mlflow.note.content", "value": text}),
+            &json!({"experiment_id": experiment, "key": "mlflow.note.content", "value": note(text, &plan.name)}),
         )?;
     }
     let mut existing = client.runs(&experiment)?;
@@ -226,20 +238,12 @@ pub fn export(
         let name = &names[&stage.id];
         match existing.remove(stage.id.as_str()) {
             None => {
-                let hparams = runs::hparams(plan, stage, role_seeds);
-                let run = create_run(
-                    &client,
-                    &experiment,
-                    stage,
-                    record,
-                    (&plan.name, name),
-                    hparams,
-                )?;
-                send(&client, &run, plan, stage, record)?;
+                let run = create_run(&client, &experiment, stage, record, (&plan.name, name))?;
+                send(&client, &run, plan, stage, record, role_seeds)?;
                 done.created += 1;
             }
             Some(run) => {
-                if send(&client, &run, plan, stage, record)? {
+                if send(&client, &run, plan, stage, record, role_seeds)? {
                     done.updated += 1;
                 } else {
                     done.unchanged += 1;
@@ -256,7 +260,6 @@ fn create_run(
     stage: &Stage,
     record: &StageRecord,
     (study, name): (&str, &str),
-    hparams: Vec<(&'static str, runs::Value)>,
 ) -> Result<RunState, TrackError> {
     let tags = [
         ("kdgrid.stage_id", stage.id.to_string()),
@@ -280,20 +283,11 @@ fn create_run(
         .as_str()
         .ok_or_else(|| client.fail("runs/create gave no run id"))?
         .to_string();
-    let params: Vec<Json> = hparams
-        .into_iter()
-        .map(|(k, v)| json!({"key": k, "value": v.text()}))
-        .collect();
-    for chunk in params.chunks(MAX_PARAMS_TAGS_PER_BATCH) {
-        client.must(
-            "runs/log-batch",
-            &json!({"run_id": run_id, "params": chunk}),
-        )?;
-    }
     Ok(RunState {
         run_id,
+        logged_params: false,
         logged_epochs: 0,
-        logged_final: false,
+        logged_final: None,
         status: "RUNNING".into(),
     })
 }
@@ -305,9 +299,27 @@ fn send(
     plan: &Plan,
     stage: &Stage,
     record: &StageRecord,
+    role_seeds: bool,
 ) -> Result<bool, TrackError> {
     let time = now_ms();
     let mut sent = false;
+    // Params with the tag that says they are there: a run whose creation was cut short gets
+    // them on the next export.
+    if !run.logged_params {
+        let params: Vec<Json> = runs::hparams(plan, stage, role_seeds)
+            .into_iter()
+            .map(|(k, v)| json!({"key": k, "value": v.text()}))
+            .collect();
+        let chunks: Vec<&[Json]> = params.chunks(MAX_PARAMS_TAGS_PER_BATCH - 1).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut body = json!({"run_id": run.run_id, "params": chunk});
+            if i + 1 == chunks.len() {
+                body["tags"] = json!([{"key": "kdgrid.logged_params", "value": "true"}]);
+            }
+            client.must("runs/log-batch", &body)?;
+        }
+        sent = true;
+    }
     // Whole epochs per batch, each batch with the tag that counts it.
     let per_epoch = 8;
     let epochs_per_batch = (MAX_METRICS_PER_BATCH / per_epoch).max(1);
@@ -329,7 +341,9 @@ fn send(
         )?;
         sent = true;
     }
-    if !run.logged_final {
+    // A stage retrained after a failure ends with other final numbers: sent again.
+    let outcome = record.status.as_str();
+    if run.logged_final.as_deref() != Some(outcome) {
         let metrics: Vec<Json> = runs::final_scalars(record)
             .iter()
             .map(|s| metric(s, time))
@@ -339,7 +353,7 @@ fn send(
             &json!({
                 "run_id": run.run_id,
                 "metrics": metrics,
-                "tags": [{"key": "kdgrid.logged_final", "value": "true"}],
+                "tags": [{"key": "kdgrid.logged_final", "value": outcome}],
             }),
         )?;
         sent = true;
@@ -371,6 +385,22 @@ fn metric(s: &Scalar, time: u64) -> Json {
         json!("-Infinity")
     };
     json!({"key": s.tag, "value": value, "timestamp": time, "step": s.step})
+}
+
+/// The report as the experiment's description, cut to what MLflow takes with a pointer to the
+/// whole file.
+fn note(report: &str, study: &str) -> String {
+    if report.chars().count() <= MAX_EXPERIMENT_TAG_CHARS {
+        return report.to_string();
+    }
+    let tail = format!(
+        "\n\n… (cut at MLflow's {MAX_EXPERIMENT_TAG_CHARS} characters: the whole report is \
+         `results/{study}/report.md`)"
+    );
+    let keep = MAX_EXPERIMENT_TAG_CHARS - tail.chars().count();
+    let mut text: String = report.chars().take(keep).collect();
+    text.push_str(&tail);
+    text
 }
 
 fn now_ms() -> u64 {

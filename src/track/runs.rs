@@ -145,6 +145,8 @@ pub fn epoch_scalars(plan: &Plan, stage: &Stage, m: &EpochMetrics) -> Vec<Scalar
         ("loss/validation", m.val_loss),
         ("accuracy/test", Some(m.test_accuracy)),
         ("accuracy/validation", m.val_accuracy),
+        ("loss/kd", m.kd_loss),
+        ("loss/hidden", m.hidden_loss),
         ("optimizer/lr", Some(lr)),
         ("time/epoch_seconds", Some(m.seconds)),
         ("time/train_images_per_second", images),

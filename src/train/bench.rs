@@ -99,7 +99,7 @@ pub fn images_per_second(workload: &str, backend: &Backend, seconds: f64) -> Opt
             data.train.len()
         } else {
             run.train_epoch(epoch, &mut |_| {})
-                .map(|(_, steps)| steps)
+                .map(|loss| loss.steps)
                 .ok()
                 .unwrap_or(0)
                 * stage.training.batch_size

@@ -82,6 +82,24 @@ pub fn train(
     Ok(trained)
 }
 
+/// The distillation terms of a batch's loss, each as it enters the total.
+pub(super) struct Terms {
+    /// The soft-target term (`alpha * T^2 * KL`).
+    soft: Option<Tensor<1>>,
+    /// The weighted hidden-state loss.
+    hidden: Option<Tensor<1>>,
+}
+
+/// What an epoch's optimizer steps add up to.
+pub(super) struct EpochLoss {
+    /// Sum of the batches' losses.
+    pub(super) sum: f64,
+    /// Optimizer steps.
+    pub(super) steps: usize,
+    /// Mean soft-target and hidden-state terms, for distilled stages.
+    pub(super) terms: [Option<f64>; 2],
+}
+
 /// The state of one stage's training between steps.
 pub(crate) struct StageRun<'a> {
     pub(super) stage: &'a Stage,
@@ -178,15 +196,20 @@ impl<'a> StageRun<'a> {
         let start = Instant::now();
         let model = self.model().valid();
         let (train_loss, _) = evaluate(&model, self.data, &self.data.train, &self.plain);
-        self.evaluate_epoch(0, start, train_loss, 0)
+        let loss = EpochLoss {
+            sum: train_loss,
+            steps: 0,
+            terms: [None; 2],
+        };
+        self.evaluate_epoch(0, start, &loss)
     }
 
     pub(super) fn model(&self) -> &Net {
         self.model.as_ref().expect("present between steps")
     }
 
-    /// The loss of one batch of training images.
-    pub(super) fn loss(&mut self, batch: &[usize], pixels: Vec<f32>) -> Tensor<1> {
+    /// The loss of one batch of training images, and the distillation terms in it.
+    pub(super) fn loss(&mut self, batch: &[usize], pixels: Vec<f32>) -> (Tensor<1>, Terms) {
         let (data, plain) = (self.data, &self.plain);
         let images = Tensor::<4>::from_data(
             TensorData::new(
@@ -219,9 +242,13 @@ impl<'a> StageRun<'a> {
             }
             _ => None,
         };
-        let total = |l: Tensor<1>| match hidden_term {
-            Some(h) => l + h,
-            None => l,
+        let hidden = hidden_term.clone();
+        let total = |(l, soft): (Tensor<1>, Option<Tensor<1>>)| {
+            let terms = Terms { soft, hidden };
+            match hidden_term {
+                Some(h) => (l + h, terms),
+                None => (l, terms),
+            }
         };
         total(match (self.teacher, self.stage.kd) {
             (Some(teacher), Some(kd)) => {
@@ -245,7 +272,7 @@ impl<'a> StageRun<'a> {
                     },
                 )
             }
-            _ => loss::cross_entropy(logits, labels),
+            _ => (loss::cross_entropy(logits, labels), None),
         })
     }
 
@@ -256,16 +283,17 @@ impl<'a> StageRun<'a> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<EpochMetrics, TrainError> {
         let start = Instant::now();
-        let (loss_sum, steps) = self.train_epoch(epoch, on_progress)?;
-        self.evaluate_epoch(epoch, start, loss_sum / steps.max(1) as f64, steps)
+        let loss = self.train_epoch(epoch, on_progress)?;
+        self.evaluate_epoch(epoch, start, &loss)
     }
 
-    /// The optimizer steps of epoch `epoch`: the sum of their losses and their count.
+    /// The optimizer steps of epoch `epoch`: the sum of their losses, their count, and the
+    /// mean distillation terms.
     pub(super) fn train_epoch(
         &mut self,
         epoch: usize,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<(f64, usize), TrainError> {
+    ) -> Result<EpochLoss, TrainError> {
         let (stage, data) = (self.stage, self.data);
         let t = &stage.training;
         let lr = t.schedule.lr(t.lr, epoch - 1, t.epochs);
@@ -277,6 +305,7 @@ impl<'a> StageRun<'a> {
         let order = std::mem::take(&mut self.order);
         let steps = steps_per_epoch(stage, data.train.len());
         let mut loss_sum = 0f64;
+        let mut terms_sum = [None::<f64>; 2];
         for (step, batch) in order.chunks(t.batch_size).enumerate() {
             let mut pixels = Vec::with_capacity(batch.len() * data.image_len());
             match augment {
@@ -286,8 +315,13 @@ impl<'a> StageRun<'a> {
                 None => data.gather(&data.train, batch, &mut pixels),
             }
             let traced = self.trace.is_some().then(|| pixels.clone());
-            let loss = self.loss(batch, pixels);
+            let (loss, terms) = self.loss(batch, pixels);
             let value = loss.clone().into_scalar::<f32>();
+            for (sum, term) in terms_sum.iter_mut().zip([terms.soft, terms.hidden]) {
+                if let Some(t) = term {
+                    *sum.get_or_insert(0.0) += t.into_scalar::<f32>() as f64;
+                }
+            }
             if let (Some(inputs), Some(steps)) = (traced, self.trace.as_mut()) {
                 steps.push(trace::Step {
                     epoch,
@@ -319,7 +353,11 @@ impl<'a> StageRun<'a> {
             });
         }
         self.order = order;
-        Ok((loss_sum, steps))
+        Ok(EpochLoss {
+            sum: loss_sum,
+            steps,
+            terms: terms_sum.map(|s| s.map(|s| s / steps.max(1) as f64)),
+        })
     }
 
     /// Evaluates the model after epoch `epoch`'s steps and records the epoch.
@@ -327,9 +365,10 @@ impl<'a> StageRun<'a> {
         &mut self,
         epoch: usize,
         start: Instant,
-        train_loss: f64,
-        steps: usize,
+        loss: &EpochLoss,
     ) -> Result<EpochMetrics, TrainError> {
+        let steps = loss.steps;
+        let train_loss = loss.sum / steps.max(1) as f64;
         let (stage, data) = (self.stage, self.data);
         let t = &stage.training;
         let current = self.model().valid();
@@ -341,6 +380,11 @@ impl<'a> StageRun<'a> {
             train_loss,
             start,
         );
+        let metrics = EpochMetrics {
+            kd_loss: loss.terms[0],
+            hidden_loss: loss.terms[1],
+            ..metrics
+        };
         // The epoch's last step can break the weights after its own loss was finite.
         if let Some(loss) = [Some(metrics.test_loss), metrics.val_loss]
             .into_iter()

@@ -61,6 +61,8 @@ pub(super) fn measure(
         val_loss: val.map(|v| v.0),
         val_accuracy: val.map(|v| v.1),
         seconds: start.elapsed().as_secs_f64(),
+        kd_loss: None,
+        hidden_loss: None,
     }
 }
 

@@ -15,7 +15,8 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 /// `alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s)`,
 /// with the KL summed over classes and averaged over the batch (per-sample, as in Hinton et
 /// al.), then scaled by `kl_scale` (`1 / classes` gives PyTorch's element-mean `KLDivLoss`).
-/// `teacher` carries no gradient.
+/// `teacher` carries no gradient. Also returns the soft-target term as it enters the total
+/// (`alpha * T^2 * kl_scale * KL`), for the record; `None` when `alpha` is 0.
 pub fn distillation(
     student: Tensor<2>,
     teacher: Tensor<2>,
@@ -23,10 +24,10 @@ pub fn distillation(
     temperature: f64,
     alpha: f64,
     kl_scale: f64,
-) -> Tensor<1> {
+) -> (Tensor<1>, Option<Tensor<1>>) {
     let ce = cross_entropy(student.clone(), labels);
     if alpha == 0.0 {
-        return ce;
+        return (ce, None);
     }
     let t = teacher.div_scalar(temperature).detach();
     let log_p_teacher = log_softmax(t.clone(), 1);
@@ -35,7 +36,8 @@ pub fn distillation(
     let kl: Tensor<1> = (p_teacher * (log_p_teacher - log_p_student))
         .sum_dim(1)
         .mean();
-    kl.mul_scalar(alpha * temperature * temperature * kl_scale) + ce.mul_scalar(1.0 - alpha)
+    let soft = kl.mul_scalar(alpha * temperature * temperature * kl_scale);
+    (soft.clone() + ce.mul_scalar(1.0 - alpha), Some(soft))
 }
 
 /// DistilBERT's cosine loss between a student's and its teacher's last hidden states

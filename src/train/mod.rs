@@ -72,6 +72,13 @@ pub struct EpochMetrics {
     pub val_accuracy: Option<f64>,
     /// Wall seconds of the epoch (training and evaluation).
     pub seconds: f64,
+    /// Mean over the epoch's batches of the soft-target term of the loss, as it enters the
+    /// total (`alpha * T^2 * KL`), for distilled stages (absent in records before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kd_loss: Option<f64>,
+    /// Mean over the epoch's batches of the weighted hidden-state loss, for stages with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_loss: Option<f64>,
 }
 
 /// A trained stage.

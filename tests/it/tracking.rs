@@ -320,3 +320,72 @@ fn the_manifests_tracking_table_names_the_folder_and_bad_addresses_are_located()
         "{err}"
     );
 }
+
+#[test]
+fn shards_training_into_one_store_each_write_their_stages_runs() {
+    let ws = Workspace::new(TINY);
+    let tb = ws.dir.path().join("tb");
+    let shard = |m: usize| {
+        Command::new(assert_cmd::cargo::cargo_bin("kdgrid"))
+            .arg("--results")
+            .arg(ws.results())
+            .args([
+                "run",
+                "--quiet",
+                "--shard",
+                &format!("{m}/2"),
+                "--tensorboard",
+            ])
+            .arg(&tb)
+            .arg(ws.manifest())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Side by side: reading the store for TensorBoard must not lock out the other shard.
+    let shards = [shard(0), shard(1)];
+    for child in shards {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(!err.contains("warning"), "{err}");
+    }
+    // 10 stages and the study's HParams experiment.
+    assert_eq!(event_files(&tb).len(), 11);
+    if let Some(python) = viewers_python() {
+        tensorboard_agrees(&python, &tb, &ws, 10);
+    }
+}
+
+#[test]
+fn the_distillation_term_is_the_whole_train_loss_at_alpha_one_and_part_of_it_below() {
+    let one_seed = TINY.replace("seed = [0, 1]", "seed = [0]");
+    let ws = Workspace::new(&one_seed.replace("alpha = [0.5]", "alpha = [1.0, 0.5]"));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let epochs = ws.parquet("tiny", "epochs.parquet");
+    let (alpha, train, kd) = (
+        crate::support::floats(&epochs, "alpha"),
+        crate::support::floats(&epochs, "train_loss"),
+        crate::support::floats(&epochs, "kd_loss"),
+    );
+    let mut checked = [0, 0, 0];
+    for ((a, t), k) in alpha.iter().zip(&train).zip(&kd) {
+        if a.is_nan() {
+            // Trained on labels only: no soft-target term.
+            assert!(k.is_nan(), "a no-KD stage has kd_loss {k}");
+            checked[0] += 1;
+        } else if *a == 1.0 {
+            // alpha * T^2 * KL + (1 - alpha) * CE with alpha = 1 is the soft term alone.
+            assert_eq!(k, t, "alpha = 1: the train loss is the soft-target term");
+            checked[1] += 1;
+        } else {
+            assert!(
+                *k > 0.0 && k < t,
+                "alpha = 0.5: 0 < kd_loss {k} < train_loss {t}"
+            );
+            checked[2] += 1;
+        }
+    }
+    assert!(checked.iter().all(|&n| n > 0), "{checked:?}");
+}
