@@ -417,3 +417,18 @@ fn short(text: &str) -> String {
         line.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_report_is_cut_to_mlflows_limit_with_a_pointer_to_the_file() {
+        let short = "# report\n".repeat(10);
+        assert_eq!(note(&short, "s"), short);
+        let long = "é".repeat(25_000);
+        let cut = note(&long, "big");
+        assert_eq!(cut.chars().count(), MAX_EXPERIMENT_TAG_CHARS);
+        assert!(cut.ends_with("`results/big/report.md`)"), "{cut}");
+    }
+}
