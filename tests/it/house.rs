@@ -4,14 +4,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module's layer: a module may import from its own layer or a lower one, never
-/// from a higher one (cli → sweep → execute → report/store → train → data/plan → manifest, with
+/// from a higher one (cli → sweep → execute → report/store/track → train → data/plan → manifest, with
 /// identity, numerics, file writing, fault injection and the ONNX runtime below everything).
-const LAYERS: [(&str, u8); 15] = [
+const LAYERS: [(&str, u8); 16] = [
     ("cli", 7),
     ("sweep", 6),
     ("execute", 5),
     ("report", 4),
     ("store", 4),
+    ("track", 4),
     ("train", 3),
     ("data", 2),
     ("plan", 2),
@@ -113,7 +114,16 @@ fn files_stay_under_about_500_lines_unless_their_opening_comment_says_why() {
             .take_while(|l| l.starts_with("//!"))
             .collect::<Vec<_>>()
             .join(" ");
-        if lines > 500 && !file.ends_with("tests.rs") && !opening.contains("Long because") {
+        // Code generated from a schema (src/track/proto) is the schema's size, not an idea's.
+        let generated = text
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("@generated"));
+        if lines > 500
+            && !file.ends_with("tests.rs")
+            && !generated
+            && !opening.contains("Long because")
+        {
             long.push(format!("{} ({lines} lines)", file.display()));
         }
     }
