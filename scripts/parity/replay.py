@@ -5,7 +5,7 @@ The PyTorch model starts from kdgrid's initial weights and sees kdgrid's batches
 images, augmented and normalized as kdgrid fed them, and the teacher's logits for a distilled
 stage); optimizer, schedule and loss are PyTorch's own (torch.optim, torch.optim.lr_scheduler,
 F.cross_entropy, F.kl_div). What must agree: the learning rate of every step, the loss of every
-step, the final weights and batch-norm statistics, and the final model's logits in evaluation
+step and the distillation terms kdgrid records of it (soft-target, hidden-state), the final weights and batch-norm statistics, and the final model's logits in evaluation
 mode. The first step and tensor that differ beyond the tolerance are named; exit status 1 then.
 
 usage: replay.py TRACE [--loss-tol R] [--weight-tol R] [--json OUT]
@@ -141,13 +141,15 @@ def scheduler(opt, t):
 
 
 def loss_of(logits, labels, teacher, kd):
+    """The batch's loss, and its soft-target term alpha * T^2 * KL (None without one)."""
     ce = F.cross_entropy(logits, labels)
     if kd is None or teacher is None or kd["alpha"] == 0:
-        return ce
+        return ce, None
     T, alpha = kd["temperature"], kd["alpha"]
     reduction = "mean" if kd.get("reduction") == "element-mean" else "batchmean"
     kl = F.kl_div(F.log_softmax(logits / T, dim=1), F.softmax(teacher / T, dim=1), reduction=reduction)
-    return alpha * T * T * kl + (1 - alpha) * ce
+    soft = alpha * T * T * kl
+    return soft + (1 - alpha) * ce, soft
 
 
 def rel(a, b):
@@ -201,10 +203,23 @@ def main():
         if step.get("teacher_logits") is not None:
             teacher = torch.tensor(step["teacher_logits"], dtype=torch.float32).reshape(len(step["labels"]), -1)
         opt.zero_grad()
-        loss = loss_of(forward(x), y, teacher, kd)
+        loss, soft = loss_of(forward(x), y, teacher, kd)
+        hidden = None
         if hidden_loss and step.get("teacher_hidden") is not None:
             t_hidden = torch.tensor(step["teacher_hidden"], dtype=torch.float32).reshape(encoder.hidden.shape)
-            loss = loss + hidden_loss["weight"] * hidden_cosine(encoder.hidden, t_hidden, encoder.mask)
+            hidden = hidden_loss["weight"] * hidden_cosine(encoder.hidden, t_hidden, encoder.mask)
+            loss = loss + hidden
+        # The terms kdgrid records (epochs.parquet's kd_loss and hidden_loss are their means).
+        for name, term, recorded in [("soft-target term", soft, step.get("kd_term")),
+                                     ("hidden-state term", hidden, step.get("hidden_term"))]:
+            if (term is None) != (recorded is None):
+                problems.append(f"step {i} (epoch {epoch}): {name} {'absent' if recorded is None else 'present'} in kdgrid's trace")
+            elif term is not None:
+                d = abs(term.item() - recorded) / max(abs(recorded), 1.0)
+                max_loss = max(max_loss, d)
+                if d > args.loss_tol:
+                    problems.append(f"step {i} (epoch {epoch}): {name} {term.item():.9g} in PyTorch, "
+                                    f"{recorded:.9g} in kdgrid (relative difference {d:.3g} > {args.loss_tol:g})")
         ours, theirs = loss.item(), step["loss"]
         diff = abs(ours - theirs) / max(abs(theirs), 1.0)
         max_loss = max(max_loss, diff)

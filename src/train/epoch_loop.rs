@@ -317,9 +317,10 @@ impl<'a> StageRun<'a> {
             let traced = self.trace.is_some().then(|| pixels.clone());
             let (loss, terms) = self.loss(batch, pixels);
             let value = loss.clone().into_scalar::<f32>();
-            for (sum, term) in terms_sum.iter_mut().zip([terms.soft, terms.hidden]) {
+            let term_values = [terms.soft, terms.hidden].map(|t| t.map(|t| t.into_scalar::<f32>()));
+            for (sum, term) in terms_sum.iter_mut().zip(term_values) {
                 if let Some(t) = term {
-                    *sum.get_or_insert(0.0) += t.into_scalar::<f32>() as f64;
+                    *sum.get_or_insert(0.0) += t as f64;
                 }
             }
             if let (Some(inputs), Some(steps)) = (traced, self.trace.as_mut()) {
@@ -332,6 +333,8 @@ impl<'a> StageRun<'a> {
                     teacher_logits: self.traced_teacher.take(),
                     teacher_hidden: self.traced_hidden.take(),
                     loss: value,
+                    kd_term: term_values[0],
+                    hidden_term: term_values[1],
                 });
             }
             if !value.is_finite() {

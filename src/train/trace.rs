@@ -36,6 +36,12 @@ pub struct Step {
     pub teacher_hidden: Option<Vec<f32>>,
     /// The loss kdgrid computed.
     pub loss: f32,
+    /// Its soft-target term (`alpha * T^2 * KL`), for a distilled stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kd_term: Option<f32>,
+    /// Its weighted hidden-state term, for a stage with a `hidden-loss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_term: Option<f32>,
 }
 
 /// A traced training run.

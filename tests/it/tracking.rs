@@ -153,6 +153,15 @@ fn a_stage_resumed_after_a_kill_continues_its_curve_without_repeating_steps() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // Written while it trained: the killed run's file already holds its first epochs.
+    let live = event_files(&tb);
+    let (_, bytes) = live
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().contains("teacher/seed=0"))
+        .expect("the stage's event file exists before the stage ends");
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"accuracy/test"), "no epoch written while training");
+    assert!(!has(b"final/test_accuracy"), "the stage had not ended");
     let err = stderr(
         &ws.kdgrid(&["run", "--tensorboard", tb.to_str().unwrap()])
             .success(),
