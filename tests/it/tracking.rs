@@ -398,3 +398,41 @@ fn the_distillation_term_is_the_whole_train_loss_at_alpha_one_and_part_of_it_bel
     }
     assert!(checked.iter().all(|&n| n > 0), "{checked:?}");
 }
+
+#[test]
+fn mlflow_export_updates_the_runs_of_stages_retrained_after_a_failure() {
+    let Some(python) = viewers_python() else {
+        return;
+    };
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    // The assistant fails: it and the student below it are recorded failed and skipped.
+    ws.kdgrid_env(&["run", "--quiet"], &[("KDGRID_FAULT", "panic:assistant")])
+        .success();
+    let server = MlflowServer::start(&python);
+    let first = stdout(&ws.kdgrid(&["export", "--mlflow", &server.uri]).success());
+    assert!(
+        first.contains("4 runs created, 0 updated, 0 unchanged"),
+        "{first}"
+    );
+    // Retrained: the failed run gets its epochs, final numbers and FINISHED; the skipped
+    // student gets a run of its own.
+    ws.kdgrid(&["run", "--quiet", "--retry-failed"]).success();
+    let second = stdout(&ws.kdgrid(&["export", "--mlflow", &server.uri]).success());
+    assert!(
+        second.contains("1 runs created, 1 updated, 3 unchanged"),
+        "{second}"
+    );
+    let out = Command::new(&python)
+        .arg(script("check-mlflow.py"))
+        .arg(&server.uri)
+        .arg(ws.results().join("tiny"))
+        .arg("tiny")
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
