@@ -261,6 +261,7 @@ pub fn stored<'a>(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
     let root = results.join(&plan.name);
+    crate::store::check_format(&root)?;
     let mut records = BTreeMap::new();
     for stage in stages {
         match crate::store::lookup(&root, &stage.id)? {

@@ -297,6 +297,7 @@ fn submit(
 ) -> Result<(), Failure> {
     let results = absolute(&cli.results);
     let experiment_dir = results.join(&plan.name);
+    crate::store::check_format(&experiment_dir)?;
     // Settled: committed (ok or failed), or below a failed teacher, where nothing can train
     // until that teacher is retried; resubmitting those would never reach "nothing to submit".
     let mut settled = BTreeMap::new();

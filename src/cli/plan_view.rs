@@ -88,6 +88,7 @@ pub(super) fn print_plan(
     all: bool,
 ) -> Result<(), Failure> {
     let root = results.join(&plan.name);
+    store::check_format(&root)?;
     let lookups = plan
         .stages
         .iter()

@@ -18,6 +18,7 @@ pub(super) fn print_status(
     all: bool,
 ) -> Result<(), Failure> {
     let root = results.join(&plan.name);
+    store::check_format(&root)?;
     let holder = store::holder(&root);
     let mut counts = [0usize; 5]; // done, failed, corrupt, running, pending
     println!(

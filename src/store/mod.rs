@@ -222,29 +222,8 @@ impl Store {
                 .and_then(|_| writeln!(lock, "pid {} on {}", std::process::id(), hostname()))
                 .map_err(io(&lock_path))?;
         }
-        let format_path = stages.join("FORMAT");
-        match std::fs::read_to_string(&format_path) {
-            // Older layouts are read as they are: every later format only adds to them.
-            Ok(text) if text.trim().parse::<u32>().is_ok_and(|f| f <= FORMAT) => {}
-            Ok(text) if text.trim().parse::<u32>().is_ok() => {
-                return Err(StoreError::Newer {
-                    path: format_path,
-                    found: text.trim().to_string(),
-                });
-            }
-            Ok(text) => {
-                return Err(StoreError::Corrupt {
-                    path: format_path,
-                    message: format!(
-                        "store format `{}` is not a number; this kdgrid writes format `{FORMAT}`",
-                        text.trim()
-                    ),
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_atomic(&format_path, format!("{FORMAT}\n").as_bytes())?;
-            }
-            Err(e) => return Err(io(&format_path)(e)),
+        if !check_format(&root)? {
+            write_atomic(&stages.join("FORMAT"), format!("{FORMAT}\n").as_bytes())?;
         }
         Ok(Self {
             root,
@@ -441,6 +420,30 @@ impl Store {
         // Checkpoints are only for an unfinished stage.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
         Ok(true)
+    }
+}
+
+/// Checks the `FORMAT` file of the store in the experiment folder `root` without writing
+/// anything (read-only commands call it before reading records): whether there is one, or an
+/// error if a newer kdgrid wrote the store or the file is not a number.
+pub fn check_format(root: &Path) -> Result<bool, StoreError> {
+    let path = root.join("stages").join("FORMAT");
+    match std::fs::read_to_string(&path) {
+        // Older layouts are read as they are: every later format only adds to them.
+        Ok(text) if text.trim().parse::<u32>().is_ok_and(|f| f <= FORMAT) => Ok(true),
+        Ok(text) if text.trim().parse::<u32>().is_ok() => Err(StoreError::Newer {
+            path,
+            found: text.trim().to_string(),
+        }),
+        Ok(text) => Err(StoreError::Corrupt {
+            message: format!(
+                "store format `{}` is not a number; this kdgrid writes format `{FORMAT}`",
+                text.trim()
+            ),
+            path,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(&path)(e)),
     }
 }
 

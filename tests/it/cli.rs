@@ -888,3 +888,35 @@ fn status_of_a_big_study_lists_what_is_not_done_up_to_200_rows_and_all_with_a_fl
     let all = stdout(&ws.kdgrid(&["status", "--all"]).success());
     assert_eq!(rows(&all), 250);
 }
+
+#[test]
+fn read_only_commands_refuse_a_store_written_by_a_newer_kdgrid() {
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let format = ws.results().join("tiny/stages/FORMAT");
+    let ours: u32 = std::fs::read_to_string(&format)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::write(&format, format!("{}\n", ours + 1)).unwrap();
+    let tb = ws.dir.path().join("tb");
+    for args in [
+        vec!["status"],
+        vec!["plan"],
+        vec!["report"],
+        vec!["export", "--tensorboard", tb.to_str().unwrap()],
+    ] {
+        let err = stderr(&ws.kdgrid(&args).failure());
+        assert!(
+            err.contains(&format!("has format {}", ours + 1)) && err.contains("newer kdgrid"),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing was written under a store this kdgrid cannot read.
+    assert!(!tb.exists());
+    assert_eq!(
+        std::fs::read_to_string(&format).unwrap(),
+        format!("{}\n", ours + 1)
+    );
+}
