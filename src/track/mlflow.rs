@@ -320,9 +320,9 @@ fn send(
         }
         sent = true;
     }
-    // Whole epochs per batch, each batch with the tag that counts it.
-    let per_epoch = 8;
-    let epochs_per_batch = (MAX_METRICS_PER_BATCH / per_epoch).max(1);
+    // Whole epochs per batch, each batch with the tag that counts it (one entity of the
+    // batch's 1,000).
+    let epochs_per_batch = ((MAX_METRICS_PER_BATCH - 1) / runs::EPOCH_TAGS.len()).max(1);
     let new = record.epochs.get(run.logged_epochs..).unwrap_or(&[]);
     for (i, chunk) in new.chunks(epochs_per_batch).enumerate() {
         let metrics: Vec<Json> = chunk

@@ -37,6 +37,20 @@ pub struct Scalar {
     pub value: f64,
 }
 
+/// Tags of the scalars of each epoch ([`epoch_scalars`]), at most one value each.
+pub const EPOCH_TAGS: [&str; 10] = [
+    "loss/train",
+    "loss/test",
+    "loss/validation",
+    "accuracy/test",
+    "accuracy/validation",
+    "loss/kd",
+    "loss/hidden",
+    "optimizer/lr",
+    "time/epoch_seconds",
+    "time/train_images_per_second",
+];
+
 /// Tags of the scalars written at the end of a stage (at its last epoch's step), which the
 /// HParams table shows as metrics.
 pub const FINAL_TAGS: [&str; 6] = [
@@ -139,21 +153,23 @@ pub fn epoch_scalars(plan: &Plan, stage: &Stage, m: &EpochMetrics) -> Vec<Scalar
         .shape()
         .filter(|_| t.validation.is_none() && m.seconds > 0.0)
         .map(|shape| shape.train as f64 / m.seconds);
-    [
-        ("loss/train", Some(m.train_loss)),
-        ("loss/test", Some(m.test_loss)),
-        ("loss/validation", m.val_loss),
-        ("accuracy/test", Some(m.test_accuracy)),
-        ("accuracy/validation", m.val_accuracy),
-        ("loss/kd", m.kd_loss),
-        ("loss/hidden", m.hidden_loss),
-        ("optimizer/lr", Some(lr)),
-        ("time/epoch_seconds", Some(m.seconds)),
-        ("time/train_images_per_second", images),
-    ]
-    .into_iter()
-    .filter_map(|(tag, v)| v.map(|value| Scalar { tag, step, value }))
-    .collect()
+    let values = [
+        Some(m.train_loss),
+        Some(m.test_loss),
+        m.val_loss,
+        Some(m.test_accuracy),
+        m.val_accuracy,
+        m.kd_loss,
+        m.hidden_loss,
+        Some(lr),
+        Some(m.seconds),
+        images,
+    ];
+    EPOCH_TAGS
+        .into_iter()
+        .zip(values)
+        .filter_map(|(tag, v)| v.map(|value| Scalar { tag, step, value }))
+        .collect()
 }
 
 /// The scalars a finished stage ends with (tags [`FINAL_TAGS`]), at its last epoch's step: the
