@@ -34,15 +34,11 @@ impl<'p> Live<'p> {
             Some(s) => s.to_vec(),
             None => plan.stages.iter().collect(),
         };
-        let mut warnings = Vec::new();
         let stored = sweep::stored(plan, results, stages.iter().copied(), &mut |e| {
             if let Event::Warning(w) = e {
-                warnings.push(w);
+                eprintln!("warning: {w}");
             }
         });
-        for w in warnings {
-            eprintln!("warning: {w}");
-        }
         match stored {
             Ok(records) => {
                 for stage in &stages {

@@ -53,12 +53,13 @@ impl<'p> TensorBoard<'p> {
     /// metrics) when it is missing or another plan's.
     pub fn open(dir: &Path, plan: &'p Plan) -> Result<Self, TrackError> {
         let root = dir.join(&plan.name);
+        let role_seeds = runs::role_seeds_vary(plan);
         let experiment = summary_event(
             0.0,
             0,
             vec![hparams_value(
                 EXPERIMENT_TAG,
-                Data::Experiment(experiment(plan)),
+                Data::Experiment(experiment(plan, role_seeds)),
             )],
         );
         let mut bytes = Vec::new();
@@ -73,7 +74,7 @@ impl<'p> TensorBoard<'p> {
         }
         Ok(Self {
             plan,
-            role_seeds: runs::role_seeds_vary(plan),
+            role_seeds,
             names: runs::run_names(plan),
             root,
             open: HashMap::new(),
@@ -88,9 +89,9 @@ impl<'p> TensorBoard<'p> {
     /// Writes an epoch that just ended (and the session's start, the first time).
     pub fn epoch(&mut self, stage: &Stage, m: &EpochMetrics) -> Result<(), TrackError> {
         let scalars = runs::epoch_scalars(self.plan, stage, m);
-        let hparams = runs::hparams(self.plan, stage, self.role_seeds);
+        let (plan, role_seeds) = (self.plan, self.role_seeds);
         let file = self.file(stage)?;
-        file.write(hparams, &scalars, None)
+        file.write(|| runs::hparams(plan, stage, role_seeds), &scalars, None)
     }
 
     /// Writes what `stage`'s run lacks of its record: epochs, the final scalars and the
@@ -109,9 +110,13 @@ impl<'p> TensorBoard<'p> {
             Status::Ok => hp::Status::Success,
             _ => hp::Status::Failure,
         };
-        let hparams = runs::hparams(self.plan, stage, self.role_seeds);
+        let (plan, role_seeds) = (self.plan, self.role_seeds);
         let file = self.file(stage)?;
-        file.write(hparams, &scalars, Some(status))?;
+        file.write(
+            || runs::hparams(plan, stage, role_seeds),
+            &scalars,
+            Some(status),
+        )?;
         self.open.remove(&stage.id);
         Ok(())
     }
@@ -188,7 +193,7 @@ impl RunFile {
     /// its end when `end` differs from the last one written.
     fn write(
         &mut self,
-        hparams: Vec<(&'static str, Value)>,
+        hparams: impl FnOnce() -> Vec<(&'static str, Value)>,
         scalars: &[Scalar],
         end: Option<hp::Status>,
     ) -> Result<(), TrackError> {
@@ -196,7 +201,7 @@ impl RunFile {
         let mut events = Vec::new();
         if self.seen.insert((SESSION_START_TAG.into(), 0)) {
             let start = SessionStartInfo {
-                hparams: hparams
+                hparams: hparams()
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), pb_value(&v)))
                     .collect(),
@@ -369,11 +374,10 @@ fn pb_value(v: &Value) -> PbValue {
 
 /// The study as the HParams plugin's experiment: every hyperparameter the stages have, with
 /// the values they take (sorted), and the metrics its table shows.
-fn experiment(plan: &Plan) -> Experiment {
+fn experiment(plan: &Plan, role_seeds: bool) -> Experiment {
     let mut texts: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut numbers: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     let mut uses: HashMap<&str, usize> = HashMap::new();
-    let role_seeds = runs::role_seeds_vary(plan);
     for stage in &plan.stages {
         for (name, value) in runs::hparams(plan, stage, role_seeds) {
             *uses.entry(name).or_default() += 1;
