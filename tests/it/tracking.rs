@@ -5,6 +5,7 @@
 use crate::support::{TINY, Workspace, stderr, stdout};
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -41,13 +42,11 @@ fn event_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
-/// Requires TensorBoard's reading of `logdir` to equal the tables of `ws`'s `tiny` study.
-fn tensorboard_agrees(python: &str, logdir: &Path, ws: &Workspace, stages: usize) {
+/// Requires `checker` (run with `args`) to pass, showing what it printed otherwise.
+fn checker_agrees(python: &str, checker: &str, args: &[&std::ffi::OsStr]) {
     let out = Command::new(python)
-        .arg(script("check-tensorboard.py"))
-        .arg(logdir)
-        .arg(ws.results().join("tiny"))
-        .args(["--expect-stages", &stages.to_string()])
+        .arg(script(checker))
+        .args(args)
         .output()
         .expect("python runs");
     assert!(
@@ -56,6 +55,26 @@ fn tensorboard_agrees(python: &str, logdir: &Path, ws: &Workspace, stages: usize
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Requires TensorBoard's reading of `logdir` to equal the tables of `ws`'s `tiny` study.
+fn tensorboard_agrees(python: &str, logdir: &Path, ws: &Workspace, stages: usize) {
+    let results = ws.results().join("tiny");
+    let stages = stages.to_string();
+    let args = [
+        logdir.as_os_str(),
+        results.as_os_str(),
+        "--expect-stages".as_ref(),
+        stages.as_ref(),
+    ];
+    checker_agrees(python, "check-tensorboard.py", &args);
+}
+
+/// Requires MLflow's client to find `ws`'s `tiny` study at `uri` equal to its tables.
+fn mlflow_agrees(python: &str, uri: &str, ws: &Workspace) {
+    let results = ws.results().join("tiny");
+    let args = [uri.as_ref(), results.as_os_str(), "tiny".as_ref()];
+    checker_agrees(python, "check-mlflow.py", &args);
 }
 
 #[test]
@@ -224,14 +243,17 @@ impl MlflowServer {
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: `mlflow server` starts uvicorn and job consumers that
+            // outlive it unless the whole group is stopped.
+            .process_group(0)
             .spawn()
             .expect("mlflow server starts");
         let uri = format!("http://127.0.0.1:{port}");
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                started.elapsed().as_secs() < 120,
-                "mlflow server did not listen within 2 minutes"
+                started.elapsed().as_secs() < 300,
+                "mlflow server did not listen within 5 minutes"
             );
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
@@ -245,7 +267,8 @@ impl MlflowServer {
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: a signal to the process group this test started (its leader's pid).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -268,19 +291,7 @@ fn mlflow_export_twice_gives_one_run_per_stage_equal_to_the_tables() {
         second.contains("0 runs created, 0 updated, 10 unchanged"),
         "{second}"
     );
-    let out = Command::new(&python)
-        .arg(script("check-mlflow.py"))
-        .arg(&server.uri)
-        .arg(ws.results().join("tiny"))
-        .arg("tiny")
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mlflow_agrees(&python, &server.uri, &ws);
 }
 
 #[test]
@@ -422,17 +433,5 @@ fn mlflow_export_updates_the_runs_of_stages_retrained_after_a_failure() {
         second.contains("1 runs created, 1 updated, 3 unchanged"),
         "{second}"
     );
-    let out = Command::new(&python)
-        .arg(script("check-mlflow.py"))
-        .arg(&server.uri)
-        .arg(ws.results().join("tiny"))
-        .arg("tiny")
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mlflow_agrees(&python, &server.uri, &ws);
 }
