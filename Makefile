@@ -88,7 +88,7 @@ build:
 build-tch: torch
 	$(TCH_ENV) $(CARGO) build --release --features tch
 
-torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy $(TORCH_VENV)/.installed-onnx \
+torch: $(TORCH_VENV)/.installed-io $(TORCH_VENV)/.installed-scipy $(TORCH_VENV)/.installed-onnxscript \
 	$(TORCH_VENV)/.installed-transformers $(TORCH_VENV)/.installed-viewers
 
 $(TORCH_VENV)/.installed:
@@ -113,6 +113,13 @@ $(TORCH_VENV)/.installed-scipy: $(TORCH_VENV)/.installed-io
 # parity tests export PyTorch models and compare kdgrid's logits with PyTorch's.
 $(TORCH_VENV)/.installed-onnx: $(TORCH_VENV)/.installed-io
 	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check onnx==1.19.1
+	touch "$@"
+
+# `onnxscript` for torch 2.9's default exporter (`torch.onnx.export` without `dynamo=False`:
+# torch.export, weights in `<file>.data`), which the ONNX tests and `make bench` export with. A
+# stamp of its own, so caches that already hold `.installed-onnx` get it too.
+$(TORCH_VENV)/.installed-onnxscript: $(TORCH_VENV)/.installed-onnx
+	"$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check onnxscript==0.7.2
 	touch "$@"
 
 # `transformers` and `tokenizers` for the BERT teachers: scripts/examples/bert-teacher.py builds

@@ -166,7 +166,38 @@ def folder(path):
             model(xt[lo:lo + 500]).argmax(1).eq(yt[lo:lo + 500]).sum().item()
     return time.perf_counter() - start, len(x)
 
+def onnx_teacher():
+    """Milliseconds per image of the MobileNetV2 that `make bench` exports to ONNX, in PyTorch
+    eager, at batch 1 and 256: the median of 30 and 5 timed calls after a warm-up, as kdgrid
+    measures a stage's latency (`latency_ms` of its record)."""
+    import importlib.util, os, statistics
+    spec = importlib.util.spec_from_file_location(
+        "teacher", os.path.join(os.path.dirname(__file__), "..", "scripts", "examples",
+                                "pytorch-teacher.py"))
+    teacher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teacher)
+    torch.manual_seed(0)
+    model = teacher.MobileNetV2(3, 10).eval()
+    out = {}
+    for batch, repeats in [(1, 30), (256, 5)]:
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            model(x)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - start) * 1e3 / batch)
+        out[batch] = statistics.median(times)
+    return out
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["onnx"]:
+        torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+        for batch, ms in onnx_teacher().items():
+            print(json.dumps({"system": "pytorch", "workload": f"onnx/mobilenetv2/batch{batch}",
+                              "images_per_second": 1e3 / ms}), flush=True)
+        sys.exit(0)
     if sys.argv[1:2] == ["folder"]:
         torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
         seconds, images = folder(sys.argv[2])

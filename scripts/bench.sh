@@ -84,6 +84,44 @@ else
   echo "image folder: skipped (set KDGRID_BENCH_IMAGES to an ImageFolder CIFAR-10, train/ and test/, to time a real epoch)" >&2
 fi
 
+# An ONNX teacher: a MobileNetV2 exported by torch 2.9's default exporter (batch open, weights
+# in a side file), its per-image time at batch 1 and 256 in kdgrid (tract, the stage record's
+# `latency_ms`) against PyTorch eager on the same network (bench/peer.py onnx).
+echo "onnx teacher: PyTorch..." >&2
+OMP_NUM_THREADS=$threads "$python" bench/peer.py onnx "$threads" >> "$out/raw.jsonl"
+echo "onnx teacher: kdgrid..." >&2
+rm -rf "$out/onnx"
+mkdir -p "$out/onnx"
+"$python" scripts/examples/pytorch-teacher.py export --arch mobilenet-v2 --classes 10 --size 32 \
+  --dynamo --onnx "$out/onnx/mobilenetv2.onnx" > /dev/null 2>&1
+cat > "$out/onnx/m.toml" <<TOML
+name = "bench-onnx"
+[dataset]
+kind = "synthetic"
+classes = 10
+channels = 3
+image-size = 32
+train-size = 64
+test-size = 256
+[models.mobilenetv2]
+onnx = "mobilenetv2.onnx"
+input = { normalize = "dataset" }
+[training]
+epochs = 1
+batch-size = 64
+optimizer = "adam"
+lr = 0.001
+[grid]
+seed = [0]
+chains = [["mobilenetv2"]]
+TOML
+$kdgrid --results "$out/onnx/results" run --quiet --threads "$threads" "$out/onnx/m.toml" > /dev/null
+python3 -c 'import json, glob, sys
+r = json.load(open(glob.glob(sys.argv[1] + "/bench-onnx/stages/*/record.json")[0]))["record"]
+for batch, ms in zip([1, 256], r["latency_ms"]):
+    print(json.dumps({"system": "kdgrid-tract", "workload": f"onnx/mobilenetv2/batch{batch}", "images_per_second": 1e3 / ms}))' \
+  "$out/onnx/results" >> "$out/raw.jsonl"
+
 # Memory: peak resident set of a CIFAR-10-sized sweep, two stages at once (goal: under 1 GB).
 backend=${backends[-1]}
 echo "memory: kdgrid $backend, CIFAR-10-sized sweep with --jobs 2..." >&2

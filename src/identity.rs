@@ -21,3 +21,9 @@ pub const TRAINER_VERSION: u32 = 5;
 /// LibTorch's fused `native_batch_norm` and its backward. 4: ATen, oneDNN and MKL pinned to their
 /// AVX2 kernels on every x86-64 processor (`crate::numerics::PINNED`).
 pub const TCH_KERNELS: u32 = 4;
+
+/// Revision of how kdgrid runs an ONNX graph, part of ONNX stages' ids (and so of every stage
+/// they teach). 2: the batch always concrete, in chunks of `onnx::CHUNK` with the rest in
+/// powers of two (1 left an open batch symbolic in tract: slower, unbounded memory, and other
+/// bits).
+pub const ONNX_RUNNER: u32 = 2;

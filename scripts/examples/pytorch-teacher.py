@@ -257,21 +257,51 @@ class ChannelsLast(nn.Module):
         return self.model(x.permute(0, 3, 1, 2))
 
 
-def export_onnx(model, channels, size, path, fixed_batch=None, nhwc=False):
-    """`model` (in evaluation mode) to ONNX, opset 17, the batch left open unless
-    `fixed_batch` (then the export takes batches of exactly that many images); `nhwc` exports
-    it reading channels-last images."""
+class Heads(nn.Module):
+    """`model` with what other exports put around its logits: a softmax (`softmax`: the graph
+    gives probabilities), and an auxiliary head as the graph's first output (`aux`)."""
+
+    def __init__(self, model, classes, softmax=False, aux=False):
+        super().__init__()
+        self.model, self.softmax = model, softmax
+        self.aux = nn.Linear(classes, 3) if aux else None
+
+    def forward(self, x):
+        logits = self.model(x)
+        out = F.softmax(logits, 1) if self.softmax else logits
+        return (self.aux(logits), out) if self.aux is not None else out
+
+
+def export_onnx(model, channels, size, path, fixed_batch=None, nhwc=False, dynamo=False,
+                softmax=False, aux=False, classes=None):
+    """`model` (in evaluation mode) to ONNX, the batch left open unless `fixed_batch` (then
+    the export takes batches of exactly that many images); `nhwc` exports it reading
+    channels-last images. `dynamo` uses torch 2.9's default exporter (torch.export; the weights
+    go to `<path>.data` beside the graph), else the TorchScript one at opset 17 (one file).
+    `softmax` and `aux` wrap the network (see `Heads`)."""
     import warnings
     model.eval()
-    dynamic = None if fixed_batch else {"images": {0: "batch"}, "logits": {0: "batch"}}
-    example = torch.zeros(fixed_batch or 1, channels, size, size)
+    outputs = ["probabilities" if softmax else "logits"]
+    if aux:
+        model, outputs = Heads(model, classes, softmax, aux).eval(), ["aux"] + outputs
+    elif softmax:
+        model = Heads(model, classes, softmax).eval()
+    dynamic = None if fixed_batch else {"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
+    # torch.export specializes a dim of size 1: an open batch is exported from an example of 2.
+    example = torch.zeros(fixed_batch or (2 if dynamo else 1), channels, size, size)
     if nhwc:
         model, example = ChannelsLast(model), example.permute(0, 2, 3, 1)
+    if dynamo:
+        # What a plain `torch.onnx.export(model, (x,), path)` does in torch 2.9.
+        torch.onnx.export(model, (example,), path, input_names=["images"], output_names=outputs,
+                          dynamic_axes=dynamic, verbose=False)
+        print(f"saved {path}")
+        return
     with warnings.catch_warnings():
         # torch 2.9 calls the TorchScript exporter legacy; it needs only the `onnx` package.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (example,), path, dynamo=False,
-                          input_names=["images"], output_names=["logits"],
+                          input_names=["images"], output_names=outputs,
                           dynamic_axes=dynamic, opset_version=17)
     print(f"saved {path}")
 
@@ -294,7 +324,8 @@ def export(args):
     elif args.out:
         from safetensors.torch import save_file
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
-    export_onnx(model, args.channels, args.size, args.onnx, args.fixed_batch, args.nhwc)
+    export_onnx(model, args.channels, args.size, args.onnx, args.fixed_batch, args.nhwc,
+                args.dynamo, args.softmax, args.aux, args.classes)
 
 
 def check(args):
@@ -313,6 +344,9 @@ def check(args):
         x = preprocess(args, x, mean, std)
     with torch.no_grad():
         ours = model(x)
+    if args.log_softmax:
+        # A graph ending in softmax: kdgrid's logits are the log of its probabilities.
+        ours = F.log_softmax(ours, 1)
     if args.class_map:
         ours = ours[:, args.class_map]
     theirs = torch.tensor(p["logits"], dtype=torch.float32).view(n, classes)
@@ -361,6 +395,10 @@ def main():
     e.add_argument("--onnx", required=True)
     e.add_argument("--fixed-batch", type=int, help="export for batches of exactly N images")
     e.add_argument("--nhwc", action="store_true", help="export reading channels-last images")
+    e.add_argument("--dynamo", action="store_true",
+                   help="torch 2.9's default exporter (weights in <onnx>.data beside it)")
+    e.add_argument("--softmax", action="store_true", help="the graph gives probabilities")
+    e.add_argument("--aux", action="store_true", help="an auxiliary head as the first output")
     c = sub.add_parser("check")
     network_args(c)
     input_args(c)
@@ -370,6 +408,8 @@ def main():
     c.add_argument("--class-map", type=int, nargs="+", help="the output of each class")
     c.add_argument("--predictions", required=True)
     c.add_argument("--tolerance", type=float, default=1e-4)
+    c.add_argument("--log-softmax", action="store_true",
+                   help="compare with the log of the network's softmax (a softmax-ending export)")
     args = ap.parse_args()
     if getattr(args, "mean", None) is not None or getattr(args, "std", None) is not None:
         if not args.mean or not args.std or len(args.mean) != len(args.std):

@@ -275,8 +275,11 @@ fn bench_command(compute: &ComputeArgs, seconds: f64, only: Option<&str>) -> Res
 }
 
 fn kd_text(stage: &plan::Stage) -> String {
-    stage.kd.map_or_else(
-        || "labels only".into(),
-        |kd| format!("T={} alpha={}", kd.temperature, kd.alpha),
-    )
+    match stage.kd {
+        Some(kd) => format!("T={} alpha={}", kd.temperature, kd.alpha),
+        // Evaluated, never trained: neither on labels nor from a teacher.
+        None if stage.is_onnx() => "frozen (onnx)".into(),
+        None if stage.is_frozen() => "frozen (ensemble)".into(),
+        None => "labels only".into(),
+    }
 }

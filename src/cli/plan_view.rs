@@ -264,18 +264,26 @@ pub(super) fn print_plan(
     }
     for s in plan.stages.iter().filter(|s| s.is_onnx()) {
         let o = s.spec.onnx.as_ref().expect("an ONNX stage");
-        let resize = plan
-            .dataset
-            .shape()
-            .and_then(|d| Some((d.input, o.resize(d.input)?)))
-            .map(|([_, h, w], [th, tw])| format!("; resizes {h}x{w} images to {th}x{tw}"))
-            .unwrap_or_default();
+        // What was read from the graph rather than declared; the resizing once the images'
+        // size is known (an image folder's only when it loads).
+        let assumed = match plan.dataset.shape() {
+            Some(d) => o.assumed(d.input),
+            None => o.read_from_graph.clone(),
+        };
+        let files = o
+            .side_files
+            .iter()
+            .map(|f| format!(" + `{}`", f.location))
+            .collect::<String>();
         println!(
-            "onnx {} ({}): runs `{}` (frozen: evaluated once, serves every seed{resize})",
+            "onnx {} ({}): runs `{}`{files} (frozen: evaluated once, serves every seed)",
             s.id,
             s.model,
             o.path.display()
         );
+        for a in assumed {
+            println!("  read from the graph: {a}");
+        }
     }
     for s in plan.stages.iter().filter(|s| s.is_ensemble()) {
         let members: Vec<&str> = s.members.iter().map(|m| m.as_str()).collect();

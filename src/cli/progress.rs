@@ -103,7 +103,8 @@ impl Display {
 fn plain(event: Event) {
     match event {
         Event::Begin { stages, steps } => {
-            eprintln!("training {stages} stages ({steps} optimizer steps)")
+            let s = if stages == 1 { "" } else { "s" };
+            eprintln!("training {stages} stage{s} ({steps} optimizer steps)")
         }
         Event::Start(stage, i, n) => eprintln!(
             "[{i}/{n}] {} {} (seed {}, {})",

@@ -76,7 +76,13 @@ pub fn class_folders(dir: &Path) -> Result<Vec<String>, DataError> {
         });
     }
     let mut classes = Vec::new();
-    for entry in WalkDir::new(dir).min_depth(1).max_depth(1) {
+    // Symlinked class folders and images count (a subset made of links to a full copy);
+    // walkdir reports a link loop as an error.
+    for entry in WalkDir::new(dir)
+        .follow_links(true)
+        .min_depth(1)
+        .max_depth(1)
+    {
         let entry = entry.map_err(|e| walk_error(dir, e))?;
         if entry.file_type().is_dir() {
             classes.push(entry.file_name().to_string_lossy().into_owned());
@@ -105,6 +111,7 @@ pub fn list(
     for class in classes {
         let class_dir = dir.join(class);
         let files: Vec<PathBuf> = WalkDir::new(&class_dir)
+            .follow_links(true)
             .sort_by_file_name()
             .into_iter()
             .map(|e| e.map_err(|e| walk_error(&class_dir, e)))

@@ -109,13 +109,12 @@ fn commit_frozen(
         epochs: vec![e.metrics.clone()],
         jobs: Some(jobs),
         wall_seconds: Some(start.elapsed().as_secs_f64()),
-        // An ONNX model's size is its file's (whose digest is in the stage id; the store holds
+        // An ONNX model's size is its files' (whose digests are in the stage id; the store holds
         // no weights of it to check).
-        model_bytes: stage
-            .spec
-            .onnx
-            .as_ref()
-            .and_then(|o| Some(o.path.metadata().ok()?.len())),
+        model_bytes: stage.spec.onnx.as_ref().and_then(|o| o.bytes()),
+        assumed: stage.spec.onnx.as_ref().map_or_else(Vec::new, |o| {
+            o.assumed([data.channels, data.height, data.width])
+        }),
         ..base_record(stage, backend)
     };
     let committed = store.commit(&record, None, claim)?;
@@ -224,7 +223,7 @@ pub fn load_teacher(
         train::load_model(s, data, backend, &store.model_path(&s.id)).map_err(SweepError::Model)
     };
     if let Some(o) = &source.spec.onnx {
-        return train::OnnxTeacher::load(&source.model, o, data)
+        return train::OnnxTeacher::load(&source.model, o, data, backend.threads())
             .map(|t| Some(Teacher::Onnx(t)))
             .map_err(SweepError::Model);
     }
@@ -342,6 +341,7 @@ fn empty_record(stage: &Stage) -> StageRecord {
         kdgrid_version: env!("CARGO_PKG_VERSION").into(),
         jobs: None,
         wall_seconds: None,
+        assumed: Vec::new(),
     }
 }
 

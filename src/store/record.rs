@@ -101,6 +101,10 @@ pub struct StageRecord {
     /// `train_seconds` is the overhead `plan`'s estimate adds per stage to train.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_seconds: Option<f64>,
+    /// What kdgrid read from a model's file rather than from the manifest (an ONNX graph's
+    /// layout, what its output holds, the resizing to its input), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assumed: Vec<String>,
     /// Stages the run that trained it trained at once (`--jobs`; a measurement, in `timings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<usize>,

@@ -108,19 +108,28 @@ pub fn predict(
     backend: &Backend,
 ) -> Predictions {
     let n = limit.min(data.test.len());
-    let indices: Vec<usize> = (0..n).collect();
+    let mut logits = Vec::with_capacity(n * data.classes);
     let mut inputs = Vec::new();
-    data.gather(&data.test, &indices, &mut inputs);
-    let images = Tensor::<4>::from_data(
-        TensorData::new(inputs.clone(), [n, data.channels, data.height, data.width]),
-        &backend.device,
-    );
+    let mut batch = Vec::new();
+    // In batches of 256, so memory stays bounded however many images are asked for.
+    for start in (0..n).step_by(256) {
+        let indices: Vec<usize> = (start..n.min(start + 256)).collect();
+        batch.clear();
+        data.gather(&data.test, &indices, &mut batch);
+        let images = Tensor::<4>::from_data(
+            TensorData::new(
+                batch.clone(),
+                [indices.len(), data.channels, data.height, data.width],
+            ),
+            &backend.device,
+        );
+        logits.extend(model.logits(images, 1.0).into_data().iter::<f32>());
+        if with_inputs {
+            inputs.extend_from_slice(&batch);
+        }
+    }
     Predictions {
-        logits: model
-            .logits(images, 1.0)
-            .into_data()
-            .iter::<f32>()
-            .collect(),
+        logits,
         labels: data.test.labels[..n].to_vec(),
         inputs: with_inputs.then_some(inputs),
         normalization: with_inputs.then(|| (data.mean.clone(), data.std.clone())),

@@ -44,8 +44,14 @@ chains = [["student"], ["teacher", "student"]]
     )
 }
 
+/// `onnx = "<path>"`, reading images normalized as kdgrid's models read them.
 fn onnx_line(path: &Path) -> String {
-    format!("onnx = \"{}\"", path.display())
+    onnx_with(path, "normalize = \"dataset\"")
+}
+
+/// `onnx = "<path>"` with `input = { <input> }`.
+fn onnx_with(path: &Path, input: &str) -> String {
+    format!("onnx = \"{}\"\ninput = {{ {input} }}", path.display())
 }
 
 #[test]
@@ -131,9 +137,9 @@ fn an_onnx_teacher_is_evaluated_once_and_teaches() {
     let teacher_id = |ws: &Workspace| stage_id(ws, &[], "teacher", 0);
     assert_ne!(teacher_id(&ws), teacher_id(&other));
     // The same file declared with another normalization is another teacher too.
-    let renormalized = Workspace::new(&manifest(&format!(
-        "{}\ninput = {{ mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25] }}",
-        onnx_line(&file)
+    let renormalized = Workspace::new(&manifest(&onnx_with(
+        &file,
+        "mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25]",
     )));
     assert_ne!(teacher_id(&ws), teacher_id(&renormalized));
 }
@@ -170,7 +176,7 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
     let ws = Workspace::new(&synthetic(
         5,
         3,
-        &format!("{}\ninput = {{ size = 32 }}", onnx_line(&file)),
+        &onnx_with(&file, "size = 32, normalize = \"dataset\""),
     ));
     let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(
@@ -231,7 +237,22 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
     ));
     let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(err.contains("which is not trained"), "{err}");
-    // `input` and `class-map` belong to ONNX models.
+    // Its normalization is never guessed: the manifest says it, at the model's line.
+    let ws = Workspace::new(&manifest(&format!("onnx = \"{}\"", file.display())));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("does not say how the graph's images are normalized")
+            && err.contains("normalize = \"dataset\"")
+            && err.contains("m.toml:"),
+        "{err}"
+    );
+    let ws = Workspace::new(&manifest(&onnx_with(
+        &file,
+        "normalize = \"dataset\", mean = [0.5, 0.5, 0.5], std = [0.2, 0.2, 0.2]",
+    )));
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(err.contains("one or the other"), "{err}");
+    // `input`, `output`, `scores` and `class-map` belong to ONNX models.
     let ws = Workspace::new(&manifest("conv = [4]\nclass-map = [0, 1]"));
     let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
     assert!(err.contains("applies to ONNX models only"), "{err}");
@@ -347,6 +368,11 @@ fn onnx_exports_give_pytorch_logits() {
         (&convnext, convnext_input.to_string(), &convnext_check[..]),
         (&channels_last, nhwc_input, &convnext_check[..]),
     ] {
+        let input = if input.is_empty() {
+            "input = { normalize = \"dataset\" }".to_string()
+        } else {
+            input
+        };
         let ws = Workspace::new(&manifest(&format!("onnx = \"{file}\"\n{input}")));
         ws.kdgrid(&["run", "--quiet"]).success();
         let id = stage_id(&ws, &[], "teacher", 0);
@@ -370,4 +396,288 @@ fn onnx_exports_give_pytorch_logits() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `pytorch-teacher.py export <args>` with the cached Python.
+#[cfg(feature = "tch")]
+fn export(python: &str, args: &[&str]) {
+    let out = std::process::Command::new(python)
+        .arg(repo("scripts/examples/pytorch-teacher.py"))
+        .arg("export")
+        .args(args)
+        .output()
+        .expect("python with torch, onnx and onnxscript (run through `make test`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kdgrid predict` of `ws`'s teacher stage on the 100 test images, checked in PyTorch by
+/// `pytorch-teacher.py check <check>`: kdgrid's logits within 1e-4 of PyTorch's.
+#[cfg(feature = "tch")]
+fn assert_pytorch_logits(python: &str, ws: &Workspace, check: &[&str]) {
+    let id = stage_id(ws, &[], "teacher", 0);
+    let predictions = ws.dir.path().join("p.json");
+    let p = predictions.to_str().unwrap();
+    ws.kdgrid(&[
+        "predict", "--stage", &id, "--inputs", "--limit", "100", "--out", p,
+    ])
+    .success();
+    let out = std::process::Command::new(python)
+        .arg(repo("scripts/examples/pytorch-teacher.py"))
+        .arg("check")
+        .args(check)
+        .args(["--predictions", p])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// torch 2.9's default exporter (`torch.onnx.export(model, (x,), path)`, torch.export with a
+/// dynamic batch): the graph runs with PyTorch's logits, and the weights it writes to
+/// `teacher.onnx.data` beside the graph are part of the teacher's identity: new weights in
+/// that file alone retrain the teacher stage and its students.
+#[cfg(feature = "tch")]
+#[test]
+fn the_default_torch_export_runs_and_its_weights_file_is_in_the_id() {
+    let python = std::env::var("KDGRID_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ws = Workspace::new("");
+    let dir = ws.dir.path();
+    let (graph, data) = (dir.join("teacher.onnx"), dir.join("teacher.onnx.data"));
+    let random = dir.join("convnext.safetensors");
+    let args = [
+        "--arch",
+        "convnext",
+        "--classes",
+        "5",
+        "--size",
+        "40",
+        "--seed",
+        "3",
+        "--dynamo",
+        "--out",
+        random.to_str().unwrap(),
+        "--onnx",
+        graph.to_str().unwrap(),
+    ];
+    export(&python, &args);
+    assert!(
+        data.exists(),
+        "torch 2.9 writes the weights beside the graph"
+    );
+    std::fs::write(ws.manifest(), manifest(&onnx_line(&graph))).unwrap();
+    let plan = stdout(&ws.kdgrid(&["plan"]).success());
+    assert!(plan.contains("+ `teacher.onnx.data`"), "{plan}");
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let w = random.to_str().unwrap();
+    assert_pytorch_logits(&python, &ws, &["--arch", "convnext", "--weights", w]);
+    // New weights, the same graph file (every f32 of `teacher.onnx.data` halved): the
+    // teacher and the students it taught train again, the students trained on labels are
+    // reused, and the teacher's logits are the new weights'.
+    let logits = |ws: &Workspace| {
+        let out = ws.dir.path().join("q.json");
+        let id = stage_id(ws, &[], "teacher", 0);
+        let args = ["predict", "--stage", &id, "--limit", "100", "--out"];
+        ws.kdgrid(&[&args[..], &[out.to_str().unwrap()]].concat())
+            .success();
+        let p: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        p["logits"].clone()
+    };
+    let (before, teacher) = (logits(&ws), stage_id(&ws, &[], "teacher", 0));
+    let halved: Vec<u8> = std::fs::read(&data)
+        .unwrap()
+        .chunks(4)
+        .flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) * 0.5).to_le_bytes())
+        .collect();
+    std::fs::write(&data, halved).unwrap();
+    assert_ne!(stage_id(&ws, &[], "teacher", 0), teacher);
+    let rerun = stdout(&ws.kdgrid(&["run"]).success());
+    assert!(rerun.contains("3 trained, 2 reused"), "{rerun}");
+    assert_ne!(logits(&ws), before);
+    let runs = ws.parquet("onnx", "runs.parquet");
+    let chains = strings(&runs, "chain");
+    let bytes = floats(&runs, "model_bytes");
+    let t = chains.iter().position(|c| c == "teacher").unwrap();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    assert_eq!(
+        bytes[t],
+        size(&graph) + size(&data),
+        "its size counts both files"
+    );
+    // Without its weights file the graph is refused at the manifest, naming the file.
+    std::fs::remove_file(&data).unwrap();
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("reads its weights from `teacher.onnx.data`") && err.contains("m.toml:"),
+        "{err}"
+    );
+}
+
+/// A graph ending in softmax gives probabilities: kdgrid reads that from its last operator,
+/// says so, and takes their log as the teacher's logits (PyTorch's log-softmax); declaring
+/// them logits is refused. A graph with an auxiliary head as its first output is refused
+/// until `output` names the logits, which then run as PyTorch's.
+#[cfg(feature = "tch")]
+#[test]
+fn probabilities_and_several_outputs_are_never_read_as_logits_silently() {
+    let python = std::env::var("KDGRID_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ws = Workspace::new("");
+    let dir = ws.dir.path();
+    let random = dir.join("convnext.safetensors");
+    let (softmax, aux) = (dir.join("softmax.onnx"), dir.join("aux.onnx"));
+    let common = [
+        "--arch",
+        "convnext",
+        "--classes",
+        "5",
+        "--size",
+        "40",
+        "--seed",
+        "3",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--out", random.to_str().unwrap(), "--softmax"]);
+    args.extend(["--onnx", softmax.to_str().unwrap()]);
+    export(&python, &args);
+    let mut args = common.to_vec();
+    args.extend(["--aux", "--dynamo", "--onnx", aux.to_str().unwrap()]);
+    export(&python, &args);
+    let alone = |teacher: String| {
+        manifest(&teacher).replace(
+            "chains = [[\"student\"], [\"teacher\", \"student\"]]",
+            "chains = [[\"teacher\"]]",
+        )
+    };
+    let weights = random.to_str().unwrap();
+    std::fs::write(ws.manifest(), alone(onnx_line(&softmax))).unwrap();
+    let plan = stdout(&ws.kdgrid(&["plan"]).success());
+    assert!(
+        plan.contains("read from the graph: probabilities from its last operator (Softmax)"),
+        "{plan}"
+    );
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let check = ["--arch", "convnext", "--weights", weights, "--log-softmax"];
+    assert_pytorch_logits(&python, &ws, &check);
+    let runs = ws.parquet("onnx", "runs.parquet");
+    let loss = floats(&runs, "test_loss")[0];
+    assert!(
+        loss.is_finite() && loss > 0.0,
+        "cross-entropy of log p: {loss}"
+    );
+    std::fs::write(
+        ws.manifest(),
+        alone(format!("{}\nscores = \"logits\"", onnx_line(&softmax))),
+    )
+    .unwrap();
+    let err = flat(&stderr(&ws.kdgrid(&["plan"]).failure()));
+    assert!(err.contains("comes from a Softmax"), "{err}");
+    // Two outputs, the auxiliary head first.
+    let aux_ws = Workspace::new(&alone(onnx_line(&aux)));
+    let err = flat(&stderr(&aux_ws.kdgrid(&["plan"]).failure()));
+    assert!(
+        err.contains("gives 2 outputs (`aux`, `logits`)") && err.contains("output = "),
+        "{err}"
+    );
+    std::fs::write(
+        aux_ws.manifest(),
+        alone(format!("{}\noutput = \"logits\"", onnx_line(&aux))),
+    )
+    .unwrap();
+    aux_ws.kdgrid(&["run", "--quiet"]).success();
+    assert_pytorch_logits(
+        &python,
+        &aux_ws,
+        &["--arch", "convnext", "--weights", weights],
+    );
+}
+
+/// Runs `cmd` and returns whether it succeeded and its peak resident memory in MiB, as the
+/// kernel accounted it for that process alone (`wait4`'s `ru_maxrss`).
+#[cfg(feature = "tch")]
+fn peak_rss_mib(cmd: &mut std::process::Command) -> (bool, f64) {
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `usage` is a plain C struct the call fills; `pid` is our own unwaited child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// A MobileNetV2 exported with an open batch by torch 2.9's default exporter: `predict` of
+/// 10,000 images runs in bounded memory (an open batch left symbolic held every image's
+/// intermediates at once: 4.45 GB for 1,000 images).
+#[cfg(feature = "tch")]
+#[test]
+fn predict_of_10000_images_stays_small() {
+    let python = std::env::var("KDGRID_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ws = Workspace::new("");
+    let graph = ws.dir.path().join("mobilenet.onnx");
+    export(
+        &python,
+        &[
+            "--arch",
+            "mobilenet-v2",
+            "--classes",
+            "10",
+            "--size",
+            "32",
+            "--dynamo",
+            "--onnx",
+            graph.to_str().unwrap(),
+        ],
+    );
+    let text = format!(
+        r#"
+name = "big"
+[dataset]
+kind = "synthetic"
+classes = 10
+channels = 3
+image-size = 32
+train-size = 64
+test-size = 10000
+[models.teacher]
+{}
+[training]
+epochs = 1
+batch-size = 64
+optimizer = "adam"
+lr = 0.001
+[grid]
+seed = [0]
+chains = [["teacher"]]
+"#,
+        onnx_line(&graph)
+    );
+    std::fs::write(ws.manifest(), text).unwrap();
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let id = stage_id(&ws, &[], "teacher", 0);
+    let out = ws.dir.path().join("p.json");
+    let mut predict = std::process::Command::new(assert_cmd::cargo::cargo_bin("kdgrid"));
+    predict
+        .arg("--results")
+        .arg(ws.results())
+        .args(["predict", "--stage", &id, "--limit", "10000", "--out"])
+        .arg(&out)
+        .arg(ws.manifest());
+    let (ok, mib) = peak_rss_mib(&mut predict);
+    assert!(ok);
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(p["logits"].as_array().unwrap().len(), 10_000 * 10);
+    assert!(
+        mib < 1024.0,
+        "predict of 10,000 images peaked at {mib:.0} MiB"
+    );
 }

@@ -378,6 +378,8 @@ pub(crate) fn check_models(
             for (key, span) in [
                 ("input", m.input.as_ref().map(Spanned::span)),
                 ("class-map", m.class_map.as_ref().map(Spanned::span)),
+                ("output", m.output.as_ref().map(Spanned::span)),
+                ("scores", m.scores.as_ref().map(Spanned::span)),
             ] {
                 if let Some(span) = span {
                     problems.push(

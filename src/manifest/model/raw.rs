@@ -78,6 +78,8 @@ pub(crate) struct RawModel {
     pub(crate) onnx: Option<Spanned<String>>,
     pub(super) input: Option<Spanned<RawInput>>,
     pub(super) class_map: Option<Spanned<Vec<usize>>>,
+    pub(super) output: Option<Spanned<String>>,
+    pub(super) scores: Option<Spanned<crate::onnx::Scores>>,
 }
 
 impl RawModel {
@@ -116,6 +118,8 @@ impl RawModel {
             onnx: None,
             input: None,
             class_map: None,
+            output: None,
+            scores: None,
         }
     }
 
