@@ -422,7 +422,16 @@ pub fn predict(
         let net = train::load_model(stage, &data, backend, &path).map_err(SweepError::Model)?;
         train::Teacher::One(Box::new(net))
     };
-    Ok(train::predict(&model, &data, limit, with_inputs, backend))
+    // A graph that fails when it runs (an ONNX teacher's runtime error) unwinds; said as the
+    // stage's error, not as a crash.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train::predict(&model, &data, limit, with_inputs, backend)
+    }))
+    .map_err(|panic| {
+        SweepError::Model(train::TrainError::Panicked {
+            message: execute::stage::panic_message(panic.as_ref()),
+        })
+    })
 }
 
 /// Whether a group's accuracies pin its mean down to `target` (the 95% t interval's

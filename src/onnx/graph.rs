@@ -70,6 +70,7 @@ impl Graph {
                 names.len(),
                 super::quoted(&names)
             ),
+            kind: super::ErrorKind::Other,
         })?;
         let model = super::with_output(path, &parsed, index)?;
         let declared = super::dims(&model.input_fact(0).map_err(fail(path))?.shape);

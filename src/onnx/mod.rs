@@ -29,6 +29,19 @@ pub struct OnnxError {
     pub path: PathBuf,
     /// What went wrong.
     pub message: String,
+    /// What kind of failure, for callers that answer them differently.
+    pub kind: ErrorKind,
+}
+
+/// What kind of failure an [`OnnxError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The file is not a whole ONNX graph.
+    Damaged,
+    /// The output the manifest names is not one of the graph's.
+    NoSuchOutput,
+    /// Anything else tract refused (an operator, a shape).
+    Other,
 }
 
 /// What a graph's output holds per class.
@@ -85,6 +98,7 @@ fn fail(path: &Path) -> impl Fn(TractError) -> OnnxError + '_ {
     move |e| OnnxError {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
+        kind: ErrorKind::Other,
     }
 }
 
@@ -115,10 +129,7 @@ fn parse(path: &Path, digest: &str) -> Result<Parsed, OnnxError> {
     let model = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_path(path)
-        .map_err(|e| OnnxError {
-            path: path.to_path_buf(),
-            message: damaged(path, e),
-        })?;
+        .map_err(|e| damaged(path, e))?;
     let (inputs, outputs) = (model.inputs.len(), model.outputs.len());
     if inputs != 1 || outputs == 0 {
         return Err(OnnxError {
@@ -126,6 +137,7 @@ fn parse(path: &Path, digest: &str) -> Result<Parsed, OnnxError> {
             message: format!(
                 "the graph takes {inputs} inputs and gives {outputs} outputs; an image teacher takes one input (the images) and gives logits"
             ),
+            kind: ErrorKind::Other,
         });
     }
     let model = Arc::new(model);
@@ -138,18 +150,24 @@ fn parse(path: &Path, digest: &str) -> Result<Parsed, OnnxError> {
 
 /// tract's reason a file did not parse, said as what it means for a user: a file cut short or
 /// not an ONNX graph is damaged, whatever exporter wrote it.
-fn damaged(path: &Path, e: TractError) -> String {
+fn damaged(path: &Path, e: TractError) -> OnnxError {
     let text = format!("{e:#}");
     let protobuf = e
         .chain()
         .any(|c| c.downcast_ref::<prost::DecodeError>().is_some());
-    if protobuf {
+    let (message, kind) = if protobuf {
         let bytes = path.metadata().map_or(0, |m| m.len());
-        format!(
+        let said = format!(
             "the file ({bytes} bytes) is not a whole ONNX graph: it is damaged or cut short (a copy or download that stopped?), or not ONNX at all ({text})"
-        )
+        );
+        (said, ErrorKind::Damaged)
     } else {
-        text
+        (text, ErrorKind::Other)
+    };
+    OnnxError {
+        path: path.to_path_buf(),
+        message,
+        kind,
     }
 }
 
@@ -182,6 +200,7 @@ fn choose_output(
                         "the graph has no output `{name}`; its outputs are {}",
                         quoted(&names)
                     ),
+                    kind: ErrorKind::NoSuchOutput,
                 })?,
         ),
         None if names.len() == 1 => Some(0),
@@ -213,10 +232,13 @@ fn with_output(
 fn ends_in(model: &InferenceModel, outlet: OutletId) -> Scores {
     let mut node = model.node(outlet.node);
     loop {
+        // tract's names: opset 13's `Softmax`, the older opsets' `LayerSoftmax`, every opset's
+        // `LogSoftmax` as `LayerLogSoftmax`; `Squeeze13`/`Unsqueeze13` from opset 13.
         match node.op.name().as_ref() {
-            "Softmax" => return Scores::Probabilities,
-            "LogSoftmax" => return Scores::LogProbabilities,
-            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Cast"
+            "Softmax" | "LayerSoftmax" => return Scores::Probabilities,
+            "LogSoftmax" | "LayerLogSoftmax" => return Scores::LogProbabilities,
+            "Reshape" | "Flatten" | "Squeeze" | "Squeeze13" | "Unsqueeze" | "Unsqueeze13"
+            | "Identity" | "Cast"
                 if !node.inputs.is_empty() =>
             {
                 node = model.node(node.inputs[0].node);

@@ -258,6 +258,16 @@ impl Plan {
 
     /// Cost of a stage's model, when the dataset's shape is known without reading it.
     pub fn model_cost(&self, stage: &Stage) -> Option<Cost> {
+        // An ONNX graph whose input dims are fixed says its size and cost itself, even where
+        // the images' shape is known only once they load (image folders).
+        if let Some(s) = stage.spec.onnx.as_ref().and_then(|o| o.signature.as_ref())
+            && s.forward_flops > 0
+        {
+            return Some(Cost {
+                params: s.params,
+                forward_flops: s.forward_flops,
+            });
+        }
         let shape = self.dataset.shape()?;
         Some(cost(&stage.spec, shape.input, shape.classes))
     }

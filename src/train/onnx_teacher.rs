@@ -131,6 +131,12 @@ impl OnnxTeacher {
             .unwrap_or_else(|e| std::panic::resume_unwind(Box::new(e.to_string())));
         let k = out.len() / n.max(1);
         match self.scores {
+            Scores::Probabilities if !look_like_probabilities(&out, k) => {
+                std::panic::resume_unwind(Box::new(format!(
+                    "ONNX model `{}`: `scores = \"probabilities\"`, but its outputs are not probabilities (a row is negative, NaN, or does not sum to 1)",
+                    self.path.display()
+                )))
+            }
             Scores::Probabilities => {
                 // ln of a probability of 0 would be -inf: clamp at the smallest normal f32, as
                 // ensembles averaging probabilities do.

@@ -266,6 +266,31 @@ fn reads_image_folders_in_sorted_class_order() {
     );
 }
 
+/// A subset made of links: symlinked class folders and symlinked images read as the real ones.
+#[test]
+fn image_folders_follow_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (real, linked) = (dir.path().join("real"), dir.path().join("linked"));
+    for split in ["train", "test"] {
+        for (class, shade) in [("dog", 200), ("cat", 100)] {
+            png(&real.join(split).join(class).join("0.png"), 5, 4, shade);
+        }
+        std::fs::create_dir_all(linked.join(split).join("cat")).unwrap();
+        std::os::unix::fs::symlink(real.join(split).join("dog"), linked.join(split).join("dog"))
+            .unwrap();
+        std::os::unix::fs::symlink(
+            real.join(split).join("cat/0.png"),
+            linked.join(split).join("cat/0.png"),
+        )
+        .unwrap();
+    }
+    let ours = data::load(&files_spec(FileFormat::ImageFolder, &linked), None).unwrap();
+    let theirs = data::load(&files_spec(FileFormat::ImageFolder, &real), None).unwrap();
+    assert_eq!(ours.classes, 2);
+    assert_eq!(ours.train.labels, theirs.train.labels);
+    assert_eq!(ours.train.images, theirs.train.images);
+}
+
 #[test]
 fn augmentation_is_seeded_and_off_means_identity() {
     use rand::SeedableRng;

@@ -65,6 +65,12 @@ fn an_onnx_teacher_is_evaluated_once_and_teaches() {
         1,
         "{stages:?}"
     );
+    // On an image folder (whose images' shape is known only once they load), `plan` shows the
+    // graph's size and cost from its fixed input, and its stage as frozen, not trained.
+    let plan = stdout(&ws.kdgrid(&["plan"]).success());
+    let row = plan.lines().find(|l| l.starts_with("teacher ")).unwrap();
+    assert!(row.contains("77381") && !row.contains('?'), "{plan}");
+    assert!(plan.contains("frozen (onnx)"), "{plan}");
     ws.kdgrid(&["run", "--quiet"]).success();
     let runs = ws.parquet("onnx", "runs.parquet");
     let chains = strings(&runs, "chain");

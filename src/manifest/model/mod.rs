@@ -17,6 +17,7 @@ mod ensemble;
 mod lstm;
 mod mobilenet;
 mod onnx;
+mod onnx_graph;
 mod plain_cnn;
 mod raw;
 mod resnet;
@@ -30,7 +31,8 @@ pub use distil::{HiddenLoss, HiddenLossKind, InitFrom};
 pub use ensemble::{Combine, EnsembleSpec};
 pub use lstm::LstmSpec;
 pub use mobilenet::MOBILENET_V2_STAGES;
-pub use onnx::{Layout, OnnxSpec, graph_problem};
+pub use onnx::{Layout, OnnxSpec};
+pub use onnx_graph::graph_problem;
 pub use plain_cnn::{PLAIN_CNN_SIZES, PlainCnnTable};
 pub(crate) use raw::RawModel;
 pub use resnet::{ResNetSpec, ResNetStem};
@@ -38,7 +40,7 @@ pub use tokenizer::TokenizerRef;
 pub use weights::ImportedWeights;
 
 pub(crate) use cnn::check_feature_maps;
-pub(crate) use onnx::check_graph;
+pub(crate) use onnx_graph::check_graph;
 
 use super::error::Problems;
 use serde::{Deserialize, Serialize};
