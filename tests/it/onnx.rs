@@ -275,7 +275,6 @@ fn graphs_that_do_not_fit_are_refused_before_training() {
 #[test]
 fn onnx_exports_give_pytorch_logits() {
     let python = std::env::var("KDGRID_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = repo("scripts/examples/pytorch-teacher.py");
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let weights = repo("experiments/data/fruit-resnet8.safetensors");
@@ -323,17 +322,7 @@ fn onnx_exports_give_pytorch_logits() {
         ],
     ];
     for args in &exports {
-        let out = std::process::Command::new(&python)
-            .arg(&script)
-            .arg("export")
-            .args(args)
-            .output()
-            .expect("python with torch and onnx (run through `make test`)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        export(&python, args);
     }
     let convnext_input = "input = { size = 32, mean = [0.4, 0.5, 0.6], std = [0.2, 0.25, 0.3] }\nclass-map = [6, 0, 3, 1, 4]";
     let convnext_check = [
@@ -381,26 +370,7 @@ fn onnx_exports_give_pytorch_logits() {
         };
         let ws = Workspace::new(&manifest(&format!("onnx = \"{file}\"\n{input}")));
         ws.kdgrid(&["run", "--quiet"]).success();
-        let id = stage_id(&ws, &[], "teacher", 0);
-        let predictions = ws.dir.path().join("p.json");
-        let p = predictions.to_str().unwrap();
-        ws.kdgrid(&[
-            "predict", "--stage", &id, "--inputs", "--limit", "100", "--out", p,
-        ])
-        .success();
-        let out = std::process::Command::new(&python)
-            .arg(&script)
-            .arg("check")
-            .args(check)
-            .args(["--predictions", p])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("OK"),
-            "{file}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_pytorch_logits(&python, &ws, check);
     }
 }
 
