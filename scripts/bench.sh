@@ -9,6 +9,8 @@ threads=${3:-2}
 seconds=${4:-5}
 out=bench/work
 mkdir -p "$out"
+# The record of the one stage a one-stage study trained into results folder $1.
+stage_record() { ls "$1"/*/stages/*/record.json | head -n 1; }
 : > "$out/raw.jsonl"
 echo "PyTorch peer ($threads threads)..." >&2
 OMP_NUM_THREADS=$threads "$python" bench/peer.py "$threads" "$seconds" >> "$out/raw.jsonl"
@@ -77,8 +79,8 @@ TOML
     $kdgrid --results "$out/image-folder-$backend" run --quiet --backend "$backend" \
       --threads "$threads" "$out/image-folder.toml" > /dev/null
     # The stage's own training and evaluation seconds, from its record.
-    python3 -c 'import json, glob, sys; r = json.load(open(glob.glob(sys.argv[1] + "/bench-image-folder/stages/*/record.json")[0]))["record"]; print(json.dumps({"system": sys.argv[2], "workload": "cnn2/image-folder/epoch", "seconds": r["train_seconds"]}))' \
-      "$out/image-folder-$backend" "kdgrid-$backend" >> "$out/raw.jsonl"
+    python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["record"]; print(json.dumps({"system": sys.argv[2], "workload": "cnn2/image-folder/epoch", "seconds": r["train_seconds"]}))' \
+      "$(stage_record "$out/image-folder-$backend")" "kdgrid-$backend" >> "$out/raw.jsonl"
   done
 else
   echo "image folder: skipped (set KDGRID_BENCH_IMAGES to an ImageFolder CIFAR-10, train/ and test/, to time a real epoch)" >&2
@@ -93,7 +95,7 @@ echo "onnx teacher: kdgrid..." >&2
 rm -rf "$out/onnx"
 mkdir -p "$out/onnx"
 "$python" scripts/examples/pytorch-teacher.py export --arch mobilenet-v2 --classes 10 --size 32 \
-  --dynamo --onnx "$out/onnx/mobilenetv2.onnx" > /dev/null 2>&1
+  --dynamo --onnx "$out/onnx/mobilenetv2.onnx" > /dev/null
 cat > "$out/onnx/m.toml" <<TOML
 name = "bench-onnx"
 [dataset]
@@ -116,11 +118,11 @@ seed = [0]
 chains = [["mobilenetv2"]]
 TOML
 $kdgrid --results "$out/onnx/results" run --quiet --threads "$threads" "$out/onnx/m.toml" > /dev/null
-python3 -c 'import json, glob, sys
-r = json.load(open(glob.glob(sys.argv[1] + "/bench-onnx/stages/*/record.json")[0]))["record"]
+python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["record"]
 for batch, ms in zip([1, 256], r["latency_ms"]):
     print(json.dumps({"system": "kdgrid-tract", "workload": f"onnx/mobilenetv2/batch{batch}", "images_per_second": 1e3 / ms}))' \
-  "$out/onnx/results" >> "$out/raw.jsonl"
+  "$(stage_record "$out/onnx/results")" >> "$out/raw.jsonl"
 
 # Memory: peak resident set of a CIFAR-10-sized sweep, two stages at once (goal: under 1 GB).
 backend=${backends[-1]}

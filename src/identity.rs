@@ -27,3 +27,12 @@ pub const TCH_KERNELS: u32 = 4;
 /// powers of two (1 left an open batch symbolic in tract: slower, unbounded memory, and other
 /// bits).
 pub const ONNX_RUNNER: u32 = 2;
+
+/// SHA-256 of a file's bytes (hex), streamed from disk (weights files and ONNX side files run to
+/// gigabytes), and the bytes it read.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let bytes = std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok((hex::encode(hasher.finalize()), bytes))
+}

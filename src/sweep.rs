@@ -194,19 +194,40 @@ fn committed(
     retry_failed: bool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
+    found(
+        &plan.stages,
+        |id| store.lookup(id),
+        |r| r.status == Status::Failed && retry_failed,
+        |id, path, message| {
+            format!(
+                "stage `{id}` is corrupt (`{}`: {message}); training it again",
+                path.display()
+            )
+        },
+        on_event,
+    )
+}
+
+/// The records `lookup` finds for `stages`, less those `skip` drops; a corrupt one is reported
+/// (`corrupt` says what happens to it) and left out.
+fn found<'a>(
+    stages: impl IntoIterator<Item = &'a Stage>,
+    lookup: impl Fn(&StageId) -> Result<Lookup, crate::store::StoreError>,
+    skip: impl Fn(&StageRecord) -> bool,
+    corrupt: impl Fn(&StageId, &Path, &str) -> String,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
     let mut records = BTreeMap::new();
-    for stage in &plan.stages {
-        match store.lookup(&stage.id)? {
-            Lookup::Found(r) if r.status == Status::Failed && retry_failed => {}
+    for stage in stages {
+        match lookup(&stage.id)? {
+            Lookup::Found(r) if skip(&r) => {}
             Lookup::Found(r) => {
                 records.insert(stage.id.clone(), *r);
             }
             Lookup::Missing => {}
-            Lookup::Corrupt { path, message } => on_event(Event::Warning(format!(
-                "stage `{}` is corrupt (`{}`: {message}); training it again",
-                stage.id,
-                path.display()
-            ))),
+            Lookup::Corrupt { path, message } => {
+                on_event(Event::Warning(corrupt(&stage.id, &path, &message)))
+            }
         }
     }
     Ok(records)
@@ -262,21 +283,13 @@ pub fn stored<'a>(
 ) -> Result<BTreeMap<StageId, StageRecord>, SweepError> {
     let root = results.join(&plan.name);
     crate::store::check_format(&root)?;
-    let mut records = BTreeMap::new();
-    for stage in stages {
-        match crate::store::lookup(&root, &stage.id)? {
-            Lookup::Found(r) => {
-                records.insert(stage.id.clone(), *r);
-            }
-            Lookup::Missing => {}
-            Lookup::Corrupt { path, message } => on_event(Event::Warning(format!(
-                "stage `{}` is left out: `{}`: {message}",
-                stage.id,
-                path.display()
-            ))),
-        }
-    }
-    Ok(records)
+    found(
+        stages,
+        |id| crate::store::lookup(&root, id),
+        |_| false,
+        |id, path, message| format!("stage `{id}` is left out: `{}`: {message}", path.display()),
+        on_event,
+    )
 }
 
 /// Every stage of `plan` the store settles: its committed record, or skipped below a failed

@@ -7,10 +7,11 @@
 //! compiles at most a handful of sizes, and the same call always cuts the same way (the logits
 //! of a batch are a function of its size, never of what ran before).
 
+use super::memo::Memo;
 use super::{OnnxError, Parsed, fail};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 
 /// Images per call of a graph whose batch the export left open: large enough for tract's
@@ -39,7 +40,7 @@ type Piece = Result<Vec<f32>, OnnxError>;
 
 /// Graphs loaded in this process: a teacher's graph is optimized once, however many stages it
 /// teaches.
-static LOADED: LazyLock<Mutex<HashMap<Key, Arc<Graph>>>> = LazyLock::new(Default::default);
+static LOADED: Memo<Key, Arc<Graph>> = Memo::new();
 
 impl Graph {
     /// Loads `path` (content digest `digest`) for images of dims `item` (in the graph's
@@ -58,44 +59,38 @@ impl Graph {
             item,
             output.map(str::to_string),
         );
-        if let Some(graph) = LOADED.lock().expect("not poisoned").get(&key) {
-            return Ok(graph.clone());
-        }
-        let parsed: Parsed = super::parse(path, digest)?;
-        let (names, index) = super::choose_output(path, &parsed, output)?;
-        let index = index.ok_or_else(|| OnnxError {
-            path: path.to_path_buf(),
-            message: format!(
-                "the graph gives {} outputs ({}); `output = \"..\"` names the logits",
-                names.len(),
-                super::quoted(&names)
-            ),
-            kind: super::ErrorKind::Other,
-        })?;
-        let model = super::with_output(path, &parsed, index)?;
-        let declared = super::dims(&model.input_fact(0).map_err(fail(path))?.shape);
-        let mut graph = Self {
-            model,
-            fixed_batch: declared.first().copied().flatten(),
-            item,
-            path: path.to_path_buf(),
-            plans: Mutex::default(),
-        };
-        if let Err(open) = graph.plan(graph.fixed_batch.unwrap_or(CHUNK)) {
-            // An input declared open over a graph that holds batch 1 inside (torch.export
-            // specializes an example batch of 1: a reshape to `[1, 1280]`) runs one image at a
-            // time, as the export really took them.
-            graph.fixed_batch = Some(1);
-            if declared.first().copied().flatten().is_some() || graph.plan(1).is_err() {
-                return Err(open);
+        LOADED.get_or_try(key, || {
+            let parsed: Parsed = super::parse(path, digest)?;
+            let (names, index) = super::choose_output(path, &parsed, output)?;
+            let index = index.ok_or_else(|| OnnxError {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the graph gives {} outputs ({}); `output = \"..\"` names the logits",
+                    names.len(),
+                    super::quoted(&names)
+                ),
+                kind: super::ErrorKind::Other,
+            })?;
+            let model = super::with_output(path, &parsed, index)?;
+            let declared = super::input_dims(path, digest)?.first().copied().flatten();
+            let mut graph = Self {
+                model,
+                fixed_batch: declared,
+                item,
+                path: path.to_path_buf(),
+                plans: Mutex::default(),
+            };
+            if let Err(open) = graph.plan(graph.fixed_batch.unwrap_or(CHUNK)) {
+                // An input declared open over a graph that holds batch 1 inside (torch.export
+                // specializes an example batch of 1: a reshape to `[1, 1280]`) runs one image
+                // at a time, as the export really took them.
+                graph.fixed_batch = Some(1);
+                if declared.is_some() || graph.plan(1).is_err() {
+                    return Err(open);
+                }
             }
-        }
-        let graph = Arc::new(graph);
-        LOADED
-            .lock()
-            .expect("not poisoned")
-            .insert(key, graph.clone());
-        Ok(graph)
+            Ok(Arc::new(graph))
+        })
     }
 
     /// The plan for batches of exactly `batch` images, optimized on first use.
@@ -149,34 +144,33 @@ impl Graph {
             pieces.push((start, rows));
             start += rows;
         }
-        let outputs: Vec<Mutex<Option<Piece>>> = pieces.iter().map(|_| Mutex::new(None)).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&(start, rows)) = pieces.get(i) else {
-                    break;
-                };
+        let run_group = |group: &[(usize, usize)]| -> Piece {
+            let mut out = Vec::new();
+            for &(start, rows) in group {
                 let images = &pixels[start * per_image..(start + rows) * per_image];
-                *outputs[i].lock().expect("not poisoned") = Some(self.run_piece(images, rows));
+                out.extend(self.run_piece(images, rows)?);
             }
+            Ok(out)
         };
-        std::thread::scope(|scope| {
-            for _ in 1..threads.clamp(1, pieces.len().max(1)) {
-                scope.spawn(work);
-            }
-            work();
-        });
-        let mut out = Vec::new();
-        for piece in outputs {
-            out.extend(
-                piece
-                    .into_inner()
-                    .expect("not poisoned")
-                    .expect("every piece ran")?,
-            );
-        }
-        Ok(out)
+        // Consecutive pieces per thread: whole chunks come first, so the groups are even up
+        // to the small remainder pieces.
+        let per_thread = pieces.len().div_ceil(threads.max(1)).max(1);
+        let groups: Vec<&[(usize, usize)]> = pieces.chunks(per_thread).collect();
+        let outputs: Vec<Piece> = match groups.as_slice() {
+            [] => Vec::new(),
+            [one] => vec![run_group(one)],
+            _ => std::thread::scope(|scope| {
+                let handles: Vec<_> = groups
+                    .iter()
+                    .map(|group| scope.spawn(|| run_group(group)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            }),
+        };
+        Ok(outputs.into_iter().collect::<Result<Vec<_>, _>>()?.concat())
     }
 
     /// The output for `rows` images, one call of the graph.
@@ -184,14 +178,20 @@ impl Graph {
         // A fixed batch larger than what is left runs on zero images after them.
         let batch = self.fixed_batch.unwrap_or(rows);
         let [a, b, c] = self.item;
-        let mut padded = images.to_vec();
-        padded.resize(batch * a * b * c, 0.0);
-        let input = Tensor::from_shape(&[batch, a, b, c], &padded).map_err(fail(&self.path))?;
+        let shape = [batch, a, b, c];
+        let input = if batch == rows {
+            Tensor::from_shape(&shape, images)
+        } else {
+            let mut padded = images.to_vec();
+            padded.resize(batch * a * b * c, 0.0);
+            Tensor::from_shape(&shape, &padded)
+        }
+        .map_err(fail(&self.path))?;
         let result = self
             .plan(batch)?
             .run(tvec!(input.into_tvalue()))
             .map_err(fail(&self.path))?;
-        let values = result[0]
+        let mut values = result[0]
             .cast_to::<f32>()
             .and_then(|t| {
                 Ok(t.to_plain_array_view::<f32>()?
@@ -200,7 +200,8 @@ impl Graph {
                     .collect::<Vec<_>>())
             })
             .map_err(fail(&self.path))?;
-        Ok(values[..values.len() / batch * rows].to_vec())
+        values.truncate(values.len() / batch * rows);
+        Ok(values)
     }
 }
 

@@ -7,15 +7,16 @@
 //! parsed model is kept, keyed by its path and digest, for every later look and load.
 
 mod graph;
+mod memo;
 mod side_files;
 
 pub use graph::{CHUNK, Graph};
 pub use side_files::side_files;
 
+use memo::Memo;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::ops::{Cost, konst::Const};
@@ -113,8 +114,7 @@ fn dims(shape: &ShapeFactoid) -> Vec<Option<usize>> {
 type Parsed = Arc<InferenceModel>;
 
 /// Graphs parsed in this process, by path and digest.
-static PARSED: LazyLock<Mutex<HashMap<(PathBuf, String), Parsed>>> =
-    LazyLock::new(Default::default);
+static PARSED: Memo<(PathBuf, String), Parsed> = Memo::new();
 
 /// The graph of `path` (whose content has digest `digest`), parsed once per process.
 ///
@@ -122,30 +122,33 @@ static PARSED: LazyLock<Mutex<HashMap<(PathBuf, String), Parsed>>> =
 /// the input's shape itself, and torch 2.9's exporter names the batch with symbols of its own
 /// that cannot be unified with a concrete one; tract infers every shape from the input.
 fn parse(path: &Path, digest: &str) -> Result<Parsed, OnnxError> {
-    let key = (path.to_path_buf(), digest.to_string());
-    if let Some(model) = PARSED.lock().expect("not poisoned").get(&key) {
-        return Ok(model.clone());
-    }
-    let model = tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .model_for_path(path)
-        .map_err(|e| damaged(path, e))?;
-    let (inputs, outputs) = (model.inputs.len(), model.outputs.len());
-    if inputs != 1 || outputs == 0 {
-        return Err(OnnxError {
-            path: path.to_path_buf(),
-            message: format!(
-                "the graph takes {inputs} inputs and gives {outputs} outputs; an image teacher takes one input (the images) and gives logits"
-            ),
-            kind: ErrorKind::Other,
-        });
-    }
-    let model = Arc::new(model);
-    PARSED
-        .lock()
-        .expect("not poisoned")
-        .insert(key, model.clone());
-    Ok(model)
+    PARSED.get_or_try((path.to_path_buf(), digest.to_string()), || {
+        let model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .map_err(|e| damaged(path, e))?;
+        let (inputs, outputs) = (model.inputs.len(), model.outputs.len());
+        if inputs != 1 || outputs == 0 {
+            return Err(OnnxError {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the graph takes {inputs} inputs and gives {outputs} outputs; an image teacher takes one input (the images) and gives logits"
+                ),
+                kind: ErrorKind::Other,
+            });
+        }
+        Ok(Arc::new(model))
+    })
+}
+
+/// Dims of the graph's one input (`None`: left open by the export), without typing the graph.
+pub fn input_dims(path: &Path, digest: &str) -> Result<Vec<Option<usize>>, OnnxError> {
+    Ok(dims(
+        &parse(path, digest)?
+            .input_fact(0)
+            .map_err(fail(path))?
+            .shape,
+    ))
 }
 
 /// tract's reason a file did not parse, said as what it means for a user: a file cut short or
@@ -258,8 +261,27 @@ pub fn inspect(
     item: Option<[usize; 3]>,
     output: Option<&str>,
 ) -> Result<Signature, OnnxError> {
+    // Typed once per process for each question: the manifest check, the sweep's check and
+    // every stage a teacher teaches ask the same one.
+    type Question = (PathBuf, String, Option<[usize; 3]>, Option<String>);
+    static SIGNATURES: Memo<Question, Signature> = Memo::new();
+    let key = (
+        path.to_path_buf(),
+        digest.to_string(),
+        item,
+        output.map(str::to_string),
+    );
+    SIGNATURES.get_or_try(key, || read_signature(path, digest, item, output))
+}
+
+fn read_signature(
+    path: &Path,
+    digest: &str,
+    item: Option<[usize; 3]>,
+    output: Option<&str>,
+) -> Result<Signature, OnnxError> {
     let parsed = parse(path, digest)?;
-    let input = dims(&parsed.input_fact(0).map_err(fail(path))?.shape);
+    let input = input_dims(path, digest)?;
     let params = parsed
         .nodes()
         .iter()

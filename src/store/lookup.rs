@@ -6,7 +6,6 @@ use crate::plan::StageId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -56,10 +55,8 @@ pub(super) fn canonical_seal(record: &serde_json::Value) -> String {
 
 /// SHA-256 of a file's bytes.
 pub fn file_digest(path: &Path) -> Result<String, StoreError> {
-    let mut file = File::open(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
-    Ok(hex::encode(hasher.finalize()))
+    let (digest, _) = crate::identity::file_sha256(path).map_err(io(path))?;
+    Ok(digest)
 }
 
 /// Reads and checks stage `id`'s record under the experiment folder `root`, without locking

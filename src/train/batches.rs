@@ -18,9 +18,20 @@ pub(super) fn for_each_batch(
     data: &Dataset,
     split: &Split,
     device: &Device,
+    f: impl FnMut(&[usize], Tensor<4>),
+) {
+    for_each_batch_of_first(data, split, split.len(), device, f)
+}
+
+/// [`for_each_batch`] over the first `n` images of `split` only.
+pub(super) fn for_each_batch_of_first(
+    data: &Dataset,
+    split: &Split,
+    n: usize,
+    device: &Device,
     mut f: impl FnMut(&[usize], Tensor<4>),
 ) {
-    let indices: Vec<usize> = (0..split.len()).collect();
+    let indices: Vec<usize> = (0..n.min(split.len())).collect();
     for batch in indices.chunks(EVAL_BATCH) {
         let mut pixels = Vec::new();
         data.gather(split, batch, &mut pixels);

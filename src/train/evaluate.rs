@@ -1,7 +1,7 @@
 //! Evaluation: loss and accuracy on a split, logits, predictions, latency, and an ensemble
 //! measured as a model of its own.
 
-use super::batches::{for_each_batch, labels_tensor};
+use super::batches::{for_each_batch, for_each_batch_of_first, labels_tensor};
 use super::{Backend, EpochMetrics, Net, Quality, Teacher, loss, quality};
 use crate::data::{Dataset, Split};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -108,26 +108,14 @@ pub fn predict(
     backend: &Backend,
 ) -> Predictions {
     let n = limit.min(data.test.len());
-    let mut logits = Vec::with_capacity(n * data.classes);
-    let mut inputs = Vec::new();
-    let mut batch = Vec::new();
-    // In batches of 256, so memory stays bounded however many images are asked for.
-    for start in (0..n).step_by(256) {
-        let indices: Vec<usize> = (start..n.min(start + 256)).collect();
-        batch.clear();
-        data.gather(&data.test, &indices, &mut batch);
-        let images = Tensor::<4>::from_data(
-            TensorData::new(
-                batch.clone(),
-                [indices.len(), data.channels, data.height, data.width],
-            ),
-            &backend.device,
-        );
+    let (mut logits, mut inputs) = (Vec::with_capacity(n * data.classes), Vec::new());
+    // Batch by batch, so memory stays bounded however many images are asked for.
+    for_each_batch_of_first(data, &data.test, n, &backend.device, |batch, images| {
         logits.extend(model.logits(images, 1.0).into_data().iter::<f32>());
         if with_inputs {
-            inputs.extend_from_slice(&batch);
+            data.gather(&data.test, batch, &mut inputs);
         }
-    }
+    });
     Predictions {
         logits,
         labels: data.test.labels[..n].to_vec(),

@@ -30,9 +30,19 @@ pub struct OnnxTeacher {
 }
 
 impl OnnxTeacher {
-    /// Checks that model `name`'s graph fits `data`'s images and classes (typing it, without
-    /// optimizing it to run); returns the spec with the graph's signature for these images.
+    /// Checks that model `name`'s graph fits `data`'s images and classes, and that tract can
+    /// run it; returns the spec with the graph's signature for these images.
     pub fn check(name: &str, spec: &OnnxSpec, data: &Dataset) -> Result<OnnxSpec, TrainError> {
+        Ok(Self::checked(name, spec, data)?.0)
+    }
+
+    /// [`OnnxTeacher::check`], and the graph optimized for `data`'s images (once per process:
+    /// the sweep's check optimizes it before anything trains, the stages that run it reuse it).
+    fn checked(
+        name: &str,
+        spec: &OnnxSpec,
+        data: &Dataset,
+    ) -> Result<(OnnxSpec, Arc<Graph>), TrainError> {
         let fail = |message: String| TrainError::ModelFile {
             path: spec.path.clone(),
             message,
@@ -47,10 +57,9 @@ impl OnnxTeacher {
             ..spec.clone()
         };
         crate::manifest::graph_problem(name, &checked, input, data.classes).map_err(fail)?;
-        // Optimized now (once per process: the stage that runs it reuses it), so a graph tract
-        // types but cannot run fails before anything trains.
-        Graph::load(&spec.path, &spec.digest(), item, output).map_err(|e| fail(e.message))?;
-        Ok(checked)
+        let graph =
+            Graph::load(&spec.path, &spec.digest(), item, output).map_err(|e| fail(e.message))?;
+        Ok((checked, graph))
     }
 
     /// Loads `spec`'s graph for `data`'s images, checking that it fits them first; a batch
@@ -61,16 +70,8 @@ impl OnnxTeacher {
         data: &Dataset,
         threads: usize,
     ) -> Result<Self, TrainError> {
-        let checked = Self::check(name, spec, data)?;
+        let (checked, graph) = Self::checked(name, spec, data)?;
         let input = [data.channels, data.height, data.width];
-        let output = spec.output.as_deref();
-        let graph =
-            Graph::load(&spec.path, &spec.digest(), spec.item(input), output).map_err(|e| {
-                TrainError::ModelFile {
-                    path: spec.path.clone(),
-                    message: e.message,
-                }
-            })?;
         // x_graph = (x_raw - mean_g) / std_g with x_raw = x * std_d + mean_d.
         let affine = spec.normalize.as_ref().map(|(mean, std)| {
             (0..data.channels)

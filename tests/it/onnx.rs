@@ -49,6 +49,23 @@ fn onnx_line(path: &Path) -> String {
     onnx_with(path, "normalize = \"dataset\"")
 }
 
+/// `kdgrid predict` of `ws`'s teacher stage (seed 0) on its first `limit` test images (with
+/// `--inputs` when `inputs`): the file written and its JSON.
+fn predict_teacher(ws: &Workspace, limit: &str, inputs: bool) -> (PathBuf, serde_json::Value) {
+    let id = stage_id(ws, &[], "teacher", 0);
+    let out = ws.dir.path().join("p.json");
+    let mut args = vec!["predict", "--stage", &id, "--limit", limit];
+    args.extend(inputs.then_some("--inputs"));
+    args.extend(["--out", out.to_str().unwrap()]);
+    ws.kdgrid(&args).success();
+    let json = read_json(&out);
+    (out, json)
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// `onnx = "<path>"` with `input = { <input> }`.
 fn onnx_with(path: &Path, input: &str) -> String {
     format!("onnx = \"{}\"\ninput = {{ {input} }}", path.display())
@@ -100,20 +117,7 @@ fn an_onnx_teacher_is_evaluated_once_and_teaches() {
     // logits are there to read.
     let again = stdout(&ws.kdgrid(&["run"]).success());
     assert!(again.contains("0 trained, 5 reused"), "{again}");
-    let id = stage_id(&ws, &[], "teacher", 0);
-    let out = ws.dir.path().join("p.json");
-    ws.kdgrid(&[
-        "predict",
-        "--stage",
-        &id,
-        "--limit",
-        "1000",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .success();
-    let p: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let (_, p) = predict_teacher(&ws, "1000", false);
     let (logits, labels) = (
         p["logits"].as_array().unwrap(),
         p["labels"].as_array().unwrap(),
@@ -394,13 +398,8 @@ fn export(python: &str, args: &[&str]) {
 /// `pytorch-teacher.py check <check>`: kdgrid's logits within 1e-4 of PyTorch's.
 #[cfg(feature = "tch")]
 fn assert_pytorch_logits(python: &str, ws: &Workspace, check: &[&str]) {
-    let id = stage_id(ws, &[], "teacher", 0);
-    let predictions = ws.dir.path().join("p.json");
+    let (predictions, _) = predict_teacher(ws, "100", true);
     let p = predictions.to_str().unwrap();
-    ws.kdgrid(&[
-        "predict", "--stage", &id, "--inputs", "--limit", "100", "--out", p,
-    ])
-    .success();
     let out = std::process::Command::new(python)
         .arg(repo("scripts/examples/pytorch-teacher.py"))
         .arg("check")
@@ -457,16 +456,7 @@ fn the_default_torch_export_runs_and_its_weights_file_is_in_the_id() {
     // New weights, the same graph file (every f32 of `teacher.onnx.data` halved): the
     // teacher and the students it taught train again, the students trained on labels are
     // reused, and the teacher's logits are the new weights'.
-    let logits = |ws: &Workspace| {
-        let out = ws.dir.path().join("q.json");
-        let id = stage_id(ws, &[], "teacher", 0);
-        let args = ["predict", "--stage", &id, "--limit", "100", "--out"];
-        ws.kdgrid(&[&args[..], &[out.to_str().unwrap()]].concat())
-            .success();
-        let p: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        p["logits"].clone()
-    };
+    let logits = |ws: &Workspace| predict_teacher(ws, "100", false).1["logits"].clone();
     let (before, teacher) = (logits(&ws), stage_id(&ws, &[], "teacher", 0));
     let halved: Vec<u8> = std::fs::read(&data)
         .unwrap()
@@ -649,8 +639,7 @@ chains = [["teacher"]]
         .arg(ws.manifest());
     let (ok, mib) = peak_rss_mib(&mut predict);
     assert!(ok);
-    let p: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let p = read_json(&out);
     assert_eq!(p["logits"].as_array().unwrap().len(), 10_000 * 10);
     assert!(
         mib < 1024.0,

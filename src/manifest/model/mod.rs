@@ -216,8 +216,8 @@ fn file_digest(
     problems: &mut Problems,
 ) -> (std::path::PathBuf, String) {
     let path = base.join(file.get_ref());
-    let sha256 = match std::fs::read(&path) {
-        Ok(bytes) => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+    let sha256 = match crate::identity::file_sha256(&path) {
+        Ok((digest, _)) => digest,
         Err(e) => {
             problems.push(
                 Some(file.span()),

@@ -312,8 +312,8 @@ fn digests(
             return (path, String::new(), Vec::new());
         }
     };
-    let sha = |bytes: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
-    let sha256 = sha(&bytes);
+    // Read whole: the bytes are scanned for external data too.
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     let locations = match crate::onnx::side_files(&bytes) {
         Ok(l) => l,
         Err(e) => {
@@ -379,12 +379,11 @@ fn side_file(folder: &Path, side: &Path, location: &str) -> Result<SideFile, Sid
     if !relative || !resolved.starts_with(&folder) || !resolved.is_file() {
         return Err(SideProblem::Outside);
     }
-    let mut file = std::fs::File::open(&resolved).map_err(SideProblem::Unreadable)?;
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let bytes = std::io::copy(&mut file, &mut hasher).map_err(SideProblem::Unreadable)?;
+    let (sha256, bytes) =
+        crate::identity::file_sha256(&resolved).map_err(SideProblem::Unreadable)?;
     Ok(SideFile {
         location: location.to_string(),
-        sha256: hex::encode(sha2::Digest::finalize(hasher)),
+        sha256,
         bytes,
     })
 }

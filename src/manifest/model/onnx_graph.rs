@@ -49,28 +49,27 @@ pub(crate) fn check_graph(
     // The layout first: which dims are the image's depends on it.
     let declared = m.input.as_ref().and_then(|i| i.get_ref().layout);
     if declared.is_none() {
-        match crate::onnx::inspect(&o.path, &o.digest(), None, chosen) {
-            Ok(s) => match read_layout(&s.input, shape.map(|(i, _)| i[0])) {
-                Some(layout) => {
-                    o.layout = layout;
-                    o.read_from_graph.push(format!(
-                        "layout {} from its input {}",
-                        layout.name(),
-                        show(&s.input)
-                    ));
-                }
-                None => problems.push(
-                    span(m.input.as_ref().map(Spanned::span)),
-                    format!(
-                        "`models.{name}`: `{}` takes input {}, which does not show where its channels are",
-                        o.path.display(),
-                        show(&s.input)
-                    ),
-                    Some("say it: `input = { layout = \"nchw\" }` (PyTorch's) or `\"nhwc\"` (TensorFlow's)".into()),
-                ),
-            },
+        let input = match crate::onnx::input_dims(&o.path, &o.digest()) {
+            Ok(input) => input,
             Err(e) => return graph_unreadable(name, file, &e, problems),
-        }
+        };
+        let Some(layout) = read_layout(&input, shape.map(|(i, _)| i[0])) else {
+            return problems.push(
+                span(m.input.as_ref().map(Spanned::span)),
+                format!(
+                    "`models.{name}`: `{}` takes input {}, which does not show where its channels are",
+                    o.path.display(),
+                    show(&input)
+                ),
+                Some("say it: `input = { layout = \"nchw\" }` (PyTorch's) or `\"nhwc\"` (TensorFlow's)".into()),
+            );
+        };
+        o.layout = layout;
+        o.read_from_graph.push(format!(
+            "layout {} from its input {}",
+            layout.name(),
+            show(&input)
+        ));
     }
     let item = shape.map(|(input, _)| o.item(input));
     let signature = match crate::onnx::inspect(&o.path, &o.digest(), item, chosen) {
