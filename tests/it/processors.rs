@@ -45,6 +45,92 @@ fn runs(results: &Path) -> Vec<(String, String, String)> {
     rows.into_iter().map(|(_, p, w, a)| (p, w, a)).collect()
 }
 
+/// Whether the emulated processors are to be compared: `qemu-x86_64` must be there unless
+/// `KDGRID_SKIP_QEMU` says to skip them (said on stderr).
+fn emulation() -> bool {
+    if std::env::var_os("KDGRID_SKIP_QEMU").is_some() {
+        eprintln!("KDGRID_SKIP_QEMU is set: the emulated processors were not compared");
+        return false;
+    }
+    let qemu = Command::new("qemu-x86_64").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-x86_64 not found: install Debian's qemu-user (.ci/run does), or set \
+         KDGRID_SKIP_QEMU=1 to skip this comparison"
+    );
+    true
+}
+
+/// ONNX teachers run by tract (the shipped ResNet-8, and the ConvNeXt with its own input size
+/// and normalization) give the same logits, bit for bit, natively and on the emulated
+/// processors: tract's kernels are pinned (`numerics::PINNED`) and its batches concrete.
+/// 100 test images: chunks of 32 and the power-of-two remainder pieces.
+#[test]
+fn onnx_teachers_give_the_same_logits_on_other_x86_64_v3_processors() {
+    if !portable() {
+        return;
+    }
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/data");
+    let ws = Workspace::new(&format!(
+        r#"
+name = "onnx-processors"
+[dataset]
+kind = "image-folder"
+path = "{data}/fruit"
+[models.resnet8]
+onnx = "{data}/fruit-resnet8.onnx"
+input = {{ normalize = "dataset" }}
+[models.convnext]
+onnx = "{data}/fruit-convnext.onnx"
+input = {{ size = 32, mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25] }}
+[training]
+epochs = 1
+batch-size = 32
+optimizer = "adam"
+lr = 0.001
+[grid]
+seed = [0]
+chains = [["resnet8"], ["convnext"]]
+"#,
+        data = data.display()
+    ));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    if !emulation() {
+        return;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("kdgrid");
+    for chain in ["resnet8", "convnext"] {
+        let id = stage_id(&ws, &[], chain, 0);
+        let predict = |qemu: Option<&str>| {
+            let out = ws
+                .dir
+                .path()
+                .join(format!("{chain}-{}.json", qemu.unwrap_or("native")));
+            let mut cmd = match qemu {
+                Some(model) => {
+                    let mut c = Command::new("qemu-x86_64");
+                    c.args(["-cpu", model]).arg(&bin);
+                    c
+                }
+                None => Command::new(&bin),
+            };
+            cmd.arg("--results").arg(ws.results());
+            cmd.args(["predict", "--stage", &id, "--limit", "100", "--out"]);
+            let run = cmd.arg(&out).arg(ws.manifest()).output().unwrap();
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert!(run.status.success(), "{chain} on {qemu:?}: {err}");
+            std::fs::read(&out).unwrap()
+        };
+        let native = predict(None);
+        for model in MODELS {
+            assert!(
+                predict(Some(model)) == native,
+                "{chain}: {model} gives other logits"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_flex_study_has_the_same_bits_on_other_x86_64_v3_processors() {
     if !portable() {
@@ -62,16 +148,9 @@ fn a_flex_study_has_the_same_bits_on_other_x86_64_v3_processors() {
         "{native:?}"
     );
 
-    if std::env::var_os("KDGRID_SKIP_QEMU").is_some() {
-        eprintln!("KDGRID_SKIP_QEMU is set: the emulated processors were not compared");
+    if !emulation() {
         return;
     }
-    let qemu = Command::new("qemu-x86_64").arg("--version").output();
-    assert!(
-        qemu.is_ok_and(|o| o.status.success()),
-        "qemu-x86_64 not found: install Debian's qemu-user (.ci/run does), or set \
-         KDGRID_SKIP_QEMU=1 to skip this comparison"
-    );
     let bin = assert_cmd::cargo::cargo_bin("kdgrid");
     // Both emulations at once: each takes minutes of one core.
     let children: Vec<_> = MODELS
