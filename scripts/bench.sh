@@ -95,7 +95,8 @@ echo "onnx teacher: kdgrid..." >&2
 rm -rf "$out/onnx"
 mkdir -p "$out/onnx"
 "$python" scripts/examples/pytorch-teacher.py export --arch mobilenet-v2 --classes 10 --size 32 \
-  --dynamo --onnx "$out/onnx/mobilenetv2.onnx" > /dev/null
+  --dynamo --onnx "$out/onnx/mobilenetv2.onnx" > "$out/onnx/export.log" 2>&1 \
+  || { cat "$out/onnx/export.log" >&2; exit 1; }
 cat > "$out/onnx/m.toml" <<TOML
 name = "bench-onnx"
 [dataset]

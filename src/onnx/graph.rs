@@ -152,10 +152,17 @@ impl Graph {
             }
             Ok(out)
         };
-        // Consecutive pieces per thread: whole chunks come first, so the groups are even up
-        // to the small remainder pieces.
-        let per_thread = pieces.len().div_ceil(threads.max(1)).max(1);
-        let groups: Vec<&[(usize, usize)]> = pieces.chunks(per_thread).collect();
+        // Consecutive pieces per thread, about n / threads images each.
+        let target = n.div_ceil(threads.max(1)).max(1);
+        let mut groups: Vec<&[(usize, usize)]> = Vec::new();
+        let (mut first, mut images) = (0, 0);
+        for (i, &(_, rows)) in pieces.iter().enumerate() {
+            images += rows;
+            if images >= target || i + 1 == pieces.len() {
+                groups.push(&pieces[first..=i]);
+                (first, images) = (i + 1, 0);
+            }
+        }
         let outputs: Vec<Piece> = match groups.as_slice() {
             [] => Vec::new(),
             [one] => vec![run_group(one)],
@@ -223,6 +230,7 @@ mod tests {
         let all = graph.run(&pixels, n, 1).unwrap();
         // Pieces run on several threads give the same bits.
         assert_eq!(graph.run(&pixels, n, 3).unwrap(), all);
+        assert_eq!(graph.run(&pixels, n, 64).unwrap(), all);
         assert_eq!(all.len(), n * 5);
         for i in [0, 1, CHUNK, n - 1] {
             let one = graph

@@ -2,7 +2,8 @@
 //! `qemu-x86_64` emulating other processors (another vendor and model, as `cpuid` reports
 //! them) must give identical weight digests, processor labels and tables; gemm must add blocks
 //! of 512 whatever the cache (qemu-user shows the host's cache sizes, so that is tested
-//! directly); and no AVX-512 kernel may be compiled in (qemu emulates none).
+//! directly); no AVX-512 kernel may be compiled in (qemu emulates none); and ONNX teachers,
+//! run by tract, give the same logits natively and emulated.
 //! docs/reproducibility.md states the promise; `.ci/run` installs Debian's `qemu-user`.
 //! `KDGRID_SKIP_QEMU=1` skips the emulated runs on a machine without it, and says so. On a
 //! machine of another numeric class (ARM, x86-64 without AVX2) the tests that compare with

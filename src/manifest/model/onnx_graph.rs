@@ -31,6 +31,9 @@ fn read_layout(dims: &[Option<usize>], channels: Option<usize>) -> Option<Layout
 /// `[channels, height, width]` and `classes` classes, when the dataset's shape is known: its
 /// layout, output and scores, when not declared, are read from it (and said), or refused
 /// when they cannot be. The graph's signature is kept for `plan`.
+///
+/// Stops at the first problem with the graph: with a wrong layout, output or score kind every
+/// later check (fit, class count) would report a consequence, not a cause.
 pub(crate) fn check_graph(
     name: &str,
     m: &RawModel,
