@@ -11,6 +11,8 @@ use crate::report::Provenance;
 use crate::store::{Peer, Presence, Store};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::PathBuf;
 
 /// What a task does: one shard of a plan, or single stages (`run-stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +154,10 @@ pub struct Agreement<'a> {
     /// This task.
     pub me: TaskInfo,
     presence: Presence,
+    /// The announcements that were there when this task joined: a task with another plan among
+    /// them makes this one the newcomer, refused; one that came later is the newcomer, and this
+    /// task goes on.
+    elders: HashSet<PathBuf>,
 }
 
 impl<'a> Agreement<'a> {
@@ -160,11 +166,13 @@ impl<'a> Agreement<'a> {
     pub fn join(store: &'a Store, me: TaskInfo) -> Result<Self, SweepError> {
         let info = serde_json::to_value(&me).expect("task infos serialize");
         let presence = store.announce(&info)?;
-        let a = Self {
+        let mut a = Self {
             store,
             me,
             presence,
+            elders: HashSet::new(),
         };
+        a.elders = a.peers()?.into_iter().map(|(p, _)| p.path).collect();
         if a.check()? {
             // An announcement left by a killed task also looks alive at first sight: watch
             // whether it is touched before calling the plans different.
@@ -175,12 +183,16 @@ impl<'a> Agreement<'a> {
     }
 
     /// The running tasks of this task's kind, with their announcements; an error when one of
-    /// them computed another plan. `Ok(true)` when one with another plan was not yet seen
-    /// alive.
+    /// them, running before this task joined, computed another plan. `Ok(true)` when one with
+    /// another plan was not yet seen alive.
     pub fn check(&self) -> Result<bool, SweepError> {
         let mut unsure = false;
         for (peer, info) in self.peers()? {
-            if info.plan == self.me.plan || !self.me.same_kind(&info) || peer.stale {
+            if info.plan == self.me.plan
+                || !self.me.same_kind(&info)
+                || peer.stale
+                || !self.elders.contains(&peer.path)
+            {
                 continue;
             }
             if !peer.confirmed {

@@ -70,26 +70,6 @@ pub enum SweepError {
         /// The settings that differ.
         differences: String,
     },
-    /// A shard waited for a teacher that no running task trains.
-    #[error(
-        "stage `{stage}` waited {seconds} s for its teacher stage `{teacher}`, which no task holds, and {shard} is not running; stopping"
-    )]
-    #[diagnostic(
-        code(kdgrid::sweep::teacher_abandoned),
-        help(
-            "start {shard} (or run the shards again: each resumes where it stopped); the bound is twice the claims' stale time (`KDGRID_CLAIM_STALE`, seconds)"
-        )
-    )]
-    TeacherAbandoned {
-        /// The stage that was to train.
-        stage: String,
-        /// Its teacher.
-        teacher: String,
-        /// The shard whose teacher it is (`shard 1/4`).
-        shard: String,
-        /// How long it waited.
-        seconds: u64,
-    },
     /// `kdgrid trace` replays the `cnn` families and the encoders only.
     #[error(
         "stage `{stage}` is a `{family}`: only `cnn`, `plain-cnn`, `mlp`, `bert` and `distilbert` stages can be traced"

@@ -41,6 +41,14 @@ pub fn train_and_commit(
         return commit_frozen(store, claim, stage, data, model, backend, jobs);
     }
     let checkpoints = store.checkpoint_dir(&stage.id);
+    // Training goes on while the claim holds and no other task committed the stage (a record
+    // there from the start is a corrupt one, trained over).
+    let recorded = store.has_record(&stage.id);
+    let keep = || claim.holds() && (recorded || !store.has_record(&stage.id));
+    let on_progress = &mut |p: Progress| {
+        claim.progressed();
+        on_progress(p);
+    };
     // A panicking worker (a shape error, an out-of-memory) fails its stage; it must still
     // report, or a sweep waiting for it would wait forever.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -51,6 +59,7 @@ pub fn train_and_commit(
             init,
             backend,
             Some((&checkpoints, stage.training.checkpoint_every)),
+            &keep,
             on_progress,
         )
     }))
@@ -327,6 +336,7 @@ fn empty_record(stage: &Stage) -> StageRecord {
         weights_sha256: None,
         init_sha256: None,
         model_sha256: None,
+        model_file: None,
         ece: None,
         agreement: None,
         kl_teacher: None,

@@ -4,8 +4,10 @@
 //!
 //! Waits are bounded: a `run-stage` task whose teacher is neither in the store nor held fails
 //! after twice the stale time (a teacher just committed may take a moment to show on a network
-//! file system); a shard waiting for a teacher that no task holds stops after twice the stale
-//! time during which the teacher's shard was not running either. Every task first checks that
+//! file system); a shard waiting for a teacher that no live task holds, for twice the stale time
+//! during which the teacher's shard was not running either, trains the teacher itself. So a
+//! crashed, missing or suspended shard delays the others but never stops them, and a suspended
+//! one that resumes finds its stages done and goes on with the rest. Every task first checks that
 //! the running tasks of its kind computed its plan ([`super::agree`]).
 
 use super::agree::{Agreement, Role, TaskInfo};
@@ -16,10 +18,14 @@ use crate::plan::{Plan, Stage};
 use crate::report::Provenance;
 use crate::store::{self, ClaimState, Lookup, StageRecord, Status, Store, StoreError};
 use crate::train::{Backend, Progress};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How often a task looks at the store again while it waits.
 const POLL: Duration = Duration::from_millis(500);
+
+/// How often a task that still waits says so again.
+const RETELL: Duration = Duration::from_secs(60);
 
 /// What a batch of tasks did.
 #[derive(Debug, Default)]
@@ -56,12 +62,31 @@ pub fn run(
     let agreement = Agreement::join(store, TaskInfo::new(role, plan, provenance))?;
     let mut tally = Tally::default();
     let mut data: Option<Dataset> = None;
-    let total = stages.len();
-    for (i, stage) in stages.iter().enumerate() {
-        let mut told = false;
+    // A shard adopts a teacher whose shard is gone (crashed, never started, or stopped past the
+    // bound): the teacher goes first in the queue, before the stage that waited for it.
+    let mut queue: VecDeque<&Stage> = stages.iter().copied().collect();
+    let mut total = stages.len();
+    let mut started = 0;
+    'stages: while let Some(stage) = queue.pop_front() {
+        // A wait is told when it starts, then again every minute, with how long it has lasted.
+        let mut told: Option<(Instant, Instant)> = None;
         let mut say = |on_event: &mut dyn FnMut(Event), text: String| {
-            if !std::mem::replace(&mut told, true) {
-                on_event(Event::Note(text));
+            let now = Instant::now();
+            match &mut told {
+                None => {
+                    told = Some((now, now));
+                    on_event(Event::Note(text));
+                }
+                Some((since, last)) if now - *last >= RETELL => {
+                    *last = now;
+                    let waited = (now - *since).as_secs();
+                    on_event(Event::Note(format!(
+                        "{text} (for {}m{:02}s now)",
+                        waited / 60,
+                        waited % 60
+                    )));
+                }
+                Some(_) => {}
             }
         };
         // Since when the teacher waited for has been neither held nor (for a shard) its shard
@@ -103,18 +128,23 @@ pub fn run(
                         *unattended.get_or_insert_with(Instant::now)
                     };
                     if since.elapsed() >= wait_bound() {
-                        return Err(match (role, owner) {
-                            (Role::Shard { count, .. }, Some(k)) => SweepError::TeacherAbandoned {
+                        let (Role::Shard { count, .. }, Some(k), Some(t)) =
+                            (role, owner, plan.stage(&p))
+                        else {
+                            return Err(SweepError::TeacherMissing {
                                 stage: stage.id.to_string(),
                                 teacher: p.to_string(),
-                                shard: format!("shard {k}/{count}"),
-                                seconds: since.elapsed().as_secs(),
-                            },
-                            _ => SweepError::TeacherMissing {
-                                stage: stage.id.to_string(),
-                                teacher: p.to_string(),
-                            },
-                        });
+                            });
+                        };
+                        on_event(Event::Note(format!(
+                            "stage `{}` waited {} s for its teacher `{p}`, which no task holds, and shard {k}/{count} is not running: training the teacher here",
+                            stage.id,
+                            since.elapsed().as_secs()
+                        )));
+                        queue.push_front(stage);
+                        queue.push_front(t);
+                        total += 1;
+                        continue 'stages;
                     }
                     say(
                         on_event,
@@ -156,12 +186,20 @@ pub fn run(
                     store.log(
                         &stage.id,
                         claim.token(),
-                        &format!("start (took over from {holder})"),
+                        &format!(
+                            "start, claim {} (took over from {holder})",
+                            claim.generation()
+                        ),
                     );
                 }
-                None => store.log(&stage.id, claim.token(), "start"),
+                None => store.log(
+                    &stage.id,
+                    claim.token(),
+                    &format!("start, claim {}", claim.generation()),
+                ),
             }
-            on_event(Event::Start(stage, i + 1, total));
+            started += 1;
+            on_event(Event::Start(stage, started, total));
             let finished = stage::train_and_commit(
                 store,
                 &claim,
@@ -183,7 +221,13 @@ pub fn run(
                 // Taken over while this task trained (it was stopped past the stale time), or
                 // its checkpoints removed by the task that took over and committed: the stage is
                 // that task's; look again.
-                Err(e) if !claim.holds() => {
+                Err(e)
+                    if !claim.holds()
+                        || matches!(
+                            e,
+                            SweepError::Model(crate::train::TrainError::Abandoned { .. })
+                        ) =>
+                {
                     let holder = claim.holder_now();
                     store.log(
                         &stage.id,

@@ -1,197 +1,119 @@
-//! Per-stage claims: which process trains a stage, kept alive by a heartbeat so that a claim
-//! left by a killed task (on any machine sharing the store) is recognized and taken over by
-//! exactly one other task. docs/cluster.md states the protocol and what it needs from the file
+//! Per-stage claims: which process trains a stage, fenced by generations that only grow, so that
+//! a claim left by a killed or stopped task (on any machine sharing the store) is taken over by
+//! exactly one other task, and a holder that was paused past the stale time learns it lost the
+//! stage at its next epoch. docs/cluster.md states the protocol and what it needs from the file
 //! system; in short:
 //!
-//! - A claim is the file `stages/<id>/claim` holding a token unique to its holder
-//!   (`pid N on host [boot B ns P] #R`, `R` random). It is always written whole to a uniquely
-//!   named temporary file first: a fresh claim is made by hard-linking that file to `claim`
-//!   (which fails if `claim` exists: atomic on local file systems and NFS), a stale one is taken
-//!   over by renaming it onto `claim`. Either way the taker then reads `claim` back and holds the
-//!   stage only if it finds its own token ([`TAKEOVER_SETTLE`] after a rename, so that a
-//!   competing rename has landed by then).
-//! - The holder touches the file (its modification time) every [`heartbeat`]. A reader judges a
-//!   claim stale when it has watched the file (its modification time, size, inode and text)
-//!   stay the same for the whole stale time ([`stale_time`]) on its *own* monotonic clock: no two
-//!   machines' clocks are ever compared. A dead pid is only a hint, used where the holder's
-//!   boot id and pid namespace are the reader's (the same kernel and container).
-//! - A stage is committed only while its claim holds the committer's token ([`Claim::holds`]),
-//!   and a holder releases its claim by renaming it aside and deleting it only if it is its own.
-//!
-//! Long because it is one protocol: making, beating, reading and taking over a claim share
-//! their invariants, and splitting them would hide which step relies on which.
+//! - A stage's claims are the files `stages/<id>/claim.<g>`, `g` = 1, 2, ...; the newest
+//!   generation is the claim in force. Each holds a token unique to its holder (`pid N on host
+//!   [boot B ns P] #R`, `R` random), or `released by <token>`. A file is always written whole
+//!   under a unique name and hard-linked to its generation's name, which fails if the name
+//!   exists: of any number of takers of generation `g + 1`, exactly one creates it, whatever
+//!   their timing.
+//! - The holder of generation `g` holds the stage while `claim.<g+1>` does not exist; it
+//!   touches its file every [`heartbeat`] while its training makes progress (see
+//!   [`super::times`]). A reader judges a claim stale once it has watched it unchanged for the
+//!   stale time ([`super::watch`]), and takes it over by creating the next generation.
+//! - A stage is committed while its claim holds; after the commit the claims are removed (the
+//!   record then says the stage is done). A holder that stops without committing creates the
+//!   next generation as `released`, so the stage is free at once and no older holder can ever
+//!   read its own generation as the newest again.
 
-use super::{StoreError, hostname, io, write_atomic};
-use rand::{RngExt, SeedableRng};
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use super::times::{heartbeat, stale_time, stuck_time};
+use super::watch::{ClaimState, Look, Watch, dead_here, holder_label, look, token};
+use super::{StoreError, io};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, mpsc};
+use std::time::{Instant, SystemTime};
 
-/// The default stale time: a claim not touched for this long (as its reader watched it) belongs
-/// to a dead or stuck process. `KDGRID_CLAIM_STALE` (seconds) overrides it, for tests.
-pub const CLAIM_STALE: Duration = Duration::from_secs(120);
+/// What a released generation's file starts with.
+const RELEASED: &str = "released";
 
-/// The stale time in force: `KDGRID_CLAIM_STALE` (seconds, e.g. `1.5`) or [`CLAIM_STALE`].
-pub fn stale_time() -> Duration {
-    std::env::var("KDGRID_CLAIM_STALE")
-        .ok()
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(CLAIM_STALE, Duration::from_secs_f64)
-}
-
-/// How often a live claim is touched: six times per stale time.
-pub fn heartbeat() -> Duration {
-    stale_time() / 6
-}
-
-/// How long a taker waits after renaming its claim onto a stale one before reading it back, as
-/// a fraction of the stale time: longer than any other taker's gap between its last look at the
-/// stale claim and its own rename.
-pub const TAKEOVER_SETTLE: u32 = 8;
-
-/// A held claim on a stage; released (its file removed, if still ours) when dropped.
+/// A held claim on a stage; released when dropped (its files removed once the stage is
+/// committed, else the next generation written as released).
 #[derive(Debug)]
 pub struct Claim {
-    path: PathBuf,
+    dir: PathBuf,
+    generation: u64,
     token: String,
     shared: bool,
-    /// The holder this claim was taken over from (a stale claim), if any.
+    /// The holder of the stale claim this one replaced, if it was taken over.
     took_over: Option<String>,
-    /// Set by the heartbeat when it finds another token in the file.
+    /// Set by the heartbeat when it finds a newer generation.
     lost: Arc<AtomicBool>,
+    /// Set by the store's commit: the stage is done, its claims can go.
+    committed: AtomicBool,
+    /// Milliseconds since `born` of the last training progress.
+    progress: Arc<AtomicU64>,
+    born: Instant,
     /// Stops the heartbeat thread when dropped.
     stop: Option<mpsc::Sender<()>>,
     heartbeat: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What a stage's claim file says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimState {
-    /// A process holds it and is alive (or was heard from recently): its holder.
-    Live(String),
-    /// Its holder is gone: its holder.
-    Stale(String),
+/// The file of generation `g` of the claims in the stage folder `dir`.
+fn generation_path(dir: &Path, g: u64) -> PathBuf {
+    dir.join(format!("claim.{g}"))
 }
 
-/// One look at a file: what changes when its holder touches or replaces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Look {
-    pub(super) text: String,
-    modified: Option<SystemTime>,
-    len: u64,
-    ino: u64,
+/// Whether `path` exists (asked by name: on NFS a lookup goes to the server, where a folder
+/// listing may come from a cache). An error other than "not found" counts as existing: the
+/// caller then acts as if it lost, which costs time, never results.
+fn exists(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
-/// Reads `path` and its attributes through one open file (on NFS, the open revalidates the
-/// attributes with the server: close-to-open consistency); `None` when there is no file.
-pub(super) fn look(path: &Path) -> std::io::Result<Option<Look>> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+/// The newest claim generation in the stage folder `dir` (0 when there is none): the highest
+/// listed, then probed upward by name.
+pub(super) fn newest(dir: &Path) -> Result<u64, StoreError> {
+    let listed = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("claim.")?.parse().ok())
+            .max()
+            .unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io(dir)(e)),
     };
-    let meta = file.metadata()?;
-    let mut text = String::new();
-    // A file that is not text is nobody's token: it reads as empty, and stales like any other.
-    let _ = file.read_to_string(&mut text);
-    Ok(Some(Look {
-        text: text.trim().to_string(),
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        ino: std::os::unix::fs::MetadataExt::ino(&meta),
-    }))
-}
-
-/// A reader's memory of files it watches (claims, task announcements): the last look at each
-/// and when, on this process's monotonic clock, it last changed.
-#[derive(Debug, Default)]
-pub struct Watch {
-    seen: Mutex<HashMap<PathBuf, Seen>>,
-}
-
-#[derive(Debug)]
-struct Seen {
-    look: Look,
-    since: Instant,
-    /// Whether the file was seen to change at least once (its writer is known to be alive).
-    changed: bool,
-}
-
-/// What a watched file looked like, and for how long it has not changed.
-#[derive(Debug, Clone)]
-pub(super) struct Observed {
-    pub(super) look: Look,
-    /// Unchanged for this long, as far as this reader knows.
-    pub(super) unchanged: Duration,
-    /// Seen to change (touched or replaced) since this reader first looked.
-    pub(super) changed: bool,
-}
-
-impl Watch {
-    /// Looks at `path` and remembers it; `None` when there is no file.
-    pub(super) fn observe(&self, path: &Path) -> Result<Option<Observed>, StoreError> {
-        let now = Instant::now();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(look) = look(path).map_err(io(path))? else {
-            seen.remove(path);
-            return Ok(None);
-        };
-        let entry = seen.entry(path.to_path_buf()).or_insert_with(|| Seen {
-            look: look.clone(),
-            since: now,
-            changed: false,
-        });
-        if entry.look != look {
-            *entry = Seen {
-                look: look.clone(),
-                since: now,
-                changed: true,
-            };
-        }
-        Ok(Some(Observed {
-            look,
-            unchanged: now - entry.since,
-            changed: entry.changed,
-        }))
+    let mut g = listed;
+    while std::fs::symlink_metadata(generation_path(dir, g + 1)).is_ok() {
+        g += 1;
     }
-
-    /// Forgets `path`.
-    pub(super) fn forget(&self, path: &Path) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.remove(path);
-    }
-
-    /// The state of the claim at `path` as this reader has watched it: stale once unchanged for
-    /// the stale time, or at once when its holder is a dead process of this kernel and pid
-    /// namespace.
-    pub(super) fn claim(&self, path: &Path) -> Result<Option<(ClaimState, Look)>, StoreError> {
-        let Some(o) = self.observe(path)? else {
-            return Ok(None);
-        };
-        let holder = holder_label(&o.look.text);
-        let stale = o.unchanged >= stale_time() || dead_here(&o.look.text);
-        Ok(Some((
-            if stale {
-                ClaimState::Stale(holder)
-            } else {
-                ClaimState::Live(holder)
-            },
-            o.look,
-        )))
-    }
+    Ok(g)
 }
 
-/// The claim on stage `id` of the experiment folder `root`, if a claim file exists, from one
-/// look (for `kdgrid status`, which does not watch): stale when its holder is a dead process here,
-/// or when it was not touched for the stale time by this machine's clock (a hint only: takeovers
-/// never compare clocks).
+/// The claim in force in the stage folder `dir`, as `watch` has seen it: `None` when there is
+/// none or it was released.
+pub(super) fn seen(
+    dir: &Path,
+    watch: &Watch,
+) -> Result<Option<(u64, ClaimState, Look)>, StoreError> {
+    let g = newest(dir)?;
+    if g == 0 {
+        return Ok(None);
+    }
+    Ok(match watch.claim(&generation_path(dir, g))? {
+        Some((_, look)) if look.text.starts_with(RELEASED) => None,
+        Some((state, look)) => Some((g, state, look)),
+        None => None,
+    })
+}
+
+/// The claim on stage `id` of the experiment folder `root`, from one look (for `kdgrid
+/// status`, which does not watch): stale when its holder is a dead process here, or when it was
+/// not touched for the stale time by this machine's clock (a hint only: takeovers never compare
+/// clocks).
 pub fn claim_state(root: &Path, id: &crate::plan::StageId) -> Option<ClaimState> {
-    let path = root.join("stages").join(id.as_str()).join("claim");
-    let look = look(&path).ok()??;
+    let dir = root.join("stages").join(id.as_str());
+    let look = look(&generation_path(&dir, newest(&dir).ok()?)).ok()??;
+    if look.text.starts_with(RELEASED) {
+        return None;
+    }
     let age = look
         .modified
         .and_then(|t| SystemTime::now().duration_since(t).ok())
@@ -204,83 +126,12 @@ pub fn claim_state(root: &Path, id: &crate::plan::StageId) -> Option<ClaimState>
     })
 }
 
-/// `pid N on host` of a token (what `kdgrid status` shows).
-pub(super) fn holder_label(token: &str) -> String {
-    token
-        .split_once(" [")
-        .map_or(token, |(label, _)| label)
-        .trim()
-        .to_string()
-}
-
-/// This process's token: who it is, where (the kernel's boot id and the pid namespace, which
-/// together say whether a pid can be checked from here), and a random part no other process
-/// shares.
-pub(crate) fn token() -> String {
-    let (boot, ns) = place();
-    format!(
-        "pid {} on {} [boot {boot} ns {ns}] #{:016x}",
-        std::process::id(),
-        hostname(),
-        random_u64()
-    )
-}
-
-/// A random number, seeded from the time, the pid and a per-process counter.
-pub(crate) fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let seed = nanos
-        ^ (u64::from(std::process::id()) << 32)
-        ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed).random()
-}
-
-/// This kernel's boot id and this process's pid namespace.
-fn place() -> (String, String) {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let ns = std::fs::read_link("/proc/self/ns/pid")
-        .ok()
-        .and_then(|p| {
-            let p = p.to_string_lossy().into_owned();
-            Some(p.strip_prefix("pid:[")?.strip_suffix(']')?.to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    (boot, ns)
-}
-
-/// Whether `token` names a process of this kernel and pid namespace that no longer exists.
-fn dead_here(token: &str) -> bool {
-    let Some((pid, boot, ns)) = parse(token) else {
-        return false;
-    };
-    let (my_boot, my_ns) = place();
-    if boot != my_boot || ns != my_ns || my_boot == "unknown" || my_ns == "unknown" {
-        return false;
-    }
-    // SAFETY: signal 0 checks for existence and permission only; nothing is delivered.
-    let r = unsafe { libc::kill(pid, 0) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
-/// `pid N on host [boot B ns P] #R` → (N, B, P).
-fn parse(token: &str) -> Option<(i32, &str, &str)> {
-    let rest = token.strip_prefix("pid ")?;
-    let (pid, rest) = rest.split_once(" on ")?;
-    let (_, place) = rest.split_once(" [boot ")?;
-    let (boot, rest) = place.split_once(" ns ")?;
-    let (ns, _) = rest.split_once(']')?;
-    Some((pid.trim().parse().ok()?, boot, ns))
-}
-
 /// A file in `dir` holding `text`, under a name no other process uses.
-fn unique_file(dir: &Path, prefix: &str, text: &str) -> Result<tempfile::TempPath, StoreError> {
+pub(super) fn unique_file(
+    dir: &Path,
+    prefix: &str,
+    text: &str,
+) -> Result<tempfile::TempPath, StoreError> {
     let mut tmp = crate::atomic::as_umask_allows(
         tempfile::Builder::new().prefix(prefix).suffix(".tmp"),
         false,
@@ -293,91 +144,97 @@ fn unique_file(dir: &Path, prefix: &str, text: &str) -> Result<tempfile::TempPat
     Ok(tmp.into_temp_path())
 }
 
-/// Reads the token in `path` ("" when there is no file).
-fn token_in(path: &Path) -> String {
-    look(path)
-        .ok()
-        .flatten()
-        .map(|l| l.text)
-        .unwrap_or_default()
+/// Creates generation `g` in `dir` from the file `from`: true if this call created it, false
+/// if it existed. NFS may answer a retransmitted `link` with an error although the first one
+/// succeeded: the file's text then decides.
+fn create(from: &Path, dir: &Path, g: u64, text: &str) -> Result<bool, StoreError> {
+    let path = generation_path(dir, g);
+    match std::fs::hard_link(from, &path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => match look(&path) {
+            Ok(Some(l)) if l.text == text => Ok(true),
+            Ok(Some(_)) => Ok(false),
+            _ => Err(io(&path)(e)),
+        },
+    }
 }
 
 impl Claim {
-    /// Claims `path` for this process. `shared`: other processes may hold it (return `None`
-    /// then, and while a stale claim is being watched); otherwise this process holds the whole
-    /// store and simply writes the claim. `watch` remembers how long each claim has looked the
-    /// same.
+    /// Claims the stage whose folder is `dir` for this process. `shared`: other processes may
+    /// hold it (return `None` while a live one does); otherwise this process holds the whole
+    /// store and takes over whatever claim it finds. `watch` remembers how long each claim has
+    /// looked the same.
     pub(super) fn acquire(
-        path: &Path,
+        dir: &Path,
         shared: bool,
         watch: &Watch,
     ) -> Result<Option<Self>, StoreError> {
         let token = token();
-        if !shared {
-            write_atomic(path, format!("{token}\n").as_bytes())?;
-            return Ok(Some(Self::held(path, token, false, None)));
-        }
-        let dir = path.parent().unwrap_or(Path::new("."));
         let mine = unique_file(dir, ".claim-", &token)?;
-        // A few rounds: a claim released between our attempt and our look is tried again.
+        // A few rounds: a claim released or removed between two looks is tried again.
         for _ in 0..3 {
-            match std::fs::hard_link(&mine, path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match watch.claim(path)? {
-                        None => continue, // released meanwhile: try again
-                        Some((ClaimState::Live(_), _)) => return Ok(None),
-                        Some((ClaimState::Stale(holder), seen)) => {
-                            return Self::take_over(path, token, mine, watch, holder, &seen);
-                        }
-                    }
+            let g = newest(dir)?;
+            let mut took_over = None;
+            if g > 0 {
+                let path = generation_path(dir, g);
+                match watch.claim(&path)? {
+                    None => continue,
+                    Some((_, l)) if l.text.starts_with(RELEASED) => {}
+                    Some((ClaimState::Live(_), _)) if shared => return Ok(None),
+                    Some((ClaimState::Live(h) | ClaimState::Stale(h), _)) => took_over = Some(h),
                 }
-                // NFS may answer a retransmitted `link` with an error although the first one
-                // succeeded: the read-back below decides.
-                Err(e) => {
-                    if token_in(path) != token {
-                        return Err(io(path)(e));
-                    }
-                }
+                crate::fault::pause("claim-takeover");
+                watch.forget(&path);
             }
-            watch.forget(path);
-            return Ok((token_in(path) == token).then(|| Self::held(path, token, true, None)));
+            if !create(&mine, dir, g + 1, &token)? {
+                // Another task made that generation first: it holds the stage (or released it
+                // a moment ago: look again).
+                if shared {
+                    return Ok(None);
+                }
+                continue;
+            }
+            return Ok(Some(Self::held(dir, g + 1, token, shared, took_over)));
         }
         Ok(None)
     }
 
-    /// Renames `mine` onto the stale claim at `path` (if it still looks as `seen`), waits for
-    /// competing takers' renames to land, and holds the claim if it then holds our token.
-    fn take_over(
-        path: &Path,
+    fn held(
+        dir: &Path,
+        generation: u64,
         token: String,
-        mine: tempfile::TempPath,
-        watch: &Watch,
-        holder: String,
-        seen: &Look,
-    ) -> Result<Option<Self>, StoreError> {
-        // Touched or replaced since: not stale after all (or taken by another).
-        if look(path).map_err(io(path))?.as_ref() != Some(seen) {
-            return Ok(None);
-        }
-        mine.persist(path)
-            .map_err(|e| io(path)(std::io::Error::other(e.to_string())))?;
-        watch.forget(path);
-        std::thread::sleep(stale_time() / TAKEOVER_SETTLE);
-        Ok((token_in(path) == token).then(|| Self::held(path, token, true, Some(holder))))
-    }
-
-    fn held(path: &Path, token: String, shared: bool, took_over: Option<String>) -> Self {
+        shared: bool,
+        took_over: Option<String>,
+    ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(AtomicU64::new(0));
+        let born = Instant::now();
         let (stop, heartbeat) = if shared {
             let (tx, rx) = mpsc::channel::<()>();
-            let (file, mine, lost) = (path.to_path_buf(), token.clone(), Arc::clone(&lost));
+            let (dir, lost, progress) =
+                (dir.to_path_buf(), Arc::clone(&lost), Arc::clone(&progress));
             let handle = std::thread::spawn(move || {
+                let (own, next) = (
+                    generation_path(&dir, generation),
+                    generation_path(&dir, generation + 1),
+                );
                 while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(heartbeat()) {
-                    if !touch_if_mine(&file, &mine) {
+                    if exists(&next) {
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }
+                    // Liveness is progress: a holder stuck in one step stops beating, and its
+                    // claim goes stale for the others.
+                    let idle = born.elapsed().as_millis() as u64 - progress.load(Ordering::SeqCst);
+                    if idle as f64 / 1000.0 > stuck_time().as_secs_f64() {
+                        continue;
+                    }
+                    // A failed touch is retried at the next beat; readers only see a missed beat.
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(&own)
+                        .and_then(|f| f.set_modified(SystemTime::now()));
                 }
             });
             (Some(tx), Some(handle))
@@ -385,26 +242,49 @@ impl Claim {
             (None, None)
         };
         Self {
-            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            generation,
             token,
             shared,
             took_over,
             lost,
+            committed: AtomicBool::new(false),
+            progress,
+            born,
             stop,
             heartbeat,
         }
     }
 
-    /// Whether the claim file still holds this claim's token (always, for a store held alone).
+    /// Whether no newer generation replaced this claim (always, for a store held alone).
     pub fn holds(&self) -> bool {
-        !self.shared || (!self.lost.load(Ordering::SeqCst) && token_in(&self.path) == self.token)
+        !self.shared
+            || (!self.lost.load(Ordering::SeqCst)
+                && !exists(&generation_path(&self.dir, self.generation + 1)))
     }
 
-    /// Who holds the claim file now (`pid N on host`), or `nobody`.
+    /// Notes that the training of the stage made progress (a step, an evaluation).
+    pub fn progressed(&self) {
+        self.progress
+            .store(self.born.elapsed().as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Notes that the stage was committed: its claims are removed on release.
+    pub(super) fn committed(&self) {
+        self.committed.store(true, Ordering::SeqCst);
+    }
+
+    /// Who holds the stage now (`pid N on host`), or `nobody`.
     pub fn holder_now(&self) -> String {
-        match token_in(&self.path) {
-            t if t.is_empty() => "nobody".into(),
-            t => holder_label(&t),
+        let text = newest(&self.dir)
+            .ok()
+            .and_then(|g| look(&generation_path(&self.dir, g)).ok().flatten())
+            .map(|l| l.text)
+            .unwrap_or_default();
+        if text.is_empty() || text.starts_with(RELEASED) {
+            "nobody".into()
+        } else {
+            holder_label(&text)
         }
     }
 
@@ -417,26 +297,11 @@ impl Claim {
     pub fn token(&self) -> &str {
         &self.token
     }
-}
 
-/// Touches `path` if it holds `token`; false when it holds another token or is gone. The file
-/// is read and touched through one descriptor, so a claim renamed onto `path` meanwhile is not
-/// touched. Other errors (a network file system's hiccup) count as ours: the next beat retries.
-fn touch_if_mine(path: &Path, token: &str) -> bool {
-    let mut file = match std::fs::File::options().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
-    };
-    let mut text = String::new();
-    if file.read_to_string(&mut text).is_err() {
-        return true;
+    /// This claim's generation: the fencing token of `history.log` and of the commit.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
-    if text.trim() != token {
-        return false;
-    }
-    // A failed touch is retried at the next beat; readers only see a missed beat.
-    let _ = file.set_modified(SystemTime::now());
-    true
 }
 
 impl Drop for Claim {
@@ -445,26 +310,22 @@ impl Drop for Claim {
         if let Some(h) = self.heartbeat.take() {
             let _ = h.join();
         }
-        if !self.shared {
-            if token_in(&self.path) == self.token {
-                let _ = std::fs::remove_file(&self.path);
+        if self.committed.load(Ordering::SeqCst) {
+            // The record says the stage is done; its claims (and older versions' `claim`) go.
+            let newest = newest(&self.dir).unwrap_or(self.generation);
+            for g in 1..=newest.max(self.generation) {
+                let _ = std::fs::remove_file(generation_path(&self.dir, g));
             }
+            let _ = std::fs::remove_file(self.dir.join("claim"));
             return;
         }
-        // Renamed aside first, so that a claim another task renamed onto `claim` after our last
-        // look is not deleted: it is put back (only where no claim is now).
-        if self.lost.load(Ordering::SeqCst) || token_in(&self.path) != self.token {
-            return; // taken over: the claim is another task's
+        if !self.holds() {
+            return; // taken over: the stage is another task's
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let aside = dir.join(format!(".claim-released-{:016x}.tmp", random_u64()));
-        if std::fs::rename(&self.path, &aside).is_err() {
-            return;
+        let text = format!("{RELEASED} by {}", self.token);
+        if let Ok(file) = unique_file(&self.dir, ".claim-", &text) {
+            let _ = create(&file, &self.dir, self.generation + 1, &text);
         }
-        if token_in(&aside) != self.token {
-            let _ = std::fs::hard_link(&aside, &self.path);
-        }
-        let _ = std::fs::remove_file(&aside);
     }
 }
 
@@ -472,60 +333,92 @@ impl Drop for Claim {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_parse_and_label() {
-        let t = token();
-        let (pid, boot, ns) = parse(&t).unwrap();
-        assert_eq!(pid as u32, std::process::id());
-        assert_eq!((boot.to_string(), ns.to_string()), place());
-        assert!(holder_label(&t).starts_with("pid ") && !holder_label(&t).contains('['));
-        assert_ne!(t, token(), "each claim has its own token");
-        assert!(!dead_here(&t));
-        let dead = t.replacen(&format!("pid {pid} "), "pid 999999999 ", 1);
-        assert!(dead_here(&dead));
-        // Another kernel's (or namespace's) pid is not checked from here.
-        let elsewhere = dead.replace(&format!(" ns {ns}]"), " ns 1]");
-        assert!(!dead_here(&elsewhere));
-        assert!(!dead_here("pid 999999999 on old-host"));
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
     fn a_claim_is_taken_over_only_after_it_looked_the_same_for_the_stale_time() {
-        // SAFETY-free: this test alone sets the variable in this binary's store tests.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("claim");
         let watch = Watch::default();
-        let first = Claim::acquire(&path, true, &watch).unwrap().unwrap();
+        let first = Claim::acquire(dir.path(), true, &watch).unwrap().unwrap();
         assert!(first.holds());
-        assert!(Claim::acquire(&path, true, &watch).unwrap().is_none());
-        // Another machine's claim, never touched: live at first sight.
+        assert_eq!(first.generation(), 1);
+        assert!(Claim::acquire(dir.path(), true, &watch).unwrap().is_none());
         drop(first);
-        assert!(!path.exists(), "released");
-        std::fs::write(&path, "pid 1 on elsewhere [boot x ns 1] #1\n").unwrap();
+        // Released: the next generation says so, and the stage is free at once.
+        assert_eq!(file_names(dir.path()), ["claim.1", "claim.2"]);
+        assert!(
+            std::fs::read_to_string(dir.path().join("claim.2"))
+                .unwrap()
+                .starts_with("released by pid ")
+        );
+        let second = Claim::acquire(dir.path(), true, &watch).unwrap().unwrap();
+        assert_eq!(second.generation(), 3);
+        second.committed();
+        drop(second);
+        assert!(
+            file_names(dir.path()).is_empty(),
+            "a committed stage keeps no claim"
+        );
+        // Another machine's claim, never touched: live at first sight.
+        std::fs::write(
+            dir.path().join("claim.1"),
+            "pid 1 on elsewhere [boot x ns 1] #1\n",
+        )
+        .unwrap();
         assert!(matches!(
-            watch.claim(&path).unwrap(),
-            Some((ClaimState::Live(h), _)) if h == "pid 1 on elsewhere"
+            seen(dir.path(), &watch).unwrap(),
+            Some((1, ClaimState::Live(h), _)) if h == "pid 1 on elsewhere"
         ));
-        assert!(Claim::acquire(&path, true, &watch).unwrap().is_none());
+        assert!(Claim::acquire(dir.path(), true, &watch).unwrap().is_none());
     }
 
     #[test]
-    fn a_release_puts_back_a_claim_renamed_onto_ours() {
+    fn a_holder_loses_the_stage_to_the_next_generation_and_leaves_it_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("claim");
         let watch = Watch::default();
-        let claim = Claim::acquire(&path, true, &watch).unwrap().unwrap();
+        let claim = Claim::acquire(dir.path(), true, &watch).unwrap().unwrap();
+        // A taker made generation 2 while this holder was stopped.
         std::fs::write(
-            dir.path().join("other"),
+            dir.path().join("claim.2"),
             "pid 2 on elsewhere [boot x ns 1] #2\n",
         )
         .unwrap();
-        std::fs::rename(dir.path().join("other"), &path).unwrap();
         assert!(!claim.holds());
         assert_eq!(claim.holder_now(), "pid 2 on elsewhere");
         drop(claim);
-        assert_eq!(token_in(&path), "pid 2 on elsewhere [boot x ns 1] #2");
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+        assert_eq!(
+            file_names(dir.path()),
+            ["claim.1", "claim.2"],
+            "nothing released over it"
+        );
+        // Of two takers of one generation, one creates it.
+        let a = unique_file(dir.path(), ".claim-", "a").unwrap();
+        let b = unique_file(dir.path(), ".claim-", "b").unwrap();
+        assert!(create(&a, dir.path(), 3, "a").unwrap());
+        assert!(!create(&b, dir.path(), 3, "b").unwrap());
+        assert_eq!(newest(dir.path()).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_store_held_alone_takes_over_any_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("claim.4"),
+            "pid 1 on elsewhere [boot x ns 1] #1\n",
+        )
+        .unwrap();
+        let claim = Claim::acquire(dir.path(), false, &Watch::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.generation(), 5);
+        assert_eq!(claim.took_over_from(), Some("pid 1 on elsewhere"));
+        assert!(claim.holds());
     }
 }

@@ -89,8 +89,21 @@ pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
         .canonical_sha256
         .as_ref()
         .map(|c| *c == canonical_seal(&sealed.record));
+    let version = sealed.record.get("kdgrid_version").cloned();
     let record: StageRecord = match serde_json::from_value(sealed.record) {
         Ok(r) => r,
+        // Sealed, so written whole by a kdgrid that knew what it wrote: a newer one.
+        Err(e) if canonical_ok == Some(true) => {
+            return Err(StoreError::NewerRecord {
+                path,
+                version: version
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown")
+                    .to_string(),
+                message: e.to_string(),
+            });
+        }
         Err(e) => return corrupt(&path, format!("unreadable record: {e}")),
     };
     // Records written before the canonical seal carry only the struct one.
@@ -101,14 +114,42 @@ pub fn lookup(root: &Path, id: &StageId) -> Result<Lookup, StoreError> {
         return corrupt(&path, format!("holds stage `{}`", record.id));
     }
     if let Some(expected) = &record.model_sha256 {
-        let model = dir.join("model.bpk");
+        let name = record.model_file.as_deref().unwrap_or("model.bpk");
+        if !plain_name(name) {
+            return corrupt(
+                &path,
+                format!("names the weights file `{name}` outside its folder"),
+            );
+        }
+        let model = dir.join(name);
         match cached_digest(&model) {
             Ok(d) if &d == expected => {}
             Ok(_) => return corrupt(&model, "the weights do not match their checksum".into()),
-            Err(_) => return corrupt(&model, "the weights file is missing or unreadable".into()),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return corrupt(&model, "the weights file is missing".into());
+            }
+            // Unreadable is not corrupt: a permission or a network file system's error is
+            // reported, never trained over.
+            Err(e) => return Err(e),
         }
     }
     Ok(Lookup::Found(Box::new(record)))
+}
+
+/// A file name alone, with nothing that leaves the folder.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".."
+}
+
+/// The weights file of the committed stage in folder `dir`: the one its record names, else
+/// `model.bpk`.
+pub(super) fn weights_path(dir: &Path) -> PathBuf {
+    let named = std::fs::read(dir.join("record.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["record"]["model_file"].as_str().map(str::to_string))
+        .filter(|n| plain_name(n));
+    dir.join(named.as_deref().unwrap_or("model.bpk"))
 }
 
 /// [`file_digest`], remembered for the process by the file's size, mtime, inode and ctime: a

@@ -6,35 +6,45 @@
 //!   .lock                     held while a sweep runs (exclusive), or by stage tasks (shared)
 //!   tasks/<random>.json       one per running stage task: its plan digest and compute settings
 //!   stages/FORMAT             store layout version
-//!   stages/<id>/claim         token of the process training the stage (heartbeat: mtime)
+//!   stages/CLAIMS             the claims' stale and stuck times, agreed by every task
+//!   stages/<id>/claim.<g>     generation g of the stage's claim: its holder's token (heartbeat:
+//!                             mtime), or `released`; the newest is in force
 //!   stages/<id>/checkpoints/  epoch checkpoints of an unfinished stage
 //!   stages/<id>/history.log   who started, took over and committed the stage, one line each
-//!   stages/<id>/model.bpk     trained weights (renamed into place first)
-//!   stages/<id>/record.json   metrics and the weights' digest; its presence marks the stage done
+//!   stages/<id>/model-<sha256>.bpk  trained weights, named by their digest (linked first)
+//!   stages/<id>/model.bpk     the same file, for older kdgrid versions (linked after the record)
+//!   stages/<id>/record.json   metrics and the weights' file and digest; its presence marks the
+//!                             stage done (linked, never replaced while it checks out)
 //! ```
 //!
-//! Every file is written to a temporary file in the same folder and renamed into place, so a
-//! killed sweep leaves either a whole stage or none, and resumes where it stopped.
+//! Every file is written to a temporary file in the same folder and renamed or linked into
+//! place, so a killed sweep leaves either a whole stage or none, and resumes where it stopped.
 //!
 //! A local sweep holds the store alone. Stage tasks (Slurm array tasks, `run --shard`) share it,
-//! possibly from several machines over a network filesystem: each claims a stage ([`Claim`]: a
-//! uniquely named file linked or renamed onto `claim`, then read back), keeps the claim alive by
-//! touching it, and a claim its readers watched unchanged for the stale time is taken over.
-//! Should two tasks ever train one stage (one stopped for longer than the stale time, then
-//! resumed), nothing breaks: each writes its weights and checkpoints under names of its own, and
-//! only the task whose token the claim holds commits, checking it right before each rename.
+//! possibly from several machines over a network filesystem: each claims a stage ([`Claim`]: the
+//! next generation of its claim files, created by a hard link that only one taker can make),
+//! keeps the claim alive by touching it while its training progresses, and a claim its readers
+//! watched unchanged for the stale time is taken over by creating the next generation. A holder
+//! checks its generation at each epoch and before committing, and the commit itself cannot
+//! overwrite anything: weights go under their digest's name and the record is linked, so a task
+//! stopped at any instruction and resumed after another task committed the stage leaves that
+//! commit as it was ([`commit`]).
 
 mod claim;
+mod commit;
 pub mod gc;
 mod lookup;
 mod presence;
 mod record;
+mod times;
+mod watch;
 
-pub use claim::{CLAIM_STALE, Claim, ClaimState, claim_state, heartbeat, stale_time};
+pub use claim::{Claim, claim_state};
 pub use lookup::{Lookup, file_digest, lookup};
-use lookup::{Sealed, canonical_seal, seal};
 pub use presence::{Peer, Presence, presence_beat};
 pub use record::{StageRecord, Status};
+pub use times::{CLAIM_STALE, CLAIM_STUCK, Times, heartbeat, stale_time, stuck_time};
+pub use watch::ClaimState;
 
 use crate::plan::StageId;
 use fs2::FileExt;
@@ -122,6 +132,27 @@ pub enum StoreError {
         /// Who holds it now.
         holder: String,
     },
+    /// A record that checks out against its seal but that this version cannot read: a newer
+    /// kdgrid wrote it (a new status, a changed field). Never trained over.
+    #[error(
+        "stage record `{}` was written by kdgrid {version}, newer than this one ({}): {message}",
+        path.display(),
+        env!("CARGO_PKG_VERSION")
+    )]
+    #[diagnostic(
+        code(kdgrid::store::newer_record),
+        help(
+            "use that kdgrid (or a newer one) for this results folder; this one does not train over a record it cannot read"
+        )
+    )]
+    NewerRecord {
+        /// The record.
+        path: PathBuf,
+        /// The version the record names.
+        version: String,
+        /// What this version could not read.
+        message: String,
+    },
     /// Another process holds the store.
     #[error("results folder `{}` is in use by another kdgrid run ({holder})", path.display())]
     #[diagnostic(
@@ -143,7 +174,7 @@ pub struct Store {
     _lock: File,
     shared: bool,
     /// How long each claim and announcement looked the same, to this process.
-    watch: claim::Watch,
+    watch: watch::Watch,
 }
 
 /// A stage's weights, written under a name of this process's own and not yet in place: the
@@ -225,11 +256,12 @@ impl Store {
         if !check_format(&root)? {
             write_atomic(&stages.join("FORMAT"), format!("{FORMAT}\n").as_bytes())?;
         }
+        times::agree(&root)?;
         Ok(Self {
             root,
             _lock: lock,
             shared,
-            watch: claim::Watch::default(),
+            watch: watch::Watch::default(),
         })
     }
 
@@ -247,9 +279,10 @@ impl Store {
         self.root.join("stages").join(id.as_str())
     }
 
-    /// Where a stage's weights live.
+    /// Where a committed stage's weights live: the file its record names (`model.bpk` for
+    /// records that predate named weights, or when there is no readable record).
     pub fn model_path(&self, id: &StageId) -> PathBuf {
-        self.stage_dir(id).join("model.bpk")
+        lookup::weights_path(&self.stage_dir(id))
     }
 
     /// The committed record of a stage, checked against its seal and its weights' digest.
@@ -277,7 +310,7 @@ impl Store {
         if let Err(e) = save(&tmp) {
             return Ok(Err(e));
         }
-        crate::fault::check_write(&self.model_path(id)).map_err(io(&tmp))?;
+        crate::fault::check_write(&self.stage_dir(id).join("model.bpk")).map_err(io(&tmp))?;
         let sha256 = file_digest(&tmp)?;
         let bytes = std::fs::metadata(&tmp).map_err(io(&tmp))?.len();
         Ok(Ok(StagedModel {
@@ -299,16 +332,13 @@ impl Store {
     pub fn claim(&self, id: &StageId) -> Result<Option<Claim>, StoreError> {
         let dir = self.stage_dir(id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Claim::acquire(&dir.join("claim"), self.shared, &self.watch)
+        Claim::acquire(&dir, self.shared, &self.watch)
     }
 
     /// The claim on stage `id` as this process has watched it: live until it looked the same
     /// for the stale time (call it at each poll; the first look counts as live).
     pub fn claim_seen(&self, id: &StageId) -> Result<Option<ClaimState>, StoreError> {
-        Ok(self
-            .watch
-            .claim(&self.stage_dir(id).join("claim"))?
-            .map(|(state, _)| state))
+        Ok(claim::seen(&self.stage_dir(id), &self.watch)?.map(|(_, state, _)| state))
     }
 
     /// Announces this stage task (`info`: its plan and compute settings) until the returned
@@ -332,94 +362,6 @@ impl Store {
             .create(true)
             .open(&path)
             .and_then(|mut f| f.write_all(format!("{line} by {token}\n").as_bytes()));
-    }
-
-    /// Commits a stage's weights (`model`, from [`Store::save_model`]) and record, each renamed
-    /// into place only while `claim` still holds the stage; from then on the stage counts as
-    /// done. On a shared store a valid record already there is kept (another task committed
-    /// the stage); `Ok(false)` says so.
-    pub fn commit(
-        &self,
-        record: &StageRecord,
-        model: Option<StagedModel>,
-        claim: &Claim,
-    ) -> Result<bool, StoreError> {
-        let dir = self.stage_dir(&record.id);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let claim_path = dir.join("claim");
-        let lost = || StoreError::ClaimLost {
-            path: claim_path.clone(),
-            holder: claim.holder_now(),
-        };
-        // Another task committed the stage first: ours is not written.
-        let already_committed = |store: &Self| -> Result<bool, StoreError> {
-            let done = store.shared && matches!(store.lookup(&record.id)?, Lookup::Found(_));
-            if done {
-                store.log(
-                    &record.id,
-                    claim.token(),
-                    "commit refused: already committed",
-                );
-            }
-            Ok(done)
-        };
-        if already_committed(self)? {
-            return Ok(false);
-        }
-        let value = serde_json::to_value(record).expect("records serialize");
-        let sealed = Sealed {
-            sha256: seal(record),
-            canonical_sha256: Some(canonical_seal(&value)),
-            record: value,
-        };
-        let json = serde_json::to_vec_pretty(&sealed).expect("records serialize");
-        if let Some(model) = model {
-            if !claim.holds() {
-                return Err(lost());
-            }
-            let target = self.model_path(&record.id);
-            model
-                .file
-                .persist(&target)
-                .map_err(|e| io(&target)(e.error))?;
-        }
-        let path = dir.join("record.json");
-        if !self.shared {
-            write_atomic(&path, &json)?;
-        } else {
-            // Linked, not renamed: a record can appear once only, whatever else happens; the
-            // claim is checked right before, so a task that lost it meanwhile (stopped past the
-            // stale time) leaves the stage to the task that took it over.
-            let tmp = crate::atomic::as_umask_allows(
-                tempfile::Builder::new().prefix(".record").suffix(".tmp"),
-                false,
-            )
-            .tempfile_in(&dir)
-            .map_err(io(&dir))?;
-            tmp.as_file()
-                .write_all(&json)
-                .and_then(|_| crate::fault::check_write(&path))
-                .and_then(|_| tmp.as_file().sync_all())
-                .map_err(io(&path))?;
-            if !claim.holds() {
-                return Err(lost());
-            }
-            match std::fs::hard_link(tmp.path(), &path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if already_committed(self)? {
-                        return Ok(false);
-                    }
-                    // A corrupt record, trained again: replaced.
-                    tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
-                }
-                Err(e) => return Err(io(&path)(e)),
-            }
-        }
-        self.log(&record.id, claim.token(), "commit");
-        // Checkpoints are only for an unfinished stage.
-        let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
-        Ok(true)
     }
 }
 
@@ -445,6 +387,11 @@ pub fn check_format(root: &Path) -> Result<bool, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io(&path)(e)),
     }
+    .and_then(|known| {
+        // The claims' timing too, so that `status` judges claims as the tasks do.
+        times::read(root)?;
+        Ok(known)
+    })
 }
 
 /// Who holds the store of experiment folder `root` (`pid 123 on host`), if a run does.

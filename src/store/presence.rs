@@ -5,7 +5,8 @@
 //! teacher reads them to know whether the teacher's shard is still running. Liveness is judged
 //! as for claims: by watching a file change, on the reader's own clock.
 
-use super::claim::{Watch, heartbeat, random_u64, stale_time};
+use super::times::{heartbeat, stale_time};
+use super::watch::{Watch, random_u64};
 use super::{StoreError, io, write_atomic};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -30,6 +31,8 @@ pub struct Presence {
 /// Another task's announcement, as this reader has watched it.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// Its announcement's file.
+    pub path: PathBuf,
     /// What it announced.
     pub info: serde_json::Value,
     /// Seen to change since this reader first looked: its task is running.
@@ -113,6 +116,7 @@ pub(super) fn peers(root: &Path, own: &Path, watch: &Watch) -> Result<Vec<Peer>,
             continue;
         };
         peers.push(Peer {
+            path,
             info,
             confirmed: seen.changed,
             stale: seen.unchanged >= stale_time(),

@@ -77,6 +77,11 @@ pub struct StageRecord {
     /// SHA-256 of the saved weights file, checked whenever the stage is reused.
     #[serde(default)]
     pub model_sha256: Option<String>,
+    /// The weights file in the stage's folder, named by its digest (`model-<sha256>.bpk`);
+    /// absent in records that predate it, whose weights are `model.bpk`. `model.bpk` is kept as
+    /// a second name of the same file, for older kdgrid versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_file: Option<String>,
     /// SHA-256 of the initial weights' bits: equal for stages that share an init seed and
     /// architecture.
     #[serde(default)]

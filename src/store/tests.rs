@@ -1,6 +1,7 @@
 //! The store's own tests: locks, record seals across versions, formats.
 
 use super::*;
+use lookup::{Sealed, canonical_seal, seal};
 use serde::{Deserialize, Serialize};
 
 #[test]
@@ -147,4 +148,201 @@ fn weights_rewritten_in_place_with_the_same_size_read_as_corrupt_after_a_cached_
     tick();
     std::fs::write(&model, b"weights-1").unwrap();
     assert!(found(&store));
+}
+
+/// Stages `bytes` as a stage's weights.
+fn staged(store: &Store, id: &StageId, bytes: &[u8]) -> StagedModel {
+    store
+        .save_model(id, |p| std::fs::write(p, bytes))
+        .unwrap()
+        .unwrap()
+}
+
+fn trained(id: &StageId, model: &StagedModel) -> StageRecord {
+    StageRecord {
+        status: Status::Ok,
+        error: None,
+        model_sha256: Some(model.sha256.clone()),
+        model_bytes: Some(model.bytes),
+        ..record(id.as_str())
+    }
+}
+
+#[test]
+fn weights_go_under_their_digest_and_model_bpk_names_the_same_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "x").unwrap();
+    let (id, path) = stage(&store, "00000000000000ab");
+    let model = staged(&store, &id, b"weights");
+    let r = trained(&id, &model);
+    let claim = store.claim(&id).unwrap().unwrap();
+    assert!(store.commit(&r, Some(model), &claim).unwrap());
+    drop(claim);
+    let named = store.model_path(&id);
+    let sha = r.model_sha256.clone().unwrap();
+    assert_eq!(
+        named.file_name().unwrap().to_str().unwrap(),
+        format!("model-{sha}.bpk")
+    );
+    let legacy = store.stage_dir(&id).join("model.bpk");
+    assert_eq!(
+        std::fs::metadata(&named).unwrap().ino(),
+        std::fs::metadata(&legacy).unwrap().ino(),
+        "model.bpk is a second name of the weights, for older versions"
+    );
+    assert!(matches!(
+        lookup(store.root(), &id).unwrap(),
+        Lookup::Found(_)
+    ));
+    // Older versions read `model.bpk` and the struct seal; both check out.
+    let sealed: Sealed = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(sealed.record["model_file"], format!("model-{sha}.bpk"));
+    // A committed stage keeps no claim file.
+    let left: Vec<String> = std::fs::read_dir(store.stage_dir(&id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("claim") || n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_task_that_lost_its_claim_or_was_beaten_to_the_commit_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_shared(dir.path(), "x").unwrap();
+    let b = Store::open_shared(dir.path(), "x").unwrap();
+    let (id, path) = stage(&a, "00000000000000ac");
+    let ours = a.claim(&id).unwrap().unwrap();
+    let a_model = staged(&a, &id, b"weights of a");
+    // B takes the stage over (A was stopped past the stale time) and commits it.
+    let theirs = Claim::acquire(&b.stage_dir(&id), false, &watch::Watch::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.generation(), 2);
+    assert!(!ours.holds());
+    let b_model = staged(&b, &id, b"weights of b");
+    let b_record = trained(&id, &b_model);
+    assert!(b.commit(&b_record, Some(b_model), &theirs).unwrap());
+    drop(theirs);
+    let committed = std::fs::read(&path).unwrap();
+    // A resumes: its claim is gone with the commit, yet the record stands.
+    let a_record = trained(&id, &a_model);
+    assert!(!a.commit(&a_record, Some(a_model), &ours).unwrap());
+    drop(ours);
+    assert_eq!(std::fs::read(&path).unwrap(), committed);
+    match lookup(a.root(), &id).unwrap() {
+        Lookup::Found(r) => assert_eq!(r.model_sha256, b_record.model_sha256),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        file_digest(&a.stage_dir(&id).join("model.bpk")).unwrap(),
+        b_record.model_sha256.clone().unwrap()
+    );
+    let weights: Vec<String> = std::fs::read_dir(a.stage_dir(&id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("model"))
+        .collect();
+    assert_eq!(
+        weights.len(),
+        2,
+        "B's weights under two names, none of A's: {weights:?}"
+    );
+}
+
+#[test]
+fn a_lost_claim_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_shared(dir.path(), "x").unwrap();
+    let (id, path) = stage(&store, "00000000000000ad");
+    let claim = store.claim(&id).unwrap().unwrap();
+    std::fs::write(
+        store.stage_dir(&id).join("claim.2"),
+        "pid 2 on elsewhere [boot x ns 1] #2\n",
+    )
+    .unwrap();
+    let model = staged(&store, &id, b"weights");
+    let r = trained(&id, &model);
+    assert!(matches!(
+        store.commit(&r, Some(model), &claim),
+        Err(StoreError::ClaimLost { holder, .. }) if holder == "pid 2 on elsewhere"
+    ));
+    assert!(!path.exists());
+    assert!(!store.stage_dir(&id).join("model.bpk").exists());
+}
+
+#[test]
+fn a_sealed_record_this_version_cannot_read_is_refused_not_trained_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "x").unwrap();
+    let (id, path) = stage(&store, "00000000000000ae");
+    let claim = store.claim(&id).unwrap().unwrap();
+    store.commit(&record(id.as_str()), None, &claim).unwrap();
+    drop(claim);
+    // A newer kdgrid's record: a status this version does not know, sealed.
+    let mut sealed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    sealed["record"]["status"] = serde_json::json!("preempted");
+    sealed["record"]["kdgrid_version"] = serde_json::json!("9.0.0");
+    sealed["canonical_sha256"] = serde_json::json!(canonical_seal(&sealed["record"]));
+    std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+    match lookup(store.root(), &id) {
+        Err(e @ StoreError::NewerRecord { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("kdgrid 9.0.0") && text.contains("record.json"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same edit without a matching seal is damage: corrupt.
+    sealed["canonical_sha256"] = serde_json::json!("00");
+    std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+    assert!(matches!(
+        lookup(store.root(), &id).unwrap(),
+        Lookup::Corrupt { .. }
+    ));
+}
+
+#[test]
+fn unreadable_weights_are_an_error_and_a_corrupt_record_is_kept_beside_its_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "x").unwrap();
+    let (id, path) = stage(&store, "00000000000000af");
+    let model = staged(&store, &id, b"weights");
+    let r = trained(&id, &model);
+    let claim = store.claim(&id).unwrap().unwrap();
+    store.commit(&r, Some(model), &claim).unwrap();
+    drop(claim);
+    // Unreadable (here: not a file; on NFS, EIO or ESTALE): reported with its path.
+    let named = store.model_path(&id);
+    std::fs::rename(&named, dir.path().join("kept")).unwrap();
+    std::fs::create_dir(&named).unwrap();
+    match lookup(store.root(), &id) {
+        Err(StoreError::Io { path, .. }) => assert_eq!(path, named),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir(&named).unwrap();
+    assert!(matches!(
+        lookup(store.root(), &id).unwrap(),
+        Lookup::Corrupt { .. }
+    ));
+    // Trained again: the damaged record is moved aside, not deleted.
+    let old = std::fs::read(&path).unwrap();
+    let model = staged(&store, &id, b"weights again");
+    let again = trained(&id, &model);
+    let claim = store.claim(&id).unwrap().unwrap();
+    assert!(store.commit(&again, Some(model), &claim).unwrap());
+    assert!(
+        matches!(lookup(store.root(), &id).unwrap(), Lookup::Found(r) if r.model_sha256 == again.model_sha256)
+    );
+    let aside: Vec<_> = std::fs::read_dir(store.stage_dir(&id))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("record.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), old);
 }

@@ -46,7 +46,10 @@ pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
 /// Trains `stage` on `data`, distilling from `teacher` when the stage has one and starting
 /// from `init`'s layers when it says so (`init-from`). `on_progress` sees each step and each epoch's metrics as they come. With `checkpoints`, the
 /// run resumes from the last epoch committed there and commits every `every`-th epoch (see
-/// `checkpoint.rs`); the result is bit-identical to an uninterrupted run.
+/// `checkpoint.rs`); the result is bit-identical to an uninterrupted run. After each epoch,
+/// `keep` says whether this process still holds the stage: if not, training stops at once
+/// ([`TrainError::Abandoned`]).
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     stage: &Stage,
     data: &Dataset,
@@ -54,6 +57,7 @@ pub fn train(
     init: Option<&Net>,
     backend: &Backend,
     checkpoints: Option<(&Path, usize)>,
+    keep: &dyn Fn() -> bool,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained, TrainError> {
     crate::fault::check_panic("panic", &stage.model);
@@ -70,6 +74,11 @@ pub fn train(
     for epoch in first..=stage.training.epochs {
         let metrics = run.epoch(epoch, on_progress)?;
         on_progress(Progress::Epoch(&metrics));
+        crate::fault::pause("epoch");
+        crate::fault::stall("epoch");
+        if !keep() {
+            return Err(TrainError::Abandoned { epoch });
+        }
         if let Some((dir, every)) = checkpoints
             && epoch < stage.training.epochs
             && epoch % every.max(1) == 0

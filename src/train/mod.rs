@@ -125,6 +125,13 @@ pub enum TrainError {
         /// The panic's message.
         message: String,
     },
+    /// Another process took the stage over while this one trained it (this one was stopped
+    /// past the claims' stale time): training stopped after `epoch`.
+    #[error("stopped after epoch {epoch}: another task took the stage over")]
+    Abandoned {
+        /// The last epoch trained here.
+        epoch: usize,
+    },
     /// A teacher's weights could not be read or a model could not be written.
     #[error("model file `{}`: {message}", path.display())]
     ModelFile {

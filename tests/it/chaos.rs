@@ -140,9 +140,10 @@ impl Slot {
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
-            .any(|e| {
-                std::fs::read_to_string(e.path().join("claim")).is_ok_and(|t| t.starts_with(&mine))
-            })
+            .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten())
+            .filter_map(Result::ok)
+            .filter(|c| c.file_name().to_string_lossy().starts_with("claim."))
+            .any(|c| std::fs::read_to_string(c.path()).is_ok_and(|t| t.starts_with(&mine)))
     }
 
     fn run(self) {
@@ -207,7 +208,7 @@ fn eight_workers_killed_and_stopped_at_random_commit_every_stage_once() {
         let dir = results.join("chaos/stages").join(id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
-            dir.join("claim"),
+            dir.join("claim.1"),
             format!("pid {} on ghost-{k} [boot none ns 0] #{k}\n", 100 + k),
         )
         .unwrap();

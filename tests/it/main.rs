@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod data;
 mod faults;
+mod fencing;
 mod fuzz;
 mod gc;
 mod house;

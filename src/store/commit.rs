@@ -1,0 +1,182 @@
+//! Committing a stage: the one step after which it counts as done, built so that no timing of
+//! any number of paused and resumed tasks can overwrite a commit.
+//!
+//! 1. The weights are hard-linked under their digest's name, `model-<sha256>.bpk`: a file of
+//!    that name holds those bytes whoever wrote it, so linking never replaces anything.
+//! 2. The record, naming that file and its digest, is hard-linked to `record.json`, which fails
+//!    if a record exists: the first commit stands. A record already there that checks out is
+//!    another task's commit (ours is dropped); one that does not is moved aside
+//!    (`record.json.corrupt-<hex>`) and ours linked in its place.
+//! 3. Only then is `model.bpk` made a second name of the weights, for older kdgrid versions; a
+//!    different `model.bpk` there (weights of a corrupt commit) is moved aside first.
+//!
+//! The claim is checked before each of the first two steps; a task that lost it commits
+//! nothing. A task that passed the check and then paused until another task took the stage over
+//! can still win step 2 if the other has not committed yet: the stage is then committed once,
+//! with the weights of whichever task linked its record, and the other finds it committed.
+
+use super::lookup::{Sealed, canonical_seal, seal};
+use super::watch::random_u64;
+use super::{Claim, Lookup, StageRecord, StagedModel, Store, StoreError, io};
+use std::io::Write;
+use std::path::Path;
+
+/// The name of weights with digest `sha256`.
+pub(super) fn weights_name(sha256: &str) -> String {
+    format!("model-{sha256}.bpk")
+}
+
+impl Store {
+    /// Commits a stage's weights (`model`, from [`Store::save_model`]) and record while `claim`
+    /// holds the stage; from then on the stage counts as done. On a shared store a valid record
+    /// already there is kept (another task committed the stage): `Ok(false)` says so. A store
+    /// held alone replaces a valid record (`run --retry-failed` trains failed stages again).
+    pub fn commit(
+        &self,
+        record: &StageRecord,
+        model: Option<StagedModel>,
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
+        let dir = self.stage_dir(&record.id);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let lost = || StoreError::ClaimLost {
+            path: dir.join(format!("claim.{}", claim.generation() + 1)),
+            holder: claim.holder_now(),
+        };
+        let refused = |store: &Self| {
+            store.log(
+                &record.id,
+                claim.token(),
+                "commit refused: already committed",
+            );
+            Ok(false)
+        };
+        if self.shared && matches!(self.lookup(&record.id)?, Lookup::Found(_)) {
+            return refused(self);
+        }
+        if !claim.holds() {
+            return Err(lost());
+        }
+        crate::fault::pause("commit");
+        let mut record = record.clone();
+        let weights = match model {
+            Some(m) => Some(place_weights(&dir, m)?),
+            None => None,
+        };
+        record.model_file = weights.as_ref().map(|w| w.name.clone());
+        let value = serde_json::to_value(&record).expect("records serialize");
+        let sealed = Sealed {
+            sha256: seal(&record),
+            canonical_sha256: Some(canonical_seal(&value)),
+            record: value,
+        };
+        let json = serde_json::to_vec_pretty(&sealed).expect("records serialize");
+        let path = dir.join("record.json");
+        let tmp = crate::atomic::as_umask_allows(
+            tempfile::Builder::new().prefix(".record").suffix(".tmp"),
+            false,
+        )
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?;
+        tmp.as_file()
+            .write_all(&json)
+            .and_then(|_| crate::fault::check_write(&path))
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(io(&path))?;
+        let drop_weights = |w: Option<Placed>| {
+            if let Some(w) = w.filter(|w| w.created) {
+                let _ = std::fs::remove_file(dir.join(&w.name));
+            }
+        };
+        if !claim.holds() {
+            drop_weights(weights);
+            return Err(lost());
+        }
+        loop {
+            match std::fs::hard_link(tmp.path(), &path) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    match self.lookup(&record.id)? {
+                        Lookup::Found(_) if self.shared => {
+                            drop_weights(weights);
+                            return refused(self);
+                        }
+                        Lookup::Found(_) => {
+                            tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+                            break;
+                        }
+                        // Kept beside the stage trained again, for whoever wants to look.
+                        _ => aside(&path, "corrupt")?,
+                    }
+                }
+                // NFS may answer a retransmitted `link` with an error although the first one
+                // succeeded: the file then holds our bytes.
+                Err(e) => {
+                    if std::fs::read(&path).ok().as_deref() != Some(&json[..]) {
+                        return Err(io(&path)(e));
+                    }
+                    break;
+                }
+            }
+        }
+        claim.committed();
+        if let Some(w) = &weights {
+            legacy_name(&dir, &w.name, &w.sha256)?;
+        }
+        self.log(&record.id, claim.token(), "commit");
+        // Checkpoints are only for an unfinished stage.
+        let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+        Ok(true)
+    }
+}
+
+/// Weights linked under their digest's name.
+struct Placed {
+    name: String,
+    sha256: String,
+    /// Whether this commit created the name (else the same bytes were there already).
+    created: bool,
+}
+
+fn place_weights(dir: &Path, model: StagedModel) -> Result<Placed, StoreError> {
+    let name = weights_name(&model.sha256);
+    let path = dir.join(&name);
+    let created = match std::fs::hard_link(&model.file, &path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(io(&path)(e)),
+    };
+    Ok(Placed {
+        name,
+        sha256: model.sha256,
+        created,
+    })
+}
+
+/// Moves `path` aside as `<name>.<why>-<hex>`.
+fn aside(path: &Path, why: &str) -> Result<(), StoreError> {
+    let mut target = path.as_os_str().to_owned();
+    target.push(format!(".{why}-{:016x}", random_u64()));
+    match std::fs::rename(path, &target) {
+        Ok(()) => Ok(()),
+        // Moved by another task meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Makes `model.bpk` a second name of the committed weights `name`, for kdgrid versions that
+/// read only that name; a `model.bpk` with other bytes is moved aside first.
+fn legacy_name(dir: &Path, name: &str, sha256: &str) -> Result<(), StoreError> {
+    let legacy = dir.join("model.bpk");
+    if legacy.exists() {
+        if super::file_digest(&legacy).is_ok_and(|d| d == sha256) {
+            return Ok(());
+        }
+        aside(&legacy, "replaced")?;
+    }
+    let tmp = dir.join(format!(".model-link-{:016x}.tmp", random_u64()));
+    std::fs::hard_link(dir.join(name), &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &legacy))
+        .map_err(io(&legacy))
+}
