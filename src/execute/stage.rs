@@ -58,7 +58,14 @@ pub fn train_and_commit(
             teacher,
             init,
             backend,
-            Some((&checkpoints, stage.training.checkpoint_every)),
+            // On a shared store the last epoch is kept too: a task that takes the stage over
+            // from a holder stopped or killed after its last epoch evaluates and commits
+            // rather than training the stage again.
+            Some((
+                &checkpoints,
+                stage.training.checkpoint_every,
+                store.is_shared(),
+            )),
             &keep,
             on_progress,
         )

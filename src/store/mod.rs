@@ -265,6 +265,11 @@ impl Store {
         })
     }
 
+    /// Whether other processes may share the store (stage tasks).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     /// The experiment folder.
     pub fn root(&self) -> &Path {
         &self.root

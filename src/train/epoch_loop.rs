@@ -44,9 +44,10 @@ pub fn steps_per_epoch(stage: &Stage, train: usize) -> usize {
 }
 
 /// Trains `stage` on `data`, distilling from `teacher` when the stage has one and starting
-/// from `init`'s layers when it says so (`init-from`). `on_progress` sees each step and each epoch's metrics as they come. With `checkpoints`, the
-/// run resumes from the last epoch committed there and commits every `every`-th epoch (see
-/// `checkpoint.rs`); the result is bit-identical to an uninterrupted run. After each epoch,
+/// from `init`'s layers when it says so (`init-from`). `on_progress` sees each step and each
+/// epoch's metrics as they come. With `checkpoints` (`dir`, `every`, `last`), the run resumes
+/// from the last epoch committed there and commits every `every`-th epoch, and the last one
+/// too when `last` (see `checkpoint.rs`); the result is bit-identical to an uninterrupted run. After each epoch,
 /// `keep` says whether this process still holds the stage: if not, training stops at once
 /// ([`TrainError::Abandoned`]).
 #[allow(clippy::too_many_arguments)]
@@ -56,7 +57,7 @@ pub fn train(
     teacher: Option<&Teacher>,
     init: Option<&Net>,
     backend: &Backend,
-    checkpoints: Option<(&Path, usize)>,
+    checkpoints: Option<(&Path, usize, bool)>,
     keep: &dyn Fn() -> bool,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained, TrainError> {
@@ -69,22 +70,25 @@ pub fn train(
     }
     // A checkpoint that cannot be read costs time, not results: the stage starts over.
     let resumed_from =
-        checkpoints.and_then(|(dir, _)| checkpoint::resume(dir, &mut run).ok().flatten());
+        checkpoints.and_then(|(dir, ..)| checkpoint::resume(dir, &mut run).ok().flatten());
     let first = resumed_from.map_or(1, |e| e + 1);
     for epoch in first..=stage.training.epochs {
         let metrics = run.epoch(epoch, on_progress)?;
-        on_progress(Progress::Epoch(&metrics));
         crate::fault::pause("epoch");
         crate::fault::stall("epoch");
-        if !keep() {
-            return Err(TrainError::Abandoned { epoch });
-        }
-        if let Some((dir, every)) = checkpoints
-            && epoch < stage.training.epochs
-            && epoch % every.max(1) == 0
+        if let Some((dir, every, last)) = checkpoints
+            && (epoch < stage.training.epochs && epoch % every.max(1) == 0
+                || last && epoch == stage.training.epochs)
         {
             checkpoint::save(dir, epoch, &run)?;
         }
+        // Checked after the checkpoint and before the epoch is reported: an epoch reported was
+        // trained by the holder, and one trained by a holder that lost the stage meanwhile is
+        // at most kept as a checkpoint (the same bits the new holder computes).
+        if !keep() {
+            return Err(TrainError::Abandoned { epoch });
+        }
+        on_progress(Progress::Epoch(&metrics));
     }
     let mut trained = run.finish(start.elapsed().as_secs_f64());
     trained.resumed_from = resumed_from;

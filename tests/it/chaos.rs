@@ -3,8 +3,9 @@
 //! (SIGSTOP) for longer than the stale time so that its claims go stale and are taken over
 //! while it sleeps, at seeded random moments, and restarted; a few claims of machines that
 //! never answer are planted too. Every stage must be committed exactly once (its `history.log`
-//! counts the starts and the commits), none left undone, and the tables must equal a local
-//! run's bit for bit.
+//! counts the starts and the commits), trained to its last epoch at most once by processes not
+//! killed afterwards (the workers' own logs show each epoch), none left undone, and the tables
+//! must equal a local run's bit for bit.
 //!
 //! `KDGRID_CHAOS_SEED` replays another seed; `KDGRID_CHAOS_DIR` puts the shared store under
 //! another folder, e.g. an NFS mount made by hand (no script mounts one yet: issue 33).
@@ -20,6 +21,29 @@ use std::time::{Duration, Instant};
 
 /// The stale time the workers run with (seconds): stale claims are taken over quickly.
 const STALE: f64 = 1.5;
+
+/// The lines the test writes in a worker's log before each process and after a kill.
+const START: &str = "=== chaos: process started";
+const KILLED: &str = "=== chaos: process killed";
+
+/// How many times each stage was trained to its last epoch (`epoch 3/3` in the workers' own
+/// logs) by a process that was not killed afterwards.
+fn trained_to_the_end(logs: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for entry in std::fs::read_dir(logs).unwrap().filter_map(Result::ok) {
+        let log = std::fs::read_to_string(entry.path()).unwrap();
+        for process in log.split(START) {
+            if process.contains(KILLED) {
+                continue; // a holder that really died: its stage is trained again
+            }
+            for line in process.lines().filter(|l| l.contains(": epoch 3/3: ")) {
+                let id = line.split(' ').next().unwrap().to_string();
+                *counts.entry(id).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
 
 /// TINY with 8 seeds (40 stages), less data and 3 epochs.
 fn study() -> String {
@@ -62,7 +86,19 @@ fn done(results: &Path, id: &str) -> bool {
 }
 
 impl Slot {
+    /// Appends a line of this test's own to the worker's log.
+    fn mark(&self, line: &str) {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        writeln!(log, "{line}").unwrap();
+    }
+
     fn spawn(&self, args: &[&str]) -> Child {
+        self.mark(START);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -117,6 +153,7 @@ impl Slot {
                 *budget -= 1;
                 child.kill().unwrap(); // SIGKILL: no cleanup runs
                 child.wait().unwrap();
+                self.mark(KILLED);
                 self.kills.fetch_add(1, Ordering::SeqCst);
                 return false;
             } else if roll < 0.7 {
@@ -154,7 +191,7 @@ impl Slot {
             Work::Shard(m, n) => loop {
                 assert!(Instant::now() < deadline, "shard {m}/{n} never finished");
                 let shard = format!("{m}/{n}");
-                let child = self.spawn(&["run", "--quiet", "--shard", &shard]);
+                let child = self.spawn(&["run", "--shard", &shard]);
                 if self.disturb(child, &mut rng, &mut budget) {
                     return;
                 }
@@ -166,7 +203,7 @@ impl Slot {
                         if done(&self.results, id) {
                             continue;
                         }
-                        let child = self.spawn(&["run-stage", "--quiet", "--stage", id]);
+                        let child = self.spawn(&["run-stage", "--stage", id]);
                         // A student before its teacher fails after twice the stale time: retried
                         // on the next round.
                         self.disturb(child, &mut rng, &mut budget);
@@ -266,6 +303,16 @@ fn eight_workers_killed_and_stopped_at_random_commit_every_stage_once() {
         );
         assert!(done(&results, id), "stage {id} is not done (seed {seed})");
         starts.insert(id.clone(), count("start"));
+    }
+    // Trained to the end once: a holder stopped past the stale time stops at its next epoch, and
+    // one stopped after its last epoch leaves a checkpoint its successor evaluates and commits.
+    let ends = trained_to_the_end(logs.path());
+    for id in &ids {
+        let n = ends.get(id).copied().unwrap_or(0);
+        assert!(
+            n <= 1,
+            "stage {id} (seed {seed}) was trained to its last epoch {n} times by processes that lived on"
+        );
     }
     let restarted = starts.values().filter(|&&n| n > 1).count();
     let histories: Vec<String> = ids

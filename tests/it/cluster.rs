@@ -205,9 +205,13 @@ fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
         "{status}"
     );
     assert!(line(&ids[0]).contains("pending"), "{status}");
+    // The first task to open the store sets its stale time for every later one: 1 s here.
     let out = stdout(
-        &ws.kdgrid(&["run-stage", "--quiet", "--stage", &ids[0]])
-            .success(),
+        &ws.kdgrid_env(
+            &["run-stage", "--quiet", "--stage", &ids[0]],
+            &[("KDGRID_CLAIM_STALE", "1")],
+        )
+        .success(),
     );
     assert!(out.contains("trained"), "{out}");
     let claims: Vec<_> = std::fs::read_dir(stages.join(&ids[0]))
