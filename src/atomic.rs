@@ -5,7 +5,7 @@
 
 use std::fs::{File, Permissions};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// `builder` made to create what a plain `open` or `mkdir` would: mode 0666 (files) or 0777
@@ -39,6 +39,17 @@ pub fn write_with(
     write(tmp.as_file_mut())
         .and_then(|_| crate::fault::check_write(path))
         .and_then(|_| tmp.as_file_mut().sync_all())?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let ino = tmp.as_file().metadata()?.ino();
+    match tmp.persist(path) {
+        Ok(_) => Ok(()),
+        // NFS may answer a retransmitted `rename` with "not found" although the first one
+        // succeeded: the file in place is then ours.
+        Err(e)
+            if e.error.kind() == std::io::ErrorKind::NotFound
+                && std::fs::metadata(path).is_ok_and(|m| m.ino() == ino) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.error),
+    }
 }

@@ -185,7 +185,7 @@ pub fn run(
                     )));
                     store.log(
                         &stage.id,
-                        claim.token(),
+                        &claim,
                         &format!(
                             "start, claim {} (took over from {holder})",
                             claim.generation()
@@ -194,7 +194,7 @@ pub fn run(
                 }
                 None => store.log(
                     &stage.id,
-                    claim.token(),
+                    &claim,
                     &format!("start, claim {}", claim.generation()),
                 ),
             }
@@ -229,11 +229,7 @@ pub fn run(
                         ) =>
                 {
                     let holder = claim.holder_now();
-                    store.log(
-                        &stage.id,
-                        claim.token(),
-                        &format!("lost the claim to {holder}"),
-                    );
+                    store.log(&stage.id, &claim, &format!("lost the claim to {holder}"));
                     let why = match &e {
                         SweepError::Store(StoreError::ClaimLost { .. }) => String::new(),
                         e => format!(" ({e})"),

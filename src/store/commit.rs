@@ -17,7 +17,7 @@
 
 use super::lookup::{Sealed, canonical_seal, seal};
 use super::watch::random_u64;
-use super::{Claim, Lookup, StageRecord, StagedModel, Store, StoreError, io};
+use super::{Claim, Lookup, StageRecord, StagedModel, Status, Store, StoreError, io};
 use std::io::Write;
 use std::path::Path;
 
@@ -30,7 +30,7 @@ impl Store {
     /// Commits a stage's weights (`model`, from [`Store::save_model`]) and record while `claim`
     /// holds the stage; from then on the stage counts as done. On a shared store a valid record
     /// already there is kept (another task committed the stage): `Ok(false)` says so. A store
-    /// held alone replaces a valid record (`run --retry-failed` trains failed stages again).
+    /// held alone replaces a failed stage's record (`run --retry-failed` trains them again).
     pub fn commit(
         &self,
         record: &StageRecord,
@@ -44,11 +44,7 @@ impl Store {
             holder: claim.holder_now(),
         };
         let refused = |store: &Self| {
-            store.log(
-                &record.id,
-                claim.token(),
-                "commit refused: already committed",
-            );
+            store.log(&record.id, claim, "commit refused: already committed");
             Ok(false)
         };
         if self.shared && matches!(self.lookup(&record.id)?, Lookup::Found(_)) {
@@ -97,13 +93,16 @@ impl Store {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     match self.lookup(&record.id)? {
-                        Lookup::Found(_) if self.shared => {
-                            drop_weights(weights);
-                            return refused(self);
-                        }
-                        Lookup::Found(_) => {
+                        // A failed stage trained again (`run --retry-failed`, a store held alone)
+                        // replaces its record; a stage that trained is never replaced (on a
+                        // `nolock` mount a local run may meet a task of another machine).
+                        Lookup::Found(r) if !self.shared && r.status == Status::Failed => {
                             tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
                             break;
+                        }
+                        Lookup::Found(_) => {
+                            drop_weights(weights);
+                            return refused(self);
                         }
                         // Kept beside the stage trained again, for whoever wants to look.
                         _ => aside(&path, "corrupt")?,
@@ -123,7 +122,7 @@ impl Store {
         if let Some(w) = &weights {
             legacy_name(&dir, &w.name, &w.sha256)?;
         }
-        self.log(&record.id, claim.token(), "commit");
+        self.log(&record.id, claim, "commit");
         // Checkpoints are only for an unfinished stage.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
         Ok(true)

@@ -10,7 +10,8 @@
 //!   stages/<id>/claim.<g>     generation g of the stage's claim: its holder's token (heartbeat:
 //!                             mtime), or `released`; the newest is in force
 //!   stages/<id>/checkpoints/  epoch checkpoints of an unfinished stage
-//!   stages/<id>/history.log   who started, took over and committed the stage, one line each
+//!   stages/<id>/history/<g>.log  what the holder of claim generation g did (started, took over,
+//!                             lost, committed the stage), one line each
 //!   stages/<id>/model-<sha256>.bpk  trained weights, named by their digest (linked first)
 //!   stages/<id>/model.bpk     the same file, for older kdgrid versions (linked after the record)
 //!   stages/<id>/record.json   metrics and the weights' file and digest; its presence marks the
@@ -357,16 +358,21 @@ impl Store {
         presence::peers(&self.root, own.path(), &self.watch)
     }
 
-    /// Appends `line` to stage `id`'s `history.log` (who started, took over, committed it),
-    /// with this process's token. Best effort: a history that cannot be written loses a line,
-    /// not a result.
-    pub fn log(&self, id: &StageId, token: &str, line: &str) {
-        let path = self.stage_dir(id).join("history.log");
-        let _ = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(format!("{line} by {token}\n").as_bytes()));
+    /// Appends `line` to stage `id`'s history (who started, took over, committed it), with
+    /// `claim`'s token, in the file of `claim`'s generation, `history/<g>.log`: each file has
+    /// one writer, the generation's holder, so no line relies on `O_APPEND` between machines
+    /// (not atomic over NFS). Best effort: a history that cannot be written loses a line, not a
+    /// result.
+    pub fn log(&self, id: &StageId, claim: &Claim, line: &str) {
+        let dir = self.stage_dir(id).join("history");
+        let path = dir.join(format!("{}.log", claim.generation()));
+        let _ = std::fs::create_dir_all(&dir).and_then(|_| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(format!("{line} by {}\n", claim.token()).as_bytes()))
+        });
     }
 }
 

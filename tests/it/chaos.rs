@@ -2,7 +2,7 @@
 //! 40-stage study with a teacher-assistant level; each is killed with SIGKILL, or stopped
 //! (SIGSTOP) for longer than the stale time so that its claims go stale and are taken over
 //! while it sleeps, at seeded random moments, and restarted; a few claims of machines that
-//! never answer are planted too. Every stage must be committed exactly once (its `history.log`
+//! never answer are planted too. Every stage must be committed exactly once (its history
 //! counts the starts and the commits), trained to its last epoch at most once by processes not
 //! killed afterwards (the workers' own logs show each epoch), none left undone, and the tables
 //! must equal a local run's bit for bit.
@@ -292,9 +292,7 @@ fn eight_workers_killed_and_stopped_at_random_commit_every_stage_once() {
     // Every stage: committed once, started at least once.
     let mut starts = BTreeMap::new();
     for id in &ids {
-        let history =
-            std::fs::read_to_string(results.join("chaos/stages").join(id).join("history.log"))
-                .unwrap_or_default();
+        let history = history(&results.join("chaos/stages").join(id));
         let count = |prefix: &str| history.lines().filter(|l| l.starts_with(prefix)).count();
         assert_eq!(
             count("commit by "),
@@ -317,10 +315,7 @@ fn eight_workers_killed_and_stopped_at_random_commit_every_stage_once() {
     let restarted = starts.values().filter(|&&n| n > 1).count();
     let histories: Vec<String> = ids
         .iter()
-        .map(|id| {
-            std::fs::read_to_string(results.join("chaos/stages").join(id).join("history.log"))
-                .unwrap_or_default()
-        })
+        .map(|id| history(&results.join("chaos/stages").join(id)))
         .collect();
     let with = |what: &str| histories.iter().filter(|h| h.contains(what)).count();
     let (took_over, lost) = (with("took over"), with("lost the claim"));

@@ -233,7 +233,7 @@ fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
         out.contains("took over the stale claim of pid 4242 on node-17"),
         "{out}"
     );
-    let history = std::fs::read_to_string(stages.join(&ids[1]).join("history.log")).unwrap();
+    let history = history(&stages.join(&ids[1]));
     let lines: Vec<&str> = history.lines().collect();
     assert!(
         lines.len() == 2
@@ -301,7 +301,7 @@ fn a_shard_trains_the_teacher_of_a_missing_shard_after_the_bounded_wait() {
         )
         .success();
     }
-    let history = std::fs::read_to_string(stages.join(&teacher).join("history.log")).unwrap();
+    let history = history(&stages.join(&teacher));
     assert_eq!(history.matches("commit by").count(), 1, "{history}");
     let local = Workspace::new(TINY);
     local.kdgrid(&["run", "--quiet"]).success();

@@ -69,10 +69,6 @@ fn first_stage(ws: &Workspace) -> (String, PathBuf) {
     (id, dir)
 }
 
-fn history(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("history.log")).unwrap_or_default()
-}
-
 const STALE: (&str, &str) = ("KDGRID_CLAIM_STALE", "1");
 
 /// Case 1: two tasks see one stale claim; the one that pauses before taking it over must not

@@ -192,3 +192,21 @@ pub fn flat(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A stage's history, oldest first: every claim generation's `history/<g>.log`.
+pub fn history(stage_dir: &Path) -> String {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(stage_dir.join("history"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let g = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
+            Some((g, e.path()))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|(_, p)| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
