@@ -1,6 +1,9 @@
 //! `kdgrid gc`: stage folders that no manifest under `experiments/` still references (an
 //! edited manifest, a bumped trainer version), with their sizes; removed unless `--dry-run`.
 //!
+//! It also removes what killed tasks left in every experiment folder (temporary files, claims,
+//! task announcements, finished stages' checkpoints), holding the store alone.
+//!
 //! A stage counts as referenced if any profile of any manifest naming its experiment expands to
 //! it under any compute setting the experiment's records were trained with (`--backend tch
 //! --threads 4` stages have ids the manifest's own `[compute]` table does not give). Experiments
@@ -25,6 +28,7 @@ pub(super) fn gc(results: &Path, experiments: &Path, dry_run: bool) -> Result<()
     table.set_header(["stage folder", "size", "trained on", "why"]);
     let (mut count, mut total) = (0usize, 0u64);
     for (name, root) in store::gc::experiments(results) {
+        leftovers(&name, &root, results, dry_run)?;
         let dirs = store::gc::stage_dirs(&root);
         let unused: Vec<(StageDir, String)> = match manifests.get(&name) {
             None => dirs
@@ -107,6 +111,56 @@ pub(super) fn gc(results: &Path, experiments: &Path, dry_run: bool) -> Result<()
     } else {
         println!("{count} stage folders, {}: removed", HumanBytes(total));
     }
+    Ok(())
+}
+
+/// Removes (or, with `dry_run`, lists) what killed tasks left in experiment `name`'s folder
+/// `root`, holding its store alone so that no running task's file is taken for a dead one's.
+fn leftovers(name: &str, root: &Path, results: &Path, dry_run: bool) -> Result<(), Failure> {
+    let _lock = if dry_run {
+        None
+    } else {
+        match Store::open(results, name) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                println!("{name}: leftovers of killed tasks left alone: {e}");
+                return Ok(());
+            }
+        }
+    };
+    let found = store::gc::leftovers(root);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let bytes: u64 = found.iter().map(|p| store::gc::bytes(p)).sum();
+    if !dry_run {
+        for path in &found {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            match removed {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Failure {
+                        report: miette::miette!("cannot remove `{}`: {e}", path.display()),
+                        code: 1,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    println!(
+        "{name}: {} files left by killed tasks (temporary files, claims, task announcements, finished stages' checkpoints and unnamed weights), {}: {}",
+        found.len(),
+        HumanBytes(bytes),
+        if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        }
+    );
     Ok(())
 }
 

@@ -65,13 +65,16 @@ pub fn stage_dirs(root: &Path) -> Vec<StageDir> {
     dirs
 }
 
-/// Bytes of the files under `path`.
+/// Bytes of the files under `path`, each file once however many names it has (`model.bpk` is
+/// a second name of a stage's weights).
 pub fn bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
     walkdir::WalkDir::new(path)
         .into_iter()
         .filter_map(Result::ok)
         .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
+        .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
         .map(|m| m.len())
         .sum()
 }
@@ -84,4 +87,57 @@ pub fn remove(dir: &StageDir) -> std::io::Result<()> {
         _ => {}
     }
     std::fs::remove_dir_all(&dir.path)
+}
+
+/// What killed tasks leave in the experiment folder `root`, for a process that holds the store
+/// alone (no task runs, so every claim and temporary file is a dead process's): temporary files
+/// (`.*.tmp`) and checkpoints half written, claims and task announcements, and in finished
+/// stages their checkpoints and weights their record does not name. Records and weights moved
+/// aside as corrupt are kept, for whoever wants to look.
+pub fn leftovers(root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("tasks"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    let listing = |dir: &Path| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+            .collect()
+    };
+    found.extend(
+        listing(&root.join("stages"))
+            .into_iter()
+            .filter(|(name, _)| name.starts_with('.') && name.ends_with(".tmp"))
+            .map(|(_, p)| p),
+    );
+    for dir in stage_dirs(root) {
+        let named = dir.record.as_ref().and_then(|r| r.model_file.clone());
+        for (name, path) in listing(&dir.path) {
+            let temporary = name.starts_with('.') && name.ends_with(".tmp");
+            let claim = name == "claim" || name.starts_with("claim.");
+            let unnamed_weights = dir.record.is_some()
+                && name.starts_with("model-")
+                && name.ends_with(".bpk")
+                && named.as_deref() != Some(name.as_str());
+            let spent_checkpoints = dir.finished && name == "checkpoints";
+            if temporary || claim || unnamed_weights || spent_checkpoints {
+                found.push(path);
+            }
+        }
+        if !dir.finished {
+            found.extend(
+                listing(&dir.path.join("checkpoints"))
+                    .into_iter()
+                    .filter(|(name, _)| name.starts_with(".tmp-"))
+                    .map(|(_, p)| p),
+            );
+        }
+    }
+    found.sort();
+    found
 }

@@ -120,3 +120,64 @@ fn gc_keeps_stages_trained_with_other_compute_settings() {
     assert!(out.contains("every stage folder"), "{out}");
     assert_eq!(stage_count(&tiny), 10);
 }
+
+/// What killed tasks leave (temporary files, claims, announcements, a finished stage's
+/// checkpoints and weights its record does not name) is removed; records, weights, an
+/// unfinished stage's checkpoints and files kept aside as corrupt stay.
+#[test]
+fn gc_removes_what_killed_tasks_left() {
+    let ws = Workspace::new("");
+    let experiments = ws.dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let manifest = experiments.join("tiny.toml");
+    std::fs::write(&manifest, TINY.replace("seed = [0, 1]", "seed = [0]")).unwrap();
+    let m = manifest.to_str().unwrap();
+    kdgrid(&ws, &["run", "--quiet", m]).success();
+    let root = ws.results().join("tiny");
+    let stages = root.join("stages");
+    let done = std::fs::read_dir(&stages)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("record.json").exists())
+        .unwrap();
+    let unfinished = stages.join("00000000000000ff");
+    let write = |p: &Path| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"left behind").unwrap();
+    };
+    let gone = [
+        done.join(".model1234.tmp"),
+        done.join("claim.3"),
+        done.join("checkpoints/epoch-1/model.bpk"),
+        done.join(format!("model-{}.bpk", "0".repeat(64))),
+        stages.join(".claims-1.tmp"),
+        root.join("tasks/0123456789abcdef.json"),
+        unfinished.join("claim.1"),
+        unfinished.join("checkpoints/.tmp-epoch-2-x/model.bpk"),
+    ];
+    let kept = [
+        unfinished.join("checkpoints/epoch-1/model.bpk"),
+        done.join("record.json.corrupt-0000000000000001"),
+    ];
+    for p in gone.iter().chain(&kept) {
+        write(p);
+    }
+    let out = stdout(&kdgrid(&ws, &["gc", "--dry-run"]).success());
+    assert!(
+        out.contains("tiny: 8 files left by killed tasks") && out.contains("would be removed"),
+        "{out}"
+    );
+    assert!(gone.iter().all(|p| p.exists()), "a dry run removes nothing");
+    let out = stdout(&kdgrid(&ws, &["gc"]).success());
+    assert!(out.contains("removed"), "{out}");
+    for p in &gone {
+        assert!(!p.exists(), "{} is left", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    assert!(!done.join("checkpoints").exists());
+    let out = stdout(&kdgrid(&ws, &["run", m]).success());
+    assert!(out.contains("0 trained"), "{out}");
+}
