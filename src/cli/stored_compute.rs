@@ -23,6 +23,16 @@ pub(super) fn load_plan_from_store(
     if compute.is_given() {
         return Ok((plan, provenance));
     }
+    // The plan's own stages first, by name: a store shared with other plans (or 100k other
+    // stages) is listed only when the manifest's settings find none of its stages.
+    let stages = results.join(&plan.name).join("stages");
+    if plan
+        .stages
+        .iter()
+        .any(|s| stages.join(s.id.as_str()).join("record.json").exists())
+    {
+        return Ok((plan, provenance));
+    }
     let dirs = gc::stage_dirs(&results.join(&plan.name));
     let stored: HashSet<&StageId> = dirs
         .iter()

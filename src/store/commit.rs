@@ -121,6 +121,9 @@ impl Store {
         claim.committed();
         if let Some(w) = &weights {
             legacy_name(&dir, &w.name, &w.sha256)?;
+            // Noted after the last link (a link changes the file's status-change time).
+            super::lookup::remember_digest(&dir.join(&w.name), &w.sha256);
+            super::lookup::remember_digest(&dir.join("model.bpk"), &w.sha256);
         }
         self.log(&record.id, claim, "commit");
         // Checkpoints are only for an unfinished stage.

@@ -152,23 +152,56 @@ pub(super) fn weights_path(dir: &Path) -> PathBuf {
     dir.join(named.as_deref().unwrap_or("model.bpk"))
 }
 
-/// [`file_digest`], remembered for the process by the file's size, mtime, inode and ctime: a
-/// waiting task looks its teacher up every half second and a status pass looks each stage up
-/// more than once, and a file replaced or rewritten changes at least one of the four (a same-size
-/// rewrite in place within one tick of the file system's clock is seen by the next process,
-/// not this one; the store itself only ever replaces weights by rename, a new inode).
-fn cached_digest(path: &Path) -> Result<String, StoreError> {
-    type Key = (u64, i64, i64, u64, i64, i64);
-    static CACHE: Mutex<Option<HashMap<PathBuf, (Key, String)>>> = Mutex::new(None);
+/// What identifies a file's bytes without reading them: size, modification time, inode and
+/// status-change time. A file replaced or rewritten changes at least one of them (no user can
+/// set the change time back).
+type Key = (u64, i64, i64, u64, i64, i64);
+
+fn key_of(path: &Path) -> Result<Key, StoreError> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
-    let key: Key = (
+    Ok((
         meta.len(),
         meta.mtime(),
         meta.mtime_nsec(),
         meta.ino(),
         meta.ctime(),
         meta.ctime_nsec(),
-    );
+    ))
+}
+
+/// A weights file's digest as last checked, beside it (`<file>.checked`), so that a new
+/// process (every `slurm status`, each finishing task) does not read every weights file again.
+#[derive(Serialize, Deserialize)]
+struct Checked {
+    key: Key,
+    sha256: String,
+}
+
+fn checked_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".checked");
+    PathBuf::from(p)
+}
+
+/// Notes that the file at `path`, as it is now, has digest `sha256` (best effort: a store
+/// this process may only read keeps no note).
+pub(super) fn remember_digest(path: &Path, sha256: &str) {
+    if let Ok(key) = key_of(path) {
+        let checked = Checked {
+            key,
+            sha256: sha256.to_string(),
+        };
+        let bytes = serde_json::to_vec(&checked).expect("notes serialize");
+        let _ = crate::atomic::write(&checked_path(path), &bytes);
+    }
+}
+
+/// [`file_digest`], remembered by the file's [`Key`]: for the process, and across processes in
+/// the note beside the file. A waiting task looks its teacher up every half second, and a
+/// status pass looks each stage up more than once.
+fn cached_digest(path: &Path) -> Result<String, StoreError> {
+    static CACHE: Mutex<Option<HashMap<PathBuf, (Key, String)>>> = Mutex::new(None);
+    let key = key_of(path)?;
     if let Some((k, digest)) = CACHE
         .lock()
         .ok()
@@ -177,7 +210,18 @@ fn cached_digest(path: &Path) -> Result<String, StoreError> {
     {
         return Ok(digest);
     }
-    let digest = file_digest(path)?;
+    let noted = std::fs::read(checked_path(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Checked>(&b).ok())
+        .filter(|c| c.key == key);
+    let digest = match noted {
+        Some(c) => c.sha256,
+        None => {
+            let digest = file_digest(path)?;
+            remember_digest(path, &digest);
+            digest
+        }
+    };
     if let Ok(mut cache) = CACHE.lock() {
         cache
             .get_or_insert_with(HashMap::new)

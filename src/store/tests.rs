@@ -242,7 +242,7 @@ fn a_task_that_lost_its_claim_or_was_beaten_to_the_commit_changes_nothing() {
     let weights: Vec<String> = std::fs::read_dir(a.stage_dir(&id))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("model"))
+        .filter(|n| n.starts_with("model") && n.ends_with(".bpk"))
         .collect();
     assert_eq!(
         weights.len(),
@@ -345,4 +345,41 @@ fn unreadable_weights_are_an_error_and_a_corrupt_record_is_kept_beside_its_repla
         .collect();
     assert_eq!(aside.len(), 1);
     assert_eq!(std::fs::read(&aside[0]).unwrap(), old);
+}
+
+#[test]
+fn a_weights_digest_is_noted_beside_the_file_and_trusted_only_while_the_file_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "x").unwrap();
+    let (id, _) = stage(&store, "00000000000000b0");
+    let model = staged(&store, &id, b"weights");
+    let r = trained(&id, &model);
+    let claim = store.claim(&id).unwrap().unwrap();
+    store.commit(&r, Some(model), &claim).unwrap();
+    let weights = store.model_path(&id);
+    let note = weights.with_file_name(format!(
+        "{}.checked",
+        weights.file_name().unwrap().to_str().unwrap()
+    ));
+    let text = std::fs::read_to_string(&note).unwrap();
+    assert!(text.contains(r.model_sha256.as_deref().unwrap()), "{text}");
+    // A new process trusts the note without reading the weights: a note claiming other bytes
+    // is believed while the file's size, times and inode are the noted ones...
+    std::fs::write(
+        &note,
+        text.replace(r.model_sha256.as_deref().unwrap(), &"0".repeat(64)),
+    )
+    .unwrap();
+    assert!(matches!(
+        lookup(store.root(), &id).unwrap(),
+        Lookup::Corrupt { .. }
+    ));
+    // ...and ignored once the file changed in any way (here: touched).
+    let f = std::fs::File::options().write(true).open(&weights).unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(f);
+    assert!(matches!(
+        lookup(store.root(), &id).unwrap(),
+        Lookup::Found(_)
+    ));
 }

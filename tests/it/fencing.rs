@@ -141,7 +141,7 @@ fn a_task_paused_inside_its_commit_leaves_the_other_tasks_commit_as_it_was() {
     let names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("model"))
+        .filter(|n| n.starts_with("model") && n.ends_with(".bpk"))
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&format!("model-{sha}.bpk")), "{names:?}");
