@@ -327,7 +327,8 @@ pub struct TasksOutcome {
 
 /// Trains `stages` of `plan` as tasks sharing the store under `results` with other processes
 /// (see [`execute::tasks`]). With `report`, writes the tables once every stage of the plan is
-/// settled (whichever task finishes the plan writes them, all with the same bytes).
+/// settled: the task that finishes the plan writes them, and a task that finds them written
+/// from the same records leaves them alone (`report` is then `None`, `unsettled` false).
 #[allow(clippy::too_many_arguments)]
 pub fn run_tasks(
     plan: &Plan,
@@ -362,8 +363,23 @@ pub fn run_tasks(
         let records = settled(plan, &store, &mut |_| {})?;
         let unsettled = records.len() < plan.stages.len();
         let tables = match unsettled {
-            false => Some(write_report(plan, &records, provenance, store.root())?),
             true => None,
+            false => {
+                // Written once from the same records: tasks that finish over a finished plan
+                // (a resubmission, shards started late) leave the tables alone. The note is
+                // written after the tables, so a task killed in between leaves it to the next.
+                let inputs = tables_inputs(plan, &store, provenance);
+                let note = store.root().join(".tables-from");
+                if std::fs::read_to_string(&note).is_ok_and(|t| t.trim() == inputs)
+                    && store.root().join("report.md").exists()
+                {
+                    None
+                } else {
+                    let written = write_report(plan, &records, provenance, store.root())?;
+                    crate::store::write_atomic(&note, format!("{inputs}\n").as_bytes())?;
+                    Some(written)
+                }
+            }
         };
         (unsettled, tables)
     };
@@ -373,6 +389,24 @@ pub fn run_tasks(
         report,
         dir: store.root().to_path_buf(),
     })
+}
+
+/// SHA-256 of what a plan's tables are made of: its stages' committed record files, in plan
+/// order, and where the study comes from.
+fn tables_inputs(plan: &Plan, store: &Store, provenance: &Provenance) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{provenance:?}\n{}\n", env!("CARGO_PKG_VERSION")));
+    for s in &plan.stages {
+        let record = store
+            .root()
+            .join("stages")
+            .join(s.id.as_str())
+            .join("record.json");
+        h.update(s.id.as_str());
+        h.update(Sha256::digest(std::fs::read(record).unwrap_or_default()));
+    }
+    hex::encode(h.finalize())
 }
 
 /// Trains stage `id` of `plan` from scratch, recording every step (see [`train::trace`]); its

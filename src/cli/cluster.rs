@@ -174,7 +174,10 @@ pub(super) fn run_shard(
         None if outcome.unsettled => println!(
             "stages of other tasks are not done yet; the last task to finish writes the tables (or `kdgrid report`)"
         ),
-        None => println!("every stage is settled; `kdgrid report` writes the tables"),
+        None => println!(
+            "every stage is settled, and the tables in {} were written from these records (`kdgrid report` writes them again)",
+            outcome.dir.display()
+        ),
     }
     Ok(())
 }

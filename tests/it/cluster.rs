@@ -303,6 +303,15 @@ fn a_shard_trains_the_teacher_of_a_missing_shard_after_the_bounded_wait() {
     }
     let history = history(&stages.join(&teacher));
     assert_eq!(history.matches("commit by").count(), 1, "{history}");
+    // A shard over the finished plan leaves the tables the last one wrote as they are.
+    let report = ws.results().join("tiny/report.md");
+    let written = std::fs::metadata(&report).unwrap().modified().unwrap();
+    let again = stdout(&ws.kdgrid(&["run", "--shard", "0/2"]).success());
+    assert!(again.contains("were written from these records"), "{again}");
+    assert_eq!(
+        std::fs::metadata(&report).unwrap().modified().unwrap(),
+        written
+    );
     let local = Workspace::new(TINY);
     local.kdgrid(&["run", "--quiet"]).success();
     assert_same_tables(&ws.results().join("tiny"), &local.results().join("tiny"));
