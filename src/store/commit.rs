@@ -123,7 +123,6 @@ impl Store {
             legacy_name(&dir, &w.name, &w.sha256)?;
             // Noted after the last link (a link changes the file's status-change time).
             super::lookup::remember_digest(&dir.join(&w.name), &w.sha256);
-            super::lookup::remember_digest(&dir.join("model.bpk"), &w.sha256);
         }
         self.log(&record.id, claim, "commit");
         // Checkpoints are only for an unfinished stage.

@@ -192,7 +192,18 @@ pub(super) fn remember_digest(path: &Path, sha256: &str) {
             sha256: sha256.to_string(),
         };
         let bytes = serde_json::to_vec(&checked).expect("notes serialize");
-        let _ = crate::atomic::write(&checked_path(path), &bytes);
+        // Not synced: a note lost in a crash costs one more read of the weights, and a torn
+        // one does not parse.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let _ = crate::atomic::as_umask_allows(
+            tempfile::Builder::new().prefix(".checked").suffix(".tmp"),
+            false,
+        )
+        .tempfile_in(dir)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.persist(checked_path(path)).map_err(|e| e.error)
+        });
     }
 }
 
