@@ -8,7 +8,7 @@
 //! must equal a local run's bit for bit.
 //!
 //! `KDGRID_CHAOS_SEED` replays another seed; `KDGRID_CHAOS_DIR` puts the shared store under
-//! another folder, e.g. an NFS mount made by hand (no script mounts one yet: issue 33).
+//! another folder, e.g. an NFS mount made by hand (docs/cluster.md says why none is made here).
 
 use crate::support::*;
 use rand::{RngExt, SeedableRng};
