@@ -29,7 +29,7 @@
 //! checks its generation at each epoch and before committing, and the commit itself cannot
 //! overwrite anything: weights go under their digest's name and the record is linked, so a task
 //! stopped at any instruction and resumed after another task committed the stage leaves that
-//! commit as it was ([`commit`]).
+//! commit as it was ([`Store::commit`]).
 
 mod claim;
 mod commit;

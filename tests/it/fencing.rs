@@ -4,7 +4,7 @@
 //! other tasks is replayed here, deterministically (docs/cluster.md, "Claims").
 
 use crate::support::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
