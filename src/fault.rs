@@ -13,11 +13,11 @@
 //!   `<point>`, as swapping, a stalled network file system or a suspended job would stop it
 //!   there; the test continues it (SIGCONT) when it has arranged what happens meanwhile. Points:
 //!   `claim-takeover` (a stale claim seen, its successor not yet created), `commit` (the claim
-//!   checked, the weights not yet in place), `epoch` (an epoch trained, the claim not yet
-//!   checked).
+//!   checked, the weights not yet in place), `aside` (a damaged record judged, not yet moved
+//!   aside), `epoch` (an epoch trained, the claim not yet checked).
 //! - `KDGRID_FAULT=stall:<point>`: the thread reaching `<point>` sleeps for an hour, as a
 //!   deadlock, a stalled read or a hung GPU call would, while the process's other threads
-//!   (the claim's heartbeat) run on. Points as for `pause`.
+//!   (the claim's heartbeat) run on. Point: `epoch`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

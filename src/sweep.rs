@@ -11,6 +11,7 @@ use crate::plan::{Cell, Plan, Stage, StageId};
 use crate::report::{self, Provenance, ReportError, Tables};
 use crate::store::{Lookup, StageRecord, Status, Store};
 use crate::train::{self, Backend};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -391,22 +392,12 @@ pub fn run_tasks(
     })
 }
 
-/// SHA-256 of what a plan's tables are made of: its stages' committed record files, in plan
-/// order, and where the study comes from.
+/// SHA-256 of what a plan's tables are made of: its stages' records and where the study
+/// comes from.
 fn tables_inputs(plan: &Plan, store: &Store, provenance: &Provenance) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(format!("{provenance:?}\n{}\n", env!("CARGO_PKG_VERSION")));
-    for s in &plan.stages {
-        let record = store
-            .root()
-            .join("stages")
-            .join(s.id.as_str())
-            .join("record.json");
-        h.update(s.id.as_str());
-        h.update(Sha256::digest(std::fs::read(record).unwrap_or_default()));
-    }
-    hex::encode(h.finalize())
+    let records = store.records_digest(plan.stages.iter().map(|s| &s.id));
+    let what = format!("{provenance:?}\n{}\n{records}", env!("CARGO_PKG_VERSION"));
+    hex::encode(sha2::Sha256::digest(what.as_bytes()))
 }
 
 /// Trains stage `id` of `plan` from scratch, recording every step (see [`train::trace`]); its

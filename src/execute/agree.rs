@@ -61,8 +61,19 @@ pub struct TaskInfo {
     pub profile: Option<String>,
     /// Its kdgrid version.
     pub version: String,
+    /// The claim protocol it follows (2: generations; absent in announcements of kdgrid
+    /// versions whose claims were one renamed file, which do not see generations).
+    #[serde(default = "first_claims")]
+    pub claims: u32,
     /// `pid N on host`.
     pub holder: String,
+}
+
+/// The claim protocol of this version.
+pub const CLAIMS: u32 = 2;
+
+fn first_claims() -> u32 {
+    1
 }
 
 /// The SHA-256 of `plan`'s stage ids in plan order: equal plans have equal digests.
@@ -90,6 +101,7 @@ impl TaskInfo {
             data: provenance.data_sha256.clone(),
             profile: provenance.profile.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
+            claims: CLAIMS,
             holder: format!("pid {} on {}", std::process::id(), crate::store::hostname()),
         }
     }
@@ -140,6 +152,11 @@ impl TaskInfo {
             self.version.clone(),
             other.version.clone(),
         );
+        differ(
+            "claim protocol (stop the older kdgrid's tasks first)",
+            self.claims.to_string(),
+            other.claims.to_string(),
+        );
         if out.is_empty() {
             "no setting kdgrid records differs (another build of kdgrid?)".into()
         } else {
@@ -188,7 +205,7 @@ impl<'a> Agreement<'a> {
     pub fn check(&self) -> Result<bool, SweepError> {
         let mut unsure = false;
         for (peer, info) in self.peers()? {
-            if info.plan == self.me.plan
+            if (info.plan == self.me.plan && info.claims == self.me.claims)
                 || !self.me.same_kind(&info)
                 || peer.stale
                 || !self.elders.contains(&peer.path)
@@ -247,6 +264,7 @@ mod tests {
             data: "d".repeat(64),
             profile: None,
             version: "0.1.0".into(),
+            claims: CLAIMS,
             holder: "pid 1 on a".into(),
         }
     }

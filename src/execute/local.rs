@@ -109,10 +109,14 @@ impl Scheduler<'_> {
                         None => {
                             let teacher = self.teacher(stage)?;
                             let init = self.init(stage)?;
-                            let claim = self
-                                .store
-                                .claim(&stage.id)?
-                                .expect("a sweep holds its store");
+                            // A sweep holds its store; only a process on another machine of a
+                            // mount without locks can hold the stage's claim meanwhile.
+                            let claim = self.store.claim(&stage.id)?.ok_or_else(|| {
+                                crate::store::StoreError::Locked {
+                                    path: self.store.root().join("stages").join(stage.id.as_str()),
+                                    holder: "a process of another machine (is the results folder on a mount without locks?)".into(),
+                                }
+                            })?;
                             let claim = std::sync::Arc::new(claim);
                             claims.insert(idx, std::sync::Arc::clone(&claim));
                             started += 1;

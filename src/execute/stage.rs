@@ -36,6 +36,8 @@ pub fn train_and_commit(
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, SweepError> {
     let start = Instant::now();
+    // Loading the data and the teachers counts as progress too.
+    claim.progressed();
     if stage.is_frozen() {
         let model = teacher.expect("a frozen stage's model is loaded for it");
         return commit_frozen(store, claim, stage, data, model, backend, jobs);
@@ -43,8 +45,8 @@ pub fn train_and_commit(
     let checkpoints = store.checkpoint_dir(&stage.id);
     // Training goes on while the claim holds and no other task committed the stage (a record
     // there from the start is a corrupt one, trained over).
-    let recorded = store.has_record(&stage.id);
-    let keep = || claim.holds() && (recorded || !store.has_record(&stage.id));
+    let recorded = store.record_inode(&stage.id);
+    let keep = || claim.holds() && store.record_inode(&stage.id) == recorded;
     let on_progress = &mut |p: Progress| {
         claim.progressed();
         on_progress(p);
@@ -75,6 +77,8 @@ pub fn train_and_commit(
             message: panic_message(panic.as_ref()),
         })
     });
+    // The final evaluation done: saving and committing follow.
+    claim.progressed();
     commit(store, claim, stage, backend, jobs, result, start)
 }
 

@@ -67,6 +67,9 @@ pub fn run(
     let mut queue: VecDeque<&Stage> = stages.iter().copied().collect();
     let mut total = stages.len();
     let mut started = 0;
+    // Other tasks' announcements are read at most once per poll, not once per stage: a shard
+    // going over a finished plan of 100k stages would read them 100k times.
+    let mut checked: Option<Instant> = None;
     'stages: while let Some(stage) = queue.pop_front() {
         // A wait is told when it starts, then again every minute, with how long it has lasted.
         let mut told: Option<(Instant, Instant)> = None;
@@ -93,7 +96,10 @@ pub fn run(
         // running.
         let mut unattended: Option<Instant> = None;
         loop {
-            agreement.check()?;
+            if checked.is_none_or(|t| t.elapsed() >= POLL) {
+                agreement.check()?;
+                checked = Some(Instant::now());
+            }
             if let Some(r) = settled(store, stage, on_event)? {
                 if r.status == Status::Ok {
                     tally.reused += 1;

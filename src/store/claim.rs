@@ -14,10 +14,11 @@
 //!   touches its file every [`heartbeat`] while its training makes progress (see
 //!   [`super::times`]). A reader judges a claim stale once it has watched it unchanged for the
 //!   stale time ([`super::watch`]), and takes it over by creating the next generation.
-//! - A stage is committed while its claim holds; after the commit the claims are removed (the
-//!   record then says the stage is done). A holder that stops without committing creates the
-//!   next generation as `released`, so the stage is free at once and no older holder can ever
-//!   read its own generation as the newest again.
+//! - A stage is committed while its claim holds. A holder that is done with a stage, committed
+//!   or not, creates the next generation as `released`, so the stage is free at once (to train
+//!   again, should its record ever read as damaged) and no older holder can read its own
+//!   generation as the newest again. Claim files are never removed while tasks may run: only
+//!   `kdgrid gc`, holding the store alone, removes those of finished stages.
 
 use super::times::{heartbeat, stale_time, stuck_time};
 use super::watch::{ClaimState, Look, Watch, dead_here, holder_label, look, token};
@@ -31,8 +32,7 @@ use std::time::{Instant, SystemTime};
 /// What a released generation's file starts with.
 const RELEASED: &str = "released";
 
-/// A held claim on a stage; released when dropped (its files removed once the stage is
-/// committed, else the next generation written as released).
+/// A held claim on a stage; released when dropped (the next generation written as released).
 #[derive(Debug)]
 pub struct Claim {
     dir: PathBuf,
@@ -43,8 +43,6 @@ pub struct Claim {
     took_over: Option<String>,
     /// Set by the heartbeat when it finds a newer generation.
     lost: Arc<AtomicBool>,
-    /// Set by the store's commit: the stage is done, its claims can go.
-    committed: AtomicBool,
     /// Milliseconds since `born` of the last training progress.
     progress: Arc<AtomicU64>,
     born: Instant,
@@ -172,8 +170,9 @@ impl Claim {
     ) -> Result<Option<Self>, StoreError> {
         let token = token();
         let mine = unique_file(dir, ".claim-", &token)?;
-        // A few rounds: a claim released or removed between two looks is tried again.
-        for _ in 0..3 {
+        // A few rounds: a claim released between two looks is tried again (a store held alone
+        // keeps trying: only a process on another machine of a `nolock` mount can compete).
+        for _ in 0..if shared { 3 } else { 100 } {
             let g = newest(dir)?;
             let mut took_over = None;
             if g > 0 {
@@ -226,7 +225,8 @@ impl Claim {
                     }
                     // Liveness is progress: a holder stuck in one step stops beating, and its
                     // claim goes stale for the others.
-                    let idle = born.elapsed().as_millis() as u64 - progress.load(Ordering::SeqCst);
+                    let idle = (born.elapsed().as_millis() as u64)
+                        .saturating_sub(progress.load(Ordering::SeqCst));
                     if idle as f64 / 1000.0 > stuck_time().as_secs_f64() {
                         continue;
                     }
@@ -248,7 +248,6 @@ impl Claim {
             shared,
             took_over,
             lost,
-            committed: AtomicBool::new(false),
             progress,
             born,
             stop,
@@ -269,22 +268,21 @@ impl Claim {
             .store(self.born.elapsed().as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Notes that the stage was committed: its claims are removed on release.
-    pub(super) fn committed(&self) {
-        self.committed.store(true, Ordering::SeqCst);
-    }
-
-    /// Who holds the stage now (`pid N on host`), or `nobody`.
+    /// Who holds the stage now (`pid N on host`), who held it last (`pid N on host, done with
+    /// it`), or `nobody`.
     pub fn holder_now(&self) -> String {
         let text = newest(&self.dir)
             .ok()
             .and_then(|g| look(&generation_path(&self.dir, g)).ok().flatten())
             .map(|l| l.text)
             .unwrap_or_default();
-        if text.is_empty() || text.starts_with(RELEASED) {
-            "nobody".into()
-        } else {
-            holder_label(&text)
+        match text.strip_prefix(RELEASED) {
+            _ if text.is_empty() => "nobody".into(),
+            Some(by) => format!(
+                "{}, done with it",
+                holder_label(by.trim_start_matches(" by "))
+            ),
+            None => holder_label(&text),
         }
     }
 
@@ -310,13 +308,12 @@ impl Drop for Claim {
         if let Some(h) = self.heartbeat.take() {
             let _ = h.join();
         }
-        if self.committed.load(Ordering::SeqCst) {
-            // The record says the stage is done; its claims (and older versions' `claim`) go.
-            let newest = newest(&self.dir).unwrap_or(self.generation);
-            for g in 1..=newest.max(self.generation) {
+        if !self.shared {
+            // The store is held alone: every claim on the stage is this process's or a dead
+            // one's, and none needs fencing.
+            for g in 1..=self.generation {
                 let _ = std::fs::remove_file(generation_path(&self.dir, g));
             }
-            let _ = std::fs::remove_file(self.dir.join("claim"));
             return;
         }
         if !self.holds() {
@@ -360,21 +357,17 @@ mod tests {
         );
         let second = Claim::acquire(dir.path(), true, &watch).unwrap().unwrap();
         assert_eq!(second.generation(), 3);
-        second.committed();
         drop(second);
-        assert!(
-            file_names(dir.path()).is_empty(),
-            "a committed stage keeps no claim"
-        );
+        assert_eq!(newest(dir.path()).unwrap(), 4);
         // Another machine's claim, never touched: live at first sight.
         std::fs::write(
-            dir.path().join("claim.1"),
+            dir.path().join("claim.5"),
             "pid 1 on elsewhere [boot x ns 1] #1\n",
         )
         .unwrap();
         assert!(matches!(
             seen(dir.path(), &watch).unwrap(),
-            Some((1, ClaimState::Live(h), _)) if h == "pid 1 on elsewhere"
+            Some((5, ClaimState::Live(h), _)) if h == "pid 1 on elsewhere"
         ));
         assert!(Claim::acquire(dir.path(), true, &watch).unwrap().is_none());
     }

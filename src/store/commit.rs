@@ -14,6 +14,8 @@
 //! nothing. A task that passed the check and then paused until another task took the stage over
 //! can still win step 2 if the other has not committed yet: the stage is then committed once,
 //! with the weights of whichever task linked its record, and the other finds it committed.
+//! Claim generations are never removed here, so a task paused for any time finds a newer
+//! generation than its own however long it slept.
 
 use super::lookup::{Sealed, canonical_seal, seal};
 use super::watch::random_u64;
@@ -79,13 +81,9 @@ impl Store {
             .and_then(|_| crate::fault::check_write(&path))
             .and_then(|_| tmp.as_file().sync_all())
             .map_err(io(&path))?;
-        let drop_weights = |w: Option<Placed>| {
-            if let Some(w) = w.filter(|w| w.created) {
-                let _ = std::fs::remove_file(dir.join(&w.name));
-            }
-        };
+        // Weights this commit placed stay when it fails: another task may have placed (or may
+        // name) the same bytes under the same name; `kdgrid gc` removes weights no record names.
         if !claim.holds() {
-            drop_weights(weights);
             return Err(lost());
         }
         loop {
@@ -100,12 +98,9 @@ impl Store {
                             tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
                             break;
                         }
-                        Lookup::Found(_) => {
-                            drop_weights(weights);
-                            return refused(self);
-                        }
+                        Lookup::Found(_) => return refused(self),
                         // Kept beside the stage trained again, for whoever wants to look.
-                        _ => aside(&path, "corrupt")?,
+                        _ => aside_if_same(&path, "corrupt")?,
                     }
                 }
                 // NFS may answer a retransmitted `link` with an error although the first one
@@ -118,9 +113,9 @@ impl Store {
                 }
             }
         }
-        claim.committed();
         if let Some(w) = &weights {
-            legacy_name(&dir, &w.name, &w.sha256)?;
+            // Best effort: the stage is committed, and this version reads the named file.
+            let _ = legacy_name(&dir, &w.name, &w.sha256);
             // Noted after the last link (a link changes the file's status-change time).
             super::lookup::remember_digest(&dir.join(&w.name), &w.sha256);
         }
@@ -135,35 +130,57 @@ impl Store {
 struct Placed {
     name: String,
     sha256: String,
-    /// Whether this commit created the name (else the same bytes were there already).
-    created: bool,
 }
 
+/// Links the weights under their digest's name. A file already there is another commit's of
+/// the same bytes, unless it was damaged since (the reason the stage is trained again): then it
+/// is moved aside first, so that the record never names damaged bytes twice.
 fn place_weights(dir: &Path, model: StagedModel) -> Result<Placed, StoreError> {
     let name = weights_name(&model.sha256);
     let path = dir.join(&name);
-    let created = match std::fs::hard_link(&model.file, &path) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(io(&path)(e)),
-    };
+    for _ in 0..3 {
+        match std::fs::hard_link(&model.file, &path) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if super::file_digest(&path)? == model.sha256 {
+                    break;
+                }
+                aside_if_same(&path, "corrupt")?;
+            }
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
     Ok(Placed {
         name,
         sha256: model.sha256,
-        created,
     })
 }
 
-/// Moves `path` aside as `<name>.<why>-<hex>`.
-fn aside(path: &Path, why: &str) -> Result<(), StoreError> {
+/// Moves the file at `path` aside as `<name>.<why>-<hex>`, if it is still the file judged
+/// just before (its inode): a task that paused between judging and moving may find another
+/// task's good file there by then, which it puts back.
+fn aside_if_same(path: &Path, why: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let judged = match std::fs::symlink_metadata(path) {
+        Ok(m) => m.ino(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    crate::fault::pause("aside");
     let mut target = path.as_os_str().to_owned();
     target.push(format!(".{why}-{:016x}", random_u64()));
     match std::fs::rename(path, &target) {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         // Moved by another task meanwhile.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(path)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
     }
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.ino() != judged) {
+        // Not the file judged: put back (unless yet another is there), and look again.
+        let _ = std::fs::hard_link(&target, path);
+        let _ = std::fs::remove_file(&target);
+    }
+    Ok(())
 }
 
 /// Makes `model.bpk` a second name of the committed weights `name`, for kdgrid versions that
@@ -174,7 +191,7 @@ fn legacy_name(dir: &Path, name: &str, sha256: &str) -> Result<(), StoreError> {
         if super::file_digest(&legacy).is_ok_and(|d| d == sha256) {
             return Ok(());
         }
-        aside(&legacy, "replaced")?;
+        aside_if_same(&legacy, "replaced")?;
     }
     let tmp = dir.join(format!(".model-link-{:016x}.tmp", random_u64()));
     std::fs::hard_link(dir.join(name), &tmp)

@@ -266,6 +266,29 @@ impl Store {
         })
     }
 
+    /// SHA-256 of the committed record files of stages `ids`, in that order (a missing one
+    /// counts as empty): equal exactly when those records are.
+    pub fn records_digest<'i>(&self, ids: impl Iterator<Item = &'i StageId>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for id in ids {
+            h.update(id.as_str());
+            h.update(Sha256::digest(
+                std::fs::read(self.stage_dir(id).join("record.json")).unwrap_or_default(),
+            ));
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The inode of stage `id`'s record file, if it has one: a record replaced or committed
+    /// by another task changes it.
+    pub fn record_inode(&self, id: &StageId) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(self.stage_dir(id).join("record.json"))
+            .ok()
+            .map(|m| m.ino())
+    }
+
     /// Whether other processes may share the store (stage tasks).
     pub fn is_shared(&self) -> bool {
         self.shared

@@ -198,11 +198,11 @@ fn weights_go_under_their_digest_and_model_bpk_names_the_same_file() {
     // Older versions read `model.bpk` and the struct seal; both check out.
     let sealed: Sealed = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(sealed.record["model_file"], format!("model-{sha}.bpk"));
-    // A committed stage keeps no claim file.
+    // No temporary file is left, and a store held alone keeps no claim.
     let left: Vec<String> = std::fs::read_dir(store.stage_dir(&id))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("claim") || n.ends_with(".tmp"))
+        .filter(|n| n.ends_with(".tmp") || n.starts_with("claim"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }

@@ -19,7 +19,7 @@ pub const CLAIM_STUCK: Duration = Duration::from_secs(3600);
 
 /// The claim timing of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct Times {
     /// Seconds a claim may look unchanged before its readers take it over.
     pub stale_seconds: f64,

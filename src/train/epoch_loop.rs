@@ -76,15 +76,18 @@ pub fn train(
         let metrics = run.epoch(epoch, on_progress)?;
         crate::fault::pause("epoch");
         crate::fault::stall("epoch");
+        if !keep() {
+            return Err(TrainError::Abandoned { epoch });
+        }
         if let Some((dir, every, last)) = checkpoints
             && (epoch < stage.training.epochs && epoch % every.max(1) == 0
                 || last && epoch == stage.training.epochs)
         {
             checkpoint::save(dir, epoch, &run)?;
         }
-        // Checked after the checkpoint and before the epoch is reported: an epoch reported was
-        // trained by the holder, and one trained by a holder that lost the stage meanwhile is
-        // at most kept as a checkpoint (the same bits the new holder computes).
+        // Checked before the checkpoint, and again before the epoch is reported: an epoch
+        // reported was trained by the holder, and a holder that lost the stage while saving
+        // leaves at most a checkpoint (the same bits the new holder computes).
         if !keep() {
             return Err(TrainError::Abandoned { epoch });
         }
