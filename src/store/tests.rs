@@ -383,3 +383,27 @@ fn a_weights_digest_is_noted_beside_the_file_and_trusted_only_while_the_file_is_
         Lookup::Found(_)
     ));
 }
+
+#[test]
+fn a_store_held_alone_replaces_a_failed_record_but_never_a_trained_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "x").unwrap();
+    let (id, path) = stage(&store, "00000000000000b1");
+    let claim = store.claim(&id).unwrap().unwrap();
+    store.commit(&record(id.as_str()), None, &claim).unwrap();
+    drop(claim);
+    // `run --retry-failed`: the failed record is replaced.
+    let model = staged(&store, &id, b"weights");
+    let ok = trained(&id, &model);
+    let claim = store.claim(&id).unwrap().unwrap();
+    assert!(store.commit(&ok, Some(model), &claim).unwrap());
+    drop(claim);
+    let committed = std::fs::read(&path).unwrap();
+    // A trained stage's record stands, even against a run that holds the store (on a `nolock`
+    // mount, a task of another machine may have committed it).
+    let model = staged(&store, &id, b"other weights");
+    let other = trained(&id, &model);
+    let claim = store.claim(&id).unwrap().unwrap();
+    assert!(!store.commit(&other, Some(model), &claim).unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), committed);
+}

@@ -920,3 +920,42 @@ fn read_only_commands_refuse_a_store_written_by_a_newer_kdgrid() {
         format!("{}\n", ours + 1)
     );
 }
+
+/// `status` and `report` read the plan's own stages by name: a store that also holds other
+/// stages (here one whose record would block any reader: a named pipe) is not listed.
+#[test]
+fn status_and_report_read_only_the_plans_stages() {
+    let ws = Workspace::new(&TINY.replace("seed = [0, 1]", "seed = [0]"));
+    ws.kdgrid(&["run", "--quiet"]).success();
+    let other = ws.results().join("tiny/stages/0123456789abcdef");
+    std::fs::create_dir_all(&other).unwrap();
+    let fifo = std::ffi::CString::new(other.join("record.json").to_str().unwrap()).unwrap();
+    // SAFETY: a path made above; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    for command in ["status", "report"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kdgrid"))
+            .arg("--results")
+            .arg(ws.results())
+            .arg(command)
+            .arg(ws.manifest())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "`{command}` read a stage folder outside its plan: {status:?}"
+        );
+    }
+}
