@@ -14,7 +14,8 @@
 //!   there; the test continues it (SIGCONT) when it has arranged what happens meanwhile. Points:
 //!   `claim-takeover` (a stale claim seen, its successor not yet created), `commit` (the claim
 //!   checked, the weights not yet in place), `aside` (a damaged record judged, not yet moved
-//!   aside), `epoch` (an epoch trained, the claim not yet checked).
+//!   aside), `sealed` (a commit sealed, its record not yet linked), `epoch` (an epoch trained,
+//!   the claim not yet checked).
 //! - `KDGRID_FAULT=stall:<point>`: the thread reaching `<point>` sleeps for an hour, as a
 //!   deadlock, a stalled read or a hung GPU call would, while the process's other threads
 //!   (the claim's heartbeat) run on. Point: `epoch`.

@@ -14,7 +14,10 @@
 //!   touches its file every [`heartbeat`] while its training makes progress (see
 //!   [`super::times`]). A reader judges a claim stale once it has watched it unchanged for the
 //!   stale time ([`super::watch`]), and takes it over by creating the next generation.
-//! - A stage is committed while its claim holds. A holder that is done with a stage, committed
+//! - A stage is committed while its claim holds: the holder seals its commit by creating the
+//!   next generation as `committing <record file> by <token>` ([`Claim::seal`]) and then links
+//!   its record; a task that finds a seal stale links that record for its writer.
+//! - A holder that is done with a stage, committed
 //!   or not, creates the next generation as `released`, so the stage is free at once (to train
 //!   again, should its record ever read as damaged) and no older holder can read its own
 //!   generation as the newest again. Claim files are never removed while tasks may run: only
@@ -32,6 +35,9 @@ use std::time::{Instant, SystemTime};
 /// What a released generation's file starts with.
 const RELEASED: &str = "released";
 
+/// What a generation sealing a commit starts with: `committing <record file> by <token>`.
+const COMMITTING: &str = "committing";
+
 /// A held claim on a stage; released when dropped (the next generation written as released).
 #[derive(Debug)]
 pub struct Claim {
@@ -43,6 +49,8 @@ pub struct Claim {
     took_over: Option<String>,
     /// Set by the heartbeat when it finds a newer generation.
     lost: Arc<AtomicBool>,
+    /// Set when this claim sealed a commit (the next generation says `committing`).
+    sealed: AtomicBool,
     /// Milliseconds since `born` of the last training progress.
     progress: Arc<AtomicU64>,
     born: Instant,
@@ -158,6 +166,18 @@ fn create(from: &Path, dir: &Path, g: u64, text: &str) -> Result<bool, StoreErro
     }
 }
 
+/// Links the record a sealed commit names (`committing <file> by <token>`) to `record.json`,
+/// unless a record is there or the file is gone (its commit was finished, or `gc` removed it).
+fn finish_commit(dir: &Path, seal: &str) {
+    let name = seal
+        .strip_prefix(COMMITTING)
+        .and_then(|rest| rest.trim_start().split(" by ").next())
+        .unwrap_or("");
+    if name.starts_with(".record") && !name.contains('/') {
+        let _ = std::fs::hard_link(dir.join(name), dir.join("record.json"));
+    }
+}
+
 impl Claim {
     /// Claims the stage whose folder is `dir` for this process. `shared`: other processes may
     /// hold it (return `None` while a live one does); otherwise this process holds the whole
@@ -181,6 +201,10 @@ impl Claim {
                     None => continue,
                     Some((_, l)) if l.text.starts_with(RELEASED) => {}
                     Some((ClaimState::Live(_), _)) if shared => return Ok(None),
+                    // A holder that sealed its commit and stopped before linking the record:
+                    // the record it wrote is linked for it (the stage is then done, and the
+                    // caller finds it committed).
+                    Some((_, l)) if l.text.starts_with(COMMITTING) => finish_commit(dir, &l.text),
                     Some((ClaimState::Live(h) | ClaimState::Stale(h), _)) => took_over = Some(h),
                 }
                 crate::fault::pause("claim-takeover");
@@ -248,6 +272,7 @@ impl Claim {
             shared,
             took_over,
             lost,
+            sealed: AtomicBool::new(false),
             progress,
             born,
             stop,
@@ -266,6 +291,23 @@ impl Claim {
     pub fn progressed(&self) {
         self.progress
             .store(self.born.elapsed().as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Seals the commit of the record written to `record` (a file in the stage's folder): the
+    /// next generation, `committing <file> by <token>`, which only one task can create. After
+    /// it no task can take the stage over, and one that finds the seal stale links the record
+    /// for its writer. False when another task made that generation first: the claim was lost
+    /// and this task must not commit. A store held alone needs no seal.
+    pub(super) fn seal(&self, record: &Path) -> Result<bool, StoreError> {
+        if !self.shared {
+            return Ok(true);
+        }
+        let name = record.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let text = format!("{COMMITTING} {name} by {}", self.token);
+        let file = unique_file(&self.dir, ".claim-", &text)?;
+        let sealed = create(&file, &self.dir, self.generation + 1, &text)?;
+        self.sealed.store(sealed, Ordering::SeqCst);
+        Ok(sealed)
     }
 
     /// Who holds the stage now (`pid N on host`), who held it last (`pid N on host, done with
@@ -316,12 +358,17 @@ impl Drop for Claim {
             }
             return;
         }
-        if !self.holds() {
+        // After a sealed commit the seal is the newest generation: released after it.
+        let next = if self.sealed.load(Ordering::SeqCst) {
+            self.generation + 2
+        } else if self.holds() {
+            self.generation + 1
+        } else {
             return; // taken over: the stage is another task's
-        }
+        };
         let text = format!("{RELEASED} by {}", self.token);
         if let Ok(file) = unique_file(&self.dir, ".claim-", &text) {
-            let _ = create(&file, &self.dir, self.generation + 1, &text);
+            let _ = create(&file, &self.dir, next, &text);
         }
     }
 }

@@ -1,21 +1,19 @@
-//! Committing a stage: the one step after which it counts as done, built so that no timing of
-//! any number of paused and resumed tasks can overwrite a commit.
+//! Committing a stage: the one step after which it counts as done, built so that it succeeds
+//! only for the task holding the stage's current claim and, whatever the timing of any number
+//! of paused and resumed tasks, never overwrites a commit.
 //!
 //! 1. The weights are hard-linked under their digest's name, `model-<sha256>.bpk`: a file of
 //!    that name holds those bytes whoever wrote it, so linking never replaces anything.
-//! 2. The record, naming that file and its digest, is hard-linked to `record.json`, which fails
-//!    if a record exists: the first commit stands. A record already there that checks out is
-//!    another task's commit (ours is dropped); one that does not is moved aside
-//!    (`record.json.corrupt-<hex>`) and ours linked in its place.
-//! 3. Only then is `model.bpk` made a second name of the weights, for older kdgrid versions; a
+//! 2. The record, naming that file and its digest, is written under a unique name, and the
+//!    commit is sealed: the claim's next generation is created as `committing <file> by
+//!    <token>` ([`Claim::seal`]), which fails if the stage was taken over; once it exists no
+//!    task can take the stage over, and one that finds it stale links the record for its writer.
+//! 3. The record is hard-linked to `record.json`, which fails if a record exists: the first
+//!    commit stands. A record already there that checks out is another task's commit (ours is
+//!    dropped); one that does not is moved aside (`record.json.corrupt-<hex>`) and ours linked
+//!    in its place.
+//! 4. Only then is `model.bpk` made a second name of the weights, for older kdgrid versions; a
 //!    different `model.bpk` there (weights of a corrupt commit) is moved aside first.
-//!
-//! The claim is checked before each of the first two steps; a task that lost it commits
-//! nothing. A task that passed the check and then paused until another task took the stage over
-//! can still win step 2 if the other has not committed yet: the stage is then committed once,
-//! with the weights of whichever task linked its record, and the other finds it committed.
-//! Claim generations are never removed here, so a task paused for any time finds a newer
-//! generation than its own however long it slept.
 
 use super::lookup::{Sealed, canonical_seal, seal};
 use super::watch::random_u64;
@@ -83,12 +81,21 @@ impl Store {
             .map_err(io(&path))?;
         // Weights this commit placed stay when it fails: another task may have placed (or may
         // name) the same bytes under the same name; `kdgrid gc` removes weights no record names.
-        if !claim.holds() {
+        // The seal makes the commit this claim's alone: it fails if the stage was taken over.
+        if !claim.holds() || !claim.seal(tmp.path())? {
             return Err(lost());
         }
+        crate::fault::pause("sealed");
         loop {
             match std::fs::hard_link(tmp.path(), &path) {
                 Ok(()) => break,
+                // Linked for this task by one that found the seal stale.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && std::fs::read(&path).ok().as_deref() == Some(&json[..]) =>
+                {
+                    break;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     match self.lookup(&record.id)? {
                         // A failed stage trained again (`run --retry-failed`, a store held alone)

@@ -214,9 +214,10 @@ fn a_claim_left_by_a_dead_task_is_taken_over_and_a_live_one_is_shown() {
         .success(),
     );
     assert!(out.contains("trained"), "{out}");
-    // Taken over as generation 2, released as generation 3.
-    let released = std::fs::read_to_string(stages.join(&ids[0]).join("claim.3")).unwrap();
-    assert!(released.starts_with("released by pid "), "{released}");
+    // Taken over as generation 2, its commit sealed as 3, released as 4.
+    let claim = |g: u32| std::fs::read_to_string(stages.join(&ids[0]).join(format!("claim.{g}")));
+    assert!(claim(3).unwrap().starts_with("committing .record"));
+    assert!(claim(4).unwrap().starts_with("released by pid "));
     // node-17 is never heard from again: once this reader has watched its claim unchanged for
     // the stale time (1 s here), the claim is taken over and the stage trained.
     let out = stderr(

@@ -267,3 +267,36 @@ fn a_suspended_shard_delays_the_others_but_stops_none() {
         assert_eq!(h.matches("commit by").count(), 1, "{id} of {n} shards: {h}");
     }
 }
+
+/// A task that sealed its commit (the claim generation after its own says `committing`) and
+/// stopped before linking its record: no task can take the stage over any more, and one that
+/// finds the seal stale links the record for it; the stopped task, resumed, finds its own
+/// record in place. The stage is committed once, by the task that held it.
+#[test]
+fn a_sealed_commit_is_finished_for_a_stopped_committer() {
+    let ws = study(4);
+    let (id, dir) = first_stage(&ws);
+    let paused = spawn(
+        &ws,
+        &["run-stage", "--stage", &id],
+        &[STALE, ("KDGRID_FAULT", "pause:sealed")],
+    );
+    wait_for("the task to pause after sealing its commit", || {
+        stopped(paused.id())
+    });
+    assert!(!dir.join("record.json").exists());
+    let (ok, out) = finish(spawn(&ws, &["run-stage", "--stage", &id], &[STALE]));
+    assert!(ok && out.contains("already done"), "{out}");
+    assert!(
+        dir.join("record.json").exists(),
+        "the seal's record was linked"
+    );
+    signal(&paused, libc::SIGCONT);
+    let (ok, paused_out) = finish(paused);
+    assert!(ok && paused_out.contains("trained"), "{paused_out}");
+    let h = history(&dir);
+    assert_eq!(h.matches("commit by").count(), 1, "{h}");
+    let status = stdout(&ws.kdgrid(&["status"]).success());
+    let line = status.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(line.contains("done"), "{status}");
+}
