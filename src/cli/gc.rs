@@ -128,6 +128,9 @@ fn leftovers(name: &str, root: &Path, results: &Path, dry_run: bool) -> Result<(
             }
         }
     };
+    if !dry_run {
+        store::gc::finish_sealed_commits(root);
+    }
     let found = store::gc::leftovers(root);
     if found.is_empty() {
         return Ok(());

@@ -49,8 +49,9 @@ pub struct Claim {
     took_over: Option<String>,
     /// Set by the heartbeat when it finds a newer generation.
     lost: Arc<AtomicBool>,
-    /// Set when this claim sealed a commit (the next generation says `committing`).
-    sealed: AtomicBool,
+    /// Set when this claim sealed a commit (the next generation says `committing`): the holder
+    /// then holds the stage through the seal, and beats it.
+    sealed: Arc<AtomicBool>,
     /// Milliseconds since `born` of the last training progress.
     progress: Arc<AtomicU64>,
     born: Instant,
@@ -166,16 +167,29 @@ fn create(from: &Path, dir: &Path, g: u64, text: &str) -> Result<bool, StoreErro
     }
 }
 
-/// Links the record a sealed commit names (`committing <file> by <token>`) to `record.json`,
-/// unless a record is there or the file is gone (its commit was finished, or `gc` removed it).
-fn finish_commit(dir: &Path, seal: &str) {
-    let name = seal
+/// Links the record a sealed commit names (`committing <file> by <token>`, generation `g`) to
+/// `record.json`, unless a record is there or the file is gone (its commit was finished, or
+/// `gc` found no seal to finish); a link made here is written in the seal's history in the
+/// sealer's name, as its commit.
+pub(super) fn finish_commit(dir: &Path, g: u64, seal: &str) -> bool {
+    let Some((name, sealer)) = seal
         .strip_prefix(COMMITTING)
-        .and_then(|rest| rest.trim_start().split(" by ").next())
-        .unwrap_or("");
-    if name.starts_with(".record") && !name.contains('/') {
-        let _ = std::fs::hard_link(dir.join(name), dir.join("record.json"));
+        .and_then(|rest| rest.trim_start().split_once(" by "))
+    else {
+        return false;
+    };
+    if !name.starts_with(".record") || name.contains('/') {
+        return false;
     }
+    let linked = std::fs::hard_link(dir.join(name), dir.join("record.json")).is_ok();
+    if linked {
+        super::append_history(
+            dir,
+            g,
+            &format!("commit by {sealer} (its sealed record linked by another task)"),
+        );
+    }
+    linked
 }
 
 impl Claim {
@@ -204,7 +218,11 @@ impl Claim {
                     // A holder that sealed its commit and stopped before linking the record:
                     // the record it wrote is linked for it (the stage is then done, and the
                     // caller finds it committed).
-                    Some((_, l)) if l.text.starts_with(COMMITTING) => finish_commit(dir, &l.text),
+                    Some((_, l)) if l.text.starts_with(COMMITTING) => {
+                        if !finish_commit(dir, g, &l.text) && !dir.join("record.json").exists() {
+                            took_over = Some(holder_label(&l.text));
+                        }
+                    }
                     Some((ClaimState::Live(h) | ClaimState::Stale(h), _)) => took_over = Some(h),
                 }
                 crate::fault::pause("claim-takeover");
@@ -231,18 +249,23 @@ impl Claim {
         took_over: Option<String>,
     ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
+        let sealed = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(AtomicU64::new(0));
         let born = Instant::now();
         let (stop, heartbeat) = if shared {
             let (tx, rx) = mpsc::channel::<()>();
-            let (dir, lost, progress) =
-                (dir.to_path_buf(), Arc::clone(&lost), Arc::clone(&progress));
+            let (dir, lost, progress, seal) = (
+                dir.to_path_buf(),
+                Arc::clone(&lost),
+                Arc::clone(&progress),
+                Arc::clone(&sealed),
+            );
             let handle = std::thread::spawn(move || {
-                let (own, next) = (
-                    generation_path(&dir, generation),
-                    generation_path(&dir, generation + 1),
-                );
                 while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(heartbeat()) {
+                    // Once sealed, the seal is the holder's newest generation.
+                    let mine = generation + u64::from(seal.load(Ordering::SeqCst));
+                    let (own, next) =
+                        (generation_path(&dir, mine), generation_path(&dir, mine + 1));
                     if exists(&next) {
                         lost.store(true, Ordering::SeqCst);
                         return;
@@ -272,7 +295,7 @@ impl Claim {
             shared,
             took_over,
             lost,
-            sealed: AtomicBool::new(false),
+            sealed,
             progress,
             born,
             stop,
@@ -282,9 +305,9 @@ impl Claim {
 
     /// Whether no newer generation replaced this claim (always, for a store held alone).
     pub fn holds(&self) -> bool {
+        let mine = self.generation + u64::from(self.sealed.load(Ordering::SeqCst));
         !self.shared
-            || (!self.lost.load(Ordering::SeqCst)
-                && !exists(&generation_path(&self.dir, self.generation + 1)))
+            || (!self.lost.load(Ordering::SeqCst) && !exists(&generation_path(&self.dir, mine + 1)))
     }
 
     /// Notes that the training of the stage made progress (a step, an evaluation).
@@ -305,9 +328,13 @@ impl Claim {
         let name = record.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let text = format!("{COMMITTING} {name} by {}", self.token);
         let file = unique_file(&self.dir, ".claim-", &text)?;
-        let sealed = create(&file, &self.dir, self.generation + 1, &text)?;
-        self.sealed.store(sealed, Ordering::SeqCst);
-        Ok(sealed)
+        // Set first, so that the heartbeat never takes our own seal for a taker's.
+        self.sealed.store(true, Ordering::SeqCst);
+        let sealed = create(&file, &self.dir, self.generation + 1, &text);
+        if !matches!(sealed, Ok(true)) {
+            self.sealed.store(false, Ordering::SeqCst);
+        }
+        sealed
     }
 
     /// Who holds the stage now (`pid N on host`), who held it last (`pid N on host, done with
@@ -358,14 +385,11 @@ impl Drop for Claim {
             }
             return;
         }
-        // After a sealed commit the seal is the newest generation: released after it.
-        let next = if self.sealed.load(Ordering::SeqCst) {
-            self.generation + 2
-        } else if self.holds() {
-            self.generation + 1
-        } else {
+        if !self.holds() {
             return; // taken over: the stage is another task's
-        };
+        }
+        // After a sealed commit the seal is the newest generation: released after it.
+        let next = self.generation + 1 + u64::from(self.sealed.load(Ordering::SeqCst));
         let text = format!("{RELEASED} by {}", self.token);
         if let Ok(file) = unique_file(&self.dir, ".claim-", &text) {
             let _ = create(&file, &self.dir, next, &text);

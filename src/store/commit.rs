@@ -86,14 +86,17 @@ impl Store {
             return Err(lost());
         }
         crate::fault::pause("sealed");
+        let mut line = "commit";
         loop {
             match std::fs::hard_link(tmp.path(), &path) {
                 Ok(()) => break,
-                // Linked for this task by one that found the seal stale.
+                // Linked for this task by one that found the seal stale (and wrote the commit
+                // in this task's name).
                 Err(e)
                     if e.kind() == std::io::ErrorKind::AlreadyExists
                         && std::fs::read(&path).ok().as_deref() == Some(&json[..]) =>
                 {
+                    line = "its sealed record found linked by another task";
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -126,7 +129,7 @@ impl Store {
             // Noted after the last link (a link changes the file's status-change time).
             super::lookup::remember_digest(&dir.join(&w.name), &w.sha256);
         }
-        self.log(&record.id, claim, "commit");
+        self.log(&record.id, claim, line);
         // Checkpoints are only for an unfinished stage.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
         Ok(true)

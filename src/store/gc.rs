@@ -89,6 +89,19 @@ pub fn remove(dir: &StageDir) -> std::io::Result<()> {
     std::fs::remove_dir_all(&dir.path)
 }
 
+/// Links the records of commits sealed by tasks that died before linking them, in the
+/// experiment folder `root`, for a process that holds the store alone (every seal is then a
+/// dead task's): their records are whole, and would otherwise be removed as leftovers.
+pub fn finish_sealed_commits(root: &Path) {
+    for dir in stage_dirs(root).into_iter().filter(|d| !d.finished) {
+        let Ok(g) = super::claim::newest(&dir.path) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(dir.path.join(format!("claim.{g}"))).unwrap_or_default();
+        super::claim::finish_commit(&dir.path, g, text.trim());
+    }
+}
+
 /// What killed tasks leave in the experiment folder `root`, for a process that holds the store
 /// alone (no task runs, so every claim and temporary file is a dead process's): temporary files
 /// (`.*.tmp`) and checkpoints half written, claims and task announcements, and in finished

@@ -382,21 +382,31 @@ impl Store {
     }
 
     /// Appends `line` to stage `id`'s history (who started, took over, committed it), with
-    /// `claim`'s token, in the file of `claim`'s generation, `history/<g>.log`: each file has
-    /// one writer, the generation's holder, so no line relies on `O_APPEND` between machines
-    /// (not atomic over NFS). Best effort: a history that cannot be written loses a line, not a
-    /// result.
+    /// `claim`'s token, in the file of `claim`'s generation (see [`append_history`]). Best
+    /// effort: a history that cannot be written loses a line, not a result.
     pub fn log(&self, id: &StageId, claim: &Claim, line: &str) {
-        let dir = self.stage_dir(id).join("history");
-        let path = dir.join(format!("{}.log", claim.generation()));
-        let _ = std::fs::create_dir_all(&dir).and_then(|_| {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .and_then(|mut f| f.write_all(format!("{line} by {}\n", claim.token()).as_bytes()))
-        });
+        append_history(
+            &self.stage_dir(id),
+            claim.generation(),
+            &format!("{line} by {}", claim.token()),
+        );
     }
+}
+
+/// Appends `line` to the history of claim generation `g` in the stage folder `dir`,
+/// `history/<g>.log`: each file has one writer, the generation's holder (or the one task that
+/// finishes its sealed commit), so no line relies on `O_APPEND` between machines (not atomic
+/// over NFS).
+pub(super) fn append_history(dir: &Path, g: u64, line: &str) {
+    let folder = dir.join("history");
+    let path = folder.join(format!("{g}.log"));
+    let _ = std::fs::create_dir_all(&folder).and_then(|_| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+    });
 }
 
 /// Checks the `FORMAT` file of the store in the experiment folder `root` without writing

@@ -135,11 +135,21 @@ impl Watch {
 
 /// `pid N on host` of a token (what `kdgrid status` shows).
 pub(super) fn holder_label(token: &str) -> String {
+    let token = token_of(token);
     token
         .split_once(" [")
         .map_or(token, |(label, _)| label)
         .trim()
         .to_string()
+}
+
+/// The token in a claim file's text: the text itself, or what follows ` by ` in a generation
+/// that seals a commit or releases a stage (`committing <file> by <token>`).
+fn token_of(text: &str) -> &str {
+    match text.split_once(" by ") {
+        Some((what, token)) if !what.starts_with("pid ") => token,
+        _ => text,
+    }
 }
 
 /// This process's token: who it is, where (the kernel's boot id and the pid namespace, which
@@ -186,7 +196,7 @@ fn place() -> (String, String) {
 
 /// Whether `token` names a process of this kernel and pid namespace that no longer exists.
 pub(super) fn dead_here(token: &str) -> bool {
-    let Some((pid, boot, ns)) = parse(token) else {
+    let Some((pid, boot, ns)) = parse(token_of(token)) else {
         return false;
     };
     let (my_boot, my_ns) = place();

@@ -296,6 +296,11 @@ fn a_sealed_commit_is_finished_for_a_stopped_committer() {
     assert!(ok && paused_out.contains("trained"), "{paused_out}");
     let h = history(&dir);
     assert_eq!(h.matches("commit by").count(), 1, "{h}");
+    assert!(
+        h.contains("(its sealed record linked by another task)")
+            && h.contains("its sealed record found linked by another task by pid"),
+        "{h}"
+    );
     let status = stdout(&ws.kdgrid(&["status"]).success());
     let line = status.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(line.contains("done"), "{status}");

@@ -181,3 +181,38 @@ fn gc_removes_what_killed_tasks_left() {
     let out = stdout(&kdgrid(&ws, &["run", m]).success());
     assert!(out.contains("0 trained"), "{out}");
 }
+
+/// A commit sealed by a task that died before linking its record is finished by gc (the record
+/// is whole), not removed with the other leftovers.
+#[test]
+fn gc_finishes_a_sealed_commit_of_a_dead_task() {
+    let ws = Workspace::new("");
+    let experiments = ws.dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let manifest = experiments.join("tiny.toml");
+    std::fs::write(&manifest, TINY.replace("seed = [0, 1]", "seed = [0]")).unwrap();
+    let m = manifest.to_str().unwrap();
+    kdgrid(&ws, &["run", "--quiet", m]).success();
+    let stages = ws.results().join("tiny/stages");
+    let done = std::fs::read_dir(&stages)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("record.json").exists())
+        .unwrap();
+    // As a task leaves it when killed between its seal and its record's link.
+    std::fs::rename(done.join("record.json"), done.join(".record-dead.tmp")).unwrap();
+    std::fs::write(
+        done.join("claim.1"),
+        "committing .record-dead.tmp by pid 1 on elsewhere [boot x ns 1] #1\n",
+    )
+    .unwrap();
+    kdgrid(&ws, &["gc"]).success();
+    assert!(done.join("record.json").exists());
+    assert!(
+        !done.join(".record-dead.tmp").exists(),
+        "the temporary name is gone"
+    );
+    let out = stdout(&kdgrid(&ws, &["run", m]).success());
+    assert!(out.contains("0 trained"), "{out}");
+}
