@@ -382,7 +382,7 @@ impl Store {
     }
 
     /// Appends `line` to stage `id`'s history (who started, took over, committed it), with
-    /// `claim`'s token, in the file of `claim`'s generation (see [`append_history`]). Best
+    /// `claim`'s token, in the file of `claim`'s generation (`history/<g>.log`). Best
     /// effort: a history that cannot be written loses a line, not a result.
     pub fn log(&self, id: &StageId, claim: &Claim, line: &str) {
         append_history(
