@@ -367,7 +367,15 @@ impl Store {
     /// The claim on stage `id` as this process has watched it: live until it looked the same
     /// for the stale time (call it at each poll; the first look counts as live).
     pub fn claim_seen(&self, id: &StageId) -> Result<Option<ClaimState>, StoreError> {
-        Ok(claim::seen(&self.stage_dir(id), &self.watch)?.map(|(_, state, _)| state))
+        let dir = self.stage_dir(id);
+        Ok(match claim::seen(&dir, &self.watch)? {
+            // A stale seal is a commit its writer did not finish: finished here, so that a
+            // task waiting for the stage (a student for its teacher) finds it done.
+            Some((g, ClaimState::Stale(_), look)) if claim::finish_commit(&dir, g, &look.text) => {
+                None
+            }
+            other => other.map(|(_, state, _)| state),
+        })
     }
 
     /// Announces this stage task (`info`: its plan and compute settings) until the returned

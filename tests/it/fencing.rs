@@ -62,7 +62,7 @@ fn finish(child: Child) -> (bool, String) {
     (out.status.success(), flat(&text))
 }
 
-/// The first stage of the plan (a teacher, trained from labels) and its folder.
+/// The first stage of the plan (a model trained from labels alone) and its folder.
 fn first_stage(ws: &Workspace) -> (String, PathBuf) {
     let (_, _, id) = plan_stages(ws, &[]).into_iter().next().unwrap();
     let dir = ws.results().join("tiny/stages").join(&id);
@@ -304,4 +304,33 @@ fn a_sealed_commit_is_finished_for_a_stopped_committer() {
     let status = stdout(&ws.kdgrid(&["status"]).success());
     let line = status.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(line.contains("done"), "{status}");
+}
+
+/// A student waiting for a teacher whose commit was sealed and not finished finishes it when
+/// the seal goes stale, instead of failing for a missing teacher.
+#[test]
+fn a_student_finishes_its_teachers_sealed_commit() {
+    let ws = study(4);
+    let stages = plan_stages(&ws, &[]);
+    let id = |of: &str| stages.iter().find(|(c, _, _)| c == of).unwrap().2.clone();
+    let (teacher, student) = (id("teacher"), id("teacher > student"));
+    let dir = ws.results().join("tiny/stages").join(&teacher);
+    let paused = spawn(
+        &ws,
+        &["run-stage", "--stage", &teacher],
+        &[STALE, ("KDGRID_FAULT", "pause:sealed")],
+    );
+    wait_for("the teacher's task to pause after sealing", || {
+        stopped(paused.id())
+    });
+    let (ok, out) = finish(spawn(&ws, &["run-stage", "--stage", &student], &[STALE]));
+    assert!(
+        ok && out.contains(&format!("stage {student}: trained")),
+        "{out}"
+    );
+    assert!(dir.join("record.json").exists());
+    signal(&paused, libc::SIGCONT);
+    let (ok, paused_out) = finish(paused);
+    assert!(ok, "{paused_out}");
+    assert_eq!(history(&dir).matches("commit by").count(), 1);
 }
