@@ -41,6 +41,20 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// `run-stage --stage id` with `STALE` and a pause injected at `point`, once it has paused there.
+fn paused_at(ws: &Workspace, id: &str, point: &str) -> Child {
+    let fault = format!("pause:{point}");
+    let child = spawn(
+        ws,
+        &["run-stage", "--stage", id],
+        &[STALE, ("KDGRID_FAULT", &fault)],
+    );
+    wait_for(&format!("the task to pause at `{point}`"), || {
+        stopped(child.id())
+    });
+    child
+}
+
 /// Whether process `pid` is stopped (state `T` in /proc).
 fn stopped(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -84,12 +98,7 @@ fn of_two_takers_of_one_stale_claim_one_trains() {
         "pid 4242 on node-17 [boot b ns 1] #1\n",
     )
     .unwrap();
-    let late = spawn(
-        &ws,
-        &["run-stage", "--stage", &id],
-        &[STALE, ("KDGRID_FAULT", "pause:claim-takeover")],
-    );
-    wait_for("the late taker to pause", || stopped(late.id()));
+    let late = paused_at(&ws, &id, "claim-takeover");
     let first = spawn(&ws, &["run-stage", "--stage", &id], &[STALE]);
     wait_for("the first taker to hold generation 2", || {
         dir.join("claim.2").exists()
@@ -113,14 +122,7 @@ fn of_two_takers_of_one_stale_claim_one_trains() {
 fn a_task_paused_inside_its_commit_leaves_the_other_tasks_commit_as_it_was() {
     let ws = study(4);
     let (id, dir) = first_stage(&ws);
-    let paused = spawn(
-        &ws,
-        &["run-stage", "--stage", &id],
-        &[STALE, ("KDGRID_FAULT", "pause:commit")],
-    );
-    wait_for("the first task to pause in its commit", || {
-        stopped(paused.id())
-    });
+    let paused = paused_at(&ws, &id, "commit");
     let other = spawn(&ws, &["run-stage", "--stage", &id], &[STALE]);
     let (ok, out) = finish(other);
     assert!(ok && out.contains("took over the stale claim"), "{out}");
@@ -154,12 +156,7 @@ fn a_task_paused_inside_its_commit_leaves_the_other_tasks_commit_as_it_was() {
 fn a_holder_that_lost_its_stage_stops_at_the_next_epoch() {
     let ws = study(6);
     let (id, dir) = first_stage(&ws);
-    let paused = spawn(
-        &ws,
-        &["run-stage", "--stage", &id],
-        &[STALE, ("KDGRID_FAULT", "pause:epoch")],
-    );
-    wait_for("the holder to pause after epoch 1", || stopped(paused.id()));
+    let paused = paused_at(&ws, &id, "epoch");
     let (ok, out) = finish(spawn(&ws, &["run-stage", "--stage", &id], &[STALE]));
     assert!(ok, "{out}");
     signal(&paused, libc::SIGCONT);
@@ -276,14 +273,7 @@ fn a_suspended_shard_delays_the_others_but_stops_none() {
 fn a_sealed_commit_is_finished_for_a_stopped_committer() {
     let ws = study(4);
     let (id, dir) = first_stage(&ws);
-    let paused = spawn(
-        &ws,
-        &["run-stage", "--stage", &id],
-        &[STALE, ("KDGRID_FAULT", "pause:sealed")],
-    );
-    wait_for("the task to pause after sealing its commit", || {
-        stopped(paused.id())
-    });
+    let paused = paused_at(&ws, &id, "sealed");
     assert!(!dir.join("record.json").exists());
     let (ok, out) = finish(spawn(&ws, &["run-stage", "--stage", &id], &[STALE]));
     assert!(ok && out.contains("already done"), "{out}");
@@ -315,14 +305,7 @@ fn a_student_finishes_its_teachers_sealed_commit() {
     let id = |of: &str| stages.iter().find(|(c, _, _)| c == of).unwrap().2.clone();
     let (teacher, student) = (id("teacher"), id("teacher > student"));
     let dir = ws.results().join("tiny/stages").join(&teacher);
-    let paused = spawn(
-        &ws,
-        &["run-stage", "--stage", &teacher],
-        &[STALE, ("KDGRID_FAULT", "pause:sealed")],
-    );
-    wait_for("the teacher's task to pause after sealing", || {
-        stopped(paused.id())
-    });
+    let paused = paused_at(&ws, &teacher, "sealed");
     let (ok, out) = finish(spawn(&ws, &["run-stage", "--stage", &student], &[STALE]));
     assert!(
         ok && out.contains(&format!("stage {student}: trained")),

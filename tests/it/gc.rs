@@ -121,26 +121,37 @@ fn gc_keeps_stages_trained_with_other_compute_settings() {
     assert_eq!(stage_count(&tiny), 10);
 }
 
-/// What killed tasks leave (temporary files, claims, announcements, a finished stage's
-/// checkpoints and weights its record does not name) is removed; records, weights, an
-/// unfinished stage's checkpoints and files kept aside as corrupt stay.
-#[test]
-fn gc_removes_what_killed_tasks_left() {
+/// A workspace whose `experiments/tiny.toml` (TINY, one seed) was run, and that manifest.
+fn finished_study() -> (Workspace, std::path::PathBuf) {
     let ws = Workspace::new("");
     let experiments = ws.dir.path().join("experiments");
     std::fs::create_dir_all(&experiments).unwrap();
     let manifest = experiments.join("tiny.toml");
     std::fs::write(&manifest, TINY.replace("seed = [0, 1]", "seed = [0]")).unwrap();
-    let m = manifest.to_str().unwrap();
-    kdgrid(&ws, &["run", "--quiet", m]).success();
-    let root = ws.results().join("tiny");
-    let stages = root.join("stages");
-    let done = std::fs::read_dir(&stages)
+    kdgrid(&ws, &["run", "--quiet", manifest.to_str().unwrap()]).success();
+    (ws, manifest)
+}
+
+/// A finished stage folder of `stages`.
+fn a_finished_stage(stages: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(stages)
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.join("record.json").exists())
-        .unwrap();
+        .unwrap()
+}
+
+/// What killed tasks leave (temporary files, claims, announcements, a finished stage's
+/// checkpoints and weights its record does not name) is removed; records, weights, an
+/// unfinished stage's checkpoints and files kept aside as corrupt stay.
+#[test]
+fn gc_removes_what_killed_tasks_left() {
+    let (ws, manifest) = finished_study();
+    let m = manifest.to_str().unwrap();
+    let root = ws.results().join("tiny");
+    let stages = root.join("stages");
+    let done = a_finished_stage(&stages);
     let unfinished = stages.join("00000000000000ff");
     let write = |p: &Path| {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -186,20 +197,10 @@ fn gc_removes_what_killed_tasks_left() {
 /// is whole), not removed with the other leftovers.
 #[test]
 fn gc_finishes_a_sealed_commit_of_a_dead_task() {
-    let ws = Workspace::new("");
-    let experiments = ws.dir.path().join("experiments");
-    std::fs::create_dir_all(&experiments).unwrap();
-    let manifest = experiments.join("tiny.toml");
-    std::fs::write(&manifest, TINY.replace("seed = [0, 1]", "seed = [0]")).unwrap();
+    let (ws, manifest) = finished_study();
     let m = manifest.to_str().unwrap();
-    kdgrid(&ws, &["run", "--quiet", m]).success();
     let stages = ws.results().join("tiny/stages");
-    let done = std::fs::read_dir(&stages)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.join("record.json").exists())
-        .unwrap();
+    let done = a_finished_stage(&stages);
     // As a task leaves it when killed between its seal and its record's link.
     std::fs::rename(done.join("record.json"), done.join(".record-dead.tmp")).unwrap();
     std::fs::write(
