@@ -93,12 +93,19 @@ pub fn remove(dir: &StageDir) -> std::io::Result<()> {
 /// experiment folder `root`, for a process that holds the store alone (every seal is then a
 /// dead task's): their records are whole, and would otherwise be removed as leftovers.
 pub fn finish_sealed_commits(root: &Path) {
-    for dir in stage_dirs(root).into_iter().filter(|d| !d.finished) {
-        let Ok(g) = super::claim::newest(&dir.path) else {
+    // Only unfinished folders matter, and no record needs reading (or weights hashing) for that.
+    let unfinished = std::fs::read_dir(root.join("stages"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.join("record.json").exists());
+    for dir in unfinished {
+        let Ok(g) = super::claim::newest(&dir) else {
             continue;
         };
-        let text = std::fs::read_to_string(dir.path.join(format!("claim.{g}"))).unwrap_or_default();
-        super::claim::finish_commit(&dir.path, g, text.trim());
+        let text = std::fs::read_to_string(dir.join(format!("claim.{g}"))).unwrap_or_default();
+        super::claim::finish_commit(&dir, g, text.trim());
     }
 }
 
